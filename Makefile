@@ -1,0 +1,62 @@
+# The two commands a newcomer types: `make run` and `make test`. Everything else is underneath.
+# CMake does the building; this file installs what is missing (apt-get) and drives the tiers.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+LISTEN     ?= 127.0.0.1:8000
+ARGS       ?=
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?= --output-on-failure --no-tests=error -j$(JOBS)
+
+.PHONY: all deps build build-asan run test test-unit test-integration test-asan format \
+        format-check clean help
+
+all: build
+
+help:
+	@echo "make run          install what is missing, build, start hscd on http://$(LISTEN)"
+	@echo "make test         build, then every test tier (unit, integration, ASan+UBSan)"
+	@echo "make build        build into $(BUILD)/"
+	@echo "make test-unit | test-integration | test-asan   one tier"
+	@echo "make format       clang-format the C sources"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DHSC_WERROR=ON >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	@CC=clang cmake -S . -B $(ASAN_BUILD) -DHSC_WERROR=ON -DHSC_SANITIZE=ON \
+		-DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+run: build
+	$(BUILD)/hscd --listen $(LISTEN) $(ARGS)
+
+test-unit: build
+	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit
+
+test-integration: build
+	cd $(BUILD) && ctest $(CTEST_ARGS) -L integration
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS) -L 'unit|integration'
+
+test: build build-asan
+	@echo "== tier 1: unit + integration ($(BUILD)) =="
+	cd $(BUILD) && ctest $(CTEST_ARGS)
+	@echo "== tier 2: unit + integration under ASan + UBSan ($(ASAN_BUILD)) =="
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS) -L 'unit|integration'
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

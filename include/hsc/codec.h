@@ -1,0 +1,124 @@
+/**
+ * Pure codecs: bytes in, bytes out. No loop, no socket, no global state, no allocation unless
+ * the name says so. The server, the client and the tests share them.
+ */
+#ifndef HSC_CODEC_H
+#define HSC_CODEC_H
+
+#include "hsc.h"
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- chunked transfer coding (RFC 9112 §7.1) ---------------------------------------------- */
+
+/** Longest chunk-size line hsc_chunked_header() writes: 16 hex digits plus CRLF. */
+#define HSC_CHUNK_HEADER_MAX 18
+/** The bytes that end every chunk's data. */
+#define HSC_CHUNK_CRLF "\r\n"
+/** The last chunk and the empty trailer section: ends a chunked body. */
+#define HSC_CHUNK_LAST "0\r\n\r\n"
+
+/**
+ * Writes the size line of a chunk of `len` bytes ("1a\r\n") to `out`, which must hold
+ * HSC_CHUNK_HEADER_MAX bytes. `len` must not be 0 (a zero-size chunk ends the body). Returns the
+ * number of bytes written.
+ */
+HSC_EXPORT size_t hsc_chunked_header(char *out, size_t len);
+
+/**
+ * Encodes `len` bytes as one complete chunk into `out` (capacity `cap`). Returns the encoded
+ * length, which may exceed `cap` (nothing is written then), as snprintf does. `len` 0 encodes
+ * nothing and returns 0.
+ */
+HSC_EXPORT size_t hsc_chunked_encode(char *out, size_t cap, const void *data, size_t len);
+
+/* ---- Server-Sent Events encoder (WHATWG HTML, "server-sent events") ------------------------ */
+
+typedef struct hsc_sse_event_s {
+    const char *type; /* "event:" field; NULL or "" for none (the default "message") */
+    const char *id;   /* "id:" field; NULL for none */
+    const char *data; /* the event's data; may contain CR, LF or CRLF line breaks */
+    size_t data_len;
+    long retry_ms; /* "retry:" field when >= 0; -1 for none */
+} hsc_sse_event_t;
+
+/**
+ * Encodes one event into `out` (capacity `cap`); returns the encoded length, which may exceed
+ * `cap` (nothing useful is written then), or HSC_EINVAL when `type` or `id` contains CR, LF or
+ * NUL (they would forge or break fields). Each line of the data becomes one "data:" line, so a
+ * payload with line breaks stays one event; data with no bytes still yields one empty "data:"
+ * line. The event ends with an empty line.
+ */
+HSC_EXPORT ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *ev);
+
+/**
+ * Encodes a comment line (": text\n"), which every SSE parser ignores; used as a keep-alive.
+ * `text` must not contain CR or LF (HSC_EINVAL). Returns the length as hsc_sse_encode() does.
+ */
+HSC_EXPORT ssize_t hsc_sse_comment(char *out, size_t cap, const char *text);
+
+/* ---- percent-decoding and query strings (RFC 3986, application/x-www-form-urlencoded) ----- */
+
+/**
+ * Percent-decodes `len` bytes of `in` into `out` (which needs `len` bytes; `out` may equal `in`).
+ * With `plus_is_space`, '+' decodes to a space (query strings). Returns the decoded length or
+ * HSC_EINVAL for a '%' not followed by two hex digits.
+ */
+HSC_EXPORT ssize_t hsc_url_decode(char *out, const char *in, size_t len, int plus_is_space);
+
+/** A span of bytes inside a caller's buffer. */
+typedef struct hsc_span_s {
+    const char *p;
+    size_t len;
+} hsc_span_t;
+
+/**
+ * Iterates over the "key=value" pairs of a query string (without the '?'). `*pos` starts at 0.
+ * Fills `key` and `value` with raw (still encoded) spans into `q`; a pair without '=' has an empty
+ * value. Empty pairs ("a=1&&b=2") are skipped. Returns 1 for a pair, 0 at the end.
+ */
+HSC_EXPORT int hsc_query_next(const char *q, size_t qlen, size_t *pos, hsc_span_t *key,
+                              hsc_span_t *value);
+
+/**
+ * Finds the first pair whose decoded key equals `name` and decodes its value into `out` (capacity
+ * `cap`, NUL-terminated). Returns the decoded length, HSC_ENOTFOUND, HSC_ETOOBIG if the value does
+ * not fit, or HSC_EINVAL for bad percent-encoding.
+ */
+HSC_EXPORT ssize_t hsc_query_get(const char *q, size_t qlen, const char *name, char *out,
+                                 size_t cap);
+
+/* ---- UTF-8 ------------------------------------------------------------------------------------
+ */
+
+/** Returns 1 when `len` bytes are well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+HSC_EXPORT int hsc_utf8_valid(const void *p, size_t len);
+
+/**
+ * Returns how many leading bytes of `p` can be emitted without cutting a multi-byte character:
+ * `len` minus the bytes of an incomplete (but so far valid) sequence at the end. Used when a
+ * stream of bytes is split into pieces that must each be valid text.
+ */
+HSC_EXPORT size_t hsc_utf8_complete_prefix(const void *p, size_t len);
+
+/* ---- durations and sizes, as written on a command line ------------------------------------- */
+
+/**
+ * Parses a duration: a non-negative number with a unit ms, s, m or h ("250ms", "1.5s", "2m");
+ * a bare number means seconds. Writes milliseconds to `*ms`. Returns 0 or HSC_EINVAL.
+ */
+HSC_EXPORT int hsc_parse_duration(const char *s, uint64_t *ms);
+
+/**
+ * Parses a byte size: a non-negative integer with an optional unit k, m or g (powers of 1024,
+ * case-insensitive, an optional trailing 'b' or 'ib'). Returns 0 or HSC_EINVAL.
+ */
+HSC_EXPORT int hsc_parse_size(const char *s, uint64_t *bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

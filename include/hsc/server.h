@@ -1,0 +1,83 @@
+/**
+ * The hsc server: libuv loops on worker threads, each accepting on its own SO_REUSEPORT socket,
+ * llhttp parsing, a router, and the streaming response writer every feature shares.
+ *
+ * Typical use (this is what hscd's main() does):
+ *
+ *     hsc_server_config_t cfg;
+ *     hsc_server_config_init(&cfg);
+ *     cfg.listen = "127.0.0.1:8000";
+ *     hsc_server_t *srv;
+ *     int rc = hsc_server_new(&cfg, &srv);          // binds the sockets; errors show here
+ *     if (rc == 0) rc = hsc_server_run(srv);        // blocks until SIGINT/SIGTERM, then drains
+ *     hsc_server_free(srv);
+ */
+#ifndef HSC_SERVER_H
+#define HSC_SERVER_H
+
+#include "hsc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum hsc_log_level_e {
+    HSC_LOG_ERROR = 0,
+    HSC_LOG_WARN,
+    HSC_LOG_NOTICE,
+    HSC_LOG_INFO,
+    HSC_LOG_DEBUG
+} hsc_log_level_t;
+
+typedef struct hsc_server_config_s {
+    const char *listen;         /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free port */
+    unsigned threads;           /* worker threads (loops); 0 = number of cores */
+    unsigned max_connections;   /* open connections across all threads; past it 503 */
+    size_t max_header_bytes;    /* request line plus headers; past it 431 */
+    size_t max_body_bytes;      /* request body; past it 413 */
+    size_t max_queue_bytes;     /* per-connection output queue ceiling; past it the conn closes */
+    uint64_t header_timeout_ms; /* to receive a request's head, from its first byte or accept */
+    uint64_t idle_timeout_ms;   /* keep-alive wait between requests; body read stalls */
+    uint64_t drain_timeout_ms;  /* on shutdown, how long streams may still run */
+    unsigned max_gen_len;       /* demo responder: pieces per answer */
+    uint64_t interval_ms;       /* demo responder: time between pieces */
+    int legacy_get;             /* serve GET /<percent-encoded text> as an answer */
+    int handle_signals;         /* hsc_server_run() stops on SIGINT/SIGTERM */
+    hsc_log_level_t log_level;
+} hsc_server_config_t;
+
+typedef struct hsc_server_s hsc_server_t;
+
+/** Parses "error", "warn", "notice", "info" or "debug". Returns 0 or HSC_EINVAL. */
+HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
+
+/** Fills `cfg` with the defaults that `hscd --help` shows. */
+HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);
+
+/**
+ * Creates a server and binds its listening sockets (so "address in use" is reported here).
+ * Borrows `cfg` (copied; `cfg->listen` is copied too). On success `*out` must be freed with
+ * hsc_server_free(). Returns 0, HSC_EINVAL for a bad listen address, or a libuv error.
+ */
+HSC_EXPORT int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out);
+
+/** The port actually bound (useful with port 0). */
+HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);
+
+/**
+ * Runs the worker threads and blocks until the server is stopped (hsc_server_stop(), or
+ * SIGINT/SIGTERM when cfg.handle_signals): it then stops accepting, lets streams in progress
+ * finish for up to cfg.drain_timeout_ms, closes the rest, and returns 0.
+ */
+HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
+
+/** Asks a running server to drain and stop. Safe from any thread; returns at once. */
+HSC_EXPORT void hsc_server_stop(hsc_server_t *srv);
+
+/** Frees a server that is not running. NULL is allowed. */
+HSC_EXPORT void hsc_server_free(hsc_server_t *srv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

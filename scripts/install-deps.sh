@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hsc needs, only those that are missing. Idempotent and quiet when
+# everything is present, so `make run` and `make test` can call it every time.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config git
+    libuv1-dev        # event loop, timers, processes, threads
+    node-llhttp       # the HTTP/1.1 parser's C sources, compiled into libhsc
+    libjansson-dev    # JSON
+    libcurl4-openssl-dev
+    libcmocka-dev     # unit tests
+    clang libclang-rt-14-dev  # sanitizers and libFuzzer
+    clang-format
+    python3 curl      # integration tests use real clients
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

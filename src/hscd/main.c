@@ -1,0 +1,252 @@
+/*
+ * hscd: the hsc server daemon. Parses flags into an hsc_server_config_t, runs the server, maps
+ * the result to an exit status: 0 after a clean shutdown, 1 when the server cannot start (address
+ * in use...), 2 for a bad command line (the message names the flag).
+ *
+ * The Python template's flag spellings (--server_ip, --server_port, --max_gen_len) are accepted
+ * as aliases so that its users switch by changing one command.
+ */
+#include "hsc/codec.h"
+#include "hsc/server.h"
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_SERVER_IP,
+    OPT_SERVER_PORT,
+    OPT_THREADS,
+    OPT_MAX_GEN_LEN,
+    OPT_INTERVAL,
+    OPT_LEGACY_GET,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_HEADER_BYTES,
+    OPT_MAX_BODY_BYTES,
+    OPT_MAX_QUEUE_BYTES,
+    OPT_HEADER_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_DRAIN_TIMEOUT,
+    OPT_LOG_LEVEL,
+    OPT_VERSION
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"server_ip", required_argument, NULL, OPT_SERVER_IP},
+    {"server-ip", required_argument, NULL, OPT_SERVER_IP},
+    {"server_port", required_argument, NULL, OPT_SERVER_PORT},
+    {"server-port", required_argument, NULL, OPT_SERVER_PORT},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"max-gen-len", required_argument, NULL, OPT_MAX_GEN_LEN},
+    {"max_gen_len", required_argument, NULL, OPT_MAX_GEN_LEN},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"legacy-get", no_argument, NULL, OPT_LEGACY_GET},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-header-bytes", required_argument, NULL, OPT_MAX_HEADER_BYTES},
+    {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY_BYTES},
+    {"max-queue-bytes", required_argument, NULL, OPT_MAX_QUEUE_BYTES},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *out)
+{
+    fputs("Usage: hscd [OPTIONS]\n"
+          "\n"
+          "hsc's server: streams answers piece by piece over plain HTTP (chunked or\n"
+          "Server-Sent Events) and serves the demo page at /.\n"
+          "\n"
+          "Listening\n"
+          "  --listen HOST:PORT       address to listen on; [::1]:PORT for IPv6, port 0\n"
+          "                           picks a free port          (default 127.0.0.1:8000)\n"
+          "  --threads N              worker threads, one event loop each (default: cores)\n"
+          "\n"
+          "Demo responder\n"
+          "  --max-gen-len N          pieces per answer                      (default 10)\n"
+          "  --interval DURATION      time between pieces, e.g. 250ms, 1s  (default 200ms)\n"
+          "\n"
+          "Limits\n"
+          "  --max-connections N      open connections; past it 503   (default 10000)\n"
+          "  --max-header-bytes SIZE  request line + headers; past it 431 (default 16k)\n"
+          "  --max-body-bytes SIZE    request body; past it 413          (default 1m)\n"
+          "  --max-queue-bytes SIZE   unsent bytes per connection before it is\n"
+          "                           dropped as too slow                (default 1m)\n"
+          "  --header-timeout DUR     time to send a request's head      (default 10s)\n"
+          "  --idle-timeout DUR       keep-alive wait, body stall        (default 60s)\n"
+          "  --drain-timeout DUR      on SIGINT/SIGTERM, time streams may still run\n"
+          "                                                              (default 5s)\n"
+          "\n"
+          "Compatibility with the Python HTTP-Stream-Communicator template\n"
+          "  --legacy-get             serve GET /<percent-encoded text> as an answer\n"
+          "  --server_ip HOST         alias: the host part of --listen\n"
+          "  --server_port PORT       alias: the port part of --listen\n"
+          "  --max_gen_len N          alias of --max-gen-len\n"
+          "\n"
+          "Other\n"
+          "  --log-level LEVEL        error, warn, notice, info or debug (default notice)\n"
+          "  -h, --help               show this help\n"
+          "  --version                show the version\n"
+          "\n"
+          "Sizes take k, m or g (1024-based); durations ms, s, m or h (bare numbers are\n"
+          "seconds). See docs/api.md for the HTTP API.\n",
+          out);
+}
+
+static int bad_value(const char *flag, const char *value, const char *hint)
+{
+    fprintf(stderr, "hscd: --%s: invalid value '%s' (%s)\n", flag, value, hint);
+    return 2;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    if (s[0] < '0' || s[0] > '9')
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end != '\0' || v < min || v > max)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    hsc_server_config_t cfg;
+    hsc_server_config_init(&cfg);
+    char host[128] = "", port[16] = "";
+    char listen[160];
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        const char *name = "";
+        for (const struct option *o = options; o->name; o++)
+            if (o->val == opt) {
+                name = o->name;
+                break;
+            }
+        uint64_t v;
+        switch (opt) {
+        case 'h':
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("hscd %s\n", HSC_VERSION_STRING);
+            return 0;
+        case OPT_LISTEN:
+            cfg.listen = optarg;
+            break;
+        case OPT_SERVER_IP:
+            snprintf(host, sizeof host, "%s", optarg);
+            break;
+        case OPT_SERVER_PORT:
+            snprintf(port, sizeof port, "%s", optarg);
+            break;
+        case OPT_THREADS:
+            if (parse_uint(optarg, 1, 256, &cfg.threads) != 0)
+                return bad_value(name, optarg, "a number of threads from 1 to 256");
+            break;
+        case OPT_MAX_GEN_LEN:
+            if (parse_uint(optarg, 0, 1000000, &cfg.max_gen_len) != 0)
+                return bad_value(name, optarg, "a number of pieces from 0 to 1000000");
+            break;
+        case OPT_INTERVAL:
+            if (hsc_parse_duration(optarg, &cfg.interval_ms) != 0)
+                return bad_value(name, optarg, "a duration such as 250ms or 1s");
+            break;
+        case OPT_LEGACY_GET:
+            cfg.legacy_get = 1;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (parse_uint(optarg, 1, 10000000, &cfg.max_connections) != 0)
+                return bad_value(name, optarg, "a positive number");
+            break;
+        case OPT_MAX_HEADER_BYTES:
+            if (hsc_parse_size(optarg, &v) != 0 || v < 256 || v > (1u << 24))
+                return bad_value(name, optarg, "a size from 256 to 16m, e.g. 16k");
+            cfg.max_header_bytes = (size_t)v;
+            break;
+        case OPT_MAX_BODY_BYTES:
+            if (hsc_parse_size(optarg, &v) != 0 || v > (1ull << 32))
+                return bad_value(name, optarg, "a size up to 4g, e.g. 1m");
+            cfg.max_body_bytes = (size_t)v;
+            break;
+        case OPT_MAX_QUEUE_BYTES:
+            if (hsc_parse_size(optarg, &v) != 0 || v < 4096 || v > (1ull << 32))
+                return bad_value(name, optarg, "a size from 4k to 4g, e.g. 1m");
+            cfg.max_queue_bytes = (size_t)v;
+            break;
+        case OPT_HEADER_TIMEOUT:
+        case OPT_IDLE_TIMEOUT:
+        case OPT_DRAIN_TIMEOUT: {
+            uint64_t *dst = opt == OPT_HEADER_TIMEOUT ? &cfg.header_timeout_ms
+                            : opt == OPT_IDLE_TIMEOUT ? &cfg.idle_timeout_ms
+                                                      : &cfg.drain_timeout_ms;
+            if (hsc_parse_duration(optarg, dst) != 0 || (opt != OPT_DRAIN_TIMEOUT && *dst == 0))
+                return bad_value(name, optarg, "a duration such as 500ms or 10s");
+            break;
+        }
+        case OPT_LOG_LEVEL:
+            if (hsc_log_level_parse(optarg, &cfg.log_level) != 0)
+                return bad_value(name, optarg, "one of error, warn, notice, info, debug");
+            break;
+        case '?':
+        default:
+            if (optopt != 0) {
+                const char *o = NULL;
+                for (const struct option *p = options; p->name; p++)
+                    if (p->val == optopt)
+                        o = p->name;
+                fprintf(stderr, "hscd: --%s needs a value\n", o ? o : "?");
+            } else {
+                fprintf(stderr, "hscd: unknown option '%s'\n", argv[optind - 1]);
+            }
+            fprintf(stderr, "Try 'hscd --help'.\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n", argv[optind]);
+        return 2;
+    }
+    if (host[0] != '\0' || port[0] != '\0') {
+        /* The template's --server_ip / --server_port override the matching half of --listen. */
+        const char *l = cfg.listen;
+        const char *colon = strrchr(l, ':');
+        char lhost[128];
+        snprintf(lhost, sizeof lhost, "%.*s", colon ? (int)(colon - l) : 0, l);
+        const char *h = host[0] ? host : lhost;
+        const char *p = port[0] ? port : (colon ? colon + 1 : "8000");
+        bool v6 = strchr(h, ':') != NULL && h[0] != '[';
+        snprintf(listen, sizeof listen, v6 ? "[%s]:%s" : "%s:%s", h, p);
+        cfg.listen = listen;
+    }
+
+    hsc_server_t *srv;
+    int rc = hsc_server_new(&cfg, &srv);
+    if (rc == HSC_EINVAL) {
+        fprintf(stderr,
+                "hscd: --listen: invalid address '%s' (use HOST:PORT with an IP address or "
+                "localhost, e.g. 127.0.0.1:8000 or [::1]:8000)\n",
+                cfg.listen);
+        return 2;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "hscd: cannot listen on %s: %s\n", cfg.listen, hsc_strerror(rc));
+        return 1;
+    }
+    rc = hsc_server_run(srv);
+    hsc_server_free(srv);
+    return rc == 0 ? 0 : 1;
+}

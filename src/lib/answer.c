@@ -1,0 +1,203 @@
+/*
+ * Answers: the /v1/stream endpoint (and the legacy GET /<text> form) between a client and a
+ * responder. An answer takes the request text, chooses the wire form from the Accept header, sends
+ * the headers at once, and then turns each piece the responder produces into a chunk of
+ * text/plain or one SSE event.
+ *
+ * How a client tells a complete answer from a failed one (docs/api.md):
+ * - text/plain, chunked: complete answers end with the last chunk; failed ones are cut without it
+ *   (HTTP/1.0: a reset instead of an orderly close).
+ * - text/event-stream: complete answers end with an `event: done` (data: JSON with piece and byte
+ *   counts); failed ones with an `event: error` whose data is the reason.
+ *
+ * Lifetime: an answer is created here and freed by hsc_answer_end(), hsc_answer_fail() or, when
+ * the client goes away first, by on_close after the responder's cancel().
+ */
+#include "internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void answer_free(hsc_answer_t *a)
+{
+    free(a->text);
+    free(a);
+}
+
+static void on_close(hsc_res_t *res, void *user)
+{
+    (void)res;
+    hsc_answer_t *a = user;
+    HSC_LOG(HSC_LOG_INFO, "req %llu: cancelled after %u piece(s)", (unsigned long long)a->req->id,
+            a->pieces);
+    if (a->responder->cancel != NULL)
+        a->responder->cancel(a);
+    answer_free(a);
+}
+
+static void on_drain(hsc_res_t *res, void *user)
+{
+    (void)res;
+    hsc_answer_t *a = user;
+    if (a->responder->resume != NULL)
+        a->responder->resume(a);
+}
+
+/* Encodes one SSE event and writes it as body bytes. */
+static int write_event(hsc_answer_t *a, const char *type, const void *data, size_t len)
+{
+    hsc_sse_event_t ev = {type, NULL, data, len, -1};
+    char stack[4096];
+    ssize_t n = hsc_sse_encode(stack, sizeof stack, &ev);
+    if (n < 0)
+        return (int)n;
+    if ((size_t)n <= sizeof stack)
+        return hsc_res_write(a->res, stack, (size_t)n);
+    char *heap = malloc((size_t)n);
+    if (heap == NULL)
+        return HSC_ENOMEM;
+    hsc_sse_encode(heap, (size_t)n, &ev);
+    int rc = hsc_res_write(a->res, heap, (size_t)n);
+    free(heap);
+    return rc;
+}
+
+int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    a->pieces++;
+    a->bytes += n;
+    if (a->sse)
+        return write_event(a, NULL, p, n);
+    return hsc_res_write(a->res, p, n);
+}
+
+bool hsc_answer_writable(hsc_answer_t *a)
+{
+    return hsc_res_writable(a->res);
+}
+
+void hsc_answer_end(hsc_answer_t *a)
+{
+    HSC_LOG(HSC_LOG_INFO, "req %llu: complete, %u piece(s), %llu bytes",
+            (unsigned long long)a->req->id, a->pieces, (unsigned long long)a->bytes);
+    if (a->sse) {
+        json_t *j = json_pack("{s:i,s:I}", "pieces", (int)a->pieces, "bytes", (json_int_t)a->bytes);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        write_event(a, "done", s ? s : "{}", s ? strlen(s) : 2);
+        free(s);
+        json_decref(j);
+    }
+    hsc_res_end(a->res);
+    answer_free(a);
+}
+
+void hsc_answer_fail(hsc_answer_t *a, const char *reason)
+{
+    HSC_LOG(HSC_LOG_WARN, "req %llu: failed after %u piece(s): %s", (unsigned long long)a->req->id,
+            a->pieces, reason);
+    if (a->sse) {
+        write_event(a, "error", reason, strlen(reason));
+        hsc_res_end(a->res);
+    } else {
+        hsc_res_abort(a->res);
+    }
+    answer_free(a);
+}
+
+static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_t len)
+{
+    if (len == 0) {
+        hsc_res_error(res, 400, NULL, "the request text is empty", false);
+        return;
+    }
+    if (!hsc_utf8_valid(text, len)) {
+        hsc_res_error(res, 400, NULL, "the request text is not valid UTF-8", false);
+        return;
+    }
+    hsc_answer_t *a = calloc(1, sizeof *a);
+    char *copy = malloc(len + 1);
+    if (a == NULL || copy == NULL) {
+        free(a);
+        free(copy);
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+        return;
+    }
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    a->text = copy;
+    a->text_len = len;
+    a->req = req;
+    a->res = res;
+    a->loop = hsc_req_loop(req);
+    a->cfg = hsc_req_config(req);
+    a->sse = hsc_req_accepts(req, "text/event-stream");
+    a->responder = req->conn->w->srv->responder;
+
+    char extra[160];
+    snprintf(extra, sizeof extra,
+             "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nX-Request-Id: %llu\r\n",
+             (unsigned long long)req->id);
+    const char *type = a->sse ? "text/event-stream; charset=utf-8" : "text/plain; charset=utf-8";
+    if (hsc_res_start(res, 200, type, extra, HSC_STREAMING) != 0 || req->head_only) {
+        hsc_res_end(res);
+        answer_free(a);
+        return;
+    }
+    res->on_close = on_close;
+    res->on_drain = on_drain;
+    res->user = a;
+    int rc = a->responder->start(a);
+    if (rc != 0) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "the %s responder could not start: %s", a->responder->name,
+                 hsc_strerror(rc));
+        hsc_answer_fail(a, reason);
+    }
+}
+
+void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res)
+{
+    if (req->method == HSC_M_POST) {
+        start_answer(req, res, req->body.data ? req->body.data : "", req->body.len);
+        return;
+    }
+    char *q = malloc(req->query_len + 1);
+    if (q == NULL) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+        return;
+    }
+    ssize_t n = req->query ? hsc_query_get(req->query, req->query_len, "q", q, req->query_len + 1)
+                           : HSC_ENOTFOUND;
+    if (n == HSC_ENOTFOUND)
+        hsc_res_error(res, 400, NULL,
+                      "missing the request text: use GET /v1/stream?q=TEXT or POST it as the body",
+                      false);
+    else if (n < 0)
+        hsc_res_error(res, 400, NULL, "bad percent-encoding in the query string", false);
+    else
+        start_answer(req, res, q, (size_t)n);
+    free(q);
+}
+
+void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res)
+{
+    if (req->path_len < 1 || req->path[0] != '/') {
+        hsc_res_error(res, 400, NULL, "the request target must start with '/'", false);
+        return;
+    }
+    char *text = malloc(req->path_len);
+    if (text == NULL) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+        return;
+    }
+    ssize_t n = hsc_url_decode(text, req->path + 1, req->path_len - 1, 0);
+    if (n < 0)
+        hsc_res_error(res, 400, NULL, "bad percent-encoding in the path", false);
+    else
+        start_answer(req, res, text, (size_t)n);
+    free(text);
+}

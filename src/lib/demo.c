@@ -1,0 +1,94 @@
+/*
+ * The built-in demo responder, the template's FakeResponser made useful: --max-gen-len pieces,
+ * one every --interval (the first at once), each echoing the request text with a counter and
+ * multi-byte UTF-8 around it, as a language model would emit tokens. It honours backpressure: when
+ * the client's queue is above its high mark the timer stops until the answer's resume callback.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct demo_s {
+    uv_timer_t timer;
+    hsc_answer_t *a; /* NULL once the answer has ended or been cancelled */
+    unsigned next, total;
+    bool waiting;
+} demo_t;
+
+static void demo_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void demo_stop(demo_t *d)
+{
+    d->a = NULL;
+    uv_timer_stop(&d->timer);
+    uv_close((uv_handle_t *)&d->timer, demo_closed);
+}
+
+static void demo_tick(uv_timer_t *t)
+{
+    demo_t *d = t->data;
+    hsc_answer_t *a = d->a;
+    if (!hsc_answer_writable(a)) {
+        uv_timer_stop(&d->timer);
+        d->waiting = true;
+        return;
+    }
+    d->next++;
+    size_t cap = a->text_len + 64;
+    char stack[1024];
+    char *piece = cap <= sizeof stack ? stack : malloc(cap);
+    if (piece == NULL) {
+        demo_stop(d);
+        hsc_answer_fail(a, "out of memory");
+        return;
+    }
+    int n = snprintf(piece, cap, "[%u/%u] «%s» → 回声 ✓\n", d->next, d->total, a->text);
+    int rc = hsc_answer_write(a, piece, (size_t)n);
+    if (piece != stack)
+        free(piece);
+    if (rc != 0)
+        return; /* the connection is closing: cancel() follows */
+    if (d->next == d->total) {
+        demo_stop(d);
+        hsc_answer_end(a);
+    }
+}
+
+static int demo_start(hsc_answer_t *a)
+{
+    demo_t *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return HSC_ENOMEM;
+    d->a = a;
+    d->total = a->cfg->max_gen_len;
+    a->state = d;
+    uv_timer_init(a->loop, &d->timer);
+    d->timer.data = d;
+    if (d->total == 0) {
+        demo_stop(d);
+        hsc_answer_end(a);
+        return 0;
+    }
+    uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms ? a->cfg->interval_ms : 1);
+    return 0;
+}
+
+static void demo_resume(hsc_answer_t *a)
+{
+    demo_t *d = a->state;
+    if (d->waiting) {
+        d->waiting = false;
+        uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms ? a->cfg->interval_ms : 1);
+    }
+}
+
+static void demo_cancel(hsc_answer_t *a)
+{
+    demo_stop(a->state);
+}
+
+const hsc_responder_t hsc_demo_responder = {"demo", demo_start, demo_resume, demo_cancel};

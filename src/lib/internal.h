@@ -1,0 +1,341 @@
+/*
+ * libhsc internals: the structures behind the public handles and the functions modules share.
+ * Nothing here is installed. Ownership words follow STYLE.md: *borrows* (valid during the call),
+ * *takes ownership*, *valid until the callback*.
+ */
+#ifndef HSC_INTERNAL_H
+#define HSC_INTERNAL_H
+
+#include "hsc/codec.h"
+#include "hsc/hsc.h"
+#include "hsc/server.h"
+
+#include <llhttp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+/* ---- logging (log.c) ------------------------------------------------------------------------- */
+
+extern atomic_int hsc_log_level_v;
+void hsc_log_set_level(hsc_log_level_t level);
+/** Logs one line to stderr with a timestamp and level; lines are written whole, never torn. */
+void hsc_log(hsc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define HSC_LOG(level, ...)                                                                        \
+    do {                                                                                           \
+        if ((int)(level) <= atomic_load_explicit(&hsc_log_level_v, memory_order_relaxed))          \
+            hsc_log((level), __VA_ARGS__);                                                         \
+    } while (0)
+
+/* ---- bounded buffers (buf.c) ----------------------------------------------------------------- */
+
+typedef struct hsc_buf_s {
+    char *data;
+    size_t len, cap;
+    size_t max; /* ceiling: len never exceeds it */
+} hsc_buf_t;
+
+void hsc_buf_init(hsc_buf_t *b, size_t max);
+void hsc_buf_dispose(hsc_buf_t *b);
+/** Makes room for `extra` more bytes. Returns 0, HSC_ETOOBIG past the ceiling, or HSC_ENOMEM. */
+int hsc_buf_reserve(hsc_buf_t *b, size_t extra);
+/** Appends bytes; on failure (HSC_ETOOBIG, HSC_ENOMEM) the buffer is unchanged. */
+int hsc_buf_append(hsc_buf_t *b, const void *p, size_t n);
+/** Drops the first `n` bytes (all of them when n >= len). */
+void hsc_buf_consume(hsc_buf_t *b, size_t n);
+
+/* ---- frames (frame.c) ------------------------------------------------------------------------ */
+
+typedef struct hsc_frame_s {
+    atomic_uint refs;
+    size_t len;
+    char data[];
+} hsc_frame_t;
+
+/** A frame of `len` bytes for the caller to fill, with one reference; NULL when out of memory. */
+hsc_frame_t *hsc_frame_try_new(size_t len);
+hsc_frame_t *hsc_frame_ref(hsc_frame_t *f);
+void hsc_frame_unref(hsc_frame_t *f);
+
+/* ---- router (router.c) ----------------------------------------------------------------------- */
+
+enum {
+    HSC_M_GET = 1u << 0,
+    HSC_M_HEAD = 1u << 1,
+    HSC_M_POST = 1u << 2,
+    HSC_M_PUT = 1u << 3,
+    HSC_M_DELETE = 1u << 4,
+    HSC_M_OPTIONS = 1u << 5,
+    HSC_M_PATCH = 1u << 6,
+    HSC_M_OTHER = 1u << 7
+};
+
+typedef struct hsc_conn_s hsc_conn_t;
+typedef struct hsc_req_s hsc_req_t;
+typedef struct hsc_res_s hsc_res_t;
+typedef void (*hsc_handler_fn)(hsc_req_t *req, hsc_res_t *res);
+
+typedef struct hsc_route_s {
+    const char *path;
+    bool prefix; /* match every path that starts with `path` */
+    unsigned methods;
+    hsc_handler_fn handler;
+} hsc_route_t;
+
+unsigned hsc_method_bit(const char *name, size_t len);
+/** Writes "GET, HEAD, POST" for a mask; returns the length. */
+size_t hsc_methods_format(unsigned mask, char *out, size_t cap);
+/**
+ * Finds the first route for `path` and `method`. Returns 0 and sets *out; HSC_EMETHOD when only
+ * other methods match (*allowed gets their union); HSC_ENOTFOUND when no path matches.
+ */
+int hsc_router_match(const hsc_route_t *routes, size_t n, const char *path, size_t len,
+                     unsigned method, const hsc_route_t **out, unsigned *allowed);
+
+/* ---- requests (conn.c) ----------------------------------------------------------------------- */
+
+#define HSC_MAX_HEADERS 64
+
+typedef struct hsc_header_ref_s {
+    uint32_t name_off, name_len, value_off, value_len;
+} hsc_header_ref_t;
+
+struct hsc_req_s {
+    hsc_conn_t *conn;
+    uint64_t id;     /* unique in this process, for logs and responders */
+    unsigned method; /* HSC_M_* bit */
+    const char *method_name;
+    uint8_t http_major, http_minor;
+    bool head_only;       /* HEAD: the writer sends headers and drops the body */
+    bool expect_continue; /* "Expect: 100-continue" */
+    /* Valid from the end of the head until the response ends; point into `head`. */
+    const char *target; /* the raw request-target */
+    size_t target_len;
+    const char *path; /* raw (still percent-encoded) path */
+    size_t path_len;
+    const char *query; /* raw query without '?', or NULL */
+    size_t query_len;
+    hsc_buf_t body;
+    /* Parsing state. */
+    hsc_buf_t head; /* target and headers, each NUL-terminated; bounded by max_header_bytes */
+    uint32_t target_off;
+    hsc_header_ref_t hdr[HSC_MAX_HEADERS];
+    unsigned nhdr;
+    int last_cb;      /* 0 none, 1 target, 2 header field, 3 header value */
+    int error_status; /* a limit hit while parsing: 413, 431 ... */
+    const char *error_reason;
+};
+
+/** Returns a header's value (NUL-terminated) by case-insensitive name, or NULL. */
+const char *hsc_req_header(const hsc_req_t *req, const char *name);
+/** Whether a comma-separated header (Accept) lists `token` as a media range or value. */
+bool hsc_req_accepts(const hsc_req_t *req, const char *token);
+/** The peer's address as text ("127.0.0.1:51234"); valid for the connection's life. */
+const char *hsc_req_peer(const hsc_req_t *req);
+const hsc_server_config_t *hsc_req_config(const hsc_req_t *req);
+uv_loop_t *hsc_req_loop(const hsc_req_t *req);
+
+/* ---- the response writer (res.c) ------------------------------------------------------------ */
+
+typedef void (*hsc_res_cb)(hsc_res_t *res, void *user);
+
+typedef enum hsc_body_mode_e {
+    HSC_BODY_LENGTH,  /* Content-Length known up front */
+    HSC_BODY_CHUNKED, /* HTTP/1.1 streaming */
+    HSC_BODY_CLOSE    /* HTTP/1.0 streaming: the body ends when the connection closes */
+} hsc_body_mode_t;
+
+#define HSC_STREAMING (-1)
+
+struct hsc_res_s {
+    hsc_conn_t *conn;
+    int status;
+    bool started, ended;
+    hsc_body_mode_t mode;
+    uint64_t remaining; /* HSC_BODY_LENGTH: body bytes still expected */
+    /* Callbacks of whoever produces the body (a responder, a subscriber). */
+    hsc_res_cb on_close; /* the connection closed before hsc_res_end(): stop producing */
+    hsc_res_cb on_drain; /* the queue fell below its low mark after hsc_res_writable() said no */
+    void *user;
+    bool want_drain;
+};
+
+/**
+ * Sends the status line and headers. `content_type` may be NULL; `extra` is NULL or complete
+ * header lines ("Name: value\r\n..."). `content_length` is the body size, or HSC_STREAMING for a
+ * body of unknown length (chunked on HTTP/1.1, close-delimited on HTTP/1.0). Returns 0 or
+ * HSC_ECLOSED / HSC_EFULL when the connection is gone or going.
+ */
+int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                  int64_t content_length);
+/** Writes body bytes, framed as the body mode requires. Borrows `p` (copied if it must wait). */
+int hsc_res_write(hsc_res_t *res, const void *p, size_t n);
+/** Ends a complete response: the last chunk, or the connection closes (HTTP/1.0 streaming). */
+int hsc_res_end(hsc_res_t *res);
+/**
+ * Ends a response that failed midway, so the client can tell it from a complete one: a chunked
+ * body is closed without its last chunk, a close-delimited one with a TCP reset. Bytes already
+ * written are still delivered first (except with the reset). The connection closes.
+ */
+void hsc_res_abort(hsc_res_t *res);
+/** A whole response with a body, e.g. a static file or JSON. */
+int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len);
+/**
+ * An error response: status, a one-line plain-text reason ("reason\n"), and Connection: close
+ * when `close` (or the request cannot be trusted to have been read whole).
+ */
+int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *reason, bool close);
+/**
+ * Whether the producer may write more: false when the output queue is above its high mark. After
+ * a false, on_drain is called once the queue falls below the low mark.
+ */
+bool hsc_res_writable(hsc_res_t *res);
+const char *hsc_status_reason(int status);
+
+/* ---- connections (conn.c) -------------------------------------------------------------------- */
+
+typedef struct hsc_outq_item_s {
+    hsc_frame_t *frame;
+    size_t off; /* bytes of the frame already written */
+} hsc_outq_item_t;
+
+typedef struct hsc_worker_s hsc_worker_t;
+
+struct hsc_conn_s {
+    uv_tcp_t tcp; /* first: the handle's address is the connection's */
+    uv_timer_t timer;
+    hsc_worker_t *w;
+    hsc_conn_t *prev, *next; /* on the worker's list */
+    llhttp_t parser;
+    hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
+    hsc_req_t req;
+    hsc_res_t res;
+    int state;      /* CONN_* in conn.c */
+    int timer_mode; /* what the timer is armed for */
+    bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
+    bool dispatching; /* inside llhttp_execute(): responses ending now are picked up there */
+    /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
+    hsc_outq_item_t *q;
+    size_t q_head, q_count, q_cap;
+    size_t queued;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    unsigned in_flight; /* items handed to the current uv_write, 0 when none */
+    int open_handles;
+    char peer[64];
+};
+
+/** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
+int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/** Called by the writer when a response is complete: next request, or close. */
+void hsc_conn_response_done(hsc_conn_t *c, bool reset);
+/** Closes on the next loop turn (never re-enters the caller). */
+void hsc_conn_close_soon(hsc_conn_t *c);
+void hsc_conn_close(hsc_conn_t *c);
+void hsc_conn_accept(hsc_worker_t *w);
+void hsc_conn_start_reading(hsc_conn_t *c);
+/** Shutdown: an idle connection closes now, a busy one after its current response. */
+void hsc_conn_drain(hsc_conn_t *c);
+size_t hsc_conn_low_water(const hsc_conn_t *c);
+size_t hsc_conn_high_water(const hsc_conn_t *c);
+
+/* ---- answers and responders (answer.c, demo.c) ----------------------------------------------- */
+
+typedef struct hsc_answer_s hsc_answer_t;
+
+/**
+ * A responder turns one request text into a stream of pieces. `start` begins producing (pieces
+ * go through hsc_answer_write(); the end through hsc_answer_end() or hsc_answer_fail()); a
+ * non-zero return fails the request before any byte is sent. `resume` is called when the client
+ * has drained after hsc_answer_writable() returned false. `cancel` is called when the client goes
+ * away: release everything and never touch the answer again.
+ */
+typedef struct hsc_responder_s {
+    const char *name;
+    int (*start)(hsc_answer_t *a);
+    void (*resume)(hsc_answer_t *a);
+    void (*cancel)(hsc_answer_t *a);
+} hsc_responder_t;
+
+struct hsc_answer_s {
+    hsc_res_t *res;
+    hsc_req_t *req;
+    uv_loop_t *loop;
+    const hsc_server_config_t *cfg;
+    char *text; /* the request text, NUL-terminated, valid UTF-8 */
+    size_t text_len;
+    bool sse;
+    unsigned pieces;
+    uint64_t bytes;
+    const hsc_responder_t *responder;
+    void *state; /* the responder's own */
+};
+
+int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n);
+bool hsc_answer_writable(hsc_answer_t *a);
+/** Completes the answer and frees it. */
+void hsc_answer_end(hsc_answer_t *a);
+/** Fails the answer (reason: one line, shown to SSE clients) and frees it. */
+void hsc_answer_fail(hsc_answer_t *a, const char *reason);
+
+extern const hsc_responder_t hsc_demo_responder;
+
+/* Route handlers. */
+void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res);
+void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res);
+void hsc_static_handle(hsc_req_t *req, hsc_res_t *res);
+void hsc_healthz_handle(hsc_req_t *req, hsc_res_t *res);
+
+/* ---- embedded web files (generated web_assets.c) --------------------------------------------- */
+
+typedef struct hsc_asset_s {
+    const char *path; /* "/index.html" */
+    const char *content_type;
+    const unsigned char *data;
+    size_t len;
+} hsc_asset_t;
+
+extern const hsc_asset_t hsc_assets[];
+extern const size_t hsc_assets_count;
+
+/* ---- server and workers (server.c) ----------------------------------------------------------- */
+
+struct hsc_worker_s {
+    hsc_server_t *srv;
+    unsigned index;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    uv_async_t wake;
+    uv_timer_t drain_timer;
+    uv_thread_t thread;
+    hsc_conn_t *conns; /* list of open connections */
+    size_t nconns;
+    bool draining;
+    char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
+};
+
+struct hsc_server_s {
+    hsc_server_config_t cfg;
+    char *listen_copy;
+    struct sockaddr_storage addr;
+    char host[64];
+    int port;
+    unsigned nworkers;
+    hsc_worker_t *workers;
+    atomic_uint nconns;
+    atomic_uint_fast64_t next_req_id;
+    atomic_bool stopping;
+    bool ran;
+    uv_loop_t main_loop;
+    uv_async_t stop_async;
+    uv_signal_t sigint, sigterm;
+    const hsc_responder_t *responder;
+    hsc_route_t *routes;
+    size_t nroutes;
+};
+
+/** Called by a worker when its last connection has closed while draining. */
+void hsc_worker_maybe_finish(hsc_worker_t *w);
+
+#endif

@@ -1,0 +1,63 @@
+/*
+ * Logging to stderr: one line per call, "2026-11-22T05:31:00.123Z notice: message". Each line is
+ * formatted into a local buffer and written with one write(2), so lines from worker threads never
+ * interleave mid-line. The level is process-wide and read with a relaxed atomic load, so a
+ * disabled level costs one comparison.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+atomic_int hsc_log_level_v = HSC_LOG_NOTICE;
+
+static const char *const level_names[] = {"error", "warn", "notice", "info", "debug"};
+
+void hsc_log_set_level(hsc_log_level_t level)
+{
+    atomic_store(&hsc_log_level_v, (int)level);
+}
+
+int hsc_log_level_parse(const char *s, hsc_log_level_t *out)
+{
+    for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++) {
+        if (strcasecmp(s, level_names[i]) == 0) {
+            *out = (hsc_log_level_t)i;
+            return 0;
+        }
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *out = HSC_LOG_WARN;
+        return 0;
+    }
+    return HSC_EINVAL;
+}
+
+void hsc_log(hsc_log_level_t level, const char *fmt, ...)
+{
+    char line[1024];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s: ", (long)(tv.tv_usec / 1000),
+                          level_names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m;
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+}

@@ -1,0 +1,268 @@
+/*
+ * The response writer every feature shares: status line and headers, then a body that is either
+ * of known length, chunked (HTTP/1.1 streaming) or close-delimited (HTTP/1.0 streaming).
+ *
+ * A complete streamed answer ends with the last chunk ("0\r\n\r\n") or, on HTTP/1.0, with an
+ * orderly close. hsc_res_abort() ends it in a way a client can tell apart: no last chunk (curl
+ * reports a transfer closed with outstanding data; Python's http.client raises IncompleteRead),
+ * or a TCP reset on HTTP/1.0. HEAD requests get the same headers and no body bytes.
+ *
+ * The writer owns no buffers: hsc_conn_send() writes at once or queues a copy, and tells the
+ * producer about pressure through hsc_res_writable() / on_drain. Chunk framing is an iovec
+ * [size line, data, CRLF], so data is copied only when the socket cannot take it at once.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const char *hsc_status_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+/* The Date header's value, formatted at most once a second per thread. */
+static const char *http_date(void)
+{
+    static _Thread_local time_t last;
+    static _Thread_local char buf[40];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+/* Formats the head into `out`; returns its length or 0 when it does not fit. */
+static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
+                          const char *content_type, const char *extra, int64_t content_length)
+{
+    hsc_conn_t *c = res->conn;
+    const hsc_req_t *req = &c->req;
+    bool http11 = req->http_major > 1 || (req->http_major == 1 && req->http_minor >= 1);
+    const char *conn_hdr = "";
+    if (!c->keep_alive)
+        conn_hdr = "Connection: close\r\n";
+    else if (!http11)
+        conn_hdr = "Connection: keep-alive\r\n";
+
+    char length[48] = "";
+    if (content_length >= 0)
+        snprintf(length, sizeof length, "Content-Length: %lld\r\n", (long long)content_length);
+    else if (res->mode == HSC_BODY_CHUNKED)
+        snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
+
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Server: hsc/" HSC_VERSION_STRING "\r\n"
+                     "Date: %s\r\n"
+                     "%s%s%s"
+                     "%s%s%s\r\n",
+                     status, hsc_status_reason(status), http_date(),
+                     content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                     content_type ? "\r\n" : "", extra ? extra : "", length, conn_hdr);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static int res_begin(hsc_res_t *res, int status, int64_t content_length)
+{
+    hsc_conn_t *c = res->conn;
+    if (res->started || res->ended)
+        return HSC_ESTATE;
+    const hsc_req_t *req = &c->req;
+    bool http11 = req->http_major > 1 || (req->http_major == 1 && req->http_minor >= 1);
+    res->status = status;
+    res->started = true;
+    if (content_length >= 0) {
+        res->mode = HSC_BODY_LENGTH;
+        res->remaining = req->head_only ? 0 : (uint64_t)content_length;
+    } else if (http11) {
+        res->mode = HSC_BODY_CHUNKED;
+    } else {
+        res->mode = HSC_BODY_CLOSE;
+        c->keep_alive = false;
+    }
+    return 0;
+}
+
+int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                  int64_t content_length)
+{
+    int rc = res_begin(res, status, content_length);
+    if (rc != 0)
+        return rc;
+    char head[2048];
+    size_t n = format_head(res, head, sizeof head, status, content_type, extra, content_length);
+    if (n == 0)
+        return HSC_ETOOBIG;
+    uv_buf_t b = uv_buf_init(head, (unsigned)n);
+    return hsc_conn_send(res->conn, &b, 1);
+}
+
+int hsc_res_write(hsc_res_t *res, const void *p, size_t n)
+{
+    if (!res->started || res->ended)
+        return HSC_ESTATE;
+    if (n == 0 || res->conn->req.head_only)
+        return 0;
+    switch (res->mode) {
+    case HSC_BODY_LENGTH: {
+        if (n > res->remaining)
+            return HSC_EINVAL;
+        res->remaining -= n;
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        return hsc_conn_send(res->conn, &b, 1);
+    }
+    case HSC_BODY_CHUNKED: {
+        char head[HSC_CHUNK_HEADER_MAX];
+        uv_buf_t b[3] = {
+            uv_buf_init(head, (unsigned)hsc_chunked_header(head, n)),
+            uv_buf_init((char *)p, (unsigned)n),
+            uv_buf_init((char *)HSC_CHUNK_CRLF, 2),
+        };
+        return hsc_conn_send(res->conn, b, 3);
+    }
+    case HSC_BODY_CLOSE:
+    default: {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        return hsc_conn_send(res->conn, &b, 1);
+    }
+    }
+}
+
+int hsc_res_end(hsc_res_t *res)
+{
+    if (!res->started)
+        return HSC_ESTATE;
+    if (res->ended)
+        return HSC_ECLOSED;
+    hsc_conn_t *c = res->conn;
+    if (res->mode == HSC_BODY_LENGTH && res->remaining != 0) {
+        hsc_res_abort(res); /* a short body would desynchronise the connection */
+        return HSC_EINVAL;
+    }
+    res->ended = true;
+    res->on_close = NULL;
+    res->on_drain = NULL;
+    int rc = 0;
+    if (res->mode == HSC_BODY_CHUNKED && !c->req.head_only) {
+        uv_buf_t b = uv_buf_init((char *)HSC_CHUNK_LAST, sizeof HSC_CHUNK_LAST - 1);
+        rc = hsc_conn_send(c, &b, 1);
+    }
+    hsc_conn_response_done(c, false);
+    return rc;
+}
+
+void hsc_res_abort(hsc_res_t *res)
+{
+    if (res->ended)
+        return;
+    hsc_conn_t *c = res->conn;
+    if (!res->started) {
+        hsc_res_error(res, 500, NULL, "the response failed before it started", true);
+        return;
+    }
+    res->ended = true;
+    res->on_close = NULL;
+    res->on_drain = NULL;
+    c->keep_alive = false;
+    hsc_conn_response_done(c, res->mode == HSC_BODY_CLOSE);
+}
+
+int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len)
+{
+    int rc = res_begin(res, status, (int64_t)len);
+    if (rc != 0)
+        return rc;
+    char head[2048];
+    size_t n = format_head(res, head, sizeof head, status, content_type, extra, (int64_t)len);
+    if (n == 0) {
+        res->ended = true;
+        res->conn->keep_alive = false;
+        hsc_conn_response_done(res->conn, false);
+        return HSC_ETOOBIG;
+    }
+    uv_buf_t b[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, (unsigned)len)};
+    unsigned nb = res->conn->req.head_only || len == 0 ? 1 : 2;
+    rc = hsc_conn_send(res->conn, b, nb);
+    res->remaining = 0;
+    res->ended = true;
+    res->on_close = NULL;
+    res->on_drain = NULL;
+    hsc_conn_response_done(res->conn, false);
+    return rc;
+}
+
+int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *reason, bool close)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body, "%s\n", reason);
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)sizeof body - 1, body[n - 1] = '\n';
+    if (close)
+        res->conn->keep_alive = false;
+    return hsc_res_send(res, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
+}
+
+bool hsc_res_writable(hsc_res_t *res)
+{
+    hsc_conn_t *c = res->conn;
+    if (c->queued <= hsc_conn_high_water(c))
+        return true;
+    res->want_drain = true;
+    return false;
+}

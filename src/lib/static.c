@@ -1,0 +1,32 @@
+/*
+ * Static files of web/, embedded into the binary at build time (cmake/embed.cmake generates
+ * web_assets.c), so hscd alone serves the demo page. "/" serves /index.html. Plus /healthz.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+void hsc_static_handle(hsc_req_t *req, hsc_res_t *res)
+{
+    const char *path = req->path;
+    size_t len = req->path_len;
+    if (len == 1 && path[0] == '/') {
+        path = "/index.html";
+        len = strlen(path);
+    }
+    for (size_t i = 0; i < hsc_assets_count; i++) {
+        const hsc_asset_t *as = &hsc_assets[i];
+        if (strlen(as->path) == len && memcmp(as->path, path, len) == 0) {
+            hsc_res_send(res, 200, as->content_type, "Cache-Control: no-cache\r\n", as->data,
+                         as->len);
+            return;
+        }
+    }
+    hsc_res_error(res, 404, NULL, "no such file", false);
+}
+
+void hsc_healthz_handle(hsc_req_t *req, hsc_res_t *res)
+{
+    (void)req;
+    hsc_res_send(res, 200, "text/plain; charset=utf-8", "Cache-Control: no-store\r\n", "ok\n", 3);
+}
