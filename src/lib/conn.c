@@ -69,12 +69,16 @@ size_t hsc_conn_low_water(const hsc_conn_t *c)
 
 static void arm(hsc_conn_t *c, int mode, uint64_t ms)
 {
+    if (c->close_pending && mode != T_CLOSE)
+        return;
     c->timer_mode = mode;
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 static void disarm(hsc_conn_t *c)
 {
+    if (c->close_pending)
+        return;
     c->timer_mode = T_NONE;
     uv_timer_stop(&c->timer);
 }
@@ -467,7 +471,7 @@ static void conn_next(hsc_conn_t *c)
 
 void hsc_conn_response_done(hsc_conn_t *c, bool reset)
 {
-    if (c->closing)
+    if (c->closing || c->close_pending)
         return;
     if (!c->keep_alive || c->w->draining || reset) {
         c->state = CONN_CLOSING;
@@ -685,7 +689,7 @@ static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
 
 int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->closing || c->timer_mode == T_CLOSE)
+    if (c->closing || c->close_pending)
         return HSC_ECLOSED;
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
@@ -750,13 +754,14 @@ void hsc_conn_close(hsc_conn_t *c)
 
 void hsc_conn_close_soon(hsc_conn_t *c)
 {
-    if (c->closing)
+    if (c->closing || c->close_pending)
         return;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
     arm(c, T_CLOSE, 0);
+    c->close_pending = true;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -873,7 +878,7 @@ void hsc_conn_drain(hsc_conn_t *c)
 {
     if (c->closing)
         return;
-    if (c->state == CONN_IDLE)
+    if (c->state == CONN_IDLE || c->shutdown_sent)
         hsc_conn_close(c);
     else
         c->keep_alive = false;
