@@ -108,6 +108,26 @@ static int bad_value(const char *flag, const char *value, const char *hint)
     return 2;
 }
 
+/* getopt_long() said '?': name the option the user typed and what was wrong with it. */
+static int option_error(char **argv, int opt)
+{
+    const char *typed = argv[optind - 1];
+    const struct option *o = NULL;
+    for (const struct option *p = options; p->name; p++)
+        if (opt != 0 && p->val == opt && o == NULL)
+            o = p;
+    if (o != NULL && o->has_arg == no_argument && strchr(typed, '=') != NULL)
+        fprintf(stderr, "hscd: --%s takes no value\n", o->name);
+    else if (o != NULL && o->val >= 256)
+        fprintf(stderr, "hscd: --%s needs a value\n", o->name);
+    else if (opt > 0 && opt < 256)
+        fprintf(stderr, "hscd: unknown option '-%c'\n", opt);
+    else
+        fprintf(stderr, "hscd: unknown option '%s'\n", typed);
+    fprintf(stderr, "Try 'hscd --help'.\n");
+    return 2;
+}
+
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
     char *end;
@@ -150,9 +170,13 @@ int main(int argc, char **argv)
         case OPT_SERVER_IP:
             snprintf(host, sizeof host, "%s", optarg);
             break;
-        case OPT_SERVER_PORT:
-            snprintf(port, sizeof port, "%s", optarg);
+        case OPT_SERVER_PORT: {
+            unsigned pn;
+            if (parse_uint(optarg, 0, 65535, &pn) != 0)
+                return bad_value(name, optarg, "a port number from 0 to 65535");
+            snprintf(port, sizeof port, "%u", pn);
             break;
+        }
         case OPT_THREADS:
             if (parse_uint(optarg, 1, 256, &cfg.threads) != 0)
                 return bad_value(name, optarg, "a number of threads from 1 to 256");
@@ -203,17 +227,7 @@ int main(int argc, char **argv)
             break;
         case '?':
         default:
-            if (optopt != 0) {
-                const char *o = NULL;
-                for (const struct option *p = options; p->name; p++)
-                    if (p->val == optopt)
-                        o = p->name;
-                fprintf(stderr, "hscd: --%s needs a value\n", o ? o : "?");
-            } else {
-                fprintf(stderr, "hscd: unknown option '%s'\n", argv[optind - 1]);
-            }
-            fprintf(stderr, "Try 'hscd --help'.\n");
-            return 2;
+            return option_error(argv, optopt);
         }
     }
     if (optind < argc) {
@@ -235,6 +249,11 @@ int main(int argc, char **argv)
 
     hsc_server_t *srv;
     int rc = hsc_server_new(&cfg, &srv);
+    if (rc == HSC_EINVAL && host[0] != '\0') {
+        fprintf(stderr, "hscd: --server_ip: invalid value '%s' (an IP address or localhost)\n",
+                host);
+        return 2;
+    }
     if (rc == HSC_EINVAL) {
         fprintf(stderr,
                 "hscd: --listen: invalid address '%s' (use HOST:PORT with an IP address or "

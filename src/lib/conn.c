@@ -34,7 +34,7 @@
 #include <strings.h>
 
 enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING };
-enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER };
+enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND };
 
 #define HSC_PENDING_STOP (128 * 1024)
 #define HSC_LINGER_MS    2000
@@ -309,6 +309,11 @@ static int on_message_complete(llhttp_t *p)
 {
     hsc_conn_t *c = conn_of_parser(p);
     c->keep_alive = llhttp_should_keep_alive(p);
+    /* An Upgrade (or CONNECT) request: what follows is not HTTP/1.1. It is served as a plain
+     * request (RFC 9110 lets a server ignore Upgrade) and the connection closes after it. */
+    c->upgrade = llhttp_get_upgrade(p) != 0;
+    if (c->upgrade)
+        c->keep_alive = false;
     return HPE_PAUSED;
 }
 
@@ -395,10 +400,12 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
     if (status != 0) {
         snprintf(reason, sizeof reason, "%s", r->error_reason);
     } else {
-        status = err == HPE_INVALID_VERSION ? 505 : 400;
-        snprintf(reason, sizeof reason, "malformed request: %s",
-                 llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
-                                                     : llhttp_errno_name(err));
+        const char *why = llhttp_get_error_reason(&c->parser);
+        if (why == NULL)
+            why = llhttp_errno_name(err);
+        /* 505 only for a well-formed but unsupported version (HTTP/2.0 as text); junk is 400. */
+        status = err == HPE_INVALID_VERSION && strcmp(why, "Invalid HTTP version") == 0 ? 505 : 400;
+        snprintf(reason, sizeof reason, "malformed request: %s", why);
     }
     HSC_LOG(HSC_LOG_INFO, "conn %s: %d %s", c->peer, status, reason);
     disarm(c);
@@ -411,7 +418,8 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
         r->http_minor = 1;
     }
     r->head_only = false;
-    hsc_res_error(&c->res, status, NULL, reason, true);
+    hsc_res_error(&c->res, status, status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, reason,
+                  true);
 }
 
 /* Parses `data` (never pointing into c->pending), dispatching each complete request. */
@@ -435,16 +443,15 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
         llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
         if (err == HPE_OK)
             return;
-        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        if (err == HPE_PAUSED_UPGRADE)
+            return; /* the upgraded request was dispatched already; the rest is not HTTP */
+        if (err == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
-            if (err == HPE_PAUSED_UPGRADE) {
-                /* What follows is not HTTP/1.1 any more: serve this request, then close. */
-                c->keep_alive = false;
-                pos = data + len;
-            }
             llhttp_resume(&c->parser);
             len -= (size_t)(pos - data);
             data = pos;
+            if (c->upgrade)
+                len = 0;
             c->dispatching = true;
             conn_dispatch(c);
             c->dispatching = false;
@@ -556,6 +563,10 @@ static void on_timer(uv_timer_t *t)
     case T_NEXT:
         conn_next(c);
         break;
+    case T_SEND:
+        HSC_LOG(HSC_LOG_INFO, "conn %s: client read nothing for --idle-timeout, closing", c->peer);
+        hsc_conn_close(c);
+        break;
     default:
         break;
     }
@@ -592,6 +603,20 @@ static void outq_pop(hsc_conn_t *c)
     c->q_count--;
 }
 
+/*
+ * While a response runs and output waits, the client must keep reading: no progress for
+ * idle_timeout closes the connection, so a stalled reader cannot hold a slot forever.
+ */
+static void watch_send(hsc_conn_t *c)
+{
+    if (c->state != CONN_RESPONDING || (c->timer_mode != T_NONE && c->timer_mode != T_SEND))
+        return;
+    if (c->q_count > 0)
+        arm(c, T_SEND, c->w->srv->cfg.idle_timeout_ms);
+    else if (c->timer_mode == T_SEND)
+        disarm(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     hsc_conn_t *c = (hsc_conn_t *)req->handle;
@@ -610,6 +635,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     if (c->q_count > 0)
         conn_flush(c);
+    watch_send(c);
     if (c->res.want_drain && c->queued <= hsc_conn_low_water(c)) {
         c->res.want_drain = false;
         if (c->res.on_drain != NULL && !c->res.ended)
@@ -669,6 +695,7 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
         return HSC_ENOMEM;
     }
     conn_flush(c);
+    watch_send(c);
     return 0;
 }
 
@@ -725,6 +752,9 @@ static void conn_close_impl(hsc_conn_t *c, bool reset)
     if (c->closing)
         return;
     c->closing = true;
+    /* A close-delimited body cut short must not look complete: end it with a reset. */
+    if (c->res.started && !c->res.ended && c->res.mode == HSC_BODY_CLOSE)
+        reset = true;
     if (!c->res.ended && c->res.on_close != NULL) {
         hsc_res_cb cb = c->res.on_close;
         c->res.on_close = NULL;

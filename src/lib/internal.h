@@ -214,6 +214,7 @@ struct hsc_conn_s {
     int state;      /* CONN_* in conn.c */
     int timer_mode; /* what the timer is armed for */
     bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
+    bool upgrade;       /* the current request asked for Upgrade: close after it */
     bool dispatching;   /* inside conn_dispatch(): a response ending now is picked up there */
     bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
     /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */

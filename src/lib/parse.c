@@ -13,12 +13,18 @@
 
 int hsc_parse_duration(const char *s, uint64_t *ms)
 {
-    if (s == NULL || !(isdigit((unsigned char)s[0]) || s[0] == '.'))
+    if (s == NULL)
+        return HSC_EINVAL;
+    /* Digits with at most one '.', then the unit: strtod alone would take "0x10" or "1e3". */
+    size_t digits = 0, dots = 0, i = 0;
+    for (; isdigit((unsigned char)s[i]) || s[i] == '.'; i++)
+        s[i] == '.' ? dots++ : digits++;
+    if (digits == 0 || dots > 1)
         return HSC_EINVAL;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno != 0 || end == s || !isfinite(v) || v < 0)
+    if (errno != 0 || end != s + i || !isfinite(v) || v < 0)
         return HSC_EINVAL;
     double mult;
     if (*end == '\0' || strcasecmp(end, "s") == 0)

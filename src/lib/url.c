@@ -82,6 +82,8 @@ ssize_t hsc_query_get(const char *q, size_t qlen, const char *name, char *out, s
         ssize_t kl = hsc_url_decode(kbuf, k.p, k.len, 1);
         if (kl < 0 || (size_t)kl != nlen || memcmp(kbuf, name, nlen) != 0)
             continue;
+        if (cap == 0)
+            return HSC_ETOOBIG;
         /* Decode piecewise so `out` never needs more than the decoded size. */
         size_t o = 0;
         for (size_t i = 0; i < v.len;) {

@@ -207,6 +207,21 @@ static void test_size_overflow(void **state)
     check_size_fails("18014398509481984k");
 }
 
+/* Only decimal digits with one optional point: strtod's hex and exponent forms are typos here. */
+static void test_duration_rejects_hex_and_exponent(void **state)
+{
+    (void)state;
+    uint64_t ms = 42;
+    assert_int_equal(hsc_parse_duration("0x10", &ms), HSC_EINVAL);
+    assert_int_equal(hsc_parse_duration("0x1p4s", &ms), HSC_EINVAL);
+    assert_int_equal(hsc_parse_duration("1e3", &ms), HSC_EINVAL);
+    assert_int_equal(hsc_parse_duration("1.2.3s", &ms), HSC_EINVAL);
+    assert_int_equal(hsc_parse_duration(".", &ms), HSC_EINVAL);
+    assert_int_equal(ms, 42);
+    assert_int_equal(hsc_parse_duration(".5s", &ms), 0);
+    assert_int_equal(ms, 500);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +240,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_size_null),
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_size_overflow),
+        cmocka_unit_test(test_duration_rejects_hex_and_exponent),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

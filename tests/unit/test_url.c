@@ -344,6 +344,16 @@ static void test_query_get_long_key_skipped(void **state)
     assert_string_equal(out, "2");
 }
 
+/* A zero-capacity output cannot even hold the NUL: refused, nothing written. */
+static void test_query_get_zero_capacity(void **state)
+{
+    (void)state;
+    char out[1] = {'x'};
+    assert_int_equal(hsc_query_get("v=", 2, "v", out, 0), HSC_ETOOBIG);
+    assert_int_equal(hsc_query_get("v", 1, "v", out, 0), HSC_ETOOBIG);
+    assert_int_equal(out[0], 'x');
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +384,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_query_get_bad_encoding),
         cmocka_unit_test(test_query_get_utf8_value),
         cmocka_unit_test(test_query_get_long_key_skipped),
+        cmocka_unit_test(test_query_get_zero_capacity),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
