@@ -318,6 +318,24 @@ class SlowReader(ServerTestCase):
             self.assertTrue(ch.startswith(b"[%d/%d] " % (i, n)), ch[:20])
 
 
+    def test_stalled_reader_of_a_paused_stream_is_dropped_after_idle_timeout(self):
+        # Small pieces: backpressure pauses the stream instead of overflowing the queue. A client
+        # that then reads nothing for --idle-timeout is disconnected, so it cannot hold its
+        # connection slot forever; a patient client (the test above) is not.
+        srv = self.start("--max-queue-bytes", "64k", "--max-gen-len", "100000",
+                         "--interval", "1ms", "--idle-timeout", "1s", "--log-level", "info")
+        with RawConn(srv.port, timeout=30, rcvbuf=8192) as c:
+            c.request("GET", "/v1/stream?q=" + "w" * 8000)
+            time.sleep(1.0 + 3 * SLOW)  # paused, then past the idle timeout
+            with srv.connect() as other:
+                other.request("GET", "/healthz")
+                self.assertEqual(other.read_response().body, b"ok\n")
+            r = c.read_response(timeout=30)
+        self.assertEqual(r.status, 200)
+        self.assertFalse(r.complete, "a reader stalled past --idle-timeout got a complete answer")
+        self.assertLess(len(r.chunks), 100000)
+        self.assertIn("read nothing for --idle-timeout", srv.log())
+
     def test_sigterm_with_a_paused_stream(self):
         # A stream paused by backpressure is cut at --drain-timeout; hscd exits 0.
         srv = self.start("--max-queue-bytes", "64k", "--max-gen-len", "100000",
