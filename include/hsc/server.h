@@ -42,7 +42,16 @@ typedef struct hsc_server_config_s {
     unsigned max_gen_len;       /* demo responder: pieces per answer */
     uint64_t interval_ms;       /* demo responder: time between pieces */
     int legacy_get;             /* serve GET /<percent-encoded text> as an answer */
-    int handle_signals;         /* hsc_server_run() stops on SIGINT/SIGTERM */
+    const char *exec;           /* responder command (run with /bin/sh -c), one process per
+                                   request; NULL for the demo responder */
+    unsigned max_processes;     /* --exec: processes running at once; past it requests queue */
+    unsigned queue;             /* requests waiting for a responder; past it 503 */
+    uint64_t responder_timeout_ms; /* an answer taking longer fails; 0 = no limit */
+    uint64_t kill_grace_ms;        /* SIGTERM, then SIGKILL after this long */
+    uint64_t keepalive_ms;         /* SSE answers: a comment line while the responder is silent */
+    const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
+    void *responder_data;                    /* given to it through hsc_answer_responder_data() */
+    int handle_signals;                      /* hsc_server_run() stops on SIGINT/SIGTERM */
     hsc_log_level_t log_level;
 } hsc_server_config_t;
 

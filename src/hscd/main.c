@@ -32,6 +32,12 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_LEVEL,
+    OPT_EXEC,
+    OPT_MAX_PROCESSES,
+    OPT_QUEUE,
+    OPT_RESPONDER_TIMEOUT,
+    OPT_KILL_GRACE,
+    OPT_KEEPALIVE,
     OPT_VERSION
 };
 
@@ -54,6 +60,12 @@ static const struct option options[] = {
     {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"exec", required_argument, NULL, OPT_EXEC},
+    {"max-processes", required_argument, NULL, OPT_MAX_PROCESSES},
+    {"queue", required_argument, NULL, OPT_QUEUE},
+    {"responder-timeout", required_argument, NULL, OPT_RESPONDER_TIMEOUT},
+    {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
+    {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -71,9 +83,18 @@ static void usage(FILE *out)
           "                           picks a free port          (default 127.0.0.1:8000)\n"
           "  --threads N              worker threads, one event loop each (default: cores)\n"
           "\n"
-          "Demo responder\n"
-          "  --max-gen-len N          pieces per answer                      (default 10)\n"
-          "  --interval DURATION      time between pieces, e.g. 250ms, 1s  (default 200ms)\n"
+          "Responders (default: the built-in demo)\n"
+          "  --exec 'CMD ARGS'        run CMD (with /bin/sh -c) for each request: the text\n"
+          "                           on stdin, the answer from stdout (docs/responders.md)\n"
+          "  --max-processes N        --exec processes running at once     (default 64)\n"
+          "  --queue N                requests waiting for a responder; past it 503\n"
+          "                                                             (default 256)\n"
+          "  --responder-timeout DUR  an answer taking longer fails; 0 = none (default 10m)\n"
+          "  --kill-grace DUR         SIGTERM, then SIGKILL after this   (default 500ms)\n"
+          "  --keepalive DUR          SSE: a comment line while the responder is silent;\n"
+          "                           0 = never                          (default 15s)\n"
+          "  --max-gen-len N          demo: pieces per answer                (default 10)\n"
+          "  --interval DURATION      demo: time between pieces, e.g. 250ms (default 200ms)\n"
           "\n"
           "Limits\n"
           "  --max-connections N      open connections; past it 503   (default 10000)\n"
@@ -219,6 +240,29 @@ int main(int argc, char **argv)
                                                       : &cfg.drain_timeout_ms;
             if (hsc_parse_duration(optarg, dst) != 0 || (opt != OPT_DRAIN_TIMEOUT && *dst == 0))
                 return bad_value(name, optarg, "a duration such as 500ms or 10s");
+            break;
+        }
+        case OPT_EXEC:
+            if (optarg[0] == '\0')
+                return bad_value(name, optarg, "a command, e.g. 'python3 responder.py'");
+            cfg.exec = optarg;
+            break;
+        case OPT_MAX_PROCESSES:
+            if (parse_uint(optarg, 1, 100000, &cfg.max_processes) != 0)
+                return bad_value(name, optarg, "a number of processes from 1 to 100000");
+            break;
+        case OPT_QUEUE:
+            if (parse_uint(optarg, 0, 10000000, &cfg.queue) != 0)
+                return bad_value(name, optarg, "a number of requests, 0 for no queue");
+            break;
+        case OPT_RESPONDER_TIMEOUT:
+        case OPT_KILL_GRACE:
+        case OPT_KEEPALIVE: {
+            uint64_t *dst = opt == OPT_RESPONDER_TIMEOUT ? &cfg.responder_timeout_ms
+                            : opt == OPT_KILL_GRACE      ? &cfg.kill_grace_ms
+                                                         : &cfg.keepalive_ms;
+            if (hsc_parse_duration(optarg, dst) != 0)
+                return bad_value(name, optarg, "a duration such as 500ms or 15s");
             break;
         }
         case OPT_LOG_LEVEL:

@@ -20,10 +20,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void answer_free(hsc_answer_t *a)
+static void answer_closed(uv_handle_t *h)
 {
+    hsc_answer_t *a = h->data;
     free(a->text);
     free(a);
+}
+
+/* The keep-alive timer is the answer's only handle: the answer is freed in its close callback. */
+static void answer_free(hsc_answer_t *a)
+{
+    uv_close((uv_handle_t *)&a->keepalive, answer_closed);
+}
+
+static void write_comment(hsc_answer_t *a)
+{
+    static const char comment[] = ": keepalive\n\n";
+    hsc_res_write(a->res, comment, sizeof comment - 1);
+}
+
+/* SSE: while the responder is silent (a model's prefill, a queue wait), a comment line every
+ * --keepalive keeps proxies and clients from timing the stream out. */
+static void on_keepalive(uv_timer_t *t)
+{
+    hsc_answer_t *a = t->data;
+    if (a->pieces == a->pieces_at_last_tick && hsc_res_writable(a->res))
+        write_comment(a);
+    a->pieces_at_last_tick = a->pieces;
+}
+
+const char *hsc_answer_text(const hsc_answer_t *a, size_t *len)
+{
+    if (len != NULL)
+        *len = a->text_len;
+    return a->text;
+}
+
+uv_loop_t *hsc_answer_loop(const hsc_answer_t *a)
+{
+    return a->loop;
+}
+
+uint64_t hsc_answer_id(const hsc_answer_t *a)
+{
+    return a->req->id;
+}
+
+bool hsc_answer_is_sse(const hsc_answer_t *a)
+{
+    return a->sse;
+}
+
+void *hsc_answer_data(const hsc_answer_t *a)
+{
+    return a->state;
+}
+
+void hsc_answer_set_data(hsc_answer_t *a, void *data)
+{
+    a->state = data;
+}
+
+void *hsc_answer_responder_data(const hsc_answer_t *a)
+{
+    return a->cfg->responder_data;
 }
 
 static void on_close(hsc_res_t *res, void *user)
@@ -136,6 +196,14 @@ static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_
     a->cfg = hsc_req_config(req);
     a->sse = hsc_req_accepts(req, "text/event-stream");
     a->responder = req->conn->w->srv->responder;
+    uv_timer_init(a->loop, &a->keepalive);
+    a->keepalive.data = a;
+    if (a->responder->admit != NULL && a->responder->admit(a) != 0) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n",
+                      "all responders are busy and the queue is full; retry later", false);
+        answer_free(a);
+        return;
+    }
 
     char extra[160];
     snprintf(extra, sizeof extra,
@@ -150,6 +218,10 @@ static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_
     res->on_close = on_close;
     res->on_drain = on_drain;
     res->user = a;
+    if (a->sse && a->cfg->keepalive_ms > 0) {
+        write_comment(a); /* at once: proxies flush the headers, clients see the stream live */
+        uv_timer_start(&a->keepalive, on_keepalive, a->cfg->keepalive_ms, a->cfg->keepalive_ms);
+    }
     int rc = a->responder->start(a);
     if (rc != 0) {
         char reason[128];

@@ -213,6 +213,11 @@ static int on_header_field_complete(llhttp_t *p)
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
     h->name_len = (uint32_t)(r->head.len - h->name_off);
     r->last_cb = 4;
+    /* RFC 9112 §5.1: no whitespace between a field name and its colon (llhttp's lenient mode
+     * lets it through for most fields). */
+    if (memchr(r->head.data + h->name_off, ' ', h->name_len) != NULL ||
+        memchr(r->head.data + h->name_off, '\t', h->name_len) != NULL)
+        return req_fail(r, 400, "malformed request: whitespace in a header field name");
     return head_append(r, "", 1);
 }
 

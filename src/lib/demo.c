@@ -91,4 +91,4 @@ static void demo_cancel(hsc_answer_t *a)
     demo_stop(a->state);
 }
 
-const hsc_responder_t hsc_demo_responder = {"demo", demo_start, demo_resume, demo_cancel};
+const hsc_responder_t hsc_demo_responder = {"demo", demo_start, demo_resume, demo_cancel, NULL};

@@ -8,6 +8,7 @@
 
 #include "hsc/codec.h"
 #include "hsc/hsc.h"
+#include "hsc/responder.h"
 #include "hsc/server.h"
 
 #include <llhttp.h>
@@ -244,22 +245,6 @@ size_t hsc_conn_high_water(const hsc_conn_t *c);
 
 /* ---- answers and responders (answer.c, demo.c) ----------------------------------------------- */
 
-typedef struct hsc_answer_s hsc_answer_t;
-
-/**
- * A responder turns one request text into a stream of pieces. `start` begins producing (pieces
- * go through hsc_answer_write(); the end through hsc_answer_end() or hsc_answer_fail()); a
- * non-zero return fails the request before any byte is sent. `resume` is called when the client
- * has drained after hsc_answer_writable() returned false. `cancel` is called when the client goes
- * away: release everything and never touch the answer again.
- */
-typedef struct hsc_responder_s {
-    const char *name;
-    int (*start)(hsc_answer_t *a);
-    void (*resume)(hsc_answer_t *a);
-    void (*cancel)(hsc_answer_t *a);
-} hsc_responder_t;
-
 struct hsc_answer_s {
     hsc_res_t *res;
     hsc_req_t *req;
@@ -271,17 +256,20 @@ struct hsc_answer_s {
     unsigned pieces;
     uint64_t bytes;
     const hsc_responder_t *responder;
-    void *state; /* the responder's own */
+    void *state;          /* the responder's own */
+    uv_timer_t keepalive; /* SSE: a comment line while the responder is silent */
+    unsigned pieces_at_last_tick;
 };
 
-int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n);
-bool hsc_answer_writable(hsc_answer_t *a);
-/** Completes the answer and frees it. */
-void hsc_answer_end(hsc_answer_t *a);
-/** Fails the answer (reason: one line, shown to SSE clients) and frees it. */
-void hsc_answer_fail(hsc_answer_t *a, const char *reason);
-
 extern const hsc_responder_t hsc_demo_responder;
+extern const hsc_responder_t hsc_exec_responder;
+
+/* Per-worker admission for --exec: at most `limit` processes, then a FIFO of `qlimit`. */
+typedef struct hsc_exec_slots_s {
+    unsigned running, limit;
+    unsigned queued, qlimit;
+    struct exec_proc_s *head, *tail;
+} hsc_exec_slots_t;
 
 /* Route handlers. */
 void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res);
@@ -314,12 +302,14 @@ struct hsc_worker_s {
     hsc_conn_t *conns; /* list of open connections */
     size_t nconns;
     bool draining;
+    hsc_exec_slots_t exec;
     char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
 };
 
 struct hsc_server_s {
     hsc_server_config_t cfg;
     char *listen_copy;
+    char *exec_copy;
     struct sockaddr_storage addr;
     char host[64];
     int port;

@@ -41,6 +41,12 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->max_gen_len = 10;
     cfg->interval_ms = 200;
     cfg->legacy_get = 0;
+    cfg->exec = NULL;
+    cfg->max_processes = 64;
+    cfg->queue = 256;
+    cfg->responder_timeout_ms = 600000;
+    cfg->kill_grace_ms = 500;
+    cfg->keepalive_ms = 15000;
     cfg->handle_signals = 1;
     cfg->log_level = HSC_LOG_NOTICE;
 }
@@ -237,6 +243,10 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->cfg = *cfg;
     srv->listen_copy = strdup(cfg->listen ? cfg->listen : "127.0.0.1:8000");
     srv->cfg.listen = srv->listen_copy;
+    if (cfg->exec != NULL) {
+        srv->exec_copy = strdup(cfg->exec);
+        srv->cfg.exec = srv->exec_copy;
+    }
     hsc_log_set_level(cfg->log_level);
     int rc = parse_listen(srv, srv->cfg.listen);
     if (rc != 0) {
@@ -248,7 +258,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     if (uv_cpu_info(&cpus, &ncpu) == 0)
         uv_free_cpu_info(cpus, ncpu);
     srv->nworkers = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-    srv->responder = &hsc_demo_responder;
+    srv->responder = cfg->responder ? cfg->responder
+                     : cfg->exec    ? &hsc_exec_responder
+                                    : &hsc_demo_responder;
     uv_loop_init(&srv->main_loop);
     uv_async_init(&srv->main_loop, &srv->stop_async, on_stop_async);
     srv->stop_async.data = srv;
@@ -273,6 +285,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        /* --max-processes and --queue are split across workers: no lock on the request path. */
+        w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
+        w->exec.qlimit = (cfg->queue + srv->nworkers - 1) / srv->nworkers;
         if ((rc = worker_listen(w)) != 0) {
             hsc_server_free(srv);
             return rc;
@@ -388,5 +403,6 @@ void hsc_server_free(hsc_server_t *srv)
     close_main_loop(srv);
     free(srv->routes);
     free(srv->listen_copy);
+    free(srv->exec_copy);
     free(srv);
 }

@@ -1,0 +1,73 @@
+/**
+ * Responders: what turns one request text into a stream of pieces. hscd has three kinds: the
+ * built-in demo, external programs (--exec, one process per request), and C callbacks registered
+ * by a program that links libhsc (this header; see examples/embed.c).
+ *
+ * Everything about one answer happens on one libuv loop (hsc_answer_loop()): start, resume and
+ * cancel are called there, and hsc_answer_write/end/fail must be called there too. A responder
+ * that produces pieces on another thread hands them to the loop itself (uv_async_t).
+ */
+#ifndef HSC_RESPONDER_H
+#define HSC_RESPONDER_H
+
+#include "hsc.h"
+
+#include <stdbool.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** One answer in progress: a request text, a client, and the pieces sent so far. */
+typedef struct hsc_answer_s hsc_answer_t;
+
+/**
+ * A responder. `start` begins producing: pieces go through hsc_answer_write(), the end through
+ * hsc_answer_end() or hsc_answer_fail(); a non-zero return fails the answer at once. `resume`
+ * (optional) is called once the client has drained after hsc_answer_writable() returned false.
+ * `cancel` is called when the client goes away before the end: release everything and never
+ * touch the answer again. `admit` (optional) is asked before the response headers go out:
+ * returning non-zero (e.g. HSC_EFULL when a queue is full) answers 503 with Retry-After.
+ */
+typedef struct hsc_responder_s {
+    const char *name;
+    int (*start)(hsc_answer_t *a);
+    void (*resume)(hsc_answer_t *a);
+    void (*cancel)(hsc_answer_t *a);
+    int (*admit)(hsc_answer_t *a);
+} hsc_responder_t;
+
+/** The request text: valid UTF-8, NUL-terminated, never empty. Valid until the answer ends. */
+HSC_EXPORT const char *hsc_answer_text(const hsc_answer_t *a, size_t *len);
+/** The loop the answer lives on: timers and handles of the responder go there. */
+HSC_EXPORT uv_loop_t *hsc_answer_loop(const hsc_answer_t *a);
+/** The request id hscd logs (also sent to the client as X-Request-Id). */
+HSC_EXPORT uint64_t hsc_answer_id(const hsc_answer_t *a);
+/** Whether the client asked for Server-Sent Events (else chunked text). */
+HSC_EXPORT bool hsc_answer_is_sse(const hsc_answer_t *a);
+/** The responder's own pointer for this answer (NULL at first). */
+HSC_EXPORT void *hsc_answer_data(const hsc_answer_t *a);
+HSC_EXPORT void hsc_answer_set_data(hsc_answer_t *a, void *data);
+/** The `responder_data` given in hsc_server_config_t. */
+HSC_EXPORT void *hsc_answer_responder_data(const hsc_answer_t *a);
+
+/**
+ * Sends one piece (borrows `p`). Returns 0, or HSC_ECLOSED / HSC_EFULL when the client is gone
+ * or too slow: stop producing then; cancel() follows.
+ */
+HSC_EXPORT int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n);
+/**
+ * Whether the client keeps up. When false, stop producing until resume() is called: this is how a
+ * slow client slows its responder instead of growing the server's memory.
+ */
+HSC_EXPORT bool hsc_answer_writable(hsc_answer_t *a);
+/** Completes the answer. The answer is gone after the call. */
+HSC_EXPORT void hsc_answer_end(hsc_answer_t *a);
+/** Fails the answer with a one-line reason (shown to SSE clients). Gone after the call. */
+HSC_EXPORT void hsc_answer_fail(hsc_answer_t *a, const char *reason);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,438 @@
+/*
+ * The exec responder (--exec CMD): one process per request, any language.
+ *
+ * The process is `/bin/sh -c CMD`, started in a session of its own (so that a kill reaches the
+ * whole process group, grandchildren included). It gets the request text on stdin, then EOF, and
+ * request metadata in its environment (docs/responders.md). Every byte it writes to stdout is
+ * forwarded to the client as it arrives; its stderr goes to hscd's log line by line, prefixed with
+ * the request id. Exit status 0 completes the answer; any other status, a signal, or
+ * --responder-timeout fails it.
+ *
+ * Backpressure: when the client's queue is above its high mark the stdout pipe stops being read
+ * (the process then blocks in write()), and reading resumes on the answer's resume callback. So a
+ * process that floods cannot grow hscd's memory past the connection's queue bound.
+ *
+ * Cancellation: when the client goes away, the process group gets SIGTERM, then SIGKILL after
+ * --kill-grace. The process state outlives the answer until the process has been reaped and every
+ * pipe is closed; then its slot is released and the next queued request starts.
+ *
+ * Admission: each worker runs at most ceil(--max-processes / threads) processes; further requests
+ * wait in a FIFO of ceil(--queue / threads) (their SSE streams get keep-alive comments
+ * meanwhile); past that, 503 with Retry-After.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+typedef struct exec_proc_s {
+    uv_process_t proc;
+    uv_pipe_t in, out, err;
+    uv_timer_t timer; /* --responder-timeout, then the SIGKILL grace */
+    uv_write_t wreq;
+    hsc_answer_t *a; /* NULL once the answer has ended or the client has gone */
+    hsc_worker_t *w;
+    struct exec_proc_s *next; /* in the worker's queue */
+    uint64_t id;
+    char *text; /* own copy: stdin may still be written after the answer is gone */
+    size_t text_len;
+    int handles; /* open handles; freed at 0 */
+    bool spawned, exited, out_eof, err_eof, paused, killed, finished;
+    int64_t status;
+    int signal;
+    char reason[160];       /* set when the answer must fail whatever the exit status */
+    unsigned char carry[4]; /* SSE: the start of a UTF-8 character cut by a read */
+    size_t carry_len;
+    char line[512]; /* stderr: the current line */
+    size_t line_len;
+} exec_proc_t;
+
+static void exec_spawn_next(hsc_worker_t *w);
+
+static hsc_worker_t *worker_of(hsc_answer_t *a)
+{
+    return a->req->conn->w;
+}
+
+static void proc_free_if_closed(exec_proc_t *p)
+{
+    if (p->handles > 0)
+        return;
+    hsc_worker_t *w = p->w;
+    if (p->spawned)
+        w->exec.running--;
+    free(p->text);
+    free(p);
+    exec_spawn_next(w);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    exec_proc_t *p = h->data;
+    p->handles--;
+    proc_free_if_closed(p);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h))
+        uv_close(h, on_closed);
+}
+
+/* Sends `sig` to the process group: the shell and whatever it started. */
+static void signal_group(exec_proc_t *p, int sig)
+{
+    if (!p->exited && p->proc.pid > 0 && uv_kill(-p->proc.pid, sig) != 0)
+        uv_kill(p->proc.pid, sig);
+}
+
+static void on_kill_grace(uv_timer_t *t)
+{
+    exec_proc_t *p = t->data;
+    signal_group(p, SIGKILL);
+}
+
+static void proc_kill(exec_proc_t *p)
+{
+    if (p->killed || p->exited)
+        return;
+    p->killed = true;
+    signal_group(p, SIGTERM);
+    uv_timer_start(&p->timer, on_kill_grace, p->w->srv->cfg.kill_grace_ms, 0);
+}
+
+/* The process is reaped and its stdout drained: end the answer, close everything. */
+static void proc_maybe_finish(exec_proc_t *p)
+{
+    if (!p->exited || !p->out_eof || !p->err_eof || p->finished)
+        return;
+    p->finished = true;
+    if (p->line_len > 0)
+        HSC_LOG(HSC_LOG_NOTICE, "req %llu: stderr: %.*s", (unsigned long long)p->id,
+                (int)p->line_len, p->line);
+    hsc_answer_t *a = p->a;
+    p->a = NULL;
+    if (a != NULL) {
+        if (p->reason[0] == '\0' && p->signal != 0)
+            snprintf(p->reason, sizeof p->reason, "the responder was killed by signal %d",
+                     p->signal);
+        else if (p->reason[0] == '\0' && p->status != 0)
+            snprintf(p->reason, sizeof p->reason, "the responder exited with status %lld",
+                     (long long)p->status);
+        if (p->reason[0] == '\0' && p->carry_len > 0)
+            hsc_answer_write(a, p->carry,
+                             p->carry_len); /* a cut character: the client shows U+FFFD */
+        if (p->reason[0] != '\0')
+            hsc_answer_fail(a, p->reason);
+        else
+            hsc_answer_end(a);
+    }
+    uv_timer_stop(&p->timer);
+    close_handle((uv_handle_t *)&p->timer);
+    close_handle((uv_handle_t *)&p->proc);
+    close_handle((uv_handle_t *)&p->in);
+    close_handle((uv_handle_t *)&p->out);
+    close_handle((uv_handle_t *)&p->err);
+}
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
+    exec_proc_t *p = proc->data;
+    p->exited = true;
+    p->status = status;
+    p->signal = sig;
+    uv_timer_stop(&p->timer);
+    HSC_LOG(HSC_LOG_INFO, "req %llu: responder pid %d exited, status %lld, signal %d",
+            (unsigned long long)p->id, proc->pid, (long long)status, sig);
+    proc_maybe_finish(p);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    exec_proc_t *p = t->data;
+    snprintf(p->reason, sizeof p->reason, "the responder timed out after %llu ms",
+             (unsigned long long)p->w->srv->cfg.responder_timeout_ms);
+    proc_kill(p);
+}
+
+/* Reads go into the worker's read buffer, 4 bytes in, so an SSE carry can be put in front. */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    exec_proc_t *p = h->data;
+    *buf = uv_buf_init(p->w->rbuf + 4, sizeof p->w->rbuf - 4);
+}
+
+static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    exec_proc_t *p = s->data;
+    if (n < 0) {
+        uv_read_stop(s);
+        p->out_eof = true;
+        proc_maybe_finish(p);
+        return;
+    }
+    if (n == 0 || p->a == NULL)
+        return; /* cancelled: drain and drop until the process is gone */
+    char *data = buf->base;
+    size_t len = (size_t)n;
+    if (hsc_answer_is_sse(p->a)) {
+        /* An SSE event must not end inside a character: hold back a cut one for the next read. */
+        data -= p->carry_len;
+        memcpy(data, p->carry, p->carry_len);
+        len += p->carry_len;
+        size_t ok = hsc_utf8_complete_prefix(data, len);
+        p->carry_len = len - ok;
+        memcpy(p->carry, data + ok, p->carry_len);
+        len = ok;
+    }
+    if (len > 0 && hsc_answer_write(p->a, data, len) != 0)
+        return; /* the client is going: cancel() follows */
+    if (!hsc_answer_writable(p->a)) {
+        uv_read_stop(s);
+        p->paused = true;
+    }
+}
+
+static void on_stderr(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    exec_proc_t *p = s->data;
+    if (n < 0) {
+        uv_read_stop(s);
+        p->err_eof = true;
+        proc_maybe_finish(p);
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        char c = buf->base[i];
+        if (c != '\n' && p->line_len < sizeof p->line)
+            p->line[p->line_len++] = c;
+        if (c == '\n' || p->line_len == sizeof p->line) {
+            HSC_LOG(HSC_LOG_NOTICE, "req %llu: stderr: %.*s", (unsigned long long)p->id,
+                    (int)p->line_len, p->line);
+            p->line_len = 0;
+        }
+    }
+}
+
+static void on_stdin_written(uv_write_t *req, int status)
+{
+    exec_proc_t *p = req->data;
+    (void)status; /* EPIPE: the process did not read its input; its exit status tells the rest */
+    close_handle((uv_handle_t *)&p->in);
+}
+
+/* The process environment: hscd's own plus the request's metadata (docs/responders.md). */
+static char **build_env(exec_proc_t *p, hsc_answer_t *a, char *store, size_t cap)
+{
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **env = calloc(n + 12, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "HSC_", 4) != 0)
+            env[k++] = environ[i];
+    const hsc_req_t *r = a->req;
+    const char *peer = hsc_req_peer(r);
+    const char *colon = strrchr(peer, ':');
+    size_t off = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int m = snprintf(store + off, cap - off, __VA_ARGS__);                                     \
+        if (m < 0 || (size_t)m >= cap - off)                                                       \
+            break;                                                                                 \
+        env[k++] = store + off;                                                                    \
+        off += (size_t)m + 1;                                                                      \
+    } while (0)
+    PUT("HSC_REQUEST_ID=%llu", (unsigned long long)p->id);
+    PUT("REQUEST_METHOD=%s", r->method_name);
+    PUT("PATH_INFO=%.*s", (int)r->path_len, r->path);
+    PUT("QUERY_STRING=%.*s", (int)r->query_len, r->query ? r->query : "");
+    PUT("REMOTE_ADDR=%.*s", colon ? (int)(colon - peer) : 0, peer);
+    PUT("REMOTE_PORT=%s", colon ? colon + 1 : "");
+    PUT("CONTENT_LENGTH=%zu", p->text_len);
+    PUT("HSC_CONTENT_TYPE=%s", a->sse ? "text/event-stream" : "text/plain");
+    PUT("SERVER_SOFTWARE=hsc/%s", HSC_VERSION_STRING);
+#undef PUT
+    env[k] = NULL;
+    return env;
+}
+
+static int proc_spawn(exec_proc_t *p)
+{
+    hsc_worker_t *w = p->w;
+    hsc_answer_t *a = p->a;
+    uv_loop_t *loop = &w->loop;
+    uv_pipe_init(loop, &p->in, 0);
+    uv_pipe_init(loop, &p->out, 0);
+    uv_pipe_init(loop, &p->err, 0);
+    p->in.data = p->out.data = p->err.data = p;
+    p->handles += 3;
+
+    char store[4096];
+    char **env = build_env(p, a, store, sizeof store);
+    char *args[] = {"/bin/sh", "-c", (char *)w->srv->cfg.exec, NULL};
+    uv_stdio_container_t stdio[3] = {
+        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&p->in},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err},
+    };
+    uv_process_options_t opts = {
+        .exit_cb = on_exit_cb,
+        .file = args[0],
+        .args = args,
+        .env = env,
+        .flags = UV_PROCESS_DETACHED, /* its own process group, so kills reach grandchildren */
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    p->proc.data = p;
+    if (env == NULL)
+        return HSC_ENOMEM;
+    int rc = uv_spawn(loop, &p->proc, &opts);
+    free(env);
+    p->handles++; /* initialised even when the spawn fails: closed like the others */
+    if (rc != 0) {
+        HSC_LOG(HSC_LOG_ERROR, "req %llu: cannot start responder: %s", (unsigned long long)p->id,
+                uv_strerror(rc));
+        return rc;
+    }
+    p->spawned = true;
+    w->exec.running++;
+    HSC_LOG(HSC_LOG_INFO, "req %llu: responder pid %d started", (unsigned long long)p->id,
+            p->proc.pid);
+
+    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
+    uv_read_start((uv_stream_t *)&p->err, on_alloc, on_stderr);
+    uv_buf_t b = uv_buf_init(p->text, (unsigned)p->text_len);
+    p->wreq.data = p;
+    if (uv_write(&p->wreq, (uv_stream_t *)&p->in, &b, 1, on_stdin_written) != 0)
+        close_handle((uv_handle_t *)&p->in);
+    if (w->srv->cfg.responder_timeout_ms > 0)
+        uv_timer_start(&p->timer, on_timeout, w->srv->cfg.responder_timeout_ms, 0);
+    return 0;
+}
+
+/* Starts `p` now; on failure the answer fails and `p` is freed. */
+static void proc_start_or_fail(exec_proc_t *p)
+{
+    int rc = proc_spawn(p);
+    if (rc == 0)
+        return;
+    hsc_answer_t *a = p->a;
+    p->a = NULL;
+    p->finished = true;
+    close_handle((uv_handle_t *)&p->timer);
+    close_handle((uv_handle_t *)&p->proc);
+    close_handle((uv_handle_t *)&p->in);
+    close_handle((uv_handle_t *)&p->out);
+    close_handle((uv_handle_t *)&p->err);
+    char reason[128];
+    snprintf(reason, sizeof reason, "the responder could not start: %s", uv_strerror(rc));
+    hsc_answer_fail(a, reason);
+}
+
+static void exec_spawn_next(hsc_worker_t *w)
+{
+    while (w->exec.head != NULL && w->exec.running < w->exec.limit && !w->draining) {
+        exec_proc_t *p = w->exec.head;
+        w->exec.head = p->next;
+        if (w->exec.head == NULL)
+            w->exec.tail = NULL;
+        w->exec.queued--;
+        proc_start_or_fail(p);
+    }
+}
+
+static int exec_admit(hsc_answer_t *a)
+{
+    hsc_worker_t *w = worker_of(a);
+    if (w->exec.running < w->exec.limit || w->exec.queued < w->exec.qlimit)
+        return 0;
+    return HSC_EFULL;
+}
+
+static int exec_start(hsc_answer_t *a)
+{
+    hsc_worker_t *w = worker_of(a);
+    exec_proc_t *p = calloc(1, sizeof *p);
+    char *text = malloc(a->text_len);
+    if (p == NULL || text == NULL) {
+        free(p);
+        free(text);
+        return HSC_ENOMEM;
+    }
+    memcpy(text, a->text, a->text_len);
+    p->text = text;
+    p->text_len = a->text_len;
+    p->a = a;
+    p->w = w;
+    p->id = a->req->id;
+    a->state = p;
+    uv_timer_init(&w->loop, &p->timer);
+    p->timer.data = p;
+    p->handles = 1;
+    if (w->exec.running < w->exec.limit) {
+        proc_start_or_fail(p);
+        return 0;
+    }
+    if (w->exec.tail)
+        w->exec.tail->next = p;
+    else
+        w->exec.head = p;
+    w->exec.tail = p;
+    w->exec.queued++;
+    HSC_LOG(HSC_LOG_INFO, "req %llu: queued (%u waiting)", (unsigned long long)p->id,
+            w->exec.queued);
+    return 0;
+}
+
+static void exec_resume(hsc_answer_t *a)
+{
+    exec_proc_t *p = a->state;
+    if (p->paused && !p->out_eof) {
+        p->paused = false;
+        uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
+    }
+}
+
+static void exec_cancel(hsc_answer_t *a)
+{
+    exec_proc_t *p = a->state;
+    p->a = NULL;
+    if (!p->spawned) {
+        /* Still queued: unlink and free. */
+        hsc_worker_t *w = p->w;
+        exec_proc_t **pp = &w->exec.head, *prev = NULL;
+        while (*pp != NULL && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp == p) {
+            *pp = p->next;
+            if (w->exec.tail == p)
+                w->exec.tail = prev;
+            w->exec.queued--;
+        }
+        close_handle((uv_handle_t *)&p->timer);
+        return;
+    }
+    if (p->paused) {
+        /* Keep draining stdout so the process is not stuck in write() while being killed. */
+        p->paused = false;
+        uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
+    }
+    HSC_LOG(HSC_LOG_INFO, "req %llu: client gone, stopping responder pid %d",
+            (unsigned long long)p->id, p->proc.pid);
+    proc_kill(p);
+}
+
+const hsc_responder_t hsc_exec_responder = {"exec", exec_start, exec_resume, exec_cancel,
+                                            exec_admit};
