@@ -78,7 +78,8 @@ class Hscd:
     """One hscd process. `args` are passed as they are; with `listen` (the default), the
     arguments start with `--listen 127.0.0.1:0`."""
 
-    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0):
+    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None):
+        self.program = program
         self.args = list(args)
         if listen is not None:
             self.args = ["--listen", listen] + self.args
@@ -95,7 +96,7 @@ class Hscd:
         fd, self._log_path = tempfile.mkstemp(prefix="hscd-", suffix=".log")
         try:
             self.proc = subprocess.Popen(
-                [binary()] + self.args,
+                [self.program or binary()] + self.args,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
                 stderr=fd,

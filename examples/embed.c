@@ -1,0 +1,103 @@
+/*
+ * Embedding hsc: a C program that links libhsc and answers /v1/stream with its own responder,
+ * producing pieces asynchronously on the server's loop (here: one word of the request text every
+ * 100 ms, reversed, as a stand-in for a model emitting tokens).
+ *
+ *     build/embed --listen 127.0.0.1:8000 &
+ *     curl -N 'http://127.0.0.1:8000/v1/stream?q=streams+of+words'
+ */
+#include <hsc/responder.h>
+#include <hsc/server.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct words_s {
+    uv_timer_t timer;
+    hsc_answer_t *answer; /* NULL once the answer ended or the client left */
+    const char *next;     /* the rest of the request text */
+} words_t;
+
+static void words_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void words_stop(words_t *w)
+{
+    w->answer = NULL;
+    uv_close((uv_handle_t *)&w->timer, words_closed);
+}
+
+static void words_tick(uv_timer_t *t)
+{
+    words_t *w = t->data;
+    hsc_answer_t *a = w->answer;
+    if (!hsc_answer_writable(a)) {
+        uv_timer_stop(&w->timer); /* the client is slow: wait for resume() */
+        return;
+    }
+    while (*w->next == ' ')
+        w->next++;
+    if (*w->next == '\0') {
+        words_stop(w);
+        hsc_answer_end(a); /* complete: the last chunk, or `event: done` */
+        return;
+    }
+    size_t len = strcspn(w->next, " ");
+    char piece[256];
+    size_t n = len < sizeof piece - 2 ? len : sizeof piece - 2;
+    for (size_t i = 0; i < n; i++)
+        piece[i] = w->next[n - 1 - i]; /* bytes reversed: ASCII only in this toy */
+    piece[n] = '\n';
+    w->next += len;
+    hsc_answer_write(a, piece, n + 1);
+}
+
+static int words_start(hsc_answer_t *a)
+{
+    words_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return HSC_ENOMEM;
+    w->answer = a;
+    w->next = hsc_answer_text(a, NULL);
+    w->timer.data = w;
+    uv_timer_init(hsc_answer_loop(a), &w->timer);
+    hsc_answer_set_data(a, w);
+    uv_timer_start(&w->timer, words_tick, 0, 100);
+    return 0;
+}
+
+static void words_resume(hsc_answer_t *a)
+{
+    words_t *w = hsc_answer_data(a);
+    uv_timer_start(&w->timer, words_tick, 0, 100);
+}
+
+static void words_cancel(hsc_answer_t *a)
+{
+    words_stop(hsc_answer_data(a)); /* the client left: never touch `a` again */
+}
+
+static const hsc_responder_t words = {"words", words_start, words_resume, words_cancel, NULL};
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    hsc_server_config_t cfg;
+    hsc_server_config_init(&cfg);
+    if (argc == 3 && strcmp(argv[1], "--listen") == 0)
+        cfg.listen = argv[2];
+    cfg.responder = &words;
+    hsc_server_t *srv;
+    int rc = hsc_server_new(&cfg, &srv);
+    if (rc != 0) {
+        fprintf(stderr, "embed: cannot listen on %s: %s\n", cfg.listen, hsc_strerror(rc));
+        return 1;
+    }
+    rc = hsc_server_run(srv); /* until SIGINT/SIGTERM */
+    hsc_server_free(srv);
+    return rc == 0 ? 0 : 1;
+}
