@@ -44,6 +44,7 @@ typedef struct hsc_server_config_s {
     int legacy_get;             /* serve GET /<percent-encoded text> as an answer */
     const char *exec;           /* responder command (run with /bin/sh -c), one process per
                                    request; NULL for the demo responder */
+    unsigned pool;              /* --exec as N long-lived workers (framed protocol); 0 = off */
     unsigned max_processes;     /* --exec: processes running at once; past it requests queue */
     unsigned queue;             /* requests waiting for a responder; past it 503 */
     uint64_t responder_timeout_ms; /* an answer taking longer fails; 0 = no limit */

@@ -33,6 +33,7 @@ enum {
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_EXEC,
+    OPT_POOL,
     OPT_MAX_PROCESSES,
     OPT_QUEUE,
     OPT_RESPONDER_TIMEOUT,
@@ -61,6 +62,7 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"exec", required_argument, NULL, OPT_EXEC},
+    {"pool", required_argument, NULL, OPT_POOL},
     {"max-processes", required_argument, NULL, OPT_MAX_PROCESSES},
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"responder-timeout", required_argument, NULL, OPT_RESPONDER_TIMEOUT},
@@ -86,6 +88,9 @@ static void usage(FILE *out)
           "Responders (default: the built-in demo)\n"
           "  --exec 'CMD ARGS'        run CMD (with /bin/sh -c) for each request: the text\n"
           "                           on stdin, the answer from stdout (docs/responders.md)\n"
+          "  --pool N                 run --exec as N long-lived workers that speak the\n"
+          "                           framed protocol of docs/responder-protocol.md\n"
+          "                           (default 0: one process per request)\n"
           "  --max-processes N        --exec processes running at once     (default 64)\n"
           "  --queue N                requests waiting for a responder; past it 503\n"
           "                                                             (default 256)\n"
@@ -247,6 +252,10 @@ int main(int argc, char **argv)
                 return bad_value(name, optarg, "a command, e.g. 'python3 responder.py'");
             cfg.exec = optarg;
             break;
+        case OPT_POOL:
+            if (parse_uint(optarg, 1, 4096, &cfg.pool) != 0)
+                return bad_value(name, optarg, "a number of workers from 1 to 4096");
+            break;
         case OPT_MAX_PROCESSES:
             if (parse_uint(optarg, 1, 100000, &cfg.max_processes) != 0)
                 return bad_value(name, optarg, "a number of processes from 1 to 100000");
@@ -273,6 +282,10 @@ int main(int argc, char **argv)
         default:
             return option_error(argv, optopt);
         }
+    }
+    if (cfg.pool > 0 && cfg.exec == NULL) {
+        fprintf(stderr, "hscd: --pool needs --exec 'CMD' (the worker program)\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n", argv[optind]);

@@ -263,6 +263,14 @@ struct hsc_answer_s {
 
 extern const hsc_responder_t hsc_demo_responder;
 extern const hsc_responder_t hsc_exec_responder;
+extern const hsc_responder_t hsc_pool_responder;
+
+/* The pool (pool.c): long-lived worker processes of one loop. */
+typedef struct hsc_pool_s hsc_pool_t;
+int hsc_pool_new(hsc_worker_t *w, unsigned nprocs, unsigned qlimit);
+void hsc_pool_start(hsc_worker_t *w); /* on the worker's thread, before its loop runs */
+void hsc_pool_stop(hsc_worker_t *w);  /* draining: stdin EOF, then kill after --drain-timeout */
+void hsc_pool_free(hsc_worker_t *w);
 
 /* Per-worker admission for --exec: at most `limit` processes, then a FIFO of `qlimit`. */
 typedef struct hsc_exec_slots_s {
@@ -303,6 +311,7 @@ struct hsc_worker_s {
     size_t nconns;
     bool draining;
     hsc_exec_slots_t exec;
+    hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
     char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
 };
 

@@ -184,6 +184,8 @@ static void on_wake(uv_async_t *a)
         return;
     w->draining = true;
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
+    if (w->pool != NULL)
+        hsc_pool_stop(w);
     for (hsc_conn_t *c = w->conns, *next; c != NULL; c = next) {
         next = c->next;
         hsc_conn_drain(c);
@@ -195,6 +197,8 @@ static void on_wake(uv_async_t *a)
 static void worker_main(void *arg)
 {
     hsc_worker_t *w = arg;
+    if (w->pool != NULL)
+        hsc_pool_start(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -258,9 +262,13 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     if (uv_cpu_info(&cpus, &ncpu) == 0)
         uv_free_cpu_info(cpus, ncpu);
     srv->nworkers = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-    srv->responder = cfg->responder ? cfg->responder
-                     : cfg->exec    ? &hsc_exec_responder
-                                    : &hsc_demo_responder;
+    srv->responder = cfg->responder               ? cfg->responder
+                     : cfg->exec && cfg->pool > 0 ? &hsc_pool_responder
+                     : cfg->exec                  ? &hsc_exec_responder
+                                                  : &hsc_demo_responder;
+    /* Each pool process belongs to one loop: never more loops than processes. */
+    if (srv->responder == &hsc_pool_responder && srv->nworkers > cfg->pool)
+        srv->nworkers = cfg->pool;
     uv_loop_init(&srv->main_loop);
     uv_async_init(&srv->main_loop, &srv->stop_async, on_stop_async);
     srv->stop_async.data = srv;
@@ -288,6 +296,13 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         /* --max-processes and --queue are split across workers: no lock on the request path. */
         w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
         w->exec.qlimit = (cfg->queue + srv->nworkers - 1) / srv->nworkers;
+        if (srv->responder == &hsc_pool_responder) {
+            unsigned share = cfg->pool / srv->nworkers + (i < cfg->pool % srv->nworkers);
+            if (hsc_pool_new(w, share, w->exec.qlimit) != 0) {
+                hsc_server_free(srv);
+                return HSC_ENOMEM;
+            }
+        }
         if ((rc = worker_listen(w)) != 0) {
             hsc_server_free(srv);
             return rc;
@@ -397,6 +412,7 @@ void hsc_server_free(hsc_server_t *srv)
                 uv_close((uv_handle_t *)&w->listener, NULL);
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
+            hsc_pool_free(w);
         }
         free(srv->workers);
     }
