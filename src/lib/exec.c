@@ -41,6 +41,7 @@ typedef struct exec_proc_s {
     char *text; /* own copy: stdin may still be written after the answer is gone */
     size_t text_len;
     int handles; /* open handles; freed at 0 */
+    int pgid;    /* the process group: valid until the answer is finished */
     bool spawned, exited, out_eof, err_eof, paused, killed, finished;
     int64_t status;
     int signal;
@@ -83,11 +84,15 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, on_closed);
 }
 
-/* Sends `sig` to the process group: the shell and whatever it started. */
+/*
+ * Sends `sig` to the process group: the shell and whatever it started. The group outlives the
+ * shell when a child keeps running (and usually keeps stdout open), so this works after the
+ * shell's exit too, until the answer is finished.
+ */
 static void signal_group(exec_proc_t *p, int sig)
 {
-    if (!p->exited && p->proc.pid > 0 && uv_kill(-p->proc.pid, sig) != 0)
-        uv_kill(p->proc.pid, sig);
+    if (p->pgid > 0 && !p->finished && uv_kill(-p->pgid, sig) != 0 && !p->exited)
+        uv_kill(p->pgid, sig);
 }
 
 static void on_kill_grace(uv_timer_t *t)
@@ -98,7 +103,7 @@ static void on_kill_grace(uv_timer_t *t)
 
 static void proc_kill(exec_proc_t *p)
 {
-    if (p->killed || p->exited)
+    if (p->killed || p->finished)
         return;
     p->killed = true;
     signal_group(p, SIGTERM);
@@ -145,7 +150,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
     p->exited = true;
     p->status = status;
     p->signal = sig;
-    uv_timer_stop(&p->timer);
+    /* The timeout (or kill grace) keeps running: children may still hold stdout open. */
     HSC_LOG(HSC_LOG_INFO, "req %llu: responder pid %d exited, status %lld, signal %d",
             (unsigned long long)p->id, proc->pid, (long long)status, sig);
     proc_maybe_finish(p);
@@ -305,6 +310,7 @@ static int proc_spawn(exec_proc_t *p)
         return rc;
     }
     p->spawned = true;
+    p->pgid = p->proc.pid; /* UV_PROCESS_DETACHED: setsid(), so the pid is the group id */
     w->exec.running++;
     HSC_LOG(HSC_LOG_INFO, "req %llu: responder pid %d started", (unsigned long long)p->id,
             p->proc.pid);

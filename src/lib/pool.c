@@ -42,7 +42,8 @@ typedef struct pool_proc_s {
     struct hsc_pool_s *pool;
     unsigned index;
     int handles; /* process and pipes still open (the timer lives as long as the pool) */
-    bool alive, busy, cancelled, paused, in_open;
+    bool alive, busy, cancelled, paused, in_open, killing;
+    int pgid; /* the worker's process group (setsid): kills reach its children */
     hsc_answer_t *a;
     uint64_t req_id;
     uint64_t started_ms;
@@ -107,8 +108,8 @@ static void send_frame(pool_proc_t *p, const char *type, const void *data, size_
 
 static void signal_group(pool_proc_t *p, int sig)
 {
-    if (p->alive && uv_kill(-p->proc.pid, sig) != 0)
-        uv_kill(p->proc.pid, sig);
+    if (p->pgid > 0 && uv_kill(-p->pgid, sig) != 0 && p->alive)
+        uv_kill(p->pgid, sig);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -130,6 +131,7 @@ static void arm(pool_proc_t *p, int mode, uint64_t ms)
 
 static void proc_kill(pool_proc_t *p)
 {
+    p->killing = true;
     signal_group(p, SIGTERM);
     arm(p, PT_GRACE, cfg_of(p)->kill_grace_ms);
 }
@@ -157,6 +159,7 @@ static void job_done(pool_proc_t *p)
 static void fail_current(pool_proc_t *p, const char *reason)
 {
     hsc_answer_t *a = p->a;
+    p->carry_len = 0; /* a cut character of a failed answer must not reach the next one */
     if (a != NULL) {
         p->a = NULL;
         hsc_answer_fail(a, reason);
@@ -168,7 +171,7 @@ static void protocol_error(pool_proc_t *p, const char *what)
     HSC_LOG(HSC_LOG_ERROR, "pool worker %u (pid %d): protocol error: %s; restarting it", p->index,
             p->proc.pid, what);
     fail_current(p, "the pool worker broke the responder protocol");
-    p->busy = false;
+    p->busy = true; /* reserved until it has been replaced: no request may go to it */
     uv_read_stop((uv_stream_t *)&p->out);
     proc_kill(p);
 }
@@ -331,7 +334,7 @@ static void on_stderr(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void on_proc_handle_closed(uv_handle_t *h)
 {
     pool_proc_t *p = h->data;
-    if (--p->handles > 0)
+    if (--p->handles > 0 || p->timer_mode == PT_GRACE)
         return;
     if (p->pool->stopping) {
         uv_timer_stop(&p->timer);
@@ -363,7 +366,9 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
         fail_current(p, reason);
         p->busy = false;
     }
-    if (p->timer_mode == PT_GRACE || p->timer_mode == PT_TIMEOUT || p->timer_mode == PT_DRAIN)
+    /* A pending kill grace keeps running: the shell may be gone while its child (the real
+     * worker) ignores SIGTERM; the group gets its SIGKILL on time, and the restart waits. */
+    if (p->timer_mode == PT_TIMEOUT || p->timer_mode == PT_DRAIN)
         uv_timer_stop(&p->timer), p->timer_mode = PT_NONE;
     p->in_open = false;
     close_h(p, (uv_handle_t *)&p->proc);
@@ -397,6 +402,14 @@ static void on_timer(uv_timer_t *t)
         break;
     case PT_GRACE:
         signal_group(p, SIGKILL);
+        p->killing = false;
+        if (!p->alive && p->handles == 0) {
+            p->pgid = 0;
+            if (p->pool->stopping)
+                uv_close((uv_handle_t *)&p->timer, NULL);
+            else
+                arm(p, PT_RESTART, p->backoff_ms);
+        }
         break;
     default:
         break;
@@ -443,6 +456,8 @@ static void proc_spawn(pool_proc_t *p)
     }
     p->alive = true;
     p->in_open = true;
+    p->pgid = p->proc.pid;
+    p->carry_len = 0;
     HSC_LOG(HSC_LOG_INFO, "pool worker %u: pid %d started", p->index, p->proc.pid);
     uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
     uv_read_start((uv_stream_t *)&p->err, on_alloc, on_stderr);
