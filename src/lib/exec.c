@@ -48,8 +48,7 @@ typedef struct exec_proc_s {
     char reason[160];       /* set when the answer must fail whatever the exit status */
     unsigned char carry[4]; /* SSE: the start of a UTF-8 character cut by a read */
     size_t carry_len;
-    char line[512]; /* stderr: the current line */
-    size_t line_len;
+    hsc_lines_t err_lines;
 } exec_proc_t;
 
 static void exec_spawn_next(hsc_worker_t *w);
@@ -91,8 +90,8 @@ static void close_handle(uv_handle_t *h)
  */
 static void signal_group(exec_proc_t *p, int sig)
 {
-    if (p->pgid > 0 && !p->finished && uv_kill(-p->pgid, sig) != 0 && !p->exited)
-        uv_kill(p->pgid, sig);
+    if (!p->finished)
+        hsc_child_signal(p->pgid, sig, !p->exited);
 }
 
 static void on_kill_grace(uv_timer_t *t)
@@ -116,9 +115,9 @@ static void proc_maybe_finish(exec_proc_t *p)
     if (!p->exited || !p->out_eof || !p->err_eof || p->finished)
         return;
     p->finished = true;
-    if (p->line_len > 0)
-        HSC_LOG(HSC_LOG_NOTICE, "req %llu: stderr: %.*s", (unsigned long long)p->id,
-                (int)p->line_len, p->line);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "req %llu", (unsigned long long)p->id);
+    hsc_lines_flush(&p->err_lines, prefix);
     hsc_answer_t *a = p->a;
     p->a = NULL;
     if (a != NULL) {
@@ -212,16 +211,9 @@ static void on_stderr(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         proc_maybe_finish(p);
         return;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        char c = buf->base[i];
-        if (c != '\n' && p->line_len < sizeof p->line)
-            p->line[p->line_len++] = c;
-        if (c == '\n' || p->line_len == sizeof p->line) {
-            HSC_LOG(HSC_LOG_NOTICE, "req %llu: stderr: %.*s", (unsigned long long)p->id,
-                    (int)p->line_len, p->line);
-            p->line_len = 0;
-        }
-    }
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "req %llu", (unsigned long long)p->id);
+    hsc_lines_feed(&p->err_lines, prefix, buf->base, (size_t)n);
 }
 
 static void on_stdin_written(uv_write_t *req, int status)
@@ -275,35 +267,16 @@ static int proc_spawn(exec_proc_t *p)
     hsc_worker_t *w = p->w;
     hsc_answer_t *a = p->a;
     uv_loop_t *loop = &w->loop;
-    uv_pipe_init(loop, &p->in, 0);
-    uv_pipe_init(loop, &p->out, 0);
-    uv_pipe_init(loop, &p->err, 0);
-    p->in.data = p->out.data = p->err.data = p;
-    p->handles += 3;
-
     char store[4096];
     char **env = build_env(p, a, store, sizeof store);
-    char *args[] = {"/bin/sh", "-c", (char *)w->srv->cfg.exec, NULL};
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&p->in},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err},
-    };
-    uv_process_options_t opts = {
-        .exit_cb = on_exit_cb,
-        .file = args[0],
-        .args = args,
-        .env = env,
-        .flags = UV_PROCESS_DETACHED, /* its own process group, so kills reach grandchildren */
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
     p->proc.data = p;
     if (env == NULL)
         return HSC_ENOMEM;
-    int rc = uv_spawn(loop, &p->proc, &opts);
+    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, w->srv->cfg.exec, env,
+                             on_exit_cb);
     free(env);
-    p->handles++; /* initialised even when the spawn fails: closed like the others */
+    p->in.data = p->out.data = p->err.data = p;
+    p->handles += 4; /* the process and its pipes are initialised even when the spawn fails */
     if (rc != 0) {
         HSC_LOG(HSC_LOG_ERROR, "req %llu: cannot start responder: %s", (unsigned long long)p->id,
                 uv_strerror(rc));

@@ -265,6 +265,20 @@ extern const hsc_responder_t hsc_demo_responder;
 extern const hsc_responder_t hsc_exec_responder;
 extern const hsc_responder_t hsc_pool_responder;
 
+/* Child processes (child.c), shared by exec.c and pool.c. */
+/** Starts /bin/sh -c CMD in its own session; initialises the three pipes whatever the result. */
+int hsc_child_spawn(uv_loop_t *loop, uv_process_t *proc, uv_pipe_t *in, uv_pipe_t *out,
+                    uv_pipe_t *err, const char *cmd, char **env, uv_exit_cb exit_cb);
+/** Signals a process group (falling back to its leader alone). */
+void hsc_child_signal(int pgid, int sig, bool leader_alive);
+/** A child's stderr, logged a line at a time as "PREFIX: stderr: line". */
+typedef struct hsc_lines_s {
+    char line[512];
+    size_t len;
+} hsc_lines_t;
+void hsc_lines_feed(hsc_lines_t *l, const char *prefix, const char *p, size_t n);
+void hsc_lines_flush(hsc_lines_t *l, const char *prefix);
+
 /* The pool (pool.c): long-lived worker processes of one loop. */
 typedef struct hsc_pool_s hsc_pool_t;
 int hsc_pool_new(hsc_worker_t *w, unsigned nprocs, unsigned qlimit);

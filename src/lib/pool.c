@@ -56,8 +56,7 @@ typedef struct pool_proc_s {
     hsc_buf_t payload;
     unsigned char carry[4];
     size_t carry_len;
-    char line[512];
-    size_t line_len;
+    hsc_lines_t err_lines;
 } pool_proc_t;
 
 struct hsc_pool_s {
@@ -108,8 +107,7 @@ static void send_frame(pool_proc_t *p, const char *type, const void *data, size_
 
 static void signal_group(pool_proc_t *p, int sig)
 {
-    if (p->pgid > 0 && uv_kill(-p->pgid, sig) != 0 && p->alive)
-        uv_kill(p->pgid, sig);
+    hsc_child_signal(p->pgid, sig, p->alive);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -315,20 +313,12 @@ static void on_stderr(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         uv_read_stop(s);
         return;
     }
-    for (ssize_t i = 0; i < n; i++) {
-        char c = buf->base[i];
-        if (c != '\n' && p->line_len < sizeof p->line)
-            p->line[p->line_len++] = c;
-        if (c == '\n' || p->line_len == sizeof p->line) {
-            if (p->busy)
-                HSC_LOG(HSC_LOG_NOTICE, "req %llu: stderr: %.*s", (unsigned long long)p->req_id,
-                        (int)p->line_len, p->line);
-            else
-                HSC_LOG(HSC_LOG_NOTICE, "pool worker %u: stderr: %.*s", p->index, (int)p->line_len,
-                        p->line);
-            p->line_len = 0;
-        }
-    }
+    char prefix[32];
+    if (p->busy)
+        snprintf(prefix, sizeof prefix, "req %llu", (unsigned long long)p->req_id);
+    else
+        snprintf(prefix, sizeof prefix, "pool worker %u", p->index);
+    hsc_lines_feed(&p->err_lines, prefix, buf->base, (size_t)n);
 }
 
 static void on_proc_handle_closed(uv_handle_t *h)
@@ -420,31 +410,15 @@ static void proc_spawn(pool_proc_t *p)
 {
     hsc_worker_t *w = p->pool->w;
     uv_loop_t *loop = &w->loop;
-    uv_pipe_init(loop, &p->in, 0);
-    uv_pipe_init(loop, &p->out, 0);
-    uv_pipe_init(loop, &p->err, 0);
-    p->in.data = p->out.data = p->err.data = p->proc.data = p;
-    p->handles = 4;
+    p->handles = 4; /* the process and its pipes, initialised whatever the spawn's result */
     p->head_len = 0;
     p->ftype = F_NONE;
-    p->line_len = 0;
+    p->err_lines.len = 0;
     p->paused = false;
-    char *args[] = {"/bin/sh", "-c", (char *)w->srv->cfg.exec, NULL};
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *)&p->in},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->out},
-        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&p->err},
-    };
-    uv_process_options_t opts = {
-        .exit_cb = on_exit_cb,
-        .file = args[0],
-        .args = args,
-        .flags = UV_PROCESS_DETACHED,
-        .stdio_count = 3,
-        .stdio = stdio,
-    };
     p->started_ms = uv_now(loop);
-    int rc = uv_spawn(loop, &p->proc, &opts);
+    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, w->srv->cfg.exec, NULL,
+                             on_exit_cb);
+    p->in.data = p->out.data = p->err.data = p->proc.data = p;
     if (rc != 0) {
         HSC_LOG(HSC_LOG_ERROR, "pool worker %u: cannot start: %s", p->index, uv_strerror(rc));
         p->backoff_ms = POOL_BACKOFF_MAX;
