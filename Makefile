@@ -1,23 +1,27 @@
 # The two commands a newcomer types: `make run` and `make test`. Everything else is underneath.
 # CMake does the building; this file installs what is missing (apt-get) and drives the tiers.
 
-BUILD      ?= build
-ASAN_BUILD ?= build-asan
-LISTEN     ?= 127.0.0.1:8000
-ARGS       ?=
-JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-CTEST_ARGS ?= --output-on-failure --no-tests=error -j$(JOBS)
+BUILD        ?= build
+ASAN_BUILD   ?= build-asan
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+LISTEN       ?= 127.0.0.1:8000
+ARGS         ?=
+JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS   ?= --output-on-failure --no-tests=error -j$(JOBS)
 
-.PHONY: all deps build build-asan run test test-unit test-integration test-asan format \
-        format-check clean help
+.PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
+        test-fuzz fuzz format format-check clean help
 
 all: build
 
 help:
 	@echo "make run          install what is missing, build, start hscd on http://$(LISTEN)"
-	@echo "make test         build, then every test tier (unit, integration, ASan+UBSan)"
+	@echo "make test         build, then every test tier (unit, integration, ASan+UBSan, fuzzing)"
 	@echo "make build        build into $(BUILD)/"
-	@echo "make test-unit | test-integration | test-asan   one tier"
+	@echo "make test-unit | test-integration | test-asan | test-fuzz   one tier"
+	@echo "make fuzz         run each libFuzzer target for FUZZ_SECONDS (60) and sum up"
 	@echo "make format       clang-format the C sources"
 
 deps:
@@ -32,6 +36,11 @@ build-asan: deps
 		-DCMAKE_BUILD_TYPE=Debug >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
+# The libFuzzer targets of tests/fuzz only (clang); the rest of this tree is not built.
+build-fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DHSC_FUZZ=ON -DHSC_WERROR=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
+
 run: build
 	$(BUILD)/hscd --listen $(LISTEN) $(ARGS)
 
@@ -45,12 +54,20 @@ test-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS) -L 'unit|integration'
 
-test: build build-asan
+test-fuzz: build-fuzz
+	cd $(FUZZ_BUILD) && ctest $(CTEST_ARGS) -L fuzz
+
+fuzz: build-fuzz
+	@tests/fuzz/run.sh $(FUZZ_BUILD)/tests/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+test: build build-asan build-fuzz
 	@echo "== tier 1: unit + integration ($(BUILD)) =="
 	cd $(BUILD) && ctest $(CTEST_ARGS)
 	@echo "== tier 2: unit + integration under ASan + UBSan ($(ASAN_BUILD)) =="
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS) -L 'unit|integration'
+	@echo "== tier 3: fuzzing, 10 s per target ($(FUZZ_BUILD)) =="
+	cd $(FUZZ_BUILD) && ctest $(CTEST_ARGS) -L fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
@@ -59,4 +76,4 @@ format-check:
 	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
