@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 HOST = "127.0.0.1"
 SANITIZE = os.environ.get("HSC_SANITIZE", "OFF").strip().upper() in ("ON", "1", "TRUE", "YES")
@@ -633,3 +634,70 @@ def is_connection_refused(port):
     finally:
         s.close()
     return False
+
+
+SSE = [("Accept", "text/event-stream")]
+
+
+class StreamRequest:
+    """One /v1/stream request on a connection of its own, read chunk by chunk with arrival
+    times. `chunks` holds every chunk but the last (SSE comments included); `times` their
+    time.monotonic() of arrival. Shared by the exec and pool tests."""
+
+    def __init__(self, srv, text, sse=False, post=False, timeout=10, rcvbuf=None, query=None):
+        self.conn = RawConn(srv.port, timeout=timeout, rcvbuf=rcvbuf)
+        headers = list(SSE) if sse else []
+        if post:
+            self.conn.request("POST", "/v1/stream", headers, body=text)
+        else:
+            q = query if query is not None else "q=" + urllib.parse.quote(text)
+            self.conn.request("GET", "/v1/stream?" + q, headers)
+        self.sent = time.monotonic()
+        self.head = None
+        self.chunks, self.times = [], []
+        self.done = False
+        self.complete = False  # ended with the last chunk
+        self.ended_by = None  # "fin" or "reset" when cut
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+    def read_head(self, timeout=10):
+        self.head = self.conn.read_response(head_only=True, timeout=timeout)
+        return self.head
+
+    @property
+    def rid(self):
+        return self.head.header("X-Request-Id")
+
+    def next_chunk(self, timeout=10):
+        """The next chunk's data, or None once the body has ended (complete or cut)."""
+        if self.head is None:
+            self.read_head(timeout)
+        if self.done:
+            return None
+        c = self.conn
+        deadline = c._deadline(timeout)
+        try:
+            line = c.read_line(deadline)
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while c.read_line(deadline) != b"":
+                    pass
+                self.complete = self.done = True
+                return None
+        except ProtocolError:
+            self.done, self.ended_by = True, c.eof
+            return None
+        data = c.read_exact(size + 2, deadline)
+        if data is None:
+            self.done, self.ended_by = True, c.eof
+            return None
+        if data[-2:] != b"\r\n":
+            raise ProtocolError("chunk data not followed by CRLF: %r" % data[-10:])
+        self.chunks.append(data[:-2])
+        self.times.append(time.monotonic())
+        return data[:-2]

@@ -47,6 +47,8 @@ import unittest
 import urllib.parse
 
 from hscd import (
+    SSE,
+    StreamRequest,
     SLOW,
     ProtocolError,
     RawConn,
@@ -61,7 +63,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RESPONDER = os.path.join(HERE, "responders", "responder.py")
 EXAMPLES = os.path.join(ROOT, "examples", "responders")
-SSE = [("Accept", "text/event-stream")]
 KEEPALIVE = b": keepalive\n\n"
 
 
@@ -171,66 +172,8 @@ def wait_gone(pids, timeout):
 # ---- an incremental client ---------------------------------------------------------------------
 
 
-class Stream:
-    """One /v1/stream request on a connection of its own, read chunk by chunk with arrival
-    times. `chunks` holds every chunk but the last (SSE comments included)."""
-
-    def __init__(self, srv, text, sse=False, post=False, timeout=10, rcvbuf=None):
-        self.conn = RawConn(srv.port, timeout=timeout, rcvbuf=rcvbuf)
-        headers = list(SSE) if sse else []
-        if post:
-            self.conn.request("POST", "/v1/stream", headers, body=text)
-        else:
-            self.conn.request("GET", "/v1/stream?q=" + urllib.parse.quote(text), headers)
-        self.sent = time.monotonic()
-        self.head = None
-        self.chunks, self.times = [], []
-        self.done = False
-        self.complete = False  # ended with the last chunk
-        self.ended_by = None  # "fin" or "reset" when cut
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.conn.close()
-
-    def read_head(self, timeout=10):
-        self.head = self.conn.read_response(head_only=True, timeout=timeout)
-        return self.head
-
-    @property
-    def rid(self):
-        return self.head.header("X-Request-Id")
-
-    def next_chunk(self, timeout=10):
-        """The next chunk's data, or None once the body has ended (complete or cut)."""
-        if self.head is None:
-            self.read_head(timeout)
-        if self.done:
-            return None
-        c = self.conn
-        deadline = c._deadline(timeout)
-        try:
-            line = c.read_line(deadline)
-            size = int(line.split(b";")[0], 16)
-            if size == 0:
-                while c.read_line(deadline) != b"":
-                    pass
-                self.complete = self.done = True
-                return None
-        except ProtocolError:
-            self.done, self.ended_by = True, c.eof
-            return None
-        data = c.read_exact(size + 2, deadline)
-        if data is None:
-            self.done, self.ended_by = True, c.eof
-            return None
-        if data[-2:] != b"\r\n":
-            raise ProtocolError("chunk data not followed by CRLF: %r" % data[-10:])
-        self.chunks.append(data[:-2])
-        self.times.append(time.monotonic())
-        return data[:-2]
+class Stream(StreamRequest):
+    """StreamRequest plus the exec tests' readers."""
 
     def read_all(self, timeout=20):
         """Reads to the end of the body; fails when it has not ended after `timeout` (scaled)."""
