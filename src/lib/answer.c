@@ -124,15 +124,45 @@ static int write_event(hsc_answer_t *a, const char *type, const void *data, size
     return rc;
 }
 
-int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+/* One piece as a chunk or an SSE event; counts only what reaches the client. */
+static int emit(hsc_answer_t *a, const void *p, size_t n)
 {
-    if (n == 0)
-        return 0;
     a->pieces++;
     a->bytes += n;
     if (a->sse)
         return write_event(a, NULL, p, n);
     return hsc_res_write(a->res, p, n);
+}
+
+/*
+ * An SSE event must not end inside a UTF-8 character (a client would show two U+FFFD), so the
+ * start of a character cut at the end of a piece is held back and joined to the next piece;
+ * whatever is still held at the end goes out as it is. Plain text is passed through: the client
+ * decodes the byte stream itself.
+ */
+int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!a->sse)
+        return emit(a, p, n);
+    const char *data = p;
+    char *joined = NULL;
+    if (a->carry_len > 0) {
+        joined = malloc(a->carry_len + n);
+        if (joined == NULL)
+            return HSC_ENOMEM;
+        memcpy(joined, a->carry, a->carry_len);
+        memcpy(joined + a->carry_len, p, n);
+        data = joined;
+        n += a->carry_len;
+    }
+    size_t ok = hsc_utf8_complete_prefix(data, n);
+    a->carry_len = n - ok;
+    memcpy(a->carry, data + ok, a->carry_len);
+    int rc = ok > 0 ? emit(a, data, ok) : 0;
+    free(joined);
+    return rc;
 }
 
 bool hsc_answer_writable(hsc_answer_t *a)
@@ -144,6 +174,8 @@ void hsc_answer_end(hsc_answer_t *a)
 {
     HSC_LOG(HSC_LOG_INFO, "req %llu: complete, %u piece(s), %llu bytes",
             (unsigned long long)a->req->id, a->pieces, (unsigned long long)a->bytes);
+    if (a->carry_len > 0)
+        emit(a, a->carry, a->carry_len); /* a character cut for good: the client shows U+FFFD */
     if (a->sse) {
         json_t *j = json_pack("{s:i,s:I}", "pieces", (int)a->pieces, "bytes", (json_int_t)a->bytes);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;

@@ -45,9 +45,7 @@ typedef struct exec_proc_s {
     bool spawned, exited, out_eof, err_eof, paused, killed, finished;
     int64_t status;
     int signal;
-    char reason[160];       /* set when the answer must fail whatever the exit status */
-    unsigned char carry[4]; /* SSE: the start of a UTF-8 character cut by a read */
-    size_t carry_len;
+    char reason[160]; /* set when the answer must fail whatever the exit status */
     hsc_lines_t err_lines;
 } exec_proc_t;
 
@@ -127,9 +125,6 @@ static void proc_maybe_finish(exec_proc_t *p)
         else if (p->reason[0] == '\0' && p->status != 0)
             snprintf(p->reason, sizeof p->reason, "the responder exited with status %lld",
                      (long long)p->status);
-        if (p->reason[0] == '\0' && p->carry_len > 0)
-            hsc_answer_write(a, p->carry,
-                             p->carry_len); /* a cut character: the client shows U+FFFD */
         if (p->reason[0] != '\0')
             hsc_answer_fail(a, p->reason);
         else
@@ -163,12 +158,12 @@ static void on_timeout(uv_timer_t *t)
     proc_kill(p);
 }
 
-/* Reads go into the worker's read buffer, 4 bytes in, so an SSE carry can be put in front. */
+/* Reads go into the worker's read buffer: each is handed on before the next. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     exec_proc_t *p = h->data;
-    *buf = uv_buf_init(p->w->rbuf + 4, sizeof p->w->rbuf - 4);
+    *buf = uv_buf_init(p->w->rbuf, sizeof p->w->rbuf);
 }
 
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -182,19 +177,7 @@ static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || p->a == NULL)
         return; /* cancelled: drain and drop until the process is gone */
-    char *data = buf->base;
-    size_t len = (size_t)n;
-    if (hsc_answer_is_sse(p->a)) {
-        /* An SSE event must not end inside a character: hold back a cut one for the next read. */
-        data -= p->carry_len;
-        memcpy(data, p->carry, p->carry_len);
-        len += p->carry_len;
-        size_t ok = hsc_utf8_complete_prefix(data, len);
-        p->carry_len = len - ok;
-        memcpy(p->carry, data + ok, p->carry_len);
-        len = ok;
-    }
-    if (len > 0 && hsc_answer_write(p->a, data, len) != 0)
+    if (hsc_answer_write(p->a, buf->base, (size_t)n) != 0)
         return; /* the client is going: cancel() follows */
     if (!hsc_answer_writable(p->a)) {
         uv_read_stop(s);

@@ -259,6 +259,8 @@ struct hsc_answer_s {
     void *state;          /* the responder's own */
     uv_timer_t keepalive; /* SSE: a comment line while the responder is silent */
     unsigned pieces_at_last_tick;
+    unsigned char carry[4]; /* SSE: the start of a UTF-8 character cut by the last piece */
+    size_t carry_len;
 };
 
 extern const hsc_responder_t hsc_demo_responder;

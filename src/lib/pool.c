@@ -54,8 +54,6 @@ typedef struct pool_proc_s {
     int ftype;
     size_t fneed;
     hsc_buf_t payload;
-    unsigned char carry[4];
-    size_t carry_len;
     hsc_lines_t err_lines;
 } pool_proc_t;
 
@@ -140,7 +138,6 @@ static void job_done(pool_proc_t *p)
     p->busy = false;
     p->a = NULL;
     p->cancelled = false;
-    p->carry_len = 0;
     if (p->timer_mode == PT_TIMEOUT)
         uv_timer_stop(&p->timer), p->timer_mode = PT_NONE;
     if (p->paused && p->alive) {
@@ -157,7 +154,6 @@ static void job_done(pool_proc_t *p)
 static void fail_current(pool_proc_t *p, const char *reason)
 {
     hsc_answer_t *a = p->a;
-    p->carry_len = 0; /* a cut character of a failed answer must not reach the next one */
     if (a != NULL) {
         p->a = NULL;
         hsc_answer_fail(a, reason);
@@ -187,22 +183,7 @@ static void on_frame(pool_proc_t *p)
     case F_PIECE:
         if (p->a == NULL || len == 0)
             break;
-        if (hsc_answer_is_sse(p->a)) {
-            /* Same rule as exec: an event never ends inside a UTF-8 character. */
-            char *tmp = malloc(p->carry_len + len);
-            if (tmp == NULL)
-                break;
-            memcpy(tmp, p->carry, p->carry_len);
-            memcpy(tmp + p->carry_len, data, len);
-            size_t all = p->carry_len + len, ok = hsc_utf8_complete_prefix(tmp, all);
-            p->carry_len = all - ok;
-            memcpy(p->carry, tmp + ok, p->carry_len);
-            if (ok > 0)
-                hsc_answer_write(p->a, tmp, ok);
-            free(tmp);
-        } else {
-            hsc_answer_write(p->a, data, len);
-        }
+        hsc_answer_write(p->a, data, len);
         if (p->a != NULL && !hsc_answer_writable(p->a) && !p->paused) {
             uv_read_stop((uv_stream_t *)&p->out);
             p->paused = true;
@@ -210,8 +191,6 @@ static void on_frame(pool_proc_t *p)
         break;
     case F_END:
         if (p->a != NULL) {
-            if (p->carry_len > 0)
-                hsc_answer_write(p->a, p->carry, p->carry_len);
             hsc_answer_t *a = p->a;
             p->a = NULL;
             hsc_answer_end(a);
@@ -431,7 +410,6 @@ static void proc_spawn(pool_proc_t *p)
     p->alive = true;
     p->in_open = true;
     p->pgid = p->proc.pid;
-    p->carry_len = 0;
     HSC_LOG(HSC_LOG_INFO, "pool worker %u: pid %d started", p->index, p->proc.pid);
     uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
     uv_read_start((uv_stream_t *)&p->err, on_alloc, on_stderr);
