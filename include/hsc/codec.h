@@ -60,6 +60,36 @@ HSC_EXPORT ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *
  */
 HSC_EXPORT ssize_t hsc_sse_comment(char *out, size_t cap, const char *text);
 
+/* ---- channel names, event types and event ids (docs/api.md, "Channels") ------------------ */
+
+/** Longest channel name, in bytes. */
+#define HSC_CHANNEL_MAX 128
+/** Longest event type, in bytes. */
+#define HSC_EVENT_TYPE_MAX 64
+/** Longest event id hsc_event_id_format() writes, with its NUL. */
+#define HSC_EVENT_ID_MAX 40
+
+/** Returns 1 for a valid channel name: 1..128 bytes of A-Z a-z 0-9 and "-_.:@/". */
+HSC_EXPORT int hsc_channel_name_valid(const char *p, size_t len);
+
+/**
+ * Returns 1 for a valid event type a publisher may use: 1..64 bytes of A-Z a-z 0-9 and "-_.:",
+ * not starting with "hsc." (reserved for the server's own events).
+ */
+HSC_EXPORT int hsc_event_type_valid(const char *p, size_t len);
+
+/**
+ * Writes the id "EPOCH-SEQ" (epoch in base 36, lowercase; seq in decimal) to `out`, which must
+ * hold HSC_EVENT_ID_MAX bytes. Returns its length.
+ */
+HSC_EXPORT size_t hsc_event_id_format(char *out, uint64_t epoch, uint64_t seq);
+
+/**
+ * Parses an id written by hsc_event_id_format(). Returns 0, or HSC_EINVAL for anything else
+ * (wrong characters, a missing part, leading zeros, overflow).
+ */
+HSC_EXPORT int hsc_event_id_parse(const char *s, size_t len, uint64_t *epoch, uint64_t *seq);
+
 /* ---- percent-decoding and query strings (RFC 3986, application/x-www-form-urlencoded) ----- */
 
 /**

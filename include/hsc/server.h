@@ -54,6 +54,15 @@ typedef struct hsc_server_config_s {
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
     int handle_signals;                      /* hsc_server_run() stops on SIGINT/SIGTERM */
     hsc_log_level_t log_level;
+    /* Channels (/v1/events). */
+    size_t history;                     /* events kept per channel for resuming; 0 = none */
+    size_t history_bytes;               /* encoded bytes kept per channel */
+    uint64_t history_age_ms;            /* events older than this leave history */
+    size_t max_event_bytes;             /* one event's data; past it 413 */
+    unsigned max_channels;              /* channels that may exist at once; past it 503 */
+    unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
+    uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
+    const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;

@@ -39,6 +39,14 @@ enum {
     OPT_RESPONDER_TIMEOUT,
     OPT_KILL_GRACE,
     OPT_KEEPALIVE,
+    OPT_HISTORY,
+    OPT_HISTORY_BYTES,
+    OPT_HISTORY_AGE,
+    OPT_MAX_EVENT_BYTES,
+    OPT_MAX_CHANNELS,
+    OPT_MAX_SUB_CHANNELS,
+    OPT_RETRY,
+    OPT_CORS_ORIGIN,
     OPT_VERSION
 };
 
@@ -68,6 +76,14 @@ static const struct option options[] = {
     {"responder-timeout", required_argument, NULL, OPT_RESPONDER_TIMEOUT},
     {"kill-grace", required_argument, NULL, OPT_KILL_GRACE},
     {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+    {"history", required_argument, NULL, OPT_HISTORY},
+    {"history-bytes", required_argument, NULL, OPT_HISTORY_BYTES},
+    {"history-age", required_argument, NULL, OPT_HISTORY_AGE},
+    {"max-event-bytes", required_argument, NULL, OPT_MAX_EVENT_BYTES},
+    {"max-channels", required_argument, NULL, OPT_MAX_CHANNELS},
+    {"max-subscription-channels", required_argument, NULL, OPT_MAX_SUB_CHANNELS},
+    {"retry", required_argument, NULL, OPT_RETRY},
+    {"cors-origin", required_argument, NULL, OPT_CORS_ORIGIN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -96,10 +112,26 @@ static void usage(FILE *out)
           "                                                             (default 256)\n"
           "  --responder-timeout DUR  an answer taking longer fails; 0 = none (default 10m)\n"
           "  --kill-grace DUR         SIGTERM, then SIGKILL after this   (default 500ms)\n"
-          "  --keepalive DUR          SSE: a comment line while the responder is silent;\n"
-          "                           0 = never                          (default 15s)\n"
+          "  --keepalive DUR          SSE answers and channels: a comment line while the\n"
+          "                           stream is silent; 0 = never        (default 15s)\n"
           "  --max-gen-len N          demo: pieces per answer                (default 10)\n"
           "  --interval DURATION      demo: time between pieces, e.g. 250ms (default 200ms)\n"
+          "\n"
+          "Channels (/v1/events, docs/api.md)\n"
+          "  --history N              events kept per channel for resuming; 0 = none\n"
+          "                                                             (default 100)\n"
+          "  --history-bytes SIZE     encoded bytes kept per channel   (default 256k)\n"
+          "  --history-age DUR        events older than this leave history (default 1h)\n"
+          "  --max-event-bytes SIZE   one event's data; past it 413      (default 64k)\n"
+          "  --max-channels N         channels existing at once; past it 503\n"
+          "                                                           (default 10000)\n"
+          "  --max-subscription-channels N\n"
+          "                           channels in one subscription; past it 400\n"
+          "                                                              (default 16)\n"
+          "  --retry DUR              reconnection delay told to subscribers, plus up\n"
+          "                           to 50% random jitter               (default 2s)\n"
+          "  --cors-origin ORIGINS    comma-separated origins (or *) whose pages may\n"
+          "                           subscribe, publish and ask; repeatable (default none)\n"
           "\n"
           "Limits\n"
           "  --max-connections N      open connections; past it 503   (default 10000)\n"
@@ -173,6 +205,7 @@ int main(int argc, char **argv)
     hsc_server_config_init(&cfg);
     char host[128] = "", port[16] = "";
     char listen[160];
+    static char cors[4096];
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -274,6 +307,49 @@ int main(int argc, char **argv)
                 return bad_value(name, optarg, "a duration such as 500ms or 15s");
             break;
         }
+        case OPT_HISTORY: {
+            unsigned n;
+            if (parse_uint(optarg, 0, 1000000, &n) != 0)
+                return bad_value(name, optarg, "a number of events from 0 to 1000000");
+            cfg.history = n;
+            break;
+        }
+        case OPT_HISTORY_BYTES:
+            if (hsc_parse_size(optarg, &v) != 0 || v > (1ull << 32))
+                return bad_value(name, optarg, "a size up to 4g, e.g. 256k");
+            cfg.history_bytes = (size_t)v;
+            break;
+        case OPT_HISTORY_AGE:
+            if (hsc_parse_duration(optarg, &cfg.history_age_ms) != 0 || cfg.history_age_ms == 0)
+                return bad_value(name, optarg, "a duration such as 10m or 1h");
+            break;
+        case OPT_MAX_EVENT_BYTES:
+            if (hsc_parse_size(optarg, &v) != 0 || v > (1ull << 30))
+                return bad_value(name, optarg, "a size up to 1g, e.g. 64k");
+            cfg.max_event_bytes = (size_t)v;
+            break;
+        case OPT_MAX_CHANNELS:
+            if (parse_uint(optarg, 1, 100000000, &cfg.max_channels) != 0)
+                return bad_value(name, optarg, "a positive number of channels");
+            break;
+        case OPT_MAX_SUB_CHANNELS:
+            if (parse_uint(optarg, 1, 1024, &cfg.max_subscription_channels) != 0)
+                return bad_value(name, optarg, "a number of channels from 1 to 1024");
+            break;
+        case OPT_RETRY:
+            if (hsc_parse_duration(optarg, &cfg.retry_ms) != 0 || cfg.retry_ms > 86400000)
+                return bad_value(name, optarg, "a duration such as 2s");
+            break;
+        case OPT_CORS_ORIGIN:
+            if (optarg[0] == '\0' || strpbrk(optarg, "\r\n") != NULL)
+                return bad_value(name, optarg, "origins such as https://app.example, or *");
+            if (cors[0] != '\0')
+                strncat(cors, ",", sizeof cors - strlen(cors) - 1);
+            if (strlen(cors) + strlen(optarg) >= sizeof cors)
+                return bad_value(name, optarg, "at most 4 KiB of origins in all");
+            strcat(cors, optarg);
+            cfg.cors_origin = cors;
+            break;
         case OPT_LOG_LEVEL:
             if (hsc_log_level_parse(optarg, &cfg.log_level) != 0)
                 return bad_value(name, optarg, "one of error, warn, notice, info, debug");

@@ -360,6 +360,7 @@ static void conn_dispatch(hsc_conn_t *c)
     disarm(c);
     c->state = CONN_RESPONDING;
     r->id = atomic_fetch_add_explicit(&srv->next_req_id, 1, memory_order_relaxed) + 1;
+    HSC_STAT_ADD(c->w->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
     c->res.conn = c;
     if (c->w->draining)
@@ -373,7 +374,10 @@ static void conn_dispatch(hsc_conn_t *c)
     int rc = hsc_router_match(srv->routes, srv->nroutes, r->path, r->path_len, r->method, &route,
                               &allowed);
     if (rc == 0) {
-        route->handler(r, &c->res);
+        if (r->method == HSC_M_OPTIONS)
+            hsc_options_handle(r, &c->res, route->methods);
+        else
+            route->handler(r, &c->res);
         return;
     }
     if (rc == HSC_ENOTFOUND && srv->cfg.legacy_get && (r->method & (HSC_M_GET | HSC_M_HEAD))) {
@@ -579,7 +583,7 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- writing --------------------------------------------------------------------------------- */
 
-static int outq_push(hsc_conn_t *c, hsc_frame_t *f, size_t off)
+static int outq_push(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end)
 {
     if (c->q_count == c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap * 2 : 8;
@@ -593,16 +597,16 @@ static int outq_push(hsc_conn_t *c, hsc_frame_t *f, size_t off)
         c->q_cap = cap;
         c->q_head = 0;
     }
-    c->q[(c->q_head + c->q_count) % c->q_cap] = (hsc_outq_item_t){f, off};
+    c->q[(c->q_head + c->q_count) % c->q_cap] = (hsc_outq_item_t){f, off, end};
     c->q_count++;
-    c->queued += f->len - off;
+    c->queued += end - off;
     return 0;
 }
 
 static void outq_pop(hsc_conn_t *c)
 {
     hsc_outq_item_t *it = &c->q[c->q_head];
-    c->queued -= it->frame->len - it->off;
+    c->queued -= it->end - it->off;
     hsc_frame_unref(it->frame);
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_count--;
@@ -634,8 +638,11 @@ static void on_write(uv_write_t *req, int status)
         }
         return;
     }
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
+        hsc_outq_item_t *it = &c->q[c->q_head];
+        HSC_STAT_ADD(c->w->st_bytes_out, it->end - it->off);
         outq_pop(c);
+    }
     if (c->closing)
         return;
     if (c->q_count > 0)
@@ -658,7 +665,7 @@ static void conn_flush(hsc_conn_t *c)
     unsigned n = 0;
     for (; n < c->q_count && n < 16; n++) {
         hsc_outq_item_t *it = &c->q[(c->q_head + n) % c->q_cap];
-        bufs[n] = uv_buf_init(it->frame->data + it->off, (unsigned)(it->frame->len - it->off));
+        bufs[n] = uv_buf_init(it->frame->data + it->off, (unsigned)(it->end - it->off));
     }
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
     if (rc != 0) {
@@ -694,7 +701,7 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
         o += l - skip;
         skip = 0;
     }
-    if (outq_push(c, f, 0) != 0) {
+    if (outq_push(c, f, 0, rest) != 0) {
         hsc_frame_unref(f);
         hsc_conn_close_soon(c);
         return HSC_ENOMEM;
@@ -710,8 +717,10 @@ static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
     if (c->q_count > 0)
         return 0;
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (r >= 0)
+    if (r >= 0) {
+        HSC_STAT_ADD(c->w->st_bytes_out, (uint64_t)r);
         return r;
+    }
     if (r == UV_EAGAIN || r == UV_ENOSYS)
         return 0;
     HSC_LOG(HSC_LOG_INFO, "conn %s: write: %s", c->peer, uv_strerror(r));
@@ -732,6 +741,44 @@ int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
     if ((size_t)w == total)
         return 0;
     return conn_queue_rest(c, bufs, n, (size_t)w, total);
+}
+
+int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
+{
+    if (c->closing || c->close_pending)
+        return HSC_ECLOSED;
+    unsigned i = 0;
+    size_t skip = 0; /* bytes of it[i] already written */
+    if (c->q_count == 0 && n > 0) {
+        uv_buf_t bufs[64];
+        unsigned m = n < 64 ? n : 64;
+        for (unsigned k = 0; k < m; k++)
+            bufs[k] = uv_buf_init(it[k].frame->data + it[k].off, (unsigned)(it[k].end - it[k].off));
+        ssize_t w = conn_try(c, bufs, m);
+        if (w < 0)
+            return (int)w;
+        size_t left = (size_t)w;
+        while (i < m && left >= it[i].end - it[i].off)
+            left -= it[i].end - it[i].off, i++;
+        skip = left;
+    }
+    unsigned taken = i;
+    for (; i < n; i++, skip = 0) {
+        size_t len = it[i].end - it[i].off - skip;
+        if (skip == 0 && c->queued > hsc_conn_high_water(c))
+            break; /* the caller keeps the rest until on_drain */
+        if (c->queued + len > c->w->srv->cfg.max_queue_bytes && skip == 0 && c->queued > 0)
+            break;
+        if (outq_push(c, hsc_frame_ref(it[i].frame), it[i].off + skip, it[i].end) != 0) {
+            hsc_frame_unref(it[i].frame);
+            hsc_conn_close_soon(c);
+            return HSC_ENOMEM;
+        }
+        taken = i + 1;
+    }
+    conn_flush(c);
+    watch_send(c);
+    return (int)taken;
 }
 
 /* ---- closing --------------------------------------------------------------------------------- */

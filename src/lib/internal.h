@@ -58,6 +58,39 @@ hsc_frame_t *hsc_frame_try_new(size_t len);
 hsc_frame_t *hsc_frame_ref(hsc_frame_t *f);
 void hsc_frame_unref(hsc_frame_t *f);
 
+/* ---- history rings (history.c) --------------------------------------------------------------- */
+
+typedef struct hsc_hist_entry_s {
+    uint64_t seq;
+    uint64_t time_ms;
+    hsc_frame_t *frame; /* one reference */
+} hsc_hist_entry_t;
+
+typedef struct hsc_history_s {
+    hsc_hist_entry_t *ring;
+    size_t head, count, cap;
+    size_t bytes; /* sum of the frames' lengths */
+    size_t max_count, max_bytes;
+    uint64_t max_age_ms;
+    uint64_t evicted_seq; /* newest sequence number evicted (or never kept); 0 when none */
+} hsc_history_t;
+
+void hsc_history_init(hsc_history_t *h, size_t max_count, size_t max_bytes, uint64_t max_age_ms);
+void hsc_history_dispose(hsc_history_t *h);
+/**
+ * Appends an event (takes a new reference to `frame`), first evicting the oldest entries that the
+ * count and byte bounds require. An event that can never fit (bounds of 0, or a frame larger than
+ * max_bytes) empties the history and is recorded as evicted. Returns 0 or HSC_ENOMEM.
+ */
+int hsc_history_push(hsc_history_t *h, uint64_t seq, uint64_t now_ms, hsc_frame_t *frame);
+/** Evicts entries at least max_age_ms old; frees the ring when it empties. Returns how many. */
+size_t hsc_history_expire(hsc_history_t *h, uint64_t now_ms);
+void hsc_history_evict_oldest(hsc_history_t *h);
+/** The i-th entry, 0 the oldest. */
+const hsc_hist_entry_t *hsc_history_at(const hsc_history_t *h, size_t i);
+/** The index of the first entry with a sequence number above `seq` (count when none). */
+size_t hsc_history_first_after(const hsc_history_t *h, uint64_t seq);
+
 /* ---- router (router.c) ----------------------------------------------------------------------- */
 
 enum {
@@ -198,7 +231,8 @@ const char *hsc_status_reason(int status);
 
 typedef struct hsc_outq_item_s {
     hsc_frame_t *frame;
-    size_t off; /* bytes of the frame already written */
+    size_t off; /* next byte of the frame to write */
+    size_t end; /* one past the last byte to write (a slice of a shared frame) */
 } hsc_outq_item_t;
 
 typedef struct hsc_worker_s hsc_worker_t;
@@ -231,6 +265,13 @@ struct hsc_conn_s {
 
 /** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
 int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/**
+ * Sends slices of shared frames in order with as few system calls as possible: one
+ * uv_try_write() for up to 64 of them when nothing is queued, then references for the rest while
+ * the queue stays under its high-water mark. Returns how many slices were taken (written or
+ * queued; the caller keeps the others for on_drain), or HSC_ECLOSED / HSC_ENOMEM.
+ */
+int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
 /** Called by the writer when a response is complete: next request, or close. */
 void hsc_conn_response_done(hsc_conn_t *c, bool reset);
 /** Closes on the next loop turn (never re-enters the caller). */
@@ -295,6 +336,56 @@ typedef struct hsc_exec_slots_s {
     struct exec_proc_s *head, *tail;
 } hsc_exec_slots_t;
 
+/* ---- channels (channels.c) ------------------------------------------------------------------- */
+
+typedef struct hsc_registry_s hsc_registry_t;
+typedef struct hsc_sub_s hsc_sub_t;
+typedef struct hsc_chan_s hsc_chan_t;
+
+/** An event on its way to a worker's subscribers. */
+typedef struct hsc_delivery_s {
+    hsc_chan_t *chan; /* one reference */
+    hsc_frame_t *frame;
+    uint64_t seq;
+} hsc_delivery_t;
+
+/** A worker's share of the channels machinery. */
+typedef struct hsc_chw_s {
+    uv_async_t wake; /* publishers signal new deliveries */
+    uv_timer_t keepalive;
+    uv_mutex_t mu; /* guards inbox */
+    hsc_delivery_t *inbox, *spare;
+    size_t inbox_n, inbox_cap, spare_cap;
+    void *scratch; /* on_inbox(): deliveries regrouped per subscriber */
+    size_t npairs, scratch_cap;
+    hsc_sub_t *subs; /* this loop's subscribers */
+    size_t nsubs;
+    bool ready;
+} hsc_chw_t;
+
+int hsc_registry_new(hsc_server_t *srv);
+void hsc_registry_free(hsc_server_t *srv);
+/** Evicts aged history and frees empty channels (the server calls it every second). */
+void hsc_registry_sweep(hsc_server_t *srv);
+void hsc_chw_init(hsc_worker_t *w);
+/** Shutdown: ends every subscription of the worker (clients reconnect after `retry`). */
+void hsc_chw_drain(hsc_worker_t *w);
+void hsc_chw_close(hsc_worker_t *w);
+/** After the worker's loop has ended: frees what is left in its inbox. */
+void hsc_chw_free(hsc_worker_t *w);
+void hsc_events_handle(hsc_req_t *req, hsc_res_t *res);
+void hsc_metrics_handle(hsc_req_t *req, hsc_res_t *res);
+
+/* ---- CORS (cors.c) --------------------------------------------------------------------------- */
+
+/** Splits --cors-origin into srv->cors / cors_any. Returns 0, HSC_EINVAL or HSC_ENOMEM. */
+int hsc_cors_setup(hsc_server_t *srv, const char *list);
+void hsc_cors_free(hsc_server_t *srv);
+/** Appends the CORS response headers for the request's Origin to `out` (NUL-terminated). */
+void hsc_cors_headers(const hsc_req_t *req, char *out, size_t cap);
+/** Answers an OPTIONS request (a CORS preflight or a plain OPTIONS) for a route's methods. */
+void hsc_options_handle(hsc_req_t *req, hsc_res_t *res, unsigned methods);
+
 /* Route handlers. */
 void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res);
 void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res);
@@ -328,6 +419,9 @@ struct hsc_worker_s {
     bool draining;
     hsc_exec_slots_t exec;
     hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
+    hsc_chw_t ch;
+    /* Counters: written by this worker's thread only, read by /metrics on any thread. */
+    atomic_uint_fast64_t st_requests, st_bytes_out, st_delivered, st_slow_dropped;
     char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
 };
 
@@ -350,7 +444,19 @@ struct hsc_server_s {
     const hsc_responder_t *responder;
     hsc_route_t *routes;
     size_t nroutes;
+    hsc_registry_t *reg;
+    uv_timer_t sweep_timer;
+    char **cors; /* --cors-origin, split; NULL when off */
+    size_t ncors;
+    bool cors_any;
+    unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
 };
+
+/** Adds to a counter that only the calling thread writes (no locked instruction needed). */
+#define HSC_STAT_ADD(counter, n)                                                                   \
+    atomic_store_explicit(&(counter),                                                              \
+                          atomic_load_explicit(&(counter), memory_order_relaxed) + (n),            \
+                          memory_order_relaxed)
 
 /** Called by a worker when its last connection has closed while draining. */
 void hsc_worker_maybe_finish(hsc_worker_t *w);

@@ -105,15 +105,21 @@ static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
     else if (res->mode == HSC_BODY_CHUNKED)
         snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
 
+    if (status == 204 || status == 304)
+        length[0] = '\0'; /* these never have a body, and say nothing of its length */
+    char cors[512] = "";
+    if (c->w->srv->ncors > 0 || c->w->srv->cors_any)
+        hsc_cors_headers(req, cors, sizeof cors);
+
     int n = snprintf(out, cap,
                      "HTTP/1.1 %d %s\r\n"
                      "Server: hsc/" HSC_VERSION_STRING "\r\n"
                      "Date: %s\r\n"
                      "%s%s%s"
-                     "%s%s%s\r\n",
+                     "%s%s%s%s\r\n",
                      status, hsc_status_reason(status), http_date(),
                      content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", extra ? extra : "", length, conn_hdr);
+                     content_type ? "\r\n" : "", extra ? extra : "", cors, length, conn_hdr);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

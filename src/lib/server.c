@@ -19,6 +19,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,14 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->keepalive_ms = 15000;
     cfg->handle_signals = 1;
     cfg->log_level = HSC_LOG_NOTICE;
+    cfg->history = 100;
+    cfg->history_bytes = 256 * 1024;
+    cfg->history_age_ms = 3600 * 1000;
+    cfg->max_event_bytes = 64 * 1024;
+    cfg->max_channels = 10000;
+    cfg->max_subscription_channels = 16;
+    cfg->retry_ms = 2000;
+    cfg->cors_origin = NULL;
 }
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT"; "localhost" means 127.0.0.1. */
@@ -164,6 +173,7 @@ void hsc_worker_maybe_finish(hsc_worker_t *w)
         return;
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->wake, on_worker_handle_closed);
+    hsc_chw_close(w);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -186,6 +196,7 @@ static void on_wake(uv_async_t *a)
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
     if (w->pool != NULL)
         hsc_pool_stop(w);
+    hsc_chw_drain(w);
     for (hsc_conn_t *c = w->conns, *next; c != NULL; c = next) {
         next = c->next;
         hsc_conn_drain(c);
@@ -225,12 +236,16 @@ static void raise_fd_limit(hsc_server_t *srv)
 static void build_routes(hsc_server_t *srv)
 {
     size_t n = 0;
-    srv->routes = calloc(3 + hsc_assets_count, sizeof *srv->routes);
+    srv->routes = calloc(5 + hsc_assets_count, sizeof *srv->routes);
     if (srv->routes == NULL)
         abort();
     srv->routes[n++] =
-        (hsc_route_t){"/v1/stream", false, HSC_M_GET | HSC_M_HEAD | HSC_M_POST, hsc_stream_handle};
+        (hsc_route_t){"/v1/stream", false, HSC_M_GET | HSC_M_HEAD | HSC_M_POST | HSC_M_OPTIONS,
+                      hsc_stream_handle};
+    srv->routes[n++] = (hsc_route_t){"/v1/events", false, HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS,
+                                     hsc_events_handle};
     srv->routes[n++] = (hsc_route_t){"/healthz", false, HSC_M_GET | HSC_M_HEAD, hsc_healthz_handle};
+    srv->routes[n++] = (hsc_route_t){"/metrics", false, HSC_M_GET | HSC_M_HEAD, hsc_metrics_handle};
     srv->routes[n++] = (hsc_route_t){"/", false, HSC_M_GET | HSC_M_HEAD, hsc_static_handle};
     for (size_t i = 0; i < hsc_assets_count; i++)
         srv->routes[n++] =
@@ -272,7 +287,13 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     uv_loop_init(&srv->main_loop);
     uv_async_init(&srv->main_loop, &srv->stop_async, on_stop_async);
     srv->stop_async.data = srv;
+    uv_timer_init(&srv->main_loop, &srv->sweep_timer);
+    srv->sweep_timer.data = srv;
     build_routes(srv);
+    if ((rc = hsc_cors_setup(srv, cfg->cors_origin)) != 0 || (rc = hsc_registry_new(srv)) != 0) {
+        hsc_server_free(srv);
+        return rc;
+    }
     raise_fd_limit(srv);
 
     if ((rc = probe_address(srv)) != 0) {
@@ -293,6 +314,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        hsc_chw_init(w);
         /* --max-processes and --queue are split across workers: no lock on the request path. */
         w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
         w->exec.qlimit = (cfg->queue + srv->nworkers - 1) / srv->nworkers;
@@ -324,6 +346,7 @@ static void begin_stop(hsc_server_t *srv)
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_async_send(&srv->workers[i].wake);
     uv_close((uv_handle_t *)&srv->stop_async, NULL);
+    uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
     if (srv->cfg.handle_signals) {
         uv_close((uv_handle_t *)&srv->sigint, NULL);
         uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -336,6 +359,23 @@ static void on_stop_async(uv_async_t *a)
     HSC_LOG(HSC_LOG_NOTICE, "stopping: draining streams for up to %llu ms",
             (unsigned long long)srv->cfg.drain_timeout_ms);
     begin_stop(srv);
+}
+
+/*
+ * Once a second: aged history leaves, empty channels are freed, and after many connections have
+ * closed the allocator gives the freed memory back, so RSS returns to its baseline after a burst.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    hsc_server_t *srv = t->data;
+    hsc_registry_sweep(srv);
+    unsigned n = atomic_load_explicit(&srv->nconns, memory_order_relaxed);
+    if (n > srv->trim_peak)
+        srv->trim_peak = n;
+    else if (srv->trim_peak - n >= 256) {
+        malloc_trim(0);
+        srv->trim_peak = n;
+    }
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -358,6 +398,7 @@ int hsc_server_run(hsc_server_t *srv)
         uv_signal_start(&srv->sigint, on_signal, SIGINT);
         uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     }
+    uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         int rc = uv_thread_create(&srv->workers[i].thread, worker_main, &srv->workers[i]);
         if (rc != 0) {
@@ -389,6 +430,7 @@ static void close_main_loop(hsc_server_t *srv)
         return;
     if (!srv->ran) {
         uv_close((uv_handle_t *)&srv->stop_async, NULL);
+        uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
         uv_run(&srv->main_loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv->main_loop);
     }
@@ -410,13 +452,17 @@ void hsc_server_free(hsc_server_t *srv)
                 uv_close((uv_handle_t *)&w->drain_timer, NULL);
             if (w->listener.type == UV_TCP && !uv_is_closing((uv_handle_t *)&w->listener))
                 uv_close((uv_handle_t *)&w->listener, NULL);
+            hsc_chw_close(w);
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
+            hsc_chw_free(w);
             hsc_pool_free(w);
         }
         free(srv->workers);
     }
     close_main_loop(srv);
+    hsc_registry_free(srv);
+    hsc_cors_free(srv);
     free(srv->routes);
     free(srv->listen_copy);
     free(srv->exec_copy);

@@ -230,8 +230,10 @@ class Routes(Base):
     def test_405_with_allow(self):
         cases = [
             ("POST", "/healthz", {"GET", "HEAD"}),
-            ("DELETE", "/v1/stream", {"GET", "HEAD", "POST"}),
-            ("PUT", "/v1/stream", {"GET", "HEAD", "POST"}),
+            ("DELETE", "/v1/stream", {"GET", "HEAD", "POST", "OPTIONS"}),
+            ("PUT", "/v1/stream", {"GET", "HEAD", "POST", "OPTIONS"}),
+            ("DELETE", "/v1/events", {"GET", "POST", "OPTIONS"}),
+            ("POST", "/metrics", {"GET", "HEAD"}),
             ("PATCH", "/", {"GET", "HEAD"}),
             ("OPTIONS", "/healthz", {"GET", "HEAD"}),
             ("POST", "/", {"GET", "HEAD"}),

@@ -1,0 +1,121 @@
+/*
+ * Cross-origin access (--cors-origin). Off by default: without the flag no CORS header is ever
+ * sent and browsers keep pages of other origins out. With it, a request whose Origin is listed
+ * (or any Origin with "*") gets Access-Control-Allow-Origin naming that origin, and OPTIONS
+ * preflights are answered for the route's methods. Origins are compared exactly, as browsers
+ * send them ("https://app.example:8443", no path).
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int hsc_cors_setup(hsc_server_t *srv, const char *list)
+{
+    if (list == NULL)
+        return 0;
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (n > 0 && (*p == ' ' || *p == '\t'))
+            p++, n--;
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n == 1 && *p == '*') {
+            srv->cors_any = true;
+        } else if (n > 0) {
+            if (memchr(p, '\r', n) || memchr(p, '\n', n))
+                return HSC_EINVAL;
+            char **v = realloc(srv->cors, (srv->ncors + 1) * sizeof *v);
+            if (v == NULL)
+                return HSC_ENOMEM;
+            srv->cors = v;
+            if ((v[srv->ncors] = strndup(p, n)) == NULL)
+                return HSC_ENOMEM;
+            srv->ncors++;
+        }
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+void hsc_cors_free(hsc_server_t *srv)
+{
+    for (size_t i = 0; i < srv->ncors; i++)
+        free(srv->cors[i]);
+    free(srv->cors);
+    srv->cors = NULL;
+    srv->ncors = 0;
+}
+
+/* The request's Origin when it is allowed, else NULL. */
+static const char *allowed_origin(const hsc_req_t *req, bool *any)
+{
+    const hsc_server_t *srv = req->conn->w->srv;
+    const char *origin = hsc_req_header(req, "Origin");
+    *any = false;
+    if (origin == NULL || strpbrk(origin, "\r\n") != NULL)
+        return NULL;
+    for (size_t i = 0; i < srv->ncors; i++)
+        if (strcmp(srv->cors[i], origin) == 0)
+            return origin;
+    if (srv->cors_any) {
+        *any = true;
+        return origin;
+    }
+    return NULL;
+}
+
+void hsc_cors_headers(const hsc_req_t *req, char *out, size_t cap)
+{
+    bool any;
+    const char *origin = allowed_origin(req, &any);
+    size_t len = strlen(out);
+    if (origin == NULL || len >= cap)
+        return;
+    int n;
+    if (any)
+        n = snprintf(out + len, cap - len, "Access-Control-Allow-Origin: *\r\n");
+    else
+        n = snprintf(out + len, cap - len,
+                     "Access-Control-Allow-Origin: %s\r\n"
+                     "Access-Control-Allow-Credentials: true\r\n"
+                     "Vary: Origin\r\n",
+                     origin);
+    if (n < 0 || (size_t)n >= cap - len)
+        out[len] = '\0'; /* all or nothing */
+}
+
+/* Whether a header value is a comma-separated list of header names (nothing to forge with). */
+static bool token_list(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("-_, ", *s) != NULL))
+            return false;
+    return true;
+}
+
+void hsc_options_handle(hsc_req_t *req, hsc_res_t *res, unsigned methods)
+{
+    char allow[96], extra[1024];
+    hsc_methods_format(methods, allow, sizeof allow);
+    int n = snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
+    bool any;
+    const char *origin = allowed_origin(req, &any);
+    const char *want = hsc_req_header(req, "Access-Control-Request-Method");
+    if (origin != NULL && want != NULL) {
+        const char *hdrs = hsc_req_header(req, "Access-Control-Request-Headers");
+        if (hdrs == NULL || strlen(hdrs) > 512 || !token_list(hdrs))
+            hdrs = "Content-Type, Last-Event-ID, Authorization";
+        snprintf(extra + n, sizeof extra - (size_t)n,
+                 "Access-Control-Allow-Methods: %s\r\n"
+                 "Access-Control-Allow-Headers: %s\r\n"
+                 "Access-Control-Max-Age: 600\r\n",
+                 allow, hdrs);
+    }
+    hsc_res_send(res, 204, NULL, extra, NULL, 0);
+}
