@@ -259,8 +259,8 @@ void hsc_registry_free(hsc_server_t *srv)
 void hsc_registry_sweep(hsc_server_t *srv)
 {
     hsc_registry_t *reg = srv->reg;
-    uint64_t now = now_ms();
     uv_mutex_lock(&reg->mu);
+    uint64_t now = now_ms(); /* after the lock: no publish stamped later than this can be pending */
     for (size_t i = 0; i < reg->tcap; i++) {
         for (hsc_chan_t *ch = reg->table[i], *next; ch != NULL; ch = next) {
             next = ch->hnext;

@@ -19,7 +19,7 @@ int hsc_channel_name_valid(const char *p, size_t len)
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (!is_alnum(c) && strchr("-_.:@/", c) == NULL)
+        if (!is_alnum(c) && (c == 0 || strchr("-_.:@/", c) == NULL))
             return 0;
     }
     return 1;
@@ -33,7 +33,7 @@ int hsc_event_type_valid(const char *p, size_t len)
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (!is_alnum(c) && strchr("-_.:", c) == NULL)
+        if (!is_alnum(c) && (c == 0 || strchr("-_.:", c) == NULL))
             return 0;
     }
     return 1;

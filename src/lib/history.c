@@ -78,7 +78,8 @@ int hsc_history_push(hsc_history_t *h, uint64_t seq, uint64_t now_ms, hsc_frame_
 size_t hsc_history_expire(hsc_history_t *h, uint64_t now_ms)
 {
     size_t n = 0;
-    while (h->count > 0 && now_ms - hsc_history_at(h, 0)->time_ms >= h->max_age_ms) {
+    while (h->count > 0 && now_ms >= hsc_history_at(h, 0)->time_ms &&
+           now_ms - hsc_history_at(h, 0)->time_ms >= h->max_age_ms) {
         hsc_history_evict_oldest(h);
         n++;
     }
