@@ -26,6 +26,7 @@ help:
 
 deps:
 	@scripts/install-deps.sh
+	@scripts/install-js.sh
 
 build: deps
 	@cmake -S . -B $(BUILD) -DHSC_WERROR=ON >/dev/null

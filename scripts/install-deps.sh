@@ -13,12 +13,16 @@ packages=(
     clang libclang-rt-14-dev  # sanitizers and libFuzzer
     clang-format
     python3 curl      # integration tests use real clients
+    nodejs            # the npm eventsource client (tests/js, scripts/install-js.sh)
 )
 
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian packages it apart from nodejs; NodeSource's nodejs bundles it (and conflicts with
+# Debian's npm package), so it is asked for only when the command is missing.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2
