@@ -60,6 +60,94 @@ HSC_EXPORT ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *
  */
 HSC_EXPORT ssize_t hsc_sse_comment(char *out, size_t cap, const char *text);
 
+/* ---- Server-Sent Events parser (WHATWG HTML, "interpreting an event stream") -------------- */
+
+/*
+ * An incremental event-stream parser that follows the WHATWG rules exactly: one leading BOM
+ * stripped, CR, LF and CRLF line ends in any mix and cut anywhere between feeds, comments, fields
+ * without a colon, one space after the colon stripped, "data" lines joined with LF, an event with
+ * no data not dispatched (but its id still taken), the type reset after each event, an "id"
+ * containing NUL ignored, "retry" taken only when it is all ASCII digits, unknown fields ignored,
+ * an unterminated last event discarded. Bytes that are not UTF-8 become U+FFFD, as a browser's
+ * decoder makes them, so every string handed out is valid UTF-8 (it may contain NUL).
+ *
+ * Feeding the same bytes in any pieces gives the same callbacks. Memory stays bounded whatever
+ * the input: the partial line (max_line bytes), the data buffer (max_event + 1 bytes), and the
+ * event type, id buffer and last event id, each at most one line (three times that when invalid
+ * bytes become U+FFFD); buffers grow with what a stream actually sends, and large ones are given
+ * back after use. No I/O, no global state; one parser per stream, not thread-safe.
+ */
+
+/** One dispatched event. The strings live in the parser: valid during the callback only. */
+typedef struct hsc_sse_msg_s {
+    const char *type; /* "message" when the stream gave none; NUL-terminated */
+    const char *data; /* NUL-terminated; data_len excludes the NUL */
+    size_t data_len;
+    const char *id; /* the last event id after this event, "" when none; NUL-terminated */
+} hsc_sse_msg_t;
+
+typedef struct hsc_sse_parser_s hsc_sse_parser_t;
+
+/*
+ * Callbacks return 0 to go on; any other value stops hsc_sse_parser_feed(), which returns it.
+ * The line that triggered the callback is fully processed (an event's buffers are already reset);
+ * the bytes after it in that feed are dropped, and the parser stays usable. A callback may call
+ * hsc_sse_parser_last_id() and hsc_sse_parser_set_last_id(), nothing else on its parser.
+ * The type is cut at a U+0000 it may contain (the API carries no type length).
+ */
+typedef int (*hsc_sse_event_cb)(void *user, const hsc_sse_msg_t *msg);
+/** A valid "retry:" field, in milliseconds (saturated at UINT64_MAX). */
+typedef int (*hsc_sse_retry_cb)(void *user, uint64_t ms);
+/** A comment line: the text after ':' as is (a leading space kept), U+FFFD for invalid bytes. */
+typedef int (*hsc_sse_comment_cb)(void *user, const char *text, size_t len);
+
+/**
+ * Allocates a parser. `max_line` bounds one line (bytes as received, without its line end);
+ * `max_event` bounds one event's data (bytes as dispatched: joined with LF, after U+FFFD
+ * replacement), so no msg->data_len exceeds it. `on_event` may be NULL (events dropped), so may
+ * `on_retry` and `on_comment`. Returns NULL when out of memory.
+ */
+HSC_EXPORT hsc_sse_parser_t *hsc_sse_parser_new(size_t max_line, size_t max_event,
+                                                hsc_sse_event_cb on_event,
+                                                hsc_sse_retry_cb on_retry,
+                                                hsc_sse_comment_cb on_comment, void *user);
+
+/**
+ * Feeds bytes, calling back for each complete line's effect. Returns 0; HSC_ETOOBIG when a line
+ * or an event exceeds its bound, or HSC_ENOMEM when a buffer cannot grow (the parser then refuses
+ * every feed with that error until reset); or a callback's non-zero value.
+ */
+HSC_EXPORT int hsc_sse_parser_feed(hsc_sse_parser_t *p, const void *data, size_t len);
+
+/**
+ * End of stream: an unterminated event is discarded, and so is a last line without its line end
+ * (the spec's "pending data"); an "id" of that event is forgotten. The parser is then as after
+ * hsc_sse_parser_reset(): more bytes are a new stream.
+ */
+HSC_EXPORT void hsc_sse_parser_end(hsc_sse_parser_t *p);
+
+/**
+ * A new connection: forgets the partial line, a pending CR, the data and type buffers, an error
+ * and the BOM state (a new stream may start with its own BOM), and KEEPS the last event id, the
+ * one of the last dispatch (as hsc_sse_parser_last_id() reports it); the id buffer starts from it.
+ */
+HSC_EXPORT void hsc_sse_parser_reset(hsc_sse_parser_t *p);
+
+/**
+ * The last event id string: the id buffer as of the last dispatch (an empty line), "" when none.
+ * This is what a client sends as Last-Event-ID when it reconnects.
+ */
+HSC_EXPORT const char *hsc_sse_parser_last_id(const hsc_sse_parser_t *p);
+
+/**
+ * Sets the last event id and the id buffer (e.g. from --last-event-id); NULL means "". Returns 0,
+ * HSC_EINVAL for an id no stream could set (CR or LF, or not valid UTF-8), or HSC_ENOMEM.
+ */
+HSC_EXPORT int hsc_sse_parser_set_last_id(hsc_sse_parser_t *p, const char *id);
+
+/** Frees a parser and its buffers; NULL is ignored. */
+HSC_EXPORT void hsc_sse_parser_free(hsc_sse_parser_t *p);
+
 /* ---- channel names, event types and event ids (docs/api.md, "Channels") ------------------ */
 
 /** Longest channel name, in bytes. */
@@ -133,6 +221,14 @@ HSC_EXPORT int hsc_utf8_valid(const void *p, size_t len);
  * stream of bytes is split into pieces that must each be valid text.
  */
 HSC_EXPORT size_t hsc_utf8_complete_prefix(const void *p, size_t len);
+
+/**
+ * Copies `len` bytes to `out` (capacity 3 * len) replacing every maximal invalid subpart with
+ * U+FFFD, as the WHATWG UTF-8 decoder does; valid input is copied unchanged. A sequence cut by
+ * the end of input is replaced too: hold it back with hsc_utf8_complete_prefix() when more bytes
+ * may follow. Returns the output length.
+ */
+HSC_EXPORT size_t hsc_utf8_repair(char *out, const void *in, size_t len);
 
 /* ---- durations and sizes, as written on a command line ------------------------------------- */
 

@@ -1,8 +1,11 @@
 /*
  * UTF-8 validation (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF) and the
- * "complete prefix" used to cut a byte stream into pieces without splitting a character.
+ * "complete prefix" used to cut a byte stream into pieces without splitting a character, and the
+ * repair a browser applies to bad bytes (each maximal invalid subpart becomes U+FFFD).
  */
 #include "hsc/codec.h"
+
+#include <string.h>
 
 /* Length of the sequence a lead byte starts, or 0 for a byte that cannot lead one. */
 static int seq_len(unsigned char c)
@@ -85,4 +88,31 @@ size_t hsc_utf8_complete_prefix(const void *p, size_t len)
         return check_seq(s + i - 1, len - (i - 1)) == -1 ? i - 1 : len;
     }
     return len;
+}
+
+size_t hsc_utf8_repair(char *out, const void *in, size_t len)
+{
+    const unsigned char *s = in;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            out[o++] = (char)s[i++];
+            continue;
+        }
+        int n = seq_len(s[i]);
+        /* The maximal valid prefix of a sequence (WHATWG): lead plus continuations so far. */
+        int k = 1;
+        while (n > 1 && k < n && (size_t)k < len - i &&
+               (k == 1 ? second_ok(s[i], s[i + 1]) : (s[i + k] & 0xc0) == 0x80))
+            k++;
+        if (n > 1 && k == n) {
+            for (int j = 0; j < n; j++)
+                out[o++] = (char)s[i + j];
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3); /* U+FFFD for the bad or cut sequence */
+            o += 3;
+        }
+        i += (size_t)k;
+    }
+    return o;
 }

@@ -266,6 +266,47 @@ static void test_prefix_valid_start_cut_is_held(void **state)
     assert_int_equal(hsc_utf8_complete_prefix("a\xf4\x8f\xbf", 4), 1);
 }
 
+/* hsc_utf8_repair(): in → expected out, the examples of the Unicode "substitution of maximal
+ * subparts" practice the WHATWG decoder follows. */
+#define REPAIRS(in, want)                                                                          \
+    do {                                                                                           \
+        char out_[3 * sizeof(in)];                                                                 \
+        size_t n_ = hsc_utf8_repair(out_, in, sizeof(in) - 1);                                     \
+        assert_int_equal(n_, sizeof(want) - 1);                                                    \
+        assert_memory_equal(out_, want, n_);                                                       \
+    } while (0)
+#define R "\xef\xbf\xbd"
+
+static void test_repair_valid_is_unchanged(void **state)
+{
+    (void)state;
+    REPAIRS("", "");
+    REPAIRS("plain", "plain");
+    REPAIRS("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    REPAIRS("nul\0inside", "nul\0inside");
+}
+
+static void test_repair_maximal_subparts(void **state)
+{
+    (void)state;
+    REPAIRS("\x80", R);
+    REPAIRS("\xff\xfe", R R);
+    REPAIRS("\xc0\xaf", R R);             /* C0 never leads: two bad bytes */
+    REPAIRS("\xe0\x80\x80", R R R);       /* overlong: E0 needs A0..BF second */
+    REPAIRS("\xed\xa0\x80", R R R);       /* a surrogate */
+    REPAIRS("\xf4\x90\x80\x80", R R R R); /* above U+10FFFF */
+    REPAIRS("\xe2\x9c"
+            "A",
+            R "A"); /* one FFFD for a cut 3-byte sequence */
+    REPAIRS("\xf0\x9f\x98"
+            "A",
+            R "A");                                /* and for a cut 4-byte one */
+    REPAIRS("\xf0\x9f\x98\xc3\xa9", R "\xc3\xa9"); /* the next lead starts afresh */
+    REPAIRS("a\xc3", "a" R);                       /* cut by the end of input */
+    REPAIRS("\xe2\x9c\x93\x93", "\xe2\x9c\x93" R);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +328,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prefix_every_cut_of_text),
         cmocka_unit_test(test_prefix_invalid_tail_is_complete),
         cmocka_unit_test(test_prefix_valid_start_cut_is_held),
+        cmocka_unit_test(test_repair_valid_is_unchanged),
+        cmocka_unit_test(test_repair_maximal_subparts),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
