@@ -1,0 +1,705 @@
+/*
+ * hsc: the command-line client. `send` asks a responder and prints the answer as it streams in,
+ * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events.
+ * Exit statuses are documented in docs/cli.md (and in `hsc --help`).
+ */
+#include "hsc/client.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILED = 1,   /* the answer failed or was cut short */
+    EXIT_USAGE = 2,    /* a bad command line */
+    EXIT_CONNECT = 3,  /* the server could not be reached */
+    EXIT_REFUSED = 4,  /* the server answered with an error status */
+    EXIT_PROTOCOL = 5, /* not an event stream, or over a limit */
+    EXIT_INTERRUPTED = 130
+};
+
+static hsc_client_t *g_client;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+    if (g_client != NULL)
+        hsc_client_stop(g_client);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static const char *base_url(const char *flag)
+{
+    if (flag != NULL)
+        return flag;
+    const char *env = getenv("HSC_URL");
+    return env != NULL && env[0] != '\0' ? env : "http://127.0.0.1:8000";
+}
+
+/* Percent-encodes a query value (RFC 3986 unreserved characters pass). */
+static void append_encoded(char *out, size_t cap, const char *s)
+{
+    size_t o = strlen(out);
+    for (; *s != '\0' && o + 4 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            strchr("-_.~", ch) != NULL)
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", ch);
+    }
+    out[o] = '\0';
+}
+
+static void build_url(char *out, size_t cap, const char *base, const char *path)
+{
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    snprintf(out, cap, "%.*s%s", (int)bl, base, path);
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "hsc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'hsc %s--help'.\n", cmd ? cmd : "");
+    return EXIT_USAGE;
+}
+
+static int parse_seconds(const char *s, uint64_t *ms)
+{
+    uint64_t v;
+    if (hsc_parse_duration(s, &v) != 0)
+        return -1;
+    *ms = v;
+    return 0;
+}
+
+/* Maps a client result to an exit status, saying why on stderr. */
+static int report(const char *cmd, int result)
+{
+    hsc_client_t *c = g_client;
+    switch (result) {
+    case HSC_CLIENT_OK:
+        return EXIT_OK;
+    case HSC_CLIENT_STOPPED:
+        return g_interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+    case HSC_CLIENT_TIMEOUT:
+        return EXIT_OK;
+    case HSC_CLIENT_CUT:
+        fprintf(stderr, "hsc %s: the answer was cut short (%s)\n", cmd, hsc_client_error(c));
+        return EXIT_FAILED;
+    case HSC_CLIENT_CONNECT:
+        fprintf(stderr, "hsc %s: cannot reach the server: %s\n", cmd, hsc_client_error(c));
+        return EXIT_CONNECT;
+    case HSC_CLIENT_HTTP:
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
+        return EXIT_REFUSED;
+    case HSC_CLIENT_PROTOCOL:
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
+        return EXIT_PROTOCOL;
+    default:
+        fprintf(stderr, "hsc %s: out of memory\n", cmd);
+        return EXIT_FAILED;
+    }
+}
+
+/* Reads all of stdin (bounded). */
+static char *read_stdin(size_t max, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        if (n == cap) {
+            if (cap >= max) {
+                free(buf);
+                return NULL;
+            }
+            char *b = realloc(buf, cap * 2);
+            if (b == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = b;
+            cap *= 2;
+        }
+        ssize_t r = read(0, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    *len = n;
+    return buf;
+}
+
+/* ---- send ------------------------------------------------------------------------------------ */
+
+typedef struct send_state_s {
+    bool done, failed;
+    char reason[512];
+} send_state_t;
+
+static int send_piece(void *user, const char *p, size_t n)
+{
+    (void)user;
+    fwrite(p, 1, n, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static int send_event(void *user, const hsc_sse_msg_t *m)
+{
+    send_state_t *st = user;
+    if (strcmp(m->type, "done") == 0) {
+        st->done = true;
+        return 0;
+    }
+    if (strcmp(m->type, "error") == 0) {
+        st->failed = true;
+        snprintf(st->reason, sizeof st->reason, "%s", m->data);
+        return 0;
+    }
+    if (strcmp(m->type, "message") == 0) {
+        fwrite(m->data, 1, m->data_len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void send_usage(FILE *out)
+{
+    fputs("Usage: hsc send [OPTIONS] [TEXT...]\n"
+          "\n"
+          "Asks the server's responder (POST /v1/stream) and prints the answer piece by piece\n"
+          "as it arrives. Without TEXT, the text is read from stdin.\n"
+          "\n"
+          "  --sse              ask for the Server-Sent Events form of the answer\n"
+          "  --timeout DUR      give up after DUR (e.g. 30s)        (default: none)\n"
+          "  --url URL          the server                (default $HSC_URL or\n"
+          "                     http://127.0.0.1:8000)\n"
+          "  -h, --help         show this help\n"
+          "\n"
+          "Exit status: 0 complete answer, 1 failed or cut short, 2 usage, 3 server\n"
+          "unreachable, 4 refused (HTTP error), 130 interrupted.\n",
+          out);
+}
+
+static int cmd_send(int argc, char **argv)
+{
+    static const struct option opts[] = {{"sse", no_argument, NULL, 's'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    bool sse = false;
+    const char *url_flag = NULL;
+    uint64_t timeout = 0;
+    int o;
+    opterr = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (o) {
+        case 's':
+            sse = true;
+            break;
+        case 't':
+            if (parse_seconds(optarg, &timeout) != 0)
+                return usage_error("send", "--timeout: invalid duration '%s'", optarg);
+            break;
+        case 'u':
+            url_flag = optarg;
+            break;
+        case 'h':
+            send_usage(stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("send", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (optind < argc) {
+        size_t cap = 1;
+        for (int i = optind; i < argc; i++)
+            cap += strlen(argv[i]) + 1;
+        text = malloc(cap);
+        if (text == NULL)
+            return EXIT_FAILED;
+        text[0] = '\0';
+        for (int i = optind; i < argc; i++) {
+            if (i > optind)
+                strcat(text, " ");
+            strcat(text, argv[i]);
+        }
+        len = strlen(text);
+    } else {
+        text = read_stdin(64u << 20, &len);
+        if (text == NULL)
+            return usage_error("send", "%s", "cannot read the text from stdin (over 64 MiB?)");
+    }
+    if (len == 0) {
+        free(text);
+        return usage_error("send", "%s", "the text is empty");
+    }
+    char url[2048];
+    build_url(url, sizeof url, base_url(url_flag), "/v1/stream");
+    send_state_t st = {0};
+    hsc_client_config_t cfg;
+    hsc_client_config_init(&cfg);
+    cfg.url = url;
+    cfg.body = text;
+    cfg.body_len = len;
+    cfg.sse = sse;
+    cfg.timeout_ms = timeout;
+    cfg.on_piece = send_piece;
+    cfg.on_event = send_event;
+    cfg.user = &st;
+    if (hsc_client_new(&cfg, &g_client) != 0) {
+        free(text);
+        return EXIT_FAILED;
+    }
+    int result = hsc_client_run(g_client);
+    int status = EXIT_OK;
+    if (result == HSC_CLIENT_TIMEOUT) {
+        fprintf(stderr, "hsc send: no complete answer within --timeout\n");
+        status = EXIT_FAILED;
+    } else if (result != HSC_CLIENT_OK) {
+        status = report("send", result);
+    } else if (sse && st.failed) {
+        fprintf(stderr, "hsc send: the answer failed: %s\n", st.reason);
+        status = EXIT_FAILED;
+    } else if (sse && !st.done) {
+        fprintf(stderr, "hsc send: the answer ended without its 'done' event\n");
+        status = EXIT_FAILED;
+    }
+    if (!sse && status == EXIT_OK)
+        fflush(stdout);
+    hsc_client_free(g_client);
+    g_client = NULL;
+    free(text);
+    return status;
+}
+
+/* ---- listen ---------------------------------------------------------------------------------- */
+
+typedef enum { FMT_DATA, FMT_JSON, FMT_RAW } format_t;
+
+typedef struct listen_state_s {
+    format_t format;
+    bool quiet;
+    uint64_t count, seen;
+} listen_state_t;
+
+static int listen_event(void *user, const hsc_sse_msg_t *m)
+{
+    listen_state_t *st = user;
+    bool gap = strcmp(m->type, "hsc.gap") == 0;
+    if (gap && !st->quiet)
+        fprintf(stderr, "hsc listen: history notice: %s\n", m->data);
+    if (st->format == FMT_JSON) {
+        json_t *j =
+            json_pack("{s:s,s:s%,s:s}", "type", m->type, "data", m->data, m->data_len, "id", m->id);
+        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (s != NULL) {
+            fputs(s, stdout);
+            fputc('\n', stdout);
+            free(s);
+        }
+    } else if (st->format == FMT_DATA && !gap) {
+        fwrite(m->data, 1, m->data_len, stdout);
+        fputc('\n', stdout);
+    }
+    fflush(stdout);
+    if (gap)
+        return 0;
+    st->seen++;
+    return st->count != 0 && st->seen >= st->count ? 1 : 0;
+}
+
+static int listen_raw(void *user, const char *p, size_t n)
+{
+    listen_state_t *st = user;
+    if (st->format == FMT_RAW) {
+        fwrite(p, 1, n, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void listen_notice(void *user, const char *msg)
+{
+    listen_state_t *st = user;
+    if (!st->quiet)
+        fprintf(stderr, "hsc listen: %s\n", msg);
+}
+
+static void listen_usage(FILE *out)
+{
+    fputs("Usage: hsc listen [OPTIONS] -c CHANNEL [-c CHANNEL...]\n"
+          "       hsc listen [OPTIONS] URL\n"
+          "       hsc listen [OPTIONS] -\n"
+          "\n"
+          "Prints the events of channels (or of any Server-Sent Events URL, or of an event\n"
+          "stream read from stdin with '-') as they arrive. Reconnects by itself after a\n"
+          "disconnect, resuming with Last-Event-ID, waiting as the server's retry: asks and\n"
+          "backing off with jitter while the server is down.\n"
+          "\n"
+          "  -c, --channel NAME     a channel to subscribe to; repeatable\n"
+          "  --format FORMAT        data: each event's data, then a newline (default)\n"
+          "                         json: one {\"type\",\"data\",\"id\"} object per line\n"
+          "                         raw:  the event stream as received\n"
+          "  --count N              stop after N events\n"
+          "  --timeout DUR          stop after DUR (e.g. 10s, 5m)\n"
+          "  --last-event-id ID     start after this event id\n"
+          "  --max-line SIZE        the longest line accepted       (default 1m)\n"
+          "  -q, --quiet            no connection messages on stderr\n"
+          "  --url URL              the server                (default $HSC_URL or\n"
+          "                         http://127.0.0.1:8000)\n"
+          "  -h, --help             show this help\n"
+          "\n"
+          "Exit status: 0 stopped by --count, --timeout, Ctrl-C or the end of stdin;\n"
+          "2 usage; 4 refused (e.g. a bad channel name); 5 not an event stream or a line\n"
+          "over --max-line.\n",
+          out);
+}
+
+static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id)
+{
+    hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, 16u << 20, listen_event, NULL, NULL, st);
+    if (p == NULL)
+        return EXIT_FAILED;
+    if (last_id != NULL && hsc_sse_parser_set_last_id(p, last_id) != 0) {
+        hsc_sse_parser_free(p);
+        return EXIT_FAILED;
+    }
+    char buf[65536];
+    int status = EXIT_OK;
+    for (;;) {
+        ssize_t n = read(0, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            if (g_interrupted)
+                break;
+            continue;
+        }
+        if (n <= 0)
+            break;
+        listen_raw(st, buf, (size_t)n);
+        int rc = hsc_sse_parser_feed(p, buf, (size_t)n);
+        if (rc == HSC_ETOOBIG) {
+            fprintf(stderr, "hsc listen: a line or an event is longer than --max-line (%zu)\n",
+                    max_line);
+            status = EXIT_PROTOCOL;
+            break;
+        }
+        if (rc != 0)
+            break; /* --count reached */
+    }
+    hsc_sse_parser_end(p);
+    hsc_sse_parser_free(p);
+    return status;
+}
+
+static int cmd_listen(int argc, char **argv)
+{
+    static const struct option opts[] = {{"channel", required_argument, NULL, 'c'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"last-event-id", required_argument, NULL, 'l'},
+                                         {"max-line", required_argument, NULL, 'm'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    listen_state_t st = {.format = FMT_DATA};
+    const char *url_flag = NULL, *last_id = NULL;
+    uint64_t timeout = 0, max_line = 1u << 20;
+    char query[4096] = "";
+    unsigned nchannels = 0;
+    int o;
+    opterr = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "+c:qh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c':
+            if (optarg[0] == '\0')
+                return usage_error("listen", "%s", "-c: the channel name is empty");
+            strncat(query,
+                    nchannels++ ? "&channel=" : "?channel=", sizeof query - strlen(query) - 1);
+            append_encoded(query, sizeof query, optarg);
+            break;
+        case 'f':
+            if (strcmp(optarg, "data") == 0)
+                st.format = FMT_DATA;
+            else if (strcmp(optarg, "json") == 0)
+                st.format = FMT_JSON;
+            else if (strcmp(optarg, "raw") == 0)
+                st.format = FMT_RAW;
+            else
+                return usage_error("listen", "--format: '%s' is not data, json or raw", optarg);
+            break;
+        case 'n': {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' || v == 0)
+                return usage_error("listen", "--count: '%s' is not a positive number", optarg);
+            st.count = v;
+            break;
+        }
+        case 't':
+            if (parse_seconds(optarg, &timeout) != 0 || timeout == 0)
+                return usage_error("listen", "--timeout: invalid duration '%s'", optarg);
+            break;
+        case 'l':
+            if (strpbrk(optarg, "\r\n") != NULL || !hsc_utf8_valid(optarg, strlen(optarg)))
+                return usage_error("listen", "--last-event-id: '%s' is not a valid event id",
+                                   optarg);
+            last_id = optarg;
+            break;
+        case 'm':
+            if (hsc_parse_size(optarg, &max_line) != 0 || max_line < 64)
+                return usage_error("listen", "--max-line: invalid size '%s'", optarg);
+            break;
+        case 'q':
+            st.quiet = true;
+            break;
+        case 'u':
+            url_flag = optarg;
+            break;
+        case 'h':
+            listen_usage(stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("listen", "unknown option or missing value: '%s'", argv[optind - 1]);
+        }
+    }
+    const char *target = optind < argc ? argv[optind] : NULL;
+    if (optind + 1 < argc)
+        return usage_error("listen", "unexpected argument '%s'", argv[optind + 1]);
+    if (target != NULL && nchannels > 0)
+        return usage_error("listen", "%s", "give either -c CHANNEL or a URL, not both");
+    if (target == NULL && nchannels == 0)
+        return usage_error("listen", "%s", "nothing to listen to: give -c CHANNEL, a URL or -");
+    if (target != NULL && strcmp(target, "-") == 0)
+        return listen_stdin(&st, (size_t)max_line, last_id);
+    if (target != NULL && strstr(target, "://") == NULL)
+        return usage_error("listen", "'%s' is not a URL (http://...)", target);
+
+    char url[4096 + 1024];
+    if (target != NULL)
+        snprintf(url, sizeof url, "%s", target);
+    else
+        build_url(url, sizeof url, base_url(url_flag), "/v1/events"),
+            strncat(url, query, sizeof url - strlen(url) - 1);
+    hsc_client_config_t cfg;
+    hsc_client_config_init(&cfg);
+    cfg.url = url;
+    cfg.sse = 1;
+    cfg.reconnect = 1;
+    cfg.last_event_id = last_id;
+    cfg.timeout_ms = timeout;
+    cfg.max_line = (size_t)max_line;
+    cfg.on_event = listen_event;
+    cfg.on_raw = listen_raw;
+    cfg.on_notice = listen_notice;
+    cfg.user = &st;
+    if (hsc_client_new(&cfg, &g_client) != 0)
+        return EXIT_FAILED;
+    int result = hsc_client_run(g_client);
+    int status = result == HSC_CLIENT_STOPPED && g_interrupted ? EXIT_OK : report("listen", result);
+    hsc_client_free(g_client);
+    g_client = NULL;
+    return status;
+}
+
+/* ---- publish --------------------------------------------------------------------------------- */
+
+static void publish_usage(FILE *out)
+{
+    fputs("Usage: hsc publish [OPTIONS] -c CHANNEL TEXT\n"
+          "       hsc publish [OPTIONS] -c CHANNEL -\n"
+          "\n"
+          "Publishes TEXT as one event to CHANNEL; with '-', publishes each line of stdin\n"
+          "as its own event as it is read (tail -f log | hsc publish -c logs -).\n"
+          "\n"
+          "  -c, --channel NAME   the channel\n"
+          "  --event TYPE         the event type (default: none, i.e. \"message\")\n"
+          "  -v, --verbose        print each published event's id\n"
+          "  --url URL            the server                (default $HSC_URL or\n"
+          "                       http://127.0.0.1:8000)\n"
+          "  -h, --help           show this help\n"
+          "\n"
+          "Exit status: 0 all published, 2 usage, 3 server unreachable, 4 refused (the\n"
+          "server's reason is printed; with '-', the other lines are still published).\n",
+          out);
+}
+
+/* Publishes one event; prints the id with -v. Returns an exit status. */
+static int publish_one(const char *text, size_t len, bool verbose)
+{
+    hsc_client_set_body(g_client, text, len);
+    int result = hsc_client_run(g_client);
+    if (result != HSC_CLIENT_OK)
+        return report("publish", result);
+    if (verbose) {
+        json_t *j = json_loads(hsc_client_body(g_client), 0, NULL);
+        const char *id = json_string_value(json_object_get(j, "id"));
+        printf("%s\n", id ? id : hsc_client_body(g_client));
+        fflush(stdout);
+        json_decref(j);
+    }
+    return EXIT_OK;
+}
+
+static int cmd_publish(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"channel", required_argument, NULL, 'c'}, {"event", required_argument, NULL, 'e'},
+        {"verbose", no_argument, NULL, 'v'},       {"url", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    const char *channel = NULL, *type = NULL, *url_flag = NULL;
+    bool verbose = false;
+    int o;
+    opterr = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "+c:vh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c':
+            if (channel != NULL)
+                return usage_error("publish", "%s", "-c: publish to one channel at a time");
+            channel = optarg;
+            break;
+        case 'e':
+            type = optarg;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'u':
+            url_flag = optarg;
+            break;
+        case 'h':
+            publish_usage(stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("publish", "unknown option or missing value: '%s'",
+                               argv[optind - 1]);
+        }
+    }
+    if (channel == NULL || channel[0] == '\0')
+        return usage_error("publish", "%s", "which channel? give -c CHANNEL");
+    if (optind >= argc)
+        return usage_error("publish", "%s", "nothing to publish: give TEXT, or - for stdin");
+    if (optind + 1 < argc)
+        return usage_error("publish", "unexpected argument '%s' (quote the text)",
+                           argv[optind + 1]);
+    char url[4096];
+    build_url(url, sizeof url, base_url(url_flag), "/v1/events?channel=");
+    append_encoded(url, sizeof url, channel);
+    if (type != NULL) {
+        strncat(url, "&event=", sizeof url - strlen(url) - 1);
+        append_encoded(url, sizeof url, type);
+    }
+    hsc_client_config_t cfg;
+    hsc_client_config_init(&cfg);
+    cfg.url = url;
+    cfg.method = "POST";
+    cfg.body = "";
+    if (hsc_client_new(&cfg, &g_client) != 0)
+        return EXIT_FAILED;
+    int status = EXIT_OK;
+    const char *text = argv[optind];
+    if (strcmp(text, "-") != 0) {
+        status = publish_one(text, strlen(text), verbose);
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        while (!g_interrupted && (n = getline(&line, &cap, stdin)) >= 0) {
+            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                n--;
+            int rc = publish_one(line, (size_t)n, verbose);
+            if (rc == EXIT_CONNECT || rc == EXIT_INTERRUPTED) {
+                status = rc;
+                break;
+            }
+            if (rc != EXIT_OK)
+                status = rc; /* a refused line: say so, go on with the next */
+        }
+        free(line);
+    }
+    hsc_client_free(g_client);
+    g_client = NULL;
+    return status;
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+    fputs("Usage: hsc COMMAND [OPTIONS] [ARGS]\n"
+          "\n"
+          "The hsc client: streams answers and events over plain HTTP.\n"
+          "\n"
+          "Commands\n"
+          "  send TEXT            ask the responder; print the answer as it streams in\n"
+          "  listen -c CHANNEL    print a channel's events as they arrive, across\n"
+          "                       reconnections (also: listen URL, listen -)\n"
+          "  publish -c CHANNEL TEXT\n"
+          "                       publish an event (TEXT '-': each line of stdin)\n"
+          "\n"
+          "Every command takes --url URL (default $HSC_URL, else http://127.0.0.1:8000)\n"
+          "and --help. Exit statuses are listed in each command's --help and in\n"
+          "docs/cli.md.\n"
+          "\n"
+          "  -h, --help           show this help\n"
+          "  --version            show the version\n",
+          out);
+}
+
+int main(int argc, char **argv)
+{
+    catch_signals();
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("hsc %s\n", HSC_VERSION_STRING);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "send") == 0)
+        return cmd_send(argc - 1, argv + 1);
+    if (strcmp(cmd, "listen") == 0)
+        return cmd_listen(argc - 1, argv + 1);
+    if (strcmp(cmd, "publish") == 0)
+        return cmd_publish(argc - 1, argv + 1);
+    return usage_error(NULL, "unknown command '%s' (send, listen or publish)", cmd);
+}

@@ -1,0 +1,401 @@
+"""hsc, the command-line client, against real servers: hscd, and a small Python SSE server that
+is not hscd (http.server), to show `hsc listen` works against any endpoint.
+
+The client binary comes from $HSC (set by ctest). Every subprocess is bounded by a timeout and
+stopped by its own PID.
+"""
+
+import http.server
+import json
+import os
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+from hscd import HOST, SANITIZE, SLOW, Hscd, ServerTestCase, free_port, pieces, wait_for
+
+
+def hsc_binary():
+    path = os.environ.get("HSC", "")
+    if not path or not os.access(path, os.X_OK):
+        raise AssertionError("HSC is not set to the hsc binary: run through ctest")
+    return path
+
+
+def run_hsc(args, input=None, timeout=20.0, env=None):
+    e = dict(os.environ)
+    e.pop("HSC_URL", None)
+    if env:
+        e.update(env)
+    return subprocess.run([hsc_binary()] + args, input=input, capture_output=True,
+                          timeout=timeout * SLOW, env=e)
+
+
+def no_sanitizer_report(tc, stderr):
+    tc.assertNotIn(b"Sanitizer", stderr, stderr.decode(errors="replace"))
+    tc.assertNotIn(b"runtime error:", stderr, stderr.decode(errors="replace"))
+
+
+class Listener:
+    """`hsc listen` in the background; its stdout lines are collected by a thread."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([hsc_binary(), "listen"] + args, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.lines = []
+        self.err = b""
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+        self._te = threading.Thread(target=self._read_err, daemon=True)
+        self._te.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.decode())
+
+    def _read_err(self):
+        for line in self.proc.stderr:
+            self.err += line
+
+    def wait_lines(self, n, timeout=15.0):
+        return wait_for(lambda: len(self.lines) >= n, timeout * SLOW)
+
+    def stop(self, sig=signal.SIGINT, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("hsc listen did not stop on signal %d" % sig)
+        self._t.join(5)
+        self._te.join(5)
+        return rc
+
+
+def publish(port, channel, data, event=None):
+    url = "http://%s:%d/v1/events?channel=%s" % (HOST, port, channel)
+    if event:
+        url += "&event=" + event
+    with urllib.request.urlopen(urllib.request.Request(url, data=data.encode()), timeout=10) as r:
+        return json.loads(r.read())
+
+
+class Send(ServerTestCase):
+    def setUp(self):
+        self.srv = self.start("--max-gen-len", "3", "--interval", "20ms")
+        self.url = "http://%s:%d" % (HOST, self.srv.port)
+
+    def test_send_prints_the_answer(self):
+        r = run_hsc(["send", "--url", self.url, "Wake up, Neo"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "".join(pieces(3, "Wake up, Neo")))
+        no_sanitizer_report(self, r.stderr)
+
+    def test_send_from_stdin_and_hsc_url(self):
+        r = run_hsc(["send"], input="醒醒，Neo".encode(), env={"HSC_URL": self.url})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "".join(pieces(3, "醒醒，Neo")))
+
+    def test_send_sse(self):
+        r = run_hsc(["send", "--sse", "--url", self.url, "hi"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "".join(pieces(3, "hi")))
+
+    def test_send_pieces_arrive_before_the_end(self):
+        srv = self.start("--max-gen-len", "3", "--interval", "400ms")
+        p = subprocess.Popen([hsc_binary(), "send", "--url", "http://%s:%d" % (HOST, srv.port),
+                              "x"], stdout=subprocess.PIPE)
+        try:
+            first = p.stdout.readline().decode()
+            self.assertEqual(first, pieces(3, "x")[0])
+            self.assertIsNone(p.poll(), "the first piece must arrive while the answer runs")
+        finally:
+            self.assertEqual(p.wait(20 * SLOW), 0)
+            p.stdout.close()
+
+    def test_server_down_exits_3(self):
+        r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, free_port()), "x"])
+        self.assertEqual(r.returncode, 3)
+        self.assertIn(b"cannot reach the server", r.stderr)
+
+    def test_empty_text_is_a_usage_error(self):
+        r = run_hsc(["send", "--url", self.url], input=b"")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"empty", r.stderr)
+
+    def test_failed_answer_exits_1(self):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "responders",
+                              "responder.py")
+        srv = self.start("--exec", "python3 %s fail" % script)
+        for extra in ([], ["--sse"]):
+            with self.subTest(form=extra):
+                r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, srv.port), "x"] + extra)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertEqual(r.stdout, b"one\ntwo\n")
+                self.assertTrue(r.stderr.startswith(b"hsc send: "), r.stderr)
+
+    def test_help_and_bad_flags(self):
+        for cmd in (["--help"], ["send", "--help"], ["listen", "--help"], ["publish", "--help"]):
+            r = run_hsc(cmd)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn(b"Usage: hsc", r.stdout)
+        self.assertIn(b"--last-event-id", run_hsc(["listen", "--help"]).stdout)
+        for cmd, what in ((["frobnicate"], b"unknown command"),
+                          (["send", "--bogus"], b"--bogus"),
+                          (["listen", "--format", "xml", "-c", "a"], b"--format"),
+                          (["listen"], b"nothing to listen to"),
+                          (["publish", "-c", "a"], b"nothing to publish"),
+                          (["publish", "x"], b"-c CHANNEL")):
+            with self.subTest(cmd=cmd):
+                r = run_hsc(cmd)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(what, r.stderr)
+
+
+class ListenPublish(ServerTestCase):
+    def setUp(self):
+        self.srv = self.start("--retry", "100ms")
+        self.url = "http://%s:%d" % (HOST, self.srv.port)
+
+    def wait_subscribers(self, n):
+        def count():
+            with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("hsc_subscribers "):
+                        return int(line.split()[1])
+            return -1
+        self.assertTrue(wait_for(lambda: count() >= n, 10 * SLOW), "no subscriber registered")
+
+    def test_listen_formats_and_count(self):
+        data = Listener(["--url", self.url, "-c", "news", "--count", "3", "-q"])
+        js = Listener(["--url", self.url, "-c", "news", "--format", "json", "--count", "3"])
+        raw = Listener(["--url", self.url, "-c", "news", "--format", "raw", "--count", "3"])
+        self.wait_subscribers(3)
+        ids = [publish(self.srv.port, "news", "one")["id"],
+               publish(self.srv.port, "news", "two\nlines", event="upd")["id"],
+               publish(self.srv.port, "news", "ünï")["id"]]
+        for l in (data, js, raw):
+            self.assertEqual(l.proc.wait(15 * SLOW), 0, l.err)
+            l._t.join(5)
+        self.assertEqual("".join(data.lines), "one\ntwo\nlines\nünï\n")
+        self.assertEqual(data.err, b"", "-q prints no connection messages")
+        objs = [json.loads(x) for x in js.lines]
+        self.assertEqual(objs, [{"type": "message", "data": "one", "id": ids[0]},
+                                {"type": "upd", "data": "two\nlines", "id": ids[1]},
+                                {"type": "message", "data": "ünï", "id": ids[2]}])
+        self.assertIn(b"connected to", js.err)
+        rawtext = "".join(raw.lines)
+        self.assertIn("id: %s\ndata: two\ndata: lines\n" % ids[1], rawtext)
+        self.assertTrue(rawtext.startswith("retry: "), rawtext[:40])
+
+    def test_multi_channel_and_timeout(self):
+        l = Listener(["--url", self.url, "-c", "a", "-c", "b", "--format", "json",
+                      "--timeout", "%ds" % int(3 * SLOW)])
+        self.wait_subscribers(1)
+        publish(self.srv.port, "a", "1")
+        publish(self.srv.port, "b", "2")
+        t0 = time.monotonic()
+        self.assertEqual(l.proc.wait(20 * SLOW), 0, l.err)
+        l._t.join(5)
+        self.assertEqual([json.loads(x)["data"] for x in l.lines], ["1", "2"])
+        self.assertLess(time.monotonic() - t0, 15 * SLOW)
+
+    def test_ctrl_c_stops_cleanly(self):
+        l = Listener(["--url", self.url, "-c", "x"])
+        self.wait_subscribers(1)
+        t0 = time.monotonic()
+        self.assertEqual(l.stop(signal.SIGINT), 0)
+        self.assertLess(time.monotonic() - t0, 2 * SLOW)
+        no_sanitizer_report(self, l.err)
+
+    def test_last_event_id_flag(self):
+        ids = [publish(self.srv.port, "h", str(i))["id"] for i in range(5)]
+        r = run_hsc(["listen", "--url", self.url, "-c", "h", "--last-event-id", ids[1],
+                     "--count", "3", "-q"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode(), "2\n3\n4\n")
+
+    def test_publish_text_and_stdin(self):
+        l = Listener(["--url", self.url, "-c", "logs", "--format", "json", "--count", "4", "-q"])
+        self.wait_subscribers(1)
+        r = run_hsc(["publish", "--url", self.url, "-c", "logs", "-v", "first"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        first_id = r.stdout.decode().strip()
+        r = run_hsc(["publish", "--url", self.url, "-c", "logs", "-v", "--event", "line", "-"],
+                    input=b"alpha\nbeta\r\ngamma")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ids = r.stdout.decode().split()
+        self.assertEqual(len(ids), 3)
+        self.assertEqual(l.proc.wait(15 * SLOW), 0, l.err)
+        l._t.join(5)
+        got = [json.loads(x) for x in l.lines]
+        self.assertEqual([g["data"] for g in got], ["first", "alpha", "beta", "gamma"])
+        self.assertEqual([g["id"] for g in got], [first_id] + ids)
+        self.assertEqual([g["type"] for g in got], ["message", "line", "line", "line"])
+
+    def test_publish_refused_lines_are_reported_and_the_rest_published(self):
+        r = run_hsc(["publish", "--url", self.url, "-c", "z", "-v", "-"],
+                    input=b"good\n\xff\xfe bad\nalso good\n")
+        self.assertEqual(r.returncode, 4)
+        self.assertIn(b"HTTP 400: event data is not valid UTF-8", r.stderr)
+        self.assertEqual(len(r.stdout.split()), 2)
+
+    def test_bad_channel_exits_4_with_the_reason(self):
+        r = run_hsc(["listen", "--url", self.url, "-c", "bad name!", "-q"])
+        self.assertEqual(r.returncode, 4)
+        self.assertIn(b"HTTP 400: bad channel name", r.stderr)
+        r = run_hsc(["publish", "--url", self.url, "-c", "bad name!", "x"])
+        self.assertEqual(r.returncode, 4)
+
+    def test_not_an_event_stream_exits_5(self):
+        r = run_hsc(["listen", "-q", self.url + "/healthz"], timeout=10)
+        self.assertEqual(r.returncode, 5)
+        self.assertIn(b"not an event stream", r.stderr)
+
+    def test_publish_server_down_exits_3(self):
+        r = run_hsc(["publish", "--url", "http://%s:%d" % (HOST, free_port()), "-c", "a", "x"])
+        self.assertEqual(r.returncode, 3)
+
+
+class Restart(unittest.TestCase):
+    """`hsc listen` across an hscd restart: it reconnects by itself and, as the new run's history
+    covers everything published since, loses nothing."""
+
+    def test_listen_survives_a_restart(self):
+        port = free_port()
+        listen = "%s:%d" % (HOST, port)
+        srv = Hscd("--retry", "100ms", listen=listen).start()
+        try:
+            l = Listener(["--url", "http://" + listen, "-c", "r", "--format", "json"])
+            time.sleep(0.5 * SLOW)
+            for i in range(3):
+                publish(port, "r", "before-%d" % i)
+            self.assertTrue(l.wait_lines(3), l.lines)
+            self.assertEqual(srv.stop(), 0)
+            time.sleep(0.3)
+            srv = Hscd("--retry", "100ms", listen=listen).start()
+            for i in range(3):
+                publish(port, "r", "after-%d" % i)
+            self.assertTrue(l.wait_lines(7, timeout=30), (l.lines, l.err))
+            self.assertEqual(l.stop(), 0)
+            got = [json.loads(x) for x in l.lines]
+            datas = [g["data"] for g in got if g["type"] == "message"]
+            self.assertEqual(datas, ["before-0", "before-1", "before-2",
+                                     "after-0", "after-1", "after-2"])
+            gaps = [json.loads(g["data"]) for g in got if g["type"] == "hsc.gap"]
+            self.assertEqual([g["reason"] for g in gaps], ["epoch"])
+            self.assertIn(b"reconnecting", l.err)
+        finally:
+            if srv.running():
+                srv.stop()
+
+
+# ---- a server that is not hscd ------------------------------------------------------------------
+
+
+class ForeignSSE(http.server.BaseHTTPRequestHandler):
+    """Serves /stream: 3 events per connection, numbered on from the client's Last-Event-ID,
+    written in awkward pieces (CRLF, CR, a comment, a BOM, a character cut across writes, a bad
+    byte), then closes the connection. /text streams plain text the same awkward way."""
+
+    protocol_version = "HTTP/1.0"
+    seen_ids = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        """A stand-in for /v1/stream whose answer cuts characters across writes and carries a
+        bad byte; the body ends when the connection closes (HTTP/1.0)."""
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.end_headers()
+        for part in (b"caf", b"\xc3", b"\xa9 ", b"\xff", b" \xe2\x9c", b"\x93\n"):
+            self.wfile.write(part)
+            self.wfile.flush()
+            time.sleep(0.02)
+
+    def do_GET(self):
+        if self.path == "/text":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"not events\n")
+            return
+        last = self.headers.get("Last-Event-ID")
+        ForeignSSE.seen_ids.append(last)
+        start = int(last) + 1 if last else 1
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        parts = [b"\xef\xbb\xbfretry: 50\r\n: hello\r\n\r\n"] if start == 1 else [b"retry: 50\n"]
+        for n in range(start, start + 3):
+            parts += [b"id: %d\r" % n, b"data: caf\xc3", b"\xa9 %d\n" % n, b"data:x\xff\r\n\r\n"]
+        try:
+            for part in parts:
+                self.wfile.write(part)
+                self.wfile.flush()
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped at its --count: expected
+
+
+class Foreign(unittest.TestCase):
+    def setUp(self):
+        ForeignSSE.seen_ids = []
+        self.httpd = socketserver.ThreadingTCPServer((HOST, 0), ForeignSSE)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.t = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.t.start()
+
+    def tearDown(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def test_listen_any_sse_endpoint_and_resume(self):
+        r = run_hsc(["listen", "--format", "json", "--count", "7", "-q",
+                     "http://%s:%d/stream" % (HOST, self.port)], timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        self.assertEqual([g["id"] for g in got], [str(i) for i in range(1, 8)])
+        self.assertEqual(got[0]["data"], "café 1\nx\ufffd")
+        self.assertEqual(ForeignSSE.seen_ids[:3], [None, "3", "6"])
+        no_sanitizer_report(self, r.stderr)
+
+    def test_listen_stdin(self):
+        wire = (b"\xef\xbb\xbfdata: a\r\n\r\nevent: t\rdata: b\rid: 7\r\r: c\n"
+                b"data: \xe2\x9c\x93\n\ndata: unterminated")
+        r = run_hsc(["listen", "--format", "json", "-"], input=wire)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        self.assertEqual(got, [{"type": "message", "data": "a", "id": ""},
+                               {"type": "t", "data": "b", "id": "7"},
+                               {"type": "message", "data": "\u2713", "id": "7"}])
+
+    def test_listen_stdin_line_too_long(self):
+        r = run_hsc(["listen", "--max-line", "1k", "-"], input=b"data: " + b"x" * 5000 + b"\n\n")
+        self.assertEqual(r.returncode, 5)
+        self.assertIn(b"longer than --max-line", r.stderr)
+
+    def test_send_text_is_repaired_and_never_cut(self):
+        p = subprocess.Popen([hsc_binary(), "send", "--url", "http://%s:%d" % (HOST, self.port),
+                              "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(timeout=20 * SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out.decode("utf-8"), "caf\u00e9 \ufffd \u2713\n")
+
+    def test_not_an_event_stream(self):
+        r = run_hsc(["listen", "-q", "http://%s:%d/text" % (HOST, self.port)], timeout=10)
+        self.assertEqual(r.returncode, 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
