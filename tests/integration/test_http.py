@@ -214,6 +214,22 @@ class Routes(Base):
         h = self.one("HEAD", "/")
         self.assertEqual((h.status, h.header("Content-Length")), (200, str(len(r.body))))
 
+    def test_demo_page_assets_are_embedded_and_self_contained(self):
+        """The page, its script and its style come from the binary, with their types, and load
+        nothing from outside (no CDN, no web font)."""
+        types = {"/": "text/html", "/app.js": "text/javascript", "/style.css": "text/css"}
+        for path, ctype in types.items():
+            r = self.one("GET", path)
+            self.assertEqual(r.status, 200, path)
+            self.assertTrue(r.header("Content-Type", "").startswith(ctype), (path, r.headers))
+            body = r.body.decode("utf-8").lower()
+            for external in ('src="http', "src='http", 'href="http', "href='http", "url(http",
+                             "url(//", "@import", 'src="//', 'href="//', "fonts.googleapis"):
+                self.assertNotIn(external, body, path)
+        page = self.one("GET", "/").body
+        for ref in (b'src="/app.js"', b'href="/style.css"'):
+            self.assertIn(ref, page)
+
     def test_healthz(self):
         r = self.one("GET", "/healthz")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
