@@ -9,6 +9,7 @@ packages=(
     node-llhttp       # the HTTP/1.1 parser's C sources, compiled into libhsc
     libjansson-dev    # JSON
     libcurl4-openssl-dev
+    libssl-dev        # libcrypto: HMAC-SHA256 for JWTs (docs/security.md)
     libcmocka-dev     # unit tests
     clang libclang-rt-14-dev  # sanitizers and libFuzzer
     clang-format

@@ -63,6 +63,12 @@ typedef struct hsc_server_config_s {
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
+    /* Authorization (docs/security.md); all NULL / 0: everyone may do everything. */
+    const char *publish_token;   /* static bearer token for publishing; NULL = none */
+    const char *subscribe_token; /* ... for subscribing */
+    const char *stream_token;    /* ... for /v1/stream */
+    const void *jwt_key;         /* HS256 key; with it, every action needs a token */
+    size_t jwt_key_len;
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;

@@ -9,6 +9,7 @@
 #include "hsc/codec.h"
 #include "hsc/server.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -47,6 +48,11 @@ enum {
     OPT_MAX_SUB_CHANNELS,
     OPT_RETRY,
     OPT_CORS_ORIGIN,
+    OPT_PUBLISH_TOKEN,
+    OPT_SUBSCRIBE_TOKEN,
+    OPT_STREAM_TOKEN,
+    OPT_JWT_KEY_FILE,
+    OPT_JWT_KEY_ENV,
     OPT_VERSION
 };
 
@@ -84,6 +90,11 @@ static const struct option options[] = {
     {"max-subscription-channels", required_argument, NULL, OPT_MAX_SUB_CHANNELS},
     {"retry", required_argument, NULL, OPT_RETRY},
     {"cors-origin", required_argument, NULL, OPT_CORS_ORIGIN},
+    {"publish-token", required_argument, NULL, OPT_PUBLISH_TOKEN},
+    {"subscribe-token", required_argument, NULL, OPT_SUBSCRIBE_TOKEN},
+    {"stream-token", required_argument, NULL, OPT_STREAM_TOKEN},
+    {"jwt-key-file", required_argument, NULL, OPT_JWT_KEY_FILE},
+    {"jwt-key-env", required_argument, NULL, OPT_JWT_KEY_ENV},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -132,6 +143,15 @@ static void usage(FILE *out)
           "                           to 50% random jitter               (default 2s)\n"
           "  --cors-origin ORIGINS    comma-separated origins (or *) whose pages may\n"
           "                           subscribe, publish and ask; repeatable (default none)\n"
+          "\n"
+          "Authorization (docs/security.md; none by default: everyone may do everything)\n"
+          "  --publish-token TOKEN    publishing needs Authorization: Bearer TOKEN\n"
+          "                           (default $HSC_PUBLISH_TOKEN)\n"
+          "  --subscribe-token TOKEN  the same for subscribing (default $HSC_SUBSCRIBE_TOKEN)\n"
+          "  --stream-token TOKEN     the same for /v1/stream (default $HSC_STREAM_TOKEN)\n"
+          "  --jwt-key-file PATH      HS256 key for JWTs, read from a file; with a key\n"
+          "                           every action needs a token whose claims allow it\n"
+          "  --jwt-key-env VAR        the same, read from environment variable VAR\n"
           "\n"
           "Limits\n"
           "  --max-connections N      open connections; past it 503   (default 10000)\n"
@@ -198,6 +218,70 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
     return 0;
 }
 
+/* A static token: printable ASCII without spaces, as it travels in a header. */
+static bool token_ok(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 4096)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= 0x20 || t[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+/*
+ * Reads the JWT key from a file or an environment variable (never from a flag's value, which
+ * any user sees in ps). A file's final line end is dropped. At least 32 bytes (RFC 7518: a key
+ * as long as the hash), at most 4 KiB.
+ */
+static int load_key(bool from_file, const char *where, hsc_server_config_t *cfg)
+{
+    static char key[4097];
+    size_t n = 0;
+    if (from_file) {
+        FILE *f = fopen(where, "rb");
+        if (f == NULL) {
+            fprintf(stderr, "hscd: --jwt-key-file: cannot read '%s': %s\n", where, strerror(errno));
+            return -1;
+        }
+        n = fread(key, 1, sizeof key, f);
+        fclose(f);
+        while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r'))
+            n--;
+    } else {
+        const char *v = getenv(where);
+        if (v == NULL) {
+            fprintf(stderr, "hscd: --jwt-key-env: environment variable '%s' is not set\n", where);
+            return -1;
+        }
+        n = strlen(v);
+        memcpy(key, v, n < sizeof key ? n : sizeof key);
+    }
+    if (n < 32 || n >= sizeof key) {
+        fprintf(stderr, "hscd: --jwt-key-%s: the key must be 32 to 4096 bytes (it is %s%zu)\n",
+                from_file ? "file" : "env", n >= sizeof key ? "over " : "", n);
+        return -1;
+    }
+    cfg->jwt_key = key;
+    cfg->jwt_key_len = n;
+    return 0;
+}
+
+/* A token from the environment; an unusable one is an error (status 2), not silently open. */
+static int env_token(const char *name, const char **out)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        return 0;
+    if (!token_ok(v)) {
+        fprintf(stderr, "hscd: $%s: a token is 1-4096 printable characters, no spaces\n", name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -206,6 +290,10 @@ int main(int argc, char **argv)
     char host[128] = "", port[16] = "";
     char listen[160];
     static char cors[4096];
+    if (env_token("HSC_PUBLISH_TOKEN", &cfg.publish_token) != 0 ||
+        env_token("HSC_SUBSCRIBE_TOKEN", &cfg.subscribe_token) != 0 ||
+        env_token("HSC_STREAM_TOKEN", &cfg.stream_token) != 0)
+        return 2;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
@@ -349,6 +437,20 @@ int main(int argc, char **argv)
                 return bad_value(name, optarg, "at most 4 KiB of origins in all");
             strcat(cors, optarg);
             cfg.cors_origin = cors;
+            break;
+        case OPT_PUBLISH_TOKEN:
+        case OPT_SUBSCRIBE_TOKEN:
+        case OPT_STREAM_TOKEN:
+            if (!token_ok(optarg))
+                return bad_value(name, optarg, "1-4096 printable characters, no spaces");
+            *(opt == OPT_PUBLISH_TOKEN     ? &cfg.publish_token
+              : opt == OPT_SUBSCRIBE_TOKEN ? &cfg.subscribe_token
+                                           : &cfg.stream_token) = optarg;
+            break;
+        case OPT_JWT_KEY_FILE:
+        case OPT_JWT_KEY_ENV:
+            if (load_key(opt == OPT_JWT_KEY_FILE, optarg, &cfg) != 0)
+                return 2;
             break;
         case OPT_LOG_LEVEL:
             if (hsc_log_level_parse(optarg, &cfg.log_level) != 0)

@@ -265,6 +265,8 @@ static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_
 
 void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res)
 {
+    if (hsc_auth_require(req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+        return;
     if (req->method == HSC_M_POST) {
         start_answer(req, res, req->body.data ? req->body.data : "", req->body.len);
         return;
@@ -289,6 +291,8 @@ void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res)
 
 void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res)
 {
+    if (hsc_auth_require(req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+        return;
     if (req->path_len < 1 || req->path[0] != '/') {
         hsc_res_error(res, 400, NULL, "the request target must start with '/'", false);
         return;

@@ -767,6 +767,8 @@ static void publish(hsc_req_t *req, hsc_res_t *res)
         fail(req, res, status, reason);
         return;
     }
+    if (hsc_auth_require(req, res, HSC_AUTH_PUBLISH, name, sizeof name, 1) != 0)
+        return;
     char type[HSC_EVENT_TYPE_MAX * 3 + 1];
     ssize_t tl = hsc_query_get(req->query, req->query_len, "event", type, sizeof type);
     if (tl == HSC_ETOOBIG || tl == HSC_EINVAL ||
@@ -969,6 +971,12 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
         free(names.v);
         free(s);
         fail(req, res, status, reason);
+        return;
+    }
+    if (hsc_auth_require(req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0], names.n) !=
+        0) {
+        free(names.v);
+        free(s);
         return;
     }
     char lbuf[128];

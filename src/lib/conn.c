@@ -120,6 +120,27 @@ static int head_append(hsc_req_t *r, const char *at, size_t len)
     return 0;
 }
 
+/*
+ * The request target as logged: at most cap - 1 bytes, with the value of an access_token query
+ * parameter (a credential, docs/security.md) replaced by "***".
+ */
+static void log_target(const char *t, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++) {
+        out[o++] = t[i];
+        if ((t[i] == '?' || t[i] == '&') && n - i - 1 >= 13 &&
+            memcmp(t + i + 1, "access_token=", 13) == 0) {
+            for (const char *r = "access_token=***"; *r != '\0' && o + 1 < cap; r++)
+                out[o++] = *r;
+            i += 13;
+            while (i + 1 < n && t[i + 1] != '&')
+                i++;
+        }
+    }
+    out[o] = '\0';
+}
+
 const char *hsc_req_header(const hsc_req_t *req, const char *name)
 {
     size_t nl = strlen(name);
@@ -366,8 +387,12 @@ static void conn_dispatch(hsc_conn_t *c)
     if (c->w->draining)
         c->keep_alive = false;
 
-    HSC_LOG(HSC_LOG_INFO, "req %llu %s %s %.*s", (unsigned long long)r->id, c->peer, r->method_name,
-            (int)(r->target_len > 200 ? 200 : r->target_len), r->target);
+    if ((int)HSC_LOG_INFO <= atomic_load_explicit(&hsc_log_level_v, memory_order_relaxed)) {
+        char shown[256];
+        log_target(r->target, r->target_len, shown, sizeof shown);
+        HSC_LOG(HSC_LOG_INFO, "req %llu %s %s %s", (unsigned long long)r->id, c->peer,
+                r->method_name, shown);
+    }
 
     const hsc_route_t *route;
     unsigned allowed = 0;

@@ -169,6 +169,24 @@ const char *hsc_req_peer(const hsc_req_t *req);
 const hsc_server_config_t *hsc_req_config(const hsc_req_t *req);
 uv_loop_t *hsc_req_loop(const hsc_req_t *req);
 
+/* ---- authorization (auth.c, docs/security.md) ---------------------------------------------- */
+
+typedef enum hsc_auth_action_e {
+    HSC_AUTH_PUBLISH,
+    HSC_AUTH_SUBSCRIBE,
+    HSC_AUTH_STREAM
+} hsc_auth_action_t;
+
+/** Whether the configuration asks for a token for `act`. */
+bool hsc_auth_protects(const hsc_server_config_t *cfg, hsc_auth_action_t act);
+/**
+ * Checks the request's token for `act` on the `n` channel names at `names`, `stride` bytes
+ * apart (NUL-terminated; none for HSC_AUTH_STREAM). Returns 0 when allowed; otherwise it has
+ * answered (401 with WWW-Authenticate, 403, or 503) and returns that status.
+ */
+int hsc_auth_require(hsc_req_t *req, hsc_res_t *res, hsc_auth_action_t act, const char *names,
+                     size_t stride, size_t n);
+
 /* ---- the response writer (res.c) ------------------------------------------------------------ */
 
 typedef void (*hsc_res_cb)(hsc_res_t *res, void *user);

@@ -77,10 +77,11 @@ def free_port():
 
 class Hscd:
     """One hscd process. `args` are passed as they are; with `listen` (the default), the
-    arguments start with `--listen 127.0.0.1:0`."""
+    arguments start with `--listen 127.0.0.1:0`. `env` replaces the environment when given."""
 
-    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None):
+    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None, env=None):
         self.program = program
+        self.env = env
         self.args = list(args)
         if listen is not None:
             self.args = ["--listen", listen] + self.args
@@ -102,6 +103,7 @@ class Hscd:
                 stdout=fd,
                 stderr=fd,
                 close_fds=True,
+                env=self.env,
             )
         finally:
             os.close(fd)
