@@ -615,6 +615,15 @@ static void sub_on_drain(hsc_res_t *res, void *user)
     sub_flush(user);
 }
 
+/* A random number below `n` (n > 0) from the loop's own xorshift64 state. */
+static uint64_t chw_random(hsc_chw_t *x, uint64_t n)
+{
+    x->rng ^= x->rng << 13;
+    x->rng ^= x->rng >> 7;
+    x->rng ^= x->rng << 17;
+    return x->rng % n;
+}
+
 static void on_keepalive(uv_timer_t *t)
 {
     static const char comment[] = ": keep-alive\n\n";
@@ -629,6 +638,9 @@ static void on_keepalive(uv_timer_t *t)
 void hsc_chw_init(hsc_worker_t *w)
 {
     hsc_chw_t *x = &w->ch;
+    x->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)w->index + 1) * 0x9e3779b97f4a7c15u;
+    if (x->rng == 0)
+        x->rng = 1;
     uv_mutex_init(&x->mu);
     uv_async_init(&w->loop, &x->wake, on_inbox);
     x->wake.data = w;
@@ -640,16 +652,61 @@ void hsc_chw_init(hsc_worker_t *w)
     x->ready = true;
 }
 
+/* Ends a subscription for the shutdown, telling the client when to come back. */
+static void sub_end(hsc_sub_t *s, uint64_t retry_ms)
+{
+    hsc_res_t *res = s->res;
+    bool writable = !s->dropped && s->bl_count == 0 && hsc_res_writable(res);
+    sub_free(s); /* a backlog not yet written is dropped: the client resumes from history */
+    res->on_close = NULL;
+    res->on_drain = NULL;
+    if (writable) {
+        char line[48];
+        int n = snprintf(line, sizeof line, "retry: %llu\n\n", (unsigned long long)retry_ms);
+        hsc_res_write(res, line, (size_t)n);
+    }
+    hsc_res_end(res);
+}
+
+/* Each tick ends the share of subscribers due by now, so the ends are spread over the window. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    hsc_worker_t *w = t->data;
+    hsc_chw_t *x = &w->ch;
+    uint64_t now = uv_now(&w->loop);
+    uint64_t elapsed = now - x->drain_start;
+    size_t due = elapsed >= x->drain_window
+                     ? x->drain_total
+                     : (size_t)(((uint64_t)x->drain_total * elapsed + x->drain_window - 1) /
+                                x->drain_window);
+    uint64_t base = w->srv->cfg.retry_ms +
+                    (x->drain_window - (elapsed < x->drain_window ? elapsed : x->drain_window));
+    while (x->subs != NULL && x->drain_closed < due) {
+        sub_end(x->subs, base + chw_random(x, x->drain_window + w->srv->cfg.retry_ms / 2 + 1));
+        x->drain_closed++;
+    }
+    if (x->subs == NULL || x->drain_closed >= x->drain_total)
+        uv_timer_stop(t);
+}
+
 void hsc_chw_drain(hsc_worker_t *w)
 {
-    while (w->ch.subs != NULL) {
-        hsc_sub_t *s = w->ch.subs;
-        hsc_res_t *res = s->res;
-        sub_free(s);
-        res->on_close = NULL;
-        res->on_drain = NULL;
-        hsc_res_end(res);
+    hsc_chw_t *x = &w->ch;
+    uint64_t limit = w->srv->cfg.drain_timeout_ms / 4 * 3;
+    x->drain_total = x->nsubs;
+    x->drain_closed = 0;
+    x->drain_start = uv_now(&w->loop);
+    x->drain_window = x->nsubs < limit ? x->nsubs : limit; /* about 1 ms per subscriber */
+    uv_timer_stop(&x->keepalive);
+    if (x->drain_total == 0)
+        return;
+    if (x->drain_window < 2) { /* nothing to spread */
+        x->drain_window = 1;
+        on_drain_tick(&x->keepalive);
+        return;
     }
+    uint64_t tick = x->drain_window / 100 < 10 ? 10 : x->drain_window / 100;
+    uv_timer_start(&x->keepalive, on_drain_tick, 0, tick);
 }
 
 static void on_chw_closed(uv_handle_t *h)
@@ -979,6 +1036,12 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
         free(s);
         return;
     }
+    if (w->draining) { /* shutting down: come back to the next instance */
+        free(names.v);
+        free(s);
+        fail(req, res, 503, "shutting down");
+        return;
+    }
     char lbuf[128];
     size_t last_len = 0;
     const char *last = last_event_id(req, lbuf, sizeof lbuf, &last_len);
@@ -1031,9 +1094,7 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
     s->bl_limit = replay_bytes + srv->cfg.max_queue_bytes;
     {
         char pre[96];
-        uint64_t retry =
-            srv->cfg.retry_ms +
-            (srv->cfg.retry_ms / 2 > 0 ? (uint64_t)rand() % (srv->cfg.retry_ms / 2 + 1) : 0);
+        uint64_t retry = srv->cfg.retry_ms + chw_random(&w->ch, srv->cfg.retry_ms / 2 + 1);
         int n = snprintf(pre, sizeof pre, "retry: %llu\n: hsc %s\n\n", (unsigned long long)retry,
                          reg->epoch_s);
         hsc_res_write(res, pre, (size_t)n);

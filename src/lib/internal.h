@@ -379,6 +379,10 @@ typedef struct hsc_chw_s {
     hsc_sub_t *subs; /* this loop's subscribers */
     size_t nsubs;
     bool ready;
+    uint64_t rng; /* xorshift state for retry jitter, per loop: no shared rand() */
+    /* Shutdown: subscribers are ended a few at a time over drain_window ms (hsc_chw_drain). */
+    uint64_t drain_start, drain_window;
+    size_t drain_total, drain_closed;
 } hsc_chw_t;
 
 int hsc_registry_new(hsc_server_t *srv);
@@ -386,7 +390,11 @@ void hsc_registry_free(hsc_server_t *srv);
 /** Evicts aged history and frees empty channels (the server calls it every second). */
 void hsc_registry_sweep(hsc_server_t *srv);
 void hsc_chw_init(hsc_worker_t *w);
-/** Shutdown: ends every subscription of the worker (clients reconnect after `retry`). */
+/**
+ * Shutdown: ends the worker's subscriptions spread over time (at most about one per millisecond,
+ * within 3/4 of the drain timeout), each told by a last retry: line to come back after the
+ * window, with jitter, so that a restart does not bring every client back at once.
+ */
 void hsc_chw_drain(hsc_worker_t *w);
 void hsc_chw_close(hsc_worker_t *w);
 /** After the worker's loop has ended: frees what is left in its inbox. */

@@ -1,0 +1,95 @@
+"""Shutdown without a reconnect storm: on SIGTERM hscd ends its subscribers spread over time
+(about one per millisecond per thread, within 3/4 of --drain-timeout) rather than all at once,
+and tells each, with a last `retry:` line, to come back after that window plus jitter. A
+subscription attempted while it drains gets 503 with Retry-After.
+"""
+
+import selectors
+import signal
+import socket
+import time
+import unittest
+
+from hscd import HOST, SLOW, ProtocolError, RawConn, ServerTestCase, assert_error_response
+
+N = 400
+
+
+class Drain(ServerTestCase):
+    def open_subscribers(self, srv, n):
+        socks = []
+        for i in range(n):
+            s = socket.create_connection((HOST, srv.port), timeout=10)
+            s.sendall(b"GET /v1/events?channel=d%d HTTP/1.1\r\nHost: x\r\n\r\n" % (i % 7))
+            socks.append(s)
+        # every one has its head and preamble (registered)
+        for s in socks:
+            buf = b""
+            while b"\r\n\r\n" not in buf or b": hsc " not in buf:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "subscriber closed early")
+                buf += chunk
+            s.setblocking(False)
+        return socks
+
+    def test_subscribers_are_ended_spread_out_and_told_when_to_come_back(self):
+        srv = self.start("--threads", "2", "--drain-timeout", "4s", "--retry", "1s")
+        socks = self.open_subscribers(srv, N)
+        sel = selectors.DefaultSelector()
+        states = []
+        for s in socks:
+            st = {"data": b"", "closed": None}
+            states.append(st)
+            sel.register(s, selectors.EVENT_READ, st)
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        # A new subscription during the drain is refused (503) or finds the listener closed.
+        try:
+            with RawConn(srv.port, timeout=5) as c:
+                c.request("GET", "/v1/events?channel=late")
+                r = c.read_response()
+                assert_error_response(self, r, 503)
+                self.assertIsNotNone(r.header("Retry-After"))
+        except (ConnectionError, OSError, ProtocolError):
+            pass  # the listener closed first
+        deadline = t0 + 20 * SLOW
+        open_count = N
+        while open_count and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                st = key.data
+                try:
+                    chunk = key.fileobj.recv(65536)
+                except (ConnectionResetError, BlockingIOError):
+                    chunk = b""
+                if chunk:
+                    st["data"] += chunk
+                else:
+                    st["closed"] = time.monotonic() - t0
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    open_count -= 1
+        self.assertEqual(open_count, 0, "subscribers still open after the drain")
+        self.assertEqual(srv.wait(15 * SLOW), 0)
+        closes, retries = [], []
+        for st in states:
+            closes.append(st["closed"])
+            body = st["data"]
+            lines = [l for l in body.split(b"\n") if b"retry: " in l]
+            # The parting advice (the preamble's retry: was read before SIGTERM).
+            self.assertEqual(len(lines), 1, body[-200:])
+            retries.append(int(lines[-1].split(b"retry: ")[1].split(b"\r")[0]))
+        spread = max(closes) - min(closes)
+        # 200 subscribers per thread at about 1 per ms: a window of about 200 ms; ends all at
+        # once would take a few ms.
+        self.assertGreater(spread, 0.1, "subscribers ended within %.3f s: not spread" % spread)
+        self.assertGreaterEqual(min(retries), 1000)
+        self.assertGreater(len(set(retries)), N // 4, "retry: values are not jittered")
+        # Each is told to come back after the window: on average the first ended wait longer.
+        order = sorted(zip(closes, retries))
+        first, last = order[: N // 4], order[-N // 4:]
+        self.assertGreater(sum(r for _, r in first) / len(first),
+                           sum(r for _, r in last) / len(last))
+
+
+if __name__ == "__main__":
+    unittest.main()
