@@ -559,6 +559,15 @@ def parse_sse(data):
     return events
 
 
+def rss_kb(pid):
+    """The resident set size of process `pid`, in KiB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def wait_for(predicate, timeout, step=0.05):
     """Polls `predicate` until true or `timeout` (scaled) seconds; returns its last value."""
     deadline = time.monotonic() + timeout * SLOW

@@ -62,6 +62,7 @@ from hscd import (
     assert_error_response,
     make_request,
     wait_for,
+    rss_kb,
 )
 
 ID_RE = re.compile(r"^([0-9a-z]+)-(0|[1-9][0-9]*)$")
@@ -464,14 +465,6 @@ def metric(srv, name):
     if name not in m:
         raise AssertionError("/metrics has no %s: %s" % (name, sorted(m)))
     return m[name]
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def sys_print(msg):

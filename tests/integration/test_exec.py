@@ -57,6 +57,7 @@ from hscd import (
     parse_sse,
     run_hscd,
     wait_for,
+    rss_kb,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -131,14 +132,6 @@ def live_processes_with_arg(token, exclude=()):
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def read_pids(pid_dir, rid, timeout=10):

@@ -68,6 +68,7 @@ from hscd import (
     assert_error_response,
     parse_sse,
     wait_for,
+    rss_kb,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,14 +103,6 @@ def cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def wait_gone(pids, timeout):
