@@ -20,7 +20,9 @@
  * The comment text is the data up to its first NUL.
  *
  * The parser handles what the encoder can emit plus the three line ends (CR, LF, CRLF); it works
- * on bytes, without the UTF-8 decoding step of a browser.
+ * on bytes, without the UTF-8 decoding step of a browser. The same wire then goes through
+ * libhsc's own parser (sseparse.c, what hsc's client uses): for UTF-8 input, the same event comes
+ * out, so whatever a publisher sends as data reaches a subscriber unchanged.
  */
 #include "hsc/codec.h"
 
@@ -213,6 +215,72 @@ static void check_small_cap(const hsc_sse_event_t *ev, size_t cap, ssize_t full)
     free(small);
 }
 
+/* What libhsc's own parser (sseparse.c) reports for an encoded event. */
+typedef struct parsed_s {
+    int events, retries;
+    char *type, *data, *id;
+    size_t data_len;
+    uint64_t retry;
+} parsed_t;
+
+static int on_parsed(void *user, const hsc_sse_msg_t *m)
+{
+    parsed_t *p = user;
+    p->events++;
+    free(p->type);
+    free(p->data);
+    free(p->id);
+    p->type = strdup(m->type);
+    p->id = strdup(m->id);
+    p->data = malloc(m->data_len + 1);
+    CHECK(p->type != NULL && p->id != NULL && p->data != NULL);
+    memcpy(p->data, m->data, m->data_len);
+    p->data_len = m->data_len;
+    return 0;
+}
+
+static int on_parsed_retry(void *user, uint64_t ms)
+{
+    parsed_t *p = user;
+    p->retries++;
+    p->retry = ms;
+    return 0;
+}
+
+/*
+ * The round trip through the client's parser: when the data, type and id are valid UTF-8 (the
+ * parser decodes as a browser does, so other bytes would come out as U+FFFD), the wire gives back
+ * exactly one event with the data (line ends normalised), the type and the id that went in.
+ */
+static void check_with_codec_parser(const hsc_sse_event_t *ev, const char *wire, size_t len,
+                                    const unsigned char *want, size_t want_len)
+{
+    const char *type = ev->type != NULL && ev->type[0] != '\0' ? ev->type : "message";
+    const char *id = ev->id != NULL ? ev->id : "";
+    if (!hsc_utf8_valid(ev->data, ev->data_len) || !hsc_utf8_valid(type, strlen(type)) ||
+        !hsc_utf8_valid(id, strlen(id)))
+        return;
+    if (len >= 3 && memcmp(wire, "\xef\xbb\xbf", 3) == 0)
+        return; /* a stream cannot start with a BOM that is data: the parser strips it */
+    parsed_t p = {0};
+    hsc_sse_parser_t *ps =
+        hsc_sse_parser_new(len + 1, len + 1, on_parsed, on_parsed_retry, NULL, &p);
+    CHECK(ps != NULL);
+    CHECK(hsc_sse_parser_feed(ps, wire, len) == 0);
+    hsc_sse_parser_end(ps);
+    CHECK(p.events == 1);
+    CHECK(p.data_len == want_len && memcmp(p.data, want, want_len) == 0);
+    CHECK(strcmp(p.type, type) == 0);
+    CHECK(strcmp(p.id, id) == 0);
+    CHECK(p.retries == (ev->retry_ms >= 0 ? 1 : 0));
+    if (ev->retry_ms >= 0)
+        CHECK(p.retry == (uint64_t)ev->retry_ms);
+    hsc_sse_parser_free(ps);
+    free(p.type);
+    free(p.data);
+    free(p.id);
+}
+
 static void check_event(const hsc_sse_event_t *ev, unsigned cap_seed)
 {
     ssize_t n = hsc_sse_encode(NULL, 0, ev);
@@ -250,6 +318,7 @@ static void check_event(const hsc_sse_event_t *ev, unsigned cap_seed)
     if (ev->retry_ms >= 0)
         CHECK(!r.retry_overflow && r.retry == (unsigned long long)ev->retry_ms);
 
+    check_with_codec_parser(ev, wire, len, want, want_len);
     free(want);
     ref_free(&r);
     free(wire);
