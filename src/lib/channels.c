@@ -112,7 +112,7 @@ static void chan_unref(hsc_chan_t *ch)
     if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
         return;
     hsc_history_dispose(&ch->hist);
-    free(ch->nsubs);
+    free(ch->local); /* one block with nsubs */
     free(ch);
 }
 
@@ -169,8 +169,10 @@ static hsc_chan_t *chan_get(hsc_server_t *srv, const char *name, size_t len, int
     atomic_init(&ch->refs, 1);
     ch->hash = h;
     ch->in_table = true;
-    ch->nsubs = arrays;
-    ch->local = (hsc_link_t **)((char *)arrays + reg->nworkers * sizeof(unsigned));
+    /* The pointers first: after nworkers unsigned ints they would be misaligned when the
+     * count is odd (found by fuzz_request, one worker). */
+    ch->local = arrays;
+    ch->nsubs = (unsigned *)(ch->local + reg->nworkers);
     hsc_history_init(&ch->hist, srv->cfg.history, srv->cfg.history_bytes, srv->cfg.history_age_ms);
     ch->since = reg->seq;
     ch->name_len = len;

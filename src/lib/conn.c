@@ -90,6 +90,7 @@ static void req_reset(hsc_req_t *r)
     r->head.len = 0;
     r->body.len = 0;
     r->nhdr = 0;
+    r->nhdr_done = 0;
     r->last_cb = 0;
     r->error_status = 0;
     r->error_reason = NULL;
@@ -144,7 +145,7 @@ static void log_target(const char *t, size_t n, char *out, size_t cap)
 const char *hsc_req_header(const hsc_req_t *req, const char *name)
 {
     size_t nl = strlen(name);
-    for (unsigned i = 0; i < req->nhdr; i++) {
+    for (unsigned i = 0; i < req->nhdr_done; i++) { /* complete, NUL-terminated ones */
         const hsc_header_ref_t *h = &req->hdr[i];
         if (h->name_len == nl && strncasecmp(req->head.data + h->name_off, name, nl) == 0)
             return req->head.data + h->value_off;
@@ -260,7 +261,10 @@ static int on_header_value_complete(llhttp_t *p)
         h->value_off = (uint32_t)r->head.len; /* an empty value: no on_header_value call */
     h->value_len = (uint32_t)(r->head.len - h->value_off);
     r->last_cb = 5;
-    return head_append(r, "", 1);
+    int rc = head_append(r, "", 1);
+    if (rc == 0)
+        r->nhdr_done = r->nhdr;
+    return rc;
 }
 
 /* Splits the request-target into path and query; absolute-form targets lose scheme and host. */
@@ -917,9 +921,13 @@ static void format_peer(hsc_conn_t *c)
             snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
             return;
         }
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        port = ntohs(a->sin_port);
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, ip, sizeof ip);
+            port = ntohs(a->sin_port);
+        } else {
+            snprintf(ip, sizeof ip, "local"); /* a Unix socket (hsc_conn_adopt) */
+        }
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 }
@@ -929,9 +937,10 @@ static void free_unaccepted(uv_handle_t *h)
     free(h->data);
 }
 
+static void conn_start(hsc_conn_t *c);
+
 void hsc_conn_accept(hsc_worker_t *w)
 {
-    hsc_server_t *srv = w->srv;
     uv_once(&settings_once, settings_init);
     hsc_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -944,6 +953,32 @@ void hsc_conn_accept(hsc_worker_t *w)
         uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
         return;
     }
+    conn_start(c);
+}
+
+int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd)
+{
+    uv_once(&settings_once, settings_init);
+    hsc_conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return HSC_ENOMEM;
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
+        return rc;
+    }
+    conn_start(c);
+    return 0;
+}
+
+/* A connection whose handle is open: counted, listed, parser ready, reading (or a 503). */
+static void conn_start(hsc_conn_t *c)
+{
+    hsc_worker_t *w = c->w;
+    hsc_server_t *srv = w->srv;
     uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 2;

@@ -155,8 +155,9 @@ struct hsc_req_s {
     uint32_t target_off;
     hsc_header_ref_t hdr[HSC_MAX_HEADERS];
     unsigned nhdr;
-    int last_cb;      /* 0 none, 1 target, 2 header field, 3 header value */
-    int error_status; /* a limit hit while parsing: 413, 431 ... */
+    unsigned nhdr_done; /* headers whose value is complete: a parse error can stop mid-header */
+    int last_cb;        /* 0 none, 1 target, 2 header field, 3 header value */
+    int error_status;   /* a limit hit while parsing: 413, 431 ... */
     const char *error_reason;
 };
 
@@ -296,6 +297,11 @@ void hsc_conn_response_done(hsc_conn_t *c, bool reset);
 void hsc_conn_close_soon(hsc_conn_t *c);
 void hsc_conn_close(hsc_conn_t *c);
 void hsc_conn_accept(hsc_worker_t *w);
+/**
+ * Serves a connected stream socket as if it had been accepted (a Unix socketpair in the request
+ * path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.
+ */
+int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd);
 void hsc_conn_start_reading(hsc_conn_t *c);
 /** Shutdown: an idle connection closes now, a busy one after its current response. */
 void hsc_conn_drain(hsc_conn_t *c);
