@@ -14,9 +14,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "golden.h"
 #include "hsc/codec.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -660,55 +660,15 @@ static void test_ref_parser_follows_whatwg(void **state)
 
 /* ---- golden wire files -------------------------------------------------------------------- */
 
-/* tests/data/sse, found from this file's path; HSC_TEST_DATA (tests/data) overrides it. */
-static void sse_data_dir(char *out, size_t cap)
-{
-    const char *env = getenv("HSC_TEST_DATA");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(out, cap, "%s/sse", env);
-        return;
-    }
-    const char *file = __FILE__;
-    const char *slash = strrchr(file, '/');
-    int dirlen = slash ? (int)(slash - file) : 1;
-    snprintf(out, cap, "%.*s/../data/sse", dirlen, slash ? file : ".");
-}
-
-/* Reads a whole file; returns NULL when it does not exist. */
-static char *read_file(const char *dir, const char *name, const char *ext, size_t *len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 256, n = 0;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    for (;;) {
-        n += fread(p + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        cap *= 2;
-        p = realloc(p, cap);
-        assert_non_null(p);
-    }
-    assert_int_equal(ferror(f), 0);
-    fclose(f);
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
-
 static void check_golden_case(const char *dir, const char *name)
 {
     print_message("golden case %s\n", name);
     size_t data_len, wire_len, type_len, id_len, retry_len;
-    char *data = read_file(dir, name, ".data", &data_len);
-    char *wire = read_file(dir, name, ".wire", &wire_len);
-    char *type = read_file(dir, name, ".type", &type_len);
-    char *id = read_file(dir, name, ".id", &id_len);
-    char *retry = read_file(dir, name, ".retry", &retry_len);
+    char *data = golden_read(dir, name, ".data", &data_len);
+    char *wire = golden_read(dir, name, ".wire", &wire_len);
+    char *type = golden_read(dir, name, ".type", &type_len);
+    char *id = golden_read(dir, name, ".id", &id_len);
+    char *retry = golden_read(dir, name, ".retry", &retry_len);
     assert_non_null(data);
     assert_non_null(wire);
 
@@ -752,37 +712,13 @@ static void check_golden_case(const char *dir, const char *name)
     free(retry);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void test_golden_wire_files(void **state)
 {
     (void)state;
     char dir[1024];
-    sse_data_dir(dir, sizeof dir);
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        fail_msg("cannot open the golden SSE cases in %s (set HSC_TEST_DATA)", dir);
+    golden_dir(dir, sizeof dir, "sse");
     char *names[256];
-    size_t count = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n <= 5 || strcmp(de->d_name + n - 5, ".data") != 0)
-            continue;
-        assert_true(count < sizeof names / sizeof names[0]);
-        names[count] = malloc(n - 4);
-        assert_non_null(names[count]);
-        memcpy(names[count], de->d_name, n - 5);
-        names[count][n - 5] = '\0';
-        count++;
-    }
-    closedir(d);
-    /* A missing or emptied directory must fail, not pass with nothing checked. */
-    assert_true(count >= 20);
-    qsort(names, count, sizeof names[0], cmp_names);
+    size_t count = golden_names(dir, ".data", names, sizeof names / sizeof names[0], 20);
     for (size_t i = 0; i < count; i++) {
         check_golden_case(dir, names[i]);
         free(names[i]);

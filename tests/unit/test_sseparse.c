@@ -23,9 +23,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "golden.h"
 #include "hsc/codec.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,45 +337,6 @@ static json_t *ref_parse(const run_t *run, char **last_id)
 
 /* ---- golden files ------------------------------------------------------------------------- */
 
-/* tests/data/sse-parse, found from this file's path; HSC_TEST_DATA (tests/data) overrides it. */
-static void data_dir(char *out, size_t cap)
-{
-    const char *env = getenv("HSC_TEST_DATA");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(out, cap, "%s/sse-parse", env);
-        return;
-    }
-    const char *file = __FILE__;
-    const char *slash = strrchr(file, '/');
-    int dirlen = slash ? (int)(slash - file) : 1;
-    snprintf(out, cap, "%.*s/../data/sse-parse", dirlen, slash ? file : ".");
-}
-
-static unsigned char *read_file(const char *dir, const char *name, const char *ext, size_t *len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 256, n = 0;
-    unsigned char *p = malloc(cap);
-    assert_non_null(p);
-    for (;;) {
-        n += fread(p + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        cap *= 2;
-        p = realloc(p, cap);
-        assert_non_null(p);
-    }
-    assert_int_equal(ferror(f), 0);
-    fclose(f);
-    p[n] = '\0';
-    *len = n;
-    return p;
-}
-
 static size_t opt_size(const json_t *doc, const char *key, size_t dflt)
 {
     json_t *v = json_is_object(doc) ? json_object_get(doc, key) : NULL;
@@ -410,8 +371,8 @@ static void check_run(const char *name, const char *how, const run_t *run, const
 static void check_golden_case(const char *dir, const char *name)
 {
     size_t wire_len, json_len;
-    unsigned char *wire = read_file(dir, name, ".sse", &wire_len);
-    unsigned char *text = read_file(dir, name, ".json", &json_len);
+    unsigned char *wire = (unsigned char *)golden_read(dir, name, ".sse", &wire_len);
+    unsigned char *text = (unsigned char *)golden_read(dir, name, ".json", &json_len);
     assert_non_null(wire);
     if (text == NULL)
         fail_msg("%s.sse has no %s.json", name, name);
@@ -471,37 +432,13 @@ static void check_golden_case(const char *dir, const char *name)
     free(wire);
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void test_golden_files(void **state)
 {
     (void)state;
     char dir[1024];
-    data_dir(dir, sizeof dir);
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        fail_msg("cannot open the golden SSE streams in %s (set HSC_TEST_DATA)", dir);
+    golden_dir(dir, sizeof dir, "sse-parse");
     char *names[512];
-    size_t count = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t n = strlen(de->d_name);
-        if (n <= 4 || strcmp(de->d_name + n - 4, ".sse") != 0)
-            continue;
-        assert_true(count < sizeof names / sizeof names[0]);
-        names[count] = malloc(n - 3);
-        assert_non_null(names[count]);
-        memcpy(names[count], de->d_name, n - 4);
-        names[count][n - 4] = '\0';
-        count++;
-    }
-    closedir(d);
-    /* A missing or emptied directory must fail, not pass with nothing checked. */
-    assert_true(count >= 50);
-    qsort(names, count, sizeof names[0], cmp_names);
+    size_t count = golden_names(dir, ".sse", names, sizeof names / sizeof names[0], 50);
     for (size_t i = 0; i < count; i++) {
         check_golden_case(dir, names[i]);
         free(names[i]);
