@@ -296,6 +296,42 @@ class Restart(unittest.TestCase):
                 srv.stop()
 
 
+class CApi(unittest.TestCase):
+    """examples/ticker.c, a program on include/hsc/client.h, follows a channel across a restart
+    and stops itself after COUNT events."""
+
+    def test_ticker_follows_a_channel_across_a_restart(self):
+        ticker = os.environ.get("HSC_TICKER", "")
+        self.assertTrue(ticker and os.access(ticker, os.X_OK), "HSC_TICKER is not set")
+        port = free_port()
+        listen = "%s:%d" % (HOST, port)
+        srv = Hscd("--retry", "100ms", listen=listen).start()
+        p = subprocess.Popen([ticker, "http://" + listen, "tick", "4"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            time.sleep(0.5 * SLOW)
+            publish(port, "tick", "one")
+            publish(port, "tick", "two")
+            time.sleep(0.3 * SLOW)
+            self.assertEqual(srv.stop(), 0)
+            srv = Hscd("--retry", "100ms", listen=listen).start()
+            publish(port, "tick", "three")
+            out, err = p.communicate(timeout=30 * SLOW)
+            self.assertEqual(p.returncode, 0, err)
+            lines = out.decode().splitlines()
+            self.assertEqual([l.split(" ", 1)[1] for l in lines],
+                             ["message: one", "message: two", "hsc.gap: " + lines[2].split(": ", 1)[1],
+                              "message: three"])
+            self.assertIn('"reason":"epoch"', lines[2])
+            self.assertNotEqual(lines[0].split()[0], lines[3].split()[0])
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate(timeout=10)
+            if srv.running():
+                srv.stop()
+
+
 # ---- a server that is not hscd ------------------------------------------------------------------
 
 
