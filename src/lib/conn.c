@@ -49,6 +49,9 @@ static const char over_capacity[] = "HTTP/1.1 503 Service Unavailable\r\n"
 
 static void conn_feed(hsc_conn_t *c, const char *data, size_t len);
 static void conn_flush(hsc_conn_t *c);
+
+/* What a corked connection gathers at most before it writes anyway (hsc_conn_cork()). */
+#define HSC_CORK_MAX (16u << 10)
 static void conn_finish(hsc_conn_t *c);
 static void on_timer(uv_timer_t *t);
 
@@ -688,7 +691,7 @@ static void on_write(uv_write_t *req, int status)
 
 static void conn_flush(hsc_conn_t *c)
 {
-    if (c->in_flight > 0 || c->q_count == 0 || c->closing)
+    if (c->in_flight > 0 || c->q_count == 0 || c->closing || c->corked)
         return;
     uv_buf_t bufs[16];
     unsigned n = 0;
@@ -743,7 +746,7 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
 /* Writes at once when nothing is queued; returns bytes written, or <0 after scheduling a close. */
 static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->q_count > 0)
+    if (c->q_count > 0 || c->corked)
         return 0;
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (r >= 0) {
@@ -764,12 +767,31 @@ int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
+    if (c->corked && c->queued + total > HSC_CORK_MAX) {
+        /* A big burst (or one big piece) goes out as it would uncorked. */
+        c->corked = false;
+        conn_flush(c);
+    }
     ssize_t w = conn_try(c, bufs, n);
     if (w < 0)
         return (int)w;
     if ((size_t)w == total)
         return 0;
     return conn_queue_rest(c, bufs, n, (size_t)w, total);
+}
+
+void hsc_conn_cork(hsc_conn_t *c)
+{
+    c->corked = true;
+}
+
+void hsc_conn_uncork(hsc_conn_t *c)
+{
+    if (!c->corked)
+        return;
+    c->corked = false;
+    conn_flush(c);
+    watch_send(c);
 }
 
 int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)

@@ -28,6 +28,33 @@ static void demo_stop(demo_t *d)
     uv_close((uv_handle_t *)&d->timer, demo_closed);
 }
 
+/* Writes the next piece; returns false when the demo is over (ended, failed or cancelled). */
+static bool demo_piece(demo_t *d)
+{
+    hsc_answer_t *a = d->a;
+    d->next++;
+    size_t cap = a->text_len + 64;
+    char stack[1024];
+    char *piece = cap <= sizeof stack ? stack : malloc(cap);
+    if (piece == NULL) {
+        demo_stop(d);
+        hsc_answer_fail(a, "out of memory");
+        return false;
+    }
+    int n = snprintf(piece, cap, "[%u/%u] «%s» → 回声 ✓\n", d->next, d->total, a->text);
+    int rc = hsc_answer_write(a, piece, (size_t)n);
+    if (piece != stack)
+        free(piece);
+    if (rc != 0)
+        return false; /* the connection is closing: cancel() follows */
+    if (d->next == d->total) {
+        demo_stop(d);
+        hsc_answer_end(a);
+        return false;
+    }
+    return true;
+}
+
 static void demo_tick(uv_timer_t *t)
 {
     demo_t *d = t->data;
@@ -37,25 +64,25 @@ static void demo_tick(uv_timer_t *t)
         d->waiting = true;
         return;
     }
-    d->next++;
-    size_t cap = a->text_len + 64;
-    char stack[1024];
-    char *piece = cap <= sizeof stack ? stack : malloc(cap);
-    if (piece == NULL) {
-        demo_stop(d);
-        hsc_answer_fail(a, "out of memory");
+    if (a->cfg->interval_ms > 0) {
+        demo_piece(d);
         return;
     }
-    int n = snprintf(piece, cap, "[%u/%u] «%s» → 回声 ✓\n", d->next, d->total, a->text);
-    int rc = hsc_answer_write(a, piece, (size_t)n);
-    if (piece != stack)
-        free(piece);
-    if (rc != 0)
-        return; /* the connection is closing: cancel() follows */
-    if (d->next == d->total) {
-        demo_stop(d);
-        hsc_answer_end(a);
+    /*
+     * --interval 0: every piece exists at once, so they leave together: the connection is corked
+     * while they are written (each still its own chunk or event) and sent in one writev(). Only
+     * as many as the client's queue takes; the rest when it drains (demo_resume).
+     */
+    hsc_conn_t *conn = a->res->conn;
+    hsc_conn_cork(conn);
+    while (demo_piece(d)) {
+        if (!hsc_answer_writable(d->a)) {
+            uv_timer_stop(&d->timer);
+            d->waiting = true;
+            break;
+        }
     }
+    hsc_conn_uncork(conn);
 }
 
 static int demo_start(hsc_answer_t *a)
@@ -73,7 +100,7 @@ static int demo_start(hsc_answer_t *a)
         hsc_answer_end(a);
         return 0;
     }
-    uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms ? a->cfg->interval_ms : 1);
+    uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms);
     return 0;
 }
 
@@ -82,7 +109,7 @@ static void demo_resume(hsc_answer_t *a)
     demo_t *d = a->state;
     if (d->waiting) {
         d->waiting = false;
-        uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms ? a->cfg->interval_ms : 1);
+        uv_timer_start(&d->timer, demo_tick, 0, a->cfg->interval_ms);
     }
 }
 

@@ -268,8 +268,9 @@ struct hsc_conn_s {
     int state;      /* CONN_* in conn.c */
     int timer_mode; /* what the timer is armed for */
     bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
-    bool upgrade;       /* the current request asked for Upgrade: close after it */
-    bool dispatching;   /* inside conn_dispatch(): a response ending now is picked up there */
+    bool corked;      /* hsc_conn_cork(): sends are queued, written together at hsc_conn_uncork() */
+    bool upgrade;     /* the current request asked for Upgrade: close after it */
+    bool dispatching; /* inside conn_dispatch(): a response ending now is picked up there */
     bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
     /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
     hsc_outq_item_t *q;
@@ -284,6 +285,12 @@ struct hsc_conn_s {
 
 /** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
 int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/**
+ * Cork: until hsc_conn_uncork(), sends are copied to the queue and not written, so that several
+ * small writes produced in one turn of the loop (a burst of pieces) leave in one writev().
+ */
+void hsc_conn_cork(hsc_conn_t *c);
+void hsc_conn_uncork(hsc_conn_t *c);
 /**
  * Sends slices of shared frames in order with as few system calls as possible: one
  * uv_try_write() for up to 64 of them when nothing is queued, then references for the rest while

@@ -318,6 +318,44 @@ class SlowReader(ServerTestCase):
             self.assertTrue(ch.startswith(b"[%d/%d] " % (i, n)), ch[:20])
 
 
+    def test_burst_at_interval_0_pauses_and_resumes_without_loss(self):
+        # --interval 0: the demo writes its pieces in bursts (corked, one writev each) as long as
+        # the client's queue takes them, pauses, and goes on when it drains.
+        n = 2000
+        srv = self.start("--max-queue-bytes", "64k", "--max-gen-len", str(n), "--interval", "0")
+        with RawConn(srv.port, timeout=60, rcvbuf=8192) as c:
+            c.request("GET", "/v1/stream?q=" + "z" * 4000)
+            time.sleep(1.0)
+            with srv.connect() as other:
+                other.request("GET", "/v1/stream?q=other")
+                r2 = other.read_response()
+            r = c.read_response(timeout=60)
+        self.assertTrue(r2.complete, r2)
+        self.assertEqual([ch.decode() for ch in r2.chunks], pieces(n, "other"))
+        self.assertTrue(r.complete, r)
+        self.assertEqual(len(r.chunks), n)
+        for i, ch in enumerate(r.chunks, 1):
+            self.assertEqual(ch.decode(), piece(i, n, "z" * 4000))
+
+    def test_big_pieces_at_interval_0_to_a_stalled_reader_are_dropped(self):
+        # One piece larger than the cork's batch goes out uncorked: a reader that stops reading
+        # is dropped at --max-queue-bytes as without the burst.
+        srv = self.start("--max-queue-bytes", "64k", "--max-gen-len", "1000000",
+                         "--interval", "0", "--drain-timeout", "2s")
+        with RawConn(srv.port, rcvbuf=8192) as stalled:
+            stalled.request("POST", "/v1/stream", body="x" * 100_000)
+            time.sleep(1.0)
+            with srv.connect() as c:
+                c.request("GET", "/healthz")
+                self.assertEqual(c.read_response().body, b"ok\n")
+            r = stalled.read_response(timeout=20)
+        self.assertEqual(r.status, 200)
+        self.assertFalse(r.complete)
+        self.assertGreater(len(r.chunks), 0, "the big pieces were not written at all")
+        self.assertLess(len(r.body), 64 << 20)
+        for i, ch in enumerate(r.chunks, 1):
+            self.assertEqual(ch.decode("utf-8"), piece(i, 1000000, "x" * 100_000))
+
     def test_stalled_reader_of_a_paused_stream_is_dropped_after_idle_timeout(self):
         # Small pieces: backpressure pauses the stream instead of overflowing the queue. A client
         # that then reads nothing for --idle-timeout is disconnected, so it cannot hold its
