@@ -1,0 +1,72 @@
+/*
+ * hsc-bench: the load generator behind `make bench` (docs/PERFORMANCE.md).
+ *
+ * Scenarios (one file each): fanout.c (subscribers in several processes, a publisher, delivery
+ * counting and latency; also the connection storm and idle memory of `connect`), stream.c
+ * (concurrent clients asking for streamed answers) and floor.c (the physical floor: a minimal
+ * server that writes one pre-encoded event to every subscriber with plain write() calls).
+ * This header holds what they share: URLs, clocks, /proc readings, statistics and the report.
+ */
+#ifndef HSC_BENCH_H
+#define HSC_BENCH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An http:// URL split for a plain TCP client (IPv4 literal or "localhost" only: loopback). */
+typedef struct bench_url_s {
+    char host[64];
+    int port;
+    char path[2048]; /* path and query, "/" when empty */
+} bench_url_t;
+
+/* Parses `s` into `u`; "{ch}" in the path is replaced by `channel` (may be NULL). 0 or -1. */
+int bench_url_parse(const char *s, const char *channel, bench_url_t *u);
+
+/* Monotonic time in nanoseconds; every process of the bench (and the machine) shares it. */
+uint64_t bench_now_ns(void);
+
+/* CPU seconds (user + system) and resident memory of a set of processes and all their
+ * descendants, read from /proc. */
+typedef struct bench_usage_s {
+    double cpu_s;
+    uint64_t rss_kb;
+    int procs; /* processes counted; 0 when none of the pids exists */
+} bench_usage_t;
+
+#define BENCH_MAX_PIDS 8
+int bench_usage(const int *pids, int npids, bench_usage_t *out);
+
+/* Percentiles over a latency sample (microseconds); sorts `v` in place. */
+typedef struct bench_lat_s {
+    double p50_ms, p90_ms, p99_ms, max_ms, mean_ms;
+    size_t n;
+} bench_lat_t;
+void bench_lat_summarize(uint32_t *v, size_t n, bench_lat_t *out);
+json_t *bench_lat_json(const bench_lat_t *l);
+
+/* A progress line on stderr when it is a terminal (printf-style), erased by bench_progress_end. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_progress_end(void);
+
+/* Opens a blocking TCP connection to u (TCP_NODELAY); -1 with a message on failure. */
+int bench_connect_blocking(const bench_url_t *u);
+
+/*
+ * One HTTP/1.1 request on a blocking keep-alive connection: writes it, reads the response (with
+ * llhttp), returns its status, or -1 when the connection failed (the caller reconnects).
+ * `body` may be NULL for GET. The response body is discarded.
+ */
+int bench_http_roundtrip(int fd, const char *method, const bench_url_t *u, const char *ctype,
+                         const char *body, size_t body_len);
+
+/* Prints a scenario's result: the JSON object with --json, else a readable table. */
+void bench_report(json_t *result, bool as_json);
+
+int bench_fanout_main(int argc, char **argv, bool connect_only);
+int bench_stream_main(int argc, char **argv);
+int bench_floor_main(int argc, char **argv);
+
+#endif
