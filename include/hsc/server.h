@@ -33,7 +33,7 @@ typedef struct hsc_server_config_s {
     const char *listen;         /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free port */
     unsigned threads;           /* worker threads (loops); 0 = number of cores */
     unsigned max_connections;   /* open connections across all threads; past it 503 */
-    size_t max_header_bytes;    /* request line plus headers; past it 431 */
+    size_t max_header_bytes;    /* request line plus headers; past it 431 (at most 65535) */
     size_t max_body_bytes;      /* request body; past it 413 */
     size_t max_queue_bytes;     /* per-connection output queue ceiling; past it the conn closes */
     uint64_t header_timeout_ms; /* to receive a request's head, from its first byte or accept */

@@ -344,8 +344,8 @@ int main(int argc, char **argv)
                 return bad_value(name, optarg, "a positive number");
             break;
         case OPT_MAX_HEADER_BYTES:
-            if (hsc_parse_size(optarg, &v) != 0 || v < 256 || v > (1u << 24))
-                return bad_value(name, optarg, "a size from 256 to 16m, e.g. 16k");
+            if (hsc_parse_size(optarg, &v) != 0 || v < 256 || v > 65535)
+                return bad_value(name, optarg, "a size from 256 to 65535, e.g. 16k");
             cfg.max_header_bytes = (size_t)v;
             break;
         case OPT_MAX_BODY_BYTES:

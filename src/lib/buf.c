@@ -44,6 +44,17 @@ int hsc_buf_reserve(hsc_buf_t *b, size_t extra)
     return 0;
 }
 
+void hsc_buf_shrink(hsc_buf_t *b)
+{
+    if (b->len == 0 || b->len == b->cap)
+        return;
+    char *p = realloc(b->data, b->len);
+    if (p == NULL)
+        return; /* keeping the larger block is harmless */
+    b->data = p;
+    b->cap = b->len;
+}
+
 int hsc_buf_append(hsc_buf_t *b, const void *p, size_t n)
 {
     if (n == 0)

@@ -1018,9 +1018,7 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
     hsc_registry_t *reg = srv->reg;
     size_t max = srv->cfg.max_subscription_channels ? srv->cfg.max_subscription_channels : 1;
     names_t names = {.v = calloc(max, sizeof *names.v), .max = max};
-    hsc_sub_t *s = names.v ? calloc(1, sizeof *s + max * sizeof(hsc_link_t)) : NULL;
-    if (s == NULL) {
-        free(names.v);
+    if (names.v == NULL) {
         fail(req, res, 503, "out of memory");
         return;
     }
@@ -1028,8 +1026,14 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
     int status = parse_channels(req, &names, &reason);
     if (status != 0) {
         free(names.v);
-        free(s);
         fail(req, res, status, reason);
+        return;
+    }
+    /* Exactly the links this subscription needs: idle subscribers are most of the memory. */
+    hsc_sub_t *s = calloc(1, sizeof *s + names.n * sizeof(hsc_link_t));
+    if (s == NULL) {
+        free(names.v);
+        fail(req, res, 503, "out of memory");
         return;
     }
     if (hsc_auth_require(req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0], names.n) !=

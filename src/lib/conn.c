@@ -204,7 +204,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     hsc_req_t *r = &conn_of_parser(p)->req;
     if (r->last_cb != 1) {
-        r->target_off = (uint32_t)r->head.len;
+        r->target_off = (uint16_t)r->head.len;
         r->last_cb = 1;
     }
     return head_append(r, at, len);
@@ -214,7 +214,7 @@ static int on_url_complete(llhttp_t *p)
 {
     hsc_req_t *r = &conn_of_parser(p)->req;
     if (r->last_cb != 1)
-        r->target_off = (uint32_t)r->head.len;
+        r->target_off = (uint16_t)r->head.len;
     r->target_len = r->head.len - r->target_off;
     r->last_cb = 0;
     return head_append(r, "", 1);
@@ -226,7 +226,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     if (r->last_cb != 2) {
         if (r->nhdr == HSC_MAX_HEADERS)
             return req_fail(r, 431, "too many header fields");
-        r->hdr[r->nhdr++].name_off = (uint32_t)r->head.len;
+        r->hdr[r->nhdr++].name_off = (uint16_t)r->head.len;
         r->last_cb = 2;
     }
     return head_append(r, at, len);
@@ -236,7 +236,7 @@ static int on_header_field_complete(llhttp_t *p)
 {
     hsc_req_t *r = &conn_of_parser(p)->req;
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
-    h->name_len = (uint32_t)(r->head.len - h->name_off);
+    h->name_len = (uint16_t)(r->head.len - h->name_off);
     r->last_cb = 4;
     /* RFC 9112 §5.1: no whitespace between a field name and its colon (llhttp's lenient mode
      * lets it through for most fields). */
@@ -250,7 +250,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     hsc_req_t *r = &conn_of_parser(p)->req;
     if (r->last_cb != 3) {
-        r->hdr[r->nhdr - 1].value_off = (uint32_t)r->head.len;
+        r->hdr[r->nhdr - 1].value_off = (uint16_t)r->head.len;
         r->last_cb = 3;
     }
     return head_append(r, at, len);
@@ -261,8 +261,8 @@ static int on_header_value_complete(llhttp_t *p)
     hsc_req_t *r = &conn_of_parser(p)->req;
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
     if (r->last_cb != 3)
-        h->value_off = (uint32_t)r->head.len; /* an empty value: no on_header_value call */
-    h->value_len = (uint32_t)(r->head.len - h->value_off);
+        h->value_off = (uint16_t)r->head.len; /* an empty value: no on_header_value call */
+    h->value_len = (uint16_t)(r->head.len - h->value_off);
     r->last_cb = 5;
     int rc = head_append(r, "", 1);
     if (rc == 0)
@@ -300,6 +300,10 @@ static int on_headers_complete(llhttp_t *p)
     hsc_req_t *r = &c->req;
     const hsc_server_config_t *cfg = &c->w->srv->cfg;
 
+    /* The head lives as long as the response (a subscriber's: hours); keep only its bytes. Not
+     * with a chunked body: its trailer fields are appended to the head later. */
+    if (!(p->flags & F_CHUNKED))
+        hsc_buf_shrink(&r->head);
     split_target(r);
     r->method_name = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
     r->method = hsc_method_bit(r->method_name, strlen(r->method_name));
@@ -900,6 +904,7 @@ void hsc_conn_close_soon(hsc_conn_t *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     hsc_conn_t *c = (hsc_conn_t *)req->handle;
+    free(req); /* called once in any case, with UV_ECANCELED when the handle closed first */
     if (c->closing)
         return;
     if (status < 0) {
@@ -923,8 +928,12 @@ static void conn_finish(hsc_conn_t *c)
     }
     c->shutdown_sent = true;
     disarm(c);
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    /* Allocated only now: the request would be dead weight in every idle connection. */
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(req);
         hsc_conn_close(c);
+    }
 }
 
 /* ---- accepting ------------------------------------------------------------------------------- */
@@ -1016,7 +1025,8 @@ static void conn_start(hsc_conn_t *c)
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     hsc_buf_init(&c->pending, HSC_PENDING_STOP + sizeof w->rbuf);
-    hsc_buf_init(&c->req.head, srv->cfg.max_header_bytes);
+    hsc_buf_init(&c->req.head, srv->cfg.max_header_bytes < HSC_HEAD_MAX ? srv->cfg.max_header_bytes
+                                                                        : HSC_HEAD_MAX);
     hsc_buf_init(&c->req.body, srv->cfg.max_body_bytes);
     c->req.conn = c;
     c->res.conn = c;

@@ -44,6 +44,9 @@ int hsc_buf_reserve(hsc_buf_t *b, size_t extra);
 int hsc_buf_append(hsc_buf_t *b, const void *p, size_t n);
 /** Drops the first `n` bytes (all of them when n >= len). */
 void hsc_buf_consume(hsc_buf_t *b, size_t n);
+/* Gives back the storage past the content (a request head kept for a long response). The data
+ * may move: pointers into it must be taken afterwards. */
+void hsc_buf_shrink(hsc_buf_t *b);
 
 /* ---- frames (frame.c) ------------------------------------------------------------------------ */
 
@@ -130,8 +133,11 @@ int hsc_router_match(const hsc_route_t *routes, size_t n, const char *path, size
 
 #define HSC_MAX_HEADERS 64
 
+/* Offsets into a request head, which is at most HSC_HEAD_MAX bytes: 8 bytes a header, so that
+ * an idle subscriber's connection stays small. */
+#define HSC_HEAD_MAX 65535u
 typedef struct hsc_header_ref_s {
-    uint32_t name_off, name_len, value_off, value_len;
+    uint16_t name_off, name_len, value_off, value_len;
 } hsc_header_ref_t;
 
 struct hsc_req_s {
@@ -277,7 +283,6 @@ struct hsc_conn_s {
     size_t q_head, q_count, q_cap;
     size_t queued;
     uv_write_t wreq;
-    uv_shutdown_t sreq;
     unsigned in_flight; /* items handed to the current uv_write, 0 when none */
     int open_handles;
     char peer[64];

@@ -241,6 +241,30 @@ static void test_consume_frees_room_under_ceiling(void **state)
     hsc_buf_dispose(&b);
 }
 
+static void test_shrink_keeps_content_then_grows_again(void **state)
+{
+    (void)state;
+    hsc_buf_t b;
+    hsc_buf_init(&b, 1000);
+    hsc_buf_shrink(&b); /* empty: nothing to do */
+    assert_null(b.data);
+    assert_int_equal(hsc_buf_append(&b, "GET / HTTP/1.1", 14), 0);
+    assert_true(b.cap >= 256);
+    hsc_buf_shrink(&b);
+    assert_int_equal(b.cap, 14);
+    check_contents(&b, "GET / HTTP/1.1");
+    hsc_buf_shrink(&b); /* already tight */
+    assert_int_equal(b.cap, 14);
+    assert_int_equal(hsc_buf_append(&b, "!", 1), 0);
+    assert_true(b.cap >= 15);
+    check_contents(&b, "GET / HTTP/1.1!");
+    /* the ceiling still holds after a shrink */
+    char big[1000] = {0};
+    assert_int_equal(hsc_buf_append(&b, big, sizeof big - 15), 0);
+    assert_int_equal(hsc_buf_append(&b, "x", 1), HSC_ETOOBIG);
+    hsc_buf_dispose(&b);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +282,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_consume_front),
         cmocka_unit_test(test_consume_all),
         cmocka_unit_test(test_consume_frees_room_under_ceiling),
+        cmocka_unit_test(test_shrink_keeps_content_then_grows_again),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
