@@ -15,6 +15,7 @@ packages=(
     clang-format
     python3 curl      # integration tests use real clients
     nodejs            # the npm eventsource client (tests/js, scripts/install-js.sh)
+    chromium          # headless browser for tests/integration/test_browser.py
 )
 
 missing=()
