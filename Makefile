@@ -12,7 +12,7 @@ JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS   ?= --output-on-failure --no-tests=error -j$(JOBS)
 
 .PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
-        test-fuzz fuzz format format-check clean help
+        test-fuzz fuzz bench bench-deps format format-check clean help
 
 all: build
 
@@ -22,6 +22,7 @@ help:
 	@echo "make build        build into $(BUILD)/"
 	@echo "make test-unit | test-integration | test-asan | test-fuzz   one tier"
 	@echo "make fuzz         run each libFuzzer target for FUZZ_SECONDS (60) and sum up"
+	@echo "make bench        hscd against nchan, Pushpin and the floor; writes docs/PERFORMANCE.md"
 	@echo "make format       clang-format the C sources"
 
 deps:
@@ -69,6 +70,15 @@ test: build build-asan build-fuzz
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS) -L 'unit|integration'
 	@echo "== tier 3: fuzzing, 10 s per target ($(FUZZ_BUILD)) =="
 	cd $(FUZZ_BUILD) && ctest $(CTEST_ARGS) -L fuzz
+
+# Side by side with nchan, Pushpin and the floor (installed from Debian when missing); writes
+# docs/PERFORMANCE.md and docs/bench/*.png. BENCH_REPS, BENCH_QUICK=1, BENCH_SERVERS: see
+# scripts/bench.sh.
+bench-deps:
+	@scripts/install-bench-deps.sh
+
+bench: build bench-deps
+	@BUILD=$(BUILD) scripts/bench.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

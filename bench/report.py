@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of scripts/bench.sh into docs/PERFORMANCE.md and the plots in
+docs/bench/ (gnuplot, PNG). Medians over the repetitions, with min-max; ratios to the floor and
+to the best peer; the issue's targets checked one by one."""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import time
+
+PEERS = ("nchan", "pushpin")
+ORDER = ("floor", "hscd", "nchan", "pushpin")
+
+
+def sh(cmd):
+    try:
+        out = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10)
+        return (out.stdout + out.stderr).strip().splitlines()[0] if (out.stdout + out.stderr).strip() else "?"
+    except Exception:
+        return "?"
+
+
+def get(r, path, default=None):
+    for k in path.split("."):
+        if not isinstance(r, dict) or k not in r:
+            return default
+        r = r[k]
+    return r
+
+
+class Results:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def runs(self, case, server):
+        return [r for r in self.rows if r.get("case") == case and r.get("server") == server
+                and "error" not in r]
+
+    def values(self, case, server, path):
+        return [v for v in (get(r, path) for r in self.runs(case, server)) if v is not None]
+
+    def median(self, case, server, path):
+        v = self.values(case, server, path)
+        return statistics.median(v) if v else None
+
+    def servers(self, case):
+        seen = [r["server"] for r in self.rows if r.get("case") == case]
+        known = [s for s in ORDER if s in seen]
+        return known + sorted(set(seen) - set(known))
+
+    def total(self, case, server, path):
+        return sum(self.values(case, server, path))
+
+
+def fmt(v, digits=0, unit=""):
+    if v is None:
+        return "–"
+    if digits == 0:
+        return "{:,.0f}{}".format(v, unit)
+    return "{:,.{d}f}{}".format(v, unit, d=digits)
+
+
+def span(res, case, server, path, digits=0, scale=1.0):
+    v = [x * scale for x in res.values(case, server, path)]
+    if not v:
+        return "–"
+    m = statistics.median(v)
+    if len(v) == 1:
+        return fmt(m, digits)
+    return "%s (%s–%s)" % (fmt(m, digits), fmt(min(v), digits), fmt(max(v), digits))
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def best_peer(res, case, path, higher_better=True):
+    vals = [(res.median(case, p, path), p) for p in PEERS if res.median(case, p, path) is not None]
+    if not vals:
+        return None, None
+    return (max(vals) if higher_better else min(vals))
+
+
+def fanout_table(res, case):
+    lines = [
+        "| server | deliveries/s | × floor | × best peer | server CPU µs/delivery | × floor CPU | "
+        "latency p50 / p99 ms | peak RSS MiB | lost / dup / out of order |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    floor_d = res.median(case, "floor", "deliveries_per_s")
+    floor_c = res.median(case, "floor", "server_usage.cpu_us_per_delivery")
+    peer_d, _ = best_peer(res, case, "deliveries_per_s")
+    for s in res.servers(case):
+        d = res.median(case, s, "deliveries_per_s")
+        c = res.median(case, s, "server_usage.cpu_us_per_delivery")
+        p50 = res.median(case, s, "latency.p50_ms")
+        p99 = res.median(case, s, "latency.p99_ms")
+        rss = res.median(case, s, "server_usage.rss_peak_kb")
+        lost = res.total(case, s, "lost")
+        dup = res.total(case, s, "duplicated")
+        ooo = res.total(case, s, "out_of_order")
+        exp = res.total(case, s, "deliveries_expected")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s / %s | %s | %d / %d / %d of %s |" % (
+            s, span(res, case, s, "deliveries_per_s"), fmt(ratio(d, floor_d), 2),
+            fmt(ratio(d, peer_d), 2) if s not in PEERS else "", span(res, case, s, "server_usage.cpu_us_per_delivery", 2),
+            fmt(ratio(c, floor_c), 2), fmt(p50, 1), fmt(p99, 1), fmt(rss / 1024 if rss else None, 1),
+            lost, dup, ooo, fmt(exp)))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--chaos", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hscd", required=True)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--quick", default="0")
+    a = ap.parse_args()
+    rows = [json.loads(l) for l in open(a.results) if l.strip()]
+    res = Results(rows)
+    plots = os.path.join(a.out, "bench")
+    os.makedirs(plots, exist_ok=True)
+    shutil.copy(a.results, os.path.join(plots, "results.jsonl"))
+
+    cpu = "?"
+    try:
+        m = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
+        cpu = m.group(1) if m else "?"
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        mem = "%.0f GiB" % (int(open("/proc/meminfo").read().split()[1]) / 1024 / 1024)
+    except (OSError, ValueError):
+        pass
+
+    def n_of(case):
+        r = res.rows and next((x for x in res.rows if x.get("case") == case and "subscribers" in x), None)
+        return r
+
+    out = []
+    w = out.append
+    w("# Performance")
+    w("")
+    w("Written by `make bench` (scripts/bench.sh, bench/report.py) on %s. Every figure below was "
+      "measured in that one run, on this machine, with the load generator (`hsc-bench`) sharing the "
+      "cores with the server under test. Medians of %d repetition(s), min–max in parentheses. "
+      "Nothing here is asserted by `make test`, which checks only the benchmark's own counting at "
+      "small scale (tests/integration/test_bench.py)." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), a.reps))
+    if a.quick == "1":
+        w("")
+        w("**This is a quick run (`BENCH_QUICK=1`): small sizes, one repetition. Its figures "
+          "are not the product's.**")
+    w("")
+    w("## Machine and versions")
+    w("")
+    w("| | |")
+    w("| --- | --- |")
+    w("| CPU | %s, %d cores |" % (cpu, os.cpu_count() or 0))
+    w("| memory | %s |" % mem)
+    w("| kernel | %s |" % platform.release())
+    w("| hscd | %s (this tree, `git describe`: %s) |" % (a.hscd, sh("git describe --always --dirty")))
+    w("| nginx + nchan | %s; libnginx-mod-nchan %s |" % (sh("nginx -v"), sh("dpkg-query -W -f='${Version}' libnginx-mod-nchan")))
+    w("| Pushpin | %s (zurl %s) |" % (sh("pushpin --version"), sh("dpkg-query -W -f='${Version}' zurl")))
+    w("| Python (template) | %s |" % sh("python3 --version"))
+    w("")
+    w("## How it was measured")
+    w("")
+    w("- **floor**: `hsc-bench floor`, a single-threaded program that answers each subscriber with "
+      "the event-stream headers and, for each publish, encodes the event once and `write()`s the same "
+      "bytes to every subscriber socket, nothing else. It is the least work a server can do per "
+      "delivery with one `write()` per event per subscriber.")
+    w("- **hscd**: `hscd --listen 127.0.0.1:PORT --max-connections 15000` (2 worker threads, the "
+      "default), channels at `/v1/events`.")
+    w("- **nchan**: nginx with `libnginx-mod-nchan`, 2 worker processes, `nchan_subscriber "
+      "eventsource` (bench/nginx-nchan.conf.in).")
+    w("- **Pushpin**: the stock configuration with its own ports, warnings-only logs and the "
+      "handler's `message_rate` limit lifted; an asyncio origin answers GRIP stream holds "
+      "(bench/grip_origin.py); zurl carries Pushpin's origin requests; publishing through Pushpin's "
+      "HTTP publish API. Its CPU and RSS include pushpin's runner, condure, pushpin-proxy, "
+      "pushpin-handler and zurl.")
+    w("- **fanout** (`hsc-bench fanout -n N -m M -s 64 [-r RATE] --pid PID`): N subscribers over "
+      "several processes and source addresses 127.0.0.1–8, each parsing SSE with libhsc's parser; "
+      "warm-up events until every subscriber has one, then M events of 64 bytes, published one "
+      "after the other on a keep-alive connection (flat out) or at RATE per second. Each event carries "
+      "its send time; deliveries/s = deliveries / (last delivery − first publish). Server CPU "
+      "seconds and peak RSS from /proc for the server's processes and their descendants.")
+    w("- **connect** (`hsc-bench connect -n N`): N subscriptions opened as fast as possible (200 in "
+      "flight per client process), then the server's RSS after 2 s, minus its RSS before: memory per "
+      "idle subscriber.")
+    w("- **stream** (`hsc-bench stream -c 20 -d 5 -k 10`): 20 clients asking for answers of 10 "
+      "pieces one after the other for 5 s: hscd's demo responder at `--interval 0`, an `--exec` "
+      "responder (a shell loop printing 10 lines: a process per answer), and "
+      "bench/template_server.py, a faithful equivalent of the Python template hsc grew from "
+      "(http.server in one process, the responder in another over one pipe, the answer written "
+      "character by character), started with the same parameters (10 pieces, interval 0).")
+    w("")
+
+    cases = [
+        ("fanout-1k", "1,000 subscribers × 200 events, flat out"),
+        ("fanout-10k", "10,000 subscribers × 50 events, flat out"),
+        ("latency", "latency below saturation: 1,000 subscribers × 20 events/s"),
+    ]
+    for case, title in cases:
+        if not res.servers(case):
+            continue
+        r0 = next((x for x in rows if x.get("case") == case and "subscribers" in x), {})
+        w("## %s" % title)
+        w("")
+        if r0:
+            w("(this run: %s subscribers × %s events, rate %s/s)" % (r0.get("subscribers"), r0.get("events"),
+              r0.get("rate") or "flat out"))
+            w("")
+        w(fanout_table(res, case))
+        w("")
+
+    if res.servers("idle-10k"):
+        w("## Idle memory per subscriber")
+        w("")
+        w("| server | subscribers connected | connections/s | bytes per idle subscriber | RSS empty → idle MiB |")
+        w("| --- | ---: | ---: | ---: | --- |")
+        for s in res.servers("idle-10k"):
+            e = res.median("idle-10k", s, "rss_empty_kb")
+            i = res.median("idle-10k", s, "rss_idle_kb")
+            w("| %s | %s | %s | %s | %s → %s |" % (s, fmt(res.median("idle-10k", s, "connected")),
+              span(res, "idle-10k", s, "connects_per_s"), span(res, "idle-10k", s, "bytes_per_idle_subscriber"),
+              fmt(e / 1024 if e else None, 1), fmt(i / 1024 if i else None, 1)))
+        w("")
+
+    stream_rows = [(c, s) for c in ("stream-demo", "stream-exec") for s in res.servers(c)]
+    if stream_rows:
+        w("## Streamed answers")
+        w("")
+        w("| responder | answers/s | first piece p50 / p99 ms | per piece p50 ms | failed | server CPU µs/answer |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for c, s in stream_rows:
+            w("| %s | %s | %s / %s | %s | %d | %s |" % (s, span(res, c, s, "answers_per_s"),
+              fmt(res.median(c, s, "first_piece.p50_ms"), 2), fmt(res.median(c, s, "first_piece.p99_ms"), 2),
+              fmt(res.median(c, s, "per_piece.p50_ms"), 3), res.total(c, s, "failed"),
+              fmt(res.median(c, s, "server_usage.cpu_us_per_answer"), 1)))
+        w("")
+
+    # Targets (issue 7).
+    w("## Targets")
+    w("")
+    w("| target | measured | met |")
+    w("| --- | --- | --- |")
+
+    def target(text, value, ok):
+        w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
+
+    for case in ("fanout-1k", "fanout-10k"):
+        d = res.median(case, "hscd", "deliveries_per_s")
+        f = res.median(case, "floor", "deliveries_per_s")
+        pd, pn = best_peer(res, case, "deliveries_per_s")
+        r = ratio(d, f)
+        target("%s: deliveries/s ≥ 0.9 × floor" % case, "%s × floor" % fmt(r, 2), r >= 0.9 if r else None)
+        r = ratio(d, pd)
+        target("%s: ahead of every peer" % case, "%s × %s" % (fmt(r, 2), pn), r > 1 if r else None)
+        c = res.median(case, "hscd", "server_usage.cpu_us_per_delivery")
+        fc = res.median(case, "floor", "server_usage.cpu_us_per_delivery")
+        r = ratio(c, fc)
+        target("%s: server CPU per delivery ≤ 1.25 × floor" % case, "%s µs = %s × floor" % (fmt(c, 2), fmt(r, 2)),
+               r <= 1.25 if r else None)
+    p = res.median("latency", "hscd", "latency.p99_ms")
+    fp = res.median("latency", "floor", "latency.p99_ms")
+    r = ratio(p, fp)
+    target("latency: p99 ≤ 2 × floor's", "%s ms = %s × floor" % (fmt(p, 1), fmt(r, 2)), r <= 2 if r else None)
+    b = res.median("idle-10k", "hscd", "bytes_per_idle_subscriber")
+    target("idle memory ≤ 2 KiB per subscriber at 10k", "%s bytes" % fmt(b), b <= 2048 if b else None)
+    hp = res.median("fanout-10k", "hscd", "server_usage.rss_peak_kb")
+    np_ = res.median("fanout-10k", "nchan", "server_usage.rss_peak_kb")
+    target("peak RSS during 10k × 50 below nchan's", "%s vs %s MiB" % (fmt(hp / 1024 if hp else None, 1),
+           fmt(np_ / 1024 if np_ else None, 1)), hp < np_ if hp and np_ else None)
+    h = res.median("stream-demo", "hscd", "answers_per_s")
+    t = res.median("stream-demo", "python-template", "answers_per_s")
+    r = ratio(h, t)
+    target("streamed answers ≥ 50 × the Python template", "%s × (%s vs %s answers/s)" % (fmt(r, 1), fmt(h), fmt(t)),
+           r >= 50 if r else None)
+    bad = sum(res.total(c, s, k) for c in {x.get("case") for x in rows} for s in res.servers(c)
+              for k in ("lost", "duplicated", "out_of_order"))
+    target("no lost, duplicated or out-of-order delivery, any scenario, any server", "%d" % bad, bad == 0)
+    w("")
+
+    chaos = open(a.chaos).read() if os.path.exists(a.chaos) else ""
+    m = re.search(r"chaos: .*", chaos)
+    w("## Chaos (the larger setting of tests/integration/test_chaos.py)")
+    w("")
+    if m:
+        w("    " + m.group(0))
+        w("")
+        w("Result: %s." % ("passed" if re.search(r"^OK", chaos, re.M) else "**FAILED**"))
+    else:
+        w("Not run in this pass (BENCH_CHAOS_SECONDS=0).")
+    w("")
+
+    # Plots.
+    have_gnuplot = shutil.which("gnuplot") is not None
+    scale_cases = sorted({x["case"] for x in rows if x.get("case", "").startswith("scale-")} | {"fanout-1k", "fanout-10k"},
+                         key=lambda c: res.median(c, "hscd", "subscribers") or 0)
+    with open(os.path.join(plots, "deliveries.dat"), "w") as f:
+        f.write("# subscribers " + " ".join(ORDER) + "\n")
+        for c in scale_cases:
+            n = res.median(c, "hscd", "subscribers") or res.median(c, "floor", "subscribers")
+            if not n:
+                continue
+            f.write("%d %s\n" % (n, " ".join(str(res.median(c, s, "deliveries_per_s") or "NaN") for s in ORDER)))
+    with open(os.path.join(plots, "latency.dat"), "w") as f:
+        f.write("# percentile " + " ".join(ORDER) + "\n")
+        for label, key in (("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"), ("max", "max_ms")):
+            f.write("%s %s\n" % (label, " ".join(str(res.median("latency", s, "latency." + key) or "NaN") for s in ORDER)))
+    if have_gnuplot:
+        gp = """set terminal pngcairo size 900,520 noenhanced font ',11'
+set output '{d}/deliveries.png'
+set title 'Fan-out: deliveries per second against subscribers (flat out, 64-byte events)'
+set xlabel 'subscribers'; set ylabel 'deliveries/s'; set logscale x; set grid; set key top left
+set format y '%.0s%c'
+plot for [i=2:5] '{d}/deliveries.dat' using 1:i with linespoints lw 2 title columnhead(i)
+set output '{d}/latency.png'
+unset logscale x; set logscale y; set format y '%g'
+set title 'Latency distribution, 1,000 subscribers x 20 events/s'
+set xlabel 'percentile'; set ylabel 'ms (log)'
+plot for [i=2:5] '{d}/latency.dat' using i:xtic(1) with linespoints lw 2 title columnhead(i)
+""".format(d=plots)
+        # columnhead needs the header line without '#'.
+        for name in ("deliveries.dat", "latency.dat"):
+            p = os.path.join(plots, name)
+            txt = open(p).read().replace("# ", "", 1)
+            open(p, "w").write(txt)
+        subprocess.run(["gnuplot"], input=gp, text=True, check=False, timeout=60)
+        w("## Plots")
+        w("")
+        w("![deliveries per second against subscribers](bench/deliveries.png)")
+        w("")
+        w("![latency percentiles](bench/latency.png)")
+        w("")
+    w("The raw results, one JSON object per run: [bench/results.jsonl](bench/results.jsonl).")
+    w("")
+    w("Reproduce: `make bench` (about 15 minutes; `BENCH_REPS=1` for one repetition, "
+      "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset).")
+    open(os.path.join(a.out, "PERFORMANCE.md"), "w").write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# `make bench`: hscd side by side with nchan (nginx), Pushpin and the floor (hsc-bench floor), in
+# one run on this machine, each scenario repeated; results as JSON lines, then
+# bench/report.py writes docs/PERFORMANCE.md and the plots in docs/bench/.
+#
+# Every server is started here on 127.0.0.1 with a fresh process for every repetition (clean
+# memory readings) and stopped by the PID this script started. Environment:
+#   BUILD=build  BENCH_REPS=3  BENCH_QUICK=1 (small sizes, one repetition: a smoke run)
+#   BENCH_SERVERS="floor hscd nchan pushpin"  BENCH_OUT=docs  BENCH_CHAOS_SECONDS=60 (0 = skip)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+REPS=${BENCH_REPS:-3}
+QUICK=${BENCH_QUICK:-0}
+SERVERS=${BENCH_SERVERS:-floor hscd nchan pushpin}
+OUT=${BENCH_OUT:-$ROOT/docs}
+CHAOS_SECONDS=${BENCH_CHAOS_SECONDS:-60}
+BENCH="$BUILD/hsc-bench"
+HSCD="$BUILD/hscd"
+
+N1K=1000; M1K=200; N10K=10000; M10K=50; NLAT=1000; MLAT=100; RLAT=20; NIDLE=10000
+SCALE_N="100 300 3000"; STREAM_C=20; STREAM_D=5
+if [ "$QUICK" = 1 ]; then
+    REPS=1; N1K=200; M1K=50; N10K=1000; M10K=20; NLAT=100; MLAT=20; NIDLE=1000
+    SCALE_N="50"; STREAM_D=2; CHAOS_SECONDS=0
+fi
+
+for f in "$BENCH" "$HSCD"; do
+    [ -x "$f" ] || { echo "bench: $f missing: run make build first" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/hsc-bench.XXXXXX)
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+PIDS=()
+
+cleanup() {
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT: until something accepts connections on 127.0.0.1:PORT (bounded: 20 s).
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench: nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+stop_pid() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# start_server NAME: sets SRV_PID, SUB_URL, PUB_URL, PUB_FORMAT, EXTRA_PID.
+start_server() {
+    local name=$1 port
+    port=$(free_port)
+    PUB_FORMAT=body
+    EXTRA_PIDS=()
+    case "$name" in
+    floor)
+        "$BENCH" floor --listen "127.0.0.1:$port" 2>"$WORK/floor.log" &
+        SRV_PID=$!
+        SUB_URL="http://127.0.0.1:$port/sub/{ch}"
+        PUB_URL="http://127.0.0.1:$port/pub/{ch}"
+        ;;
+    hscd)
+        "$HSCD" --listen "127.0.0.1:$port" --max-connections 15000 --log-level warn \
+            2>"$WORK/hscd.log" &
+        SRV_PID=$!
+        SUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
+        PUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
+        ;;
+    nchan)
+        local dir="$WORK/nginx"
+        mkdir -p "$dir"
+        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" "$ROOT/bench/nginx-nchan.conf.in" \
+            >"$dir/nginx.conf"
+        nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$WORK/nginx.log" &
+        SRV_PID=$!
+        SUB_URL="http://127.0.0.1:$port/sub/{ch}"
+        PUB_URL="http://127.0.0.1:$port/pub/{ch}"
+        ;;
+    pushpin)
+        # Pushpin: condure, pushpin-proxy and pushpin-handler under its runner; requests to the
+        # origin go through zurl, started here with a configuration that allows loopback (the
+        # stock one denies 127.*); the origin answers GRIP stream holds (bench/grip_origin.py).
+        local dir="$WORK/pushpin" origin push
+        rm -rf "$dir"
+        mkdir -p "$dir/run" "$dir/log"
+        origin=$(free_port)
+        push=$(free_port)
+        python3 "$ROOT/bench/grip_origin.py" --port "$origin" >"$dir/origin.log" 2>&1 &
+        EXTRA_PIDS+=($!)
+        printf '%s\n' "[General]" "in_spec=ipc://$dir/run/zurl-in" \
+            "in_stream_spec=ipc://$dir/run/zurl-in-stream" "out_spec=ipc://$dir/run/zurl-out" \
+            "defpolicy=allow" "allow=" "deny=" "max_open_requests=20000" "buffer_size=200000" \
+            "timeout=600" "in_hwm=20000" "out_hwm=20000" >"$dir/zurl.conf"
+        (ulimit -n 20000 2>/dev/null; exec zurl --config="$dir/zurl.conf" >"$dir/zurl.log" 2>&1) &
+        EXTRA_PIDS+=($!)
+        echo "* 127.0.0.1:$origin" >"$dir/routes"
+        # The stock configuration with its own ports and directories, warnings-only logs, and
+        # the handler's message rate limit (2,500/s by default) lifted so that Pushpin itself is
+        # measured, not its throttle.
+        sed -e "s|^rundir=.*|rundir=$dir/run|" -e "s|^logdir=.*|logdir=$dir/log|" \
+            -e "s|^http_port=.*|http_port=127.0.0.1:$port|" \
+            -e "s|^port_offset=.*|port_offset=0|" -e "s|^log_level=.*|log_level=1|" \
+            -e "s|^push_in_http_port=.*|push_in_http_port=$push|" \
+            -e "s|^routesfile=.*|routesfile=$dir/routes|" \
+            -e "s|^message_rate=.*|message_rate=1000000|" \
+            -e "s|^message_hwm=.*|message_hwm=1000000|" \
+            -e "s|^client_maxconn=.*|client_maxconn=50000|" \
+            -e "/^\[proxy\]$/a zurl_out_specs=ipc://$dir/run/zurl-in" \
+            -e "/^\[proxy\]$/a zurl_out_stream_specs=ipc://$dir/run/zurl-in-stream" \
+            -e "/^\[proxy\]$/a zurl_in_specs=ipc://$dir/run/zurl-out" \
+            /etc/pushpin/pushpin.conf >"$dir/pushpin.conf"
+        (ulimit -n 20000 2>/dev/null; exec pushpin --config "$dir/pushpin.conf" \
+            >"$dir/pushpin.out" 2>&1) &
+        SRV_PID=$!
+        SUB_URL="http://127.0.0.1:$port/sub/{ch}"
+        PUB_URL="http://127.0.0.1:$push/publish/"
+        PUB_FORMAT=pushpin
+        wait_port "$origin"
+        wait_port "$push"
+        ;;
+    esac
+    PIDS+=("$SRV_PID" "${EXTRA_PIDS[@]}")
+    wait_port "$port"
+    sleep 0.3
+}
+
+stop_server() {
+    stop_pid "$SRV_PID"
+    for p in "${EXTRA_PIDS[@]}"; do stop_pid "$p"; done
+    sleep 0.2
+}
+
+# record SCENARIO SERVER REP JSON: one line of results.jsonl.
+record() {
+    python3 - "$1" "$2" "$3" "$4" >>"$RESULTS" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[4]) if sys.argv[4].strip() else {"error": "no output"}
+r.update({"case": sys.argv[1], "server": sys.argv[2], "rep": int(sys.argv[3])})
+print(json.dumps(r))
+EOF
+}
+
+run_fanout() { # case server rep n m rate
+    local case=$1 srv=$2 rep=$3 n=$4 m=$5 rate=$6 out
+    start_server "$srv"
+    local pids=(--pid "$SRV_PID")
+    for p in "${EXTRA_PIDS[@]}"; do pids+=(--pid "$p"); done
+    out=$(timeout 600 "$BENCH" fanout --sub-url "$SUB_URL" --pub-url "$PUB_URL" \
+        --pub-format "$PUB_FORMAT" -n "$n" -m "$m" -r "$rate" -s 64 "${pids[@]}" \
+        --label "$srv" --json) || true
+    stop_server
+    record "$case" "$srv" "$rep" "$out"
+    echo "  $case $srv #$rep: $(echo "$out" | python3 -c 'import json,sys
+try:
+    r=json.load(sys.stdin); print("%.0f deliveries/s, %s lost, p99 %.1f ms, cpu %.2f us/delivery" % (r["deliveries_per_s"], r["lost"], r["latency"]["p99_ms"], r.get("server_usage",{}).get("cpu_us_per_delivery",0)))
+except Exception as e: print("failed", e)')"
+}
+
+run_connect() { # case server rep n
+    local case=$1 srv=$2 rep=$3 n=$4 out
+    start_server "$srv"
+    local pids=(--pid "$SRV_PID")
+    for p in "${EXTRA_PIDS[@]}"; do pids+=(--pid "$p"); done
+    out=$(timeout 600 "$BENCH" connect --sub-url "$SUB_URL" -n "$n" "${pids[@]}" \
+        --label "$srv" --json) || true
+    stop_server
+    record "$case" "$srv" "$rep" "$out"
+    echo "  $case $srv #$rep: $(echo "$out" | python3 -c 'import json,sys
+try:
+    r=json.load(sys.stdin); print("%d connected, %.0f/s, %.0f bytes per idle subscriber" % (r["connected"], r["connects_per_s"], r["bytes_per_idle_subscriber"]))
+except Exception as e: print("failed", e)')"
+}
+
+run_stream() { # case label rep url pid
+    local case=$1 label=$2 rep=$3 url=$4 pid=$5 out
+    out=$(timeout 120 "$BENCH" stream --url "$url" -c "$STREAM_C" -d "$STREAM_D" -k 10 \
+        --pid "$pid" --label "$label" --json) || true
+    record "$case" "$label" "$rep" "$out"
+    echo "  $case $label #$rep: $(echo "$out" | python3 -c 'import json,sys
+try:
+    r=json.load(sys.stdin); print("%.0f answers/s, %d failed, first piece p50 %.2f ms" % (r["answers_per_s"], r["failed"], r["first_piece"]["p50_ms"]))
+except Exception as e: print("failed", e)')"
+}
+
+echo "bench: results in $RESULTS"
+for rep in $(seq 1 "$REPS"); do
+    echo "== repetition $rep/$REPS =="
+    for srv in $SERVERS; do
+        run_fanout fanout-1k "$srv" "$rep" "$N1K" "$M1K" 0
+        run_fanout fanout-10k "$srv" "$rep" "$N10K" "$M10K" 0
+        run_fanout latency "$srv" "$rep" "$NLAT" "$MLAT" "$RLAT"
+        for n in $SCALE_N; do
+            run_fanout "scale-$n" "$srv" "$rep" "$n" 100 0
+        done
+        run_connect idle-10k "$srv" "$rep" "$NIDLE"
+    done
+    # Streamed answers: hscd's demo at interval 0, an exec responder, the Python template.
+    port=$(free_port)
+    "$HSCD" --listen "127.0.0.1:$port" --interval 0 --max-gen-len 10 --legacy-get \
+        --log-level warn 2>"$WORK/hscd-stream.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_port "$port"
+    run_stream stream-demo hscd "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
+    stop_pid "$pid"
+    port=$(free_port)
+    "$HSCD" --listen "127.0.0.1:$port" --log-level warn \
+        --exec 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "piece $i of 10"; done' \
+        2>"$WORK/hscd-exec.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_port "$port"
+    run_stream stream-exec hscd-exec "$rep" "http://127.0.0.1:$port/v1/stream?q=bench" "$pid"
+    stop_pid "$pid"
+    port=$(free_port)
+    python3 "$ROOT/bench/template_server.py" --server_port "$port" --max_gen_len 10 \
+        --interval 0 >"$WORK/template.log" 2>&1 &
+    pid=$!; PIDS+=("$pid")
+    wait_port "$port"
+    run_stream stream-demo python-template "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
+    stop_pid "$pid"
+done
+
+CHAOS_LOG="$WORK/chaos.log"
+if [ "$CHAOS_SECONDS" != 0 ]; then
+    echo "== chaos, $CHAOS_SECONDS s (tests/integration/test_chaos.py) =="
+    (cd "$ROOT/tests/integration" && HSCD="$HSCD" HSC="$BUILD/hsc" CHAOS_SECONDS="$CHAOS_SECONDS" \
+        CHAOS_SUBSCRIBERS=${BENCH_CHAOS_SUBSCRIBERS:-16} CHAOS_ES=${BENCH_CHAOS_ES:-4} \
+        CHAOS_CHANNELS=${BENCH_CHAOS_CHANNELS:-4} \
+        timeout $((CHAOS_SECONDS * 3 + 120)) python3 -m unittest -v test_chaos) >"$CHAOS_LOG" 2>&1 \
+        || echo "bench: the chaos run FAILED (see $CHAOS_LOG)" >&2
+    grep -i "chaos:" "$CHAOS_LOG" || tail -5 "$CHAOS_LOG"
+else
+    : >"$CHAOS_LOG"
+fi
+
+python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos "$CHAOS_LOG" --out "$OUT" \
+    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK"
+echo "bench: wrote $OUT/PERFORMANCE.md"
