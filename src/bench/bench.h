@@ -51,6 +51,12 @@ json_t *bench_lat_json(const bench_lat_t *l);
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_progress_end(void);
 
+/* write() until all of it is written (EINTR retried); 0, or -1 on an error. */
+int bench_write_all(int fd, const char *p, size_t n);
+
+/* Raises the soft limit of open files to the hard one: tens of thousands of sockets. */
+void bench_raise_nofile(void);
+
 /* Opens a blocking TCP connection to u (TCP_NODELAY); -1 with a message on failure. */
 int bench_connect_blocking(const bench_url_t *u);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -252,7 +253,7 @@ static int on_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+int bench_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -275,8 +276,8 @@ int bench_http_roundtrip(int fd, const char *method, const bench_url_t *u, const
                       "Content-Length: %zu\r\n\r\n",
                       method, u->path, u->host, u->port, ctype != NULL ? ctype : "text/plain",
                       body != NULL ? body_len : 0);
-    if (hl <= 0 || (size_t)hl >= sizeof head || write_all(fd, head, (size_t)hl) != 0 ||
-        (body != NULL && body_len > 0 && write_all(fd, body, body_len) != 0))
+    if (hl <= 0 || (size_t)hl >= sizeof head || bench_write_all(fd, head, (size_t)hl) != 0 ||
+        (body != NULL && body_len > 0 && bench_write_all(fd, body, body_len) != 0))
         return -1;
     llhttp_settings_t settings;
     llhttp_settings_init(&settings);
@@ -298,6 +299,15 @@ int bench_http_roundtrip(int fd, const char *method, const bench_url_t *u, const
     }
     /* A publisher's connection carries one response at a time: nothing may follow it. */
     return (int)parser.status_code;
+}
+
+void bench_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 /* ---- reports ----------------------------------------------------------------------------- */

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -557,12 +556,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
     if (parse_opts(argc, argv, &o) != 0)
         return 2;
     signal(SIGPIPE, SIG_IGN);
-    /* Each worker holds n/procs sockets: ask for room. */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_raise_nofile(); /* each worker holds n/procs sockets */
     size_t lat_bytes = (size_t)o.n * (size_t)(o.m > 0 ? o.m : 1) * sizeof(uint32_t);
     shared_t *sh =
         mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -23,7 +23,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,20 +41,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     g_stop = 1;
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static const char SSE_HEAD[] = "HTTP/1.1 200 OK\r\n"
@@ -88,7 +73,7 @@ static size_t fan_out(floor_t *f, const char *body, size_t len)
     f->frame[o++] = '\n';
     size_t delivered = 0;
     for (size_t i = 0; i < f->nsubs;) {
-        if (write_all(f->subs[i], f->frame, o) == 0) {
+        if (bench_write_all(f->subs[i], f->frame, o) == 0) {
             delivered++;
             i++;
         } else {
@@ -117,7 +102,7 @@ static int serve(floor_t *f, int ep, fconn_t *c)
         size_t head = (size_t)(end - c->buf) + 4;
         if (strncmp(c->buf, "GET ", 4) == 0) {
             /* A subscriber: from now on only written to. */
-            if (write_all(c->fd, SSE_HEAD, sizeof SSE_HEAD - 1) != 0)
+            if (bench_write_all(c->fd, SSE_HEAD, sizeof SSE_HEAD - 1) != 0)
                 return -1;
             if (f->nsubs == f->cap) {
                 size_t cap = f->cap ? 2 * f->cap : 1024;
@@ -159,7 +144,7 @@ static int serve(floor_t *f, int ep, fconn_t *c)
                           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                           "Content-Length: %d\r\n\r\n%s",
                           jl, js);
-        if (write_all(c->fd, resp, (size_t)rl) != 0)
+        if (bench_write_all(c->fd, resp, (size_t)rl) != 0)
             return -1;
         memmove(c->buf, c->buf + head + body, c->len - head - body);
         c->len -= head + body;
@@ -198,11 +183,7 @@ int bench_floor_main(int argc, char **argv)
         fprintf(stderr, "hsc-bench floor: %s is not an IPv4 address\n", host);
         return 2;
     }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    bench_raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     struct sigaction act = {.sa_handler = on_signal};
     sigaction(SIGTERM, &act, NULL);
