@@ -200,7 +200,8 @@ def main():
       "idle subscriber.")
     w("- **stream** (`hsc-bench stream -c 20 -d 5 -k 10`): 20 clients asking for answers of 10 "
       "pieces one after the other for 5 s: hscd's demo responder at `--interval 0`, an `--exec` "
-      "responder (a shell loop printing 10 lines: a process per answer), and "
+      "responder (a shell loop printing 10 lines: a process per answer), a `--pool 2` of "
+      "long-lived Python workers (bench/pool_worker.py, the framed protocol), and "
       "bench/template_server.py, a faithful equivalent of the Python template hsc grew from "
       "(http.server in one process, the responder in another over one pipe, the answer written "
       "character by character), started with the same parameters (10 pieces, interval 0).")
@@ -238,7 +239,8 @@ def main():
               fmt(e / 1024 if e else None, 1), fmt(i / 1024 if i else None, 1)))
         w("")
 
-    stream_rows = [(c, s) for c in ("stream-demo", "stream-exec") for s in res.servers(c)]
+    stream_rows = [(c, s) for c in ("stream-demo", "stream-exec", "stream-pool")
+                   for s in res.servers(c)]
     if stream_rows:
         w("## Streamed answers")
         w("")
@@ -250,6 +252,12 @@ def main():
               fmt(res.median(c, s, "per_piece.p50_ms"), 3), res.total(c, s, "failed"),
               fmt(res.median(c, s, "server_usage.cpu_us_per_answer"), 1)))
         w("")
+        if res.servers("stream-exec"):
+            w("`sh-spawned-serially` is no server: it is this machine's own rate of starting the "
+              "exec responder's shell loop one process after another (bash, 200 times). A "
+              "process per answer cannot go much faster than process creation allows; a pool "
+              "of long-lived workers (`--pool`) pays it once.")
+            w("")
 
     w("## Reading the numbers")
     w("")

@@ -204,6 +204,7 @@ try:
 except Exception as e: print("failed", e)')"
 }
 
+EXEC_LOOP='for i in 1 2 3 4 5 6 7 8 9 10; do echo "piece $i of 10"; done'
 echo "bench: results in $RESULTS"
 for rep in $(seq 1 "$REPS"); do
     echo "== repetition $rep/$REPS =="
@@ -226,11 +227,25 @@ for rep in $(seq 1 "$REPS"); do
     stop_pid "$pid"
     port=$(free_port)
     "$HSCD" --listen "127.0.0.1:$port" --log-level warn \
-        --exec 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "piece $i of 10"; done' \
+        --exec "$EXEC_LOOP" \
         2>"$WORK/hscd-exec.log" &
     pid=$!; PIDS+=("$pid")
     wait_port "$port"
     run_stream stream-exec hscd-exec "$rep" "http://127.0.0.1:$port/v1/stream?q=bench" "$pid"
+    stop_pid "$pid"
+    # The machine's own price of a process per answer: the same shell loop, spawned serially.
+    t0=$(date +%s.%N)
+    for _ in $(seq 1 200); do /bin/sh -c "$EXEC_LOOP" >/dev/null; done
+    t1=$(date +%s.%N)
+    record stream-exec "sh-spawned-serially" "$rep" \
+        "$(python3 -c "import json,sys; print(json.dumps({'scenario':'stream','answers':200,'failed':0,'answers_per_s':200/(float(sys.argv[2])-float(sys.argv[1]))}))" "$t0" "$t1")"
+    port=$(free_port)
+    "$HSCD" --listen "127.0.0.1:$port" --log-level warn --pool 2 \
+        --exec "python3 $ROOT/bench/pool_worker.py" 2>"$WORK/hscd-pool.log" &
+    pid=$!; PIDS+=("$pid")
+    wait_port "$port"
+    sleep 1 # the workers start
+    run_stream stream-pool hscd-pool "$rep" "http://127.0.0.1:$port/v1/stream?q=bench" "$pid"
     stop_pid "$pid"
     port=$(free_port)
     python3 "$ROOT/bench/template_server.py" --server_port "$port" --max_gen_len 10 \

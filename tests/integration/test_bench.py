@@ -236,6 +236,18 @@ class BenchTest(ServerTestCase):
         self.assertEqual(r["failed"], 0)
         self.assertEqual(r["mean_answer_bytes"], self.answer_bytes("bench q"))
 
+    def test_stream_pool_worker_answers_like_the_demo(self):
+        # bench/pool_worker.py, the --pool scenario's worker, answers the demo's exact pieces.
+        worker = os.path.join(ROOT, "bench", "pool_worker.py")
+        server = self.start("--pool", "1", "--exec", "%s %s" % (sys.executable, worker))
+        rc, r, err = run_json("stream", "--url",
+                              "http://%s:%d/v1/stream?q=bench%%20q" % (HOST, server.port),
+                              "-c", "2", "-d", "1")
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(r["answers"], 0)
+        self.assertEqual(r["failed"], 0)
+        self.assertEqual(r["mean_answer_bytes"], self.answer_bytes("bench q"))
+
     def test_usage_and_unreachable(self):
         rc, out, err = run_bench("fanout", "-n", "0")
         self.assertEqual(rc, 2)

@@ -731,8 +731,11 @@ class Hygiene(ExecCase):
 
     def test_no_zombies_no_fd_leaks(self):
         d = self.tmpdir()
+        # The timeout must fail the hanging requests, never a slow start of an "ok" one: 20
+        # Python responders start at once, next to other test processes (Chromium) on 2 cores.
         srv = self.start_exec(responder("bytext", pid_dir=d, exec_=True), "--threads", "2",
-                              "--responder-timeout", "1s", "--kill-grace", "200ms")
+                              "--responder-timeout", "%dms" % (3000 * SLOW),
+                              "--kill-grace", "200ms")
         hpid = srv.proc.pid
         for _ in range(2):  # warm up both threads' first spawns
             with Stream(srv, "ok warm") as s:
