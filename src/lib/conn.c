@@ -114,13 +114,20 @@ static int req_fail(hsc_req_t *r, int status, const char *reason)
     return -1;
 }
 
+static void split_target(hsc_req_t *r);
+
 static int head_append(hsc_req_t *r, const char *at, size_t len)
 {
+    const char *before = r->head.data;
     int rc = hsc_buf_append(&r->head, at, len);
     if (rc == HSC_ETOOBIG)
         return req_fail(r, 431, "request line and headers are too large");
     if (rc != 0)
         return req_fail(r, 503, "out of memory");
+    /* Trailer fields arrive after the head is complete and its pointers are taken: when the
+     * storage moved, they are taken again. */
+    if (r->target != NULL && r->head.data != before)
+        split_target(r);
     return 0;
 }
 
