@@ -14,6 +14,9 @@ One pipe means one conversation at a time: requests take turns (a lock), as in t
 
 import argparse
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 import time
 import urllib.parse
@@ -38,7 +41,15 @@ def fake_responser(conn, max_gen_len, interval):
         conn.send(END)
 
 
-def serve(conn, host, port, ready):
+def exit_with_parent(parent):
+    """The server process ends when the front process is gone, however it ended."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+
+
+def serve(conn, host, port, ready, parent):
+    threading.Thread(target=exit_with_parent, args=(parent,), daemon=True).start()
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -76,8 +87,10 @@ def main():
     front, back = multiprocessing.Pipe()
     ready = multiprocessing.Event()
     server = multiprocessing.Process(
-        target=serve, args=(back, a.server_ip, a.server_port, ready), daemon=True
+        target=serve, args=(back, a.server_ip, a.server_port, ready, os.getpid()), daemon=True
     )
+    # SIGTERM ends the front process normally, so the server process is ended with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.start()
     ready.wait(10)
     print("listening on http://%s:%d" % (a.server_ip, a.server_port), flush=True)

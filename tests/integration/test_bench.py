@@ -235,6 +235,18 @@ class BenchTest(ServerTestCase):
         self.assertGreater(r["answers"], 0)
         self.assertEqual(r["failed"], 0)
         self.assertEqual(r["mean_answer_bytes"], self.answer_bytes("bench q"))
+        # SIGTERM ends it whole: its HTTP server process too (the port stops answering).
+        tpl.terminate()
+        tpl.wait(10)
+        deadline = time.monotonic() + 5 * SLOW
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.1)
+        else:
+            self.fail("the template's server process outlived it")
 
     def test_stream_pool_worker_answers_like_the_demo(self):
         # bench/pool_worker.py, the --pool scenario's worker, answers the demo's exact pieces.
