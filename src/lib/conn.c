@@ -49,9 +49,6 @@ static const char over_capacity[] = "HTTP/1.1 503 Service Unavailable\r\n"
 
 static void conn_feed(hsc_conn_t *c, const char *data, size_t len);
 static void conn_flush(hsc_conn_t *c);
-
-/* What a corked connection gathers at most before it writes anyway (hsc_conn_cork()). */
-#define HSC_CORK_MAX (16u << 10)
 static void conn_finish(hsc_conn_t *c);
 static void on_timer(uv_timer_t *t);
 
@@ -307,10 +304,9 @@ static int on_headers_complete(llhttp_t *p)
     hsc_req_t *r = &c->req;
     const hsc_server_config_t *cfg = &c->w->srv->cfg;
 
-    /* The head lives as long as the response (a subscriber's: hours); keep only its bytes. Not
-     * with a chunked body: its trailer fields are appended to the head later. */
-    if (!(p->flags & F_CHUNKED))
-        hsc_buf_shrink(&r->head);
+    /* The head lives as long as the response (a subscriber's: hours); keep only its bytes
+     * (trailer fields appended later move it again: head_append() retakes the pointers). */
+    hsc_buf_shrink(&r->head);
     split_target(r);
     r->method_name = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
     r->method = hsc_method_bit(r->method_name, strlen(r->method_name));
@@ -770,6 +766,9 @@ static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
     hsc_conn_close_soon(c);
     return HSC_ECLOSED;
 }
+
+/* What a corked connection (hsc_conn_cork()) gathers at most before it writes anyway. */
+#define HSC_CORK_MAX (16u << 10)
 
 int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {

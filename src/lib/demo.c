@@ -58,31 +58,24 @@ static bool demo_piece(demo_t *d)
 static void demo_tick(uv_timer_t *t)
 {
     demo_t *d = t->data;
-    hsc_answer_t *a = d->a;
-    if (!hsc_answer_writable(a)) {
-        uv_timer_stop(&d->timer);
-        d->waiting = true;
-        return;
-    }
-    if (a->cfg->interval_ms > 0) {
-        demo_piece(d);
-        return;
-    }
     /*
      * --interval 0: every piece exists at once, so they leave together: the connection is corked
      * while they are written (each still its own chunk or event) and sent in one writev(). Only
      * as many as the client's queue takes; the rest when it drains (demo_resume).
      */
-    hsc_conn_t *conn = a->res->conn;
-    hsc_conn_cork(conn);
-    while (demo_piece(d)) {
+    bool burst = d->a->cfg->interval_ms == 0;
+    hsc_conn_t *conn = d->a->res->conn;
+    if (burst)
+        hsc_conn_cork(conn);
+    do {
         if (!hsc_answer_writable(d->a)) {
             uv_timer_stop(&d->timer);
             d->waiting = true;
             break;
         }
-    }
-    hsc_conn_uncork(conn);
+    } while (demo_piece(d) && burst);
+    if (burst)
+        hsc_conn_uncork(conn);
 }
 
 static int demo_start(hsc_answer_t *a)
