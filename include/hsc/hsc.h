@@ -31,7 +31,6 @@ enum {
     HSC_EFULL = -30005,     /* an output queue is over its ceiling */
     HSC_ENOTFOUND = -30006, /* no such route, file or key */
     HSC_EMETHOD = -30007,   /* the route exists but not for this method */
-    HSC_EUTF8 = -30008,     /* bytes that are not valid UTF-8 */
     HSC_ESTATE = -30009     /* call not allowed in the current state */
 };
 

@@ -15,7 +15,7 @@
  * (append, reserve, consume, or a reserve or append of nearly SIZE_MAX bytes that must be refused)
  * and a count (0..8191); appended bytes are taken from the input, cycling over it.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdint.h>
 #include <stdio.h>

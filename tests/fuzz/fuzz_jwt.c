@@ -13,7 +13,7 @@
  *  - hsc_jwt_covers() on the verified claims agrees with a reference pattern match for a name
  *    taken from the input.
  */
-#include "jwt.h"
+#include "policy/jwt.h"
 
 #include <math.h>
 #include <openssl/evp.h>

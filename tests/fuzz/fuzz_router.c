@@ -16,7 +16,7 @@
  * low bits: methods) and a length byte, then that many path bytes (cut at a NUL); then a method
  * byte and a capacity byte; the rest is the request's path and the method name.
  */
-#include "internal.h"
+#include "http/http.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "internal.h"
+#include "pubsub/pubsub.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "jwt.h"
+#include "policy/jwt.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>

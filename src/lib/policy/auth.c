@@ -12,7 +12,7 @@
  * valid one that does not cover the request.
  */
 #include "internal.h"
-#include "jwt.h"
+#include "policy/jwt.h"
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>

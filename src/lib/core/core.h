@@ -1,0 +1,69 @@
+/*
+ * core: what every layer of libhsc stands on: logging, bounded buffers, shared frames, counters.
+ * Pure (no libuv, no sockets); the codec archive carries it, so the client has it too. Ownership
+ * words follow STYLE.md: *borrows* (valid during the call), *takes ownership*, *valid until the
+ * callback*.
+ */
+#ifndef HSC_CORE_H
+#define HSC_CORE_H
+
+#include "hsc/hsc.h"
+#include "hsc/server.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- logging (log.c) ------------------------------------------------------------------------- */
+
+extern atomic_int hsc_log_level_v;
+void hsc_log_set_level(hsc_log_level_t level);
+/** Logs one line to stderr with a timestamp and level; lines are written whole, never torn. */
+void hsc_log(hsc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define HSC_LOG(level, ...)                                                                        \
+    do {                                                                                           \
+        if ((int)(level) <= atomic_load_explicit(&hsc_log_level_v, memory_order_relaxed))          \
+            hsc_log((level), __VA_ARGS__);                                                         \
+    } while (0)
+
+/* ---- bounded buffers (buf.c) ----------------------------------------------------------------- */
+
+typedef struct hsc_buf_s {
+    char *data;
+    size_t len, cap;
+    size_t max; /* ceiling: len never exceeds it */
+} hsc_buf_t;
+
+void hsc_buf_init(hsc_buf_t *b, size_t max);
+void hsc_buf_dispose(hsc_buf_t *b);
+/** Makes room for `extra` more bytes. Returns 0, HSC_ETOOBIG past the ceiling, or HSC_ENOMEM. */
+int hsc_buf_reserve(hsc_buf_t *b, size_t extra);
+/** Appends bytes; on failure (HSC_ETOOBIG, HSC_ENOMEM) the buffer is unchanged. */
+int hsc_buf_append(hsc_buf_t *b, const void *p, size_t n);
+/** Drops the first `n` bytes (all of them when n >= len). */
+void hsc_buf_consume(hsc_buf_t *b, size_t n);
+/* Gives back the storage past the content (a request head kept for a long response). The data
+ * may move: pointers into it must be taken afterwards. */
+void hsc_buf_shrink(hsc_buf_t *b);
+
+/* ---- frames (frame.c) ------------------------------------------------------------------------ */
+
+typedef struct hsc_frame_s {
+    atomic_uint refs;
+    size_t len;
+    char data[];
+} hsc_frame_t;
+
+/** A frame of `len` bytes for the caller to fill, with one reference; NULL when out of memory. */
+hsc_frame_t *hsc_frame_try_new(size_t len);
+hsc_frame_t *hsc_frame_ref(hsc_frame_t *f);
+void hsc_frame_unref(hsc_frame_t *f);
+
+/** Adds to a counter that only the calling thread writes (no locked instruction needed). */
+#define HSC_STAT_ADD(counter, n)                                                                   \
+    atomic_store_explicit(&(counter),                                                              \
+                          atomic_load_explicit(&(counter), memory_order_relaxed) + (n),            \
+                          memory_order_relaxed)
+
+#endif

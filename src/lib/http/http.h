@@ -1,0 +1,223 @@
+/*
+ * http: the HTTP/1.1 transport. Connections (llhttp, limits, timeouts, pipelining), the output
+ * queue, the response writer every feature shares, and route matching. It knows no handler: a
+ * connection's owner (the server) is told when a request is ready and when it closed.
+ */
+#ifndef HSC_HTTP_H
+#define HSC_HTTP_H
+
+#include "hsc/codec.h"
+#include "core/core.h"
+
+#include <llhttp.h>
+#include <uv.h>
+
+/* ---- router (router.c) ----------------------------------------------------------------------- */
+
+enum {
+    HSC_M_GET = 1u << 0,
+    HSC_M_HEAD = 1u << 1,
+    HSC_M_POST = 1u << 2,
+    HSC_M_PUT = 1u << 3,
+    HSC_M_DELETE = 1u << 4,
+    HSC_M_OPTIONS = 1u << 5,
+    HSC_M_PATCH = 1u << 6,
+    HSC_M_OTHER = 1u << 7
+};
+
+typedef struct hsc_conn_s hsc_conn_t;
+typedef struct hsc_req_s hsc_req_t;
+typedef struct hsc_res_s hsc_res_t;
+typedef void (*hsc_handler_fn)(hsc_req_t *req, hsc_res_t *res);
+
+typedef struct hsc_route_s {
+    const char *path;
+    bool prefix; /* match every path that starts with `path` */
+    unsigned methods;
+    hsc_handler_fn handler;
+} hsc_route_t;
+
+unsigned hsc_method_bit(const char *name, size_t len);
+/** Writes "GET, HEAD, POST" for a mask; returns the length. */
+size_t hsc_methods_format(unsigned mask, char *out, size_t cap);
+/**
+ * Finds the first route for `path` and `method`. Returns 0 and sets *out; HSC_EMETHOD when only
+ * other methods match (*allowed gets their union); HSC_ENOTFOUND when no path matches.
+ */
+int hsc_router_match(const hsc_route_t *routes, size_t n, const char *path, size_t len,
+                     unsigned method, const hsc_route_t **out, unsigned *allowed);
+
+/* ---- requests (conn.c) ----------------------------------------------------------------------- */
+
+#define HSC_MAX_HEADERS 64
+
+/* Offsets into a request head, which is at most HSC_HEAD_MAX bytes: 8 bytes a header, so that
+ * an idle subscriber's connection stays small. */
+#define HSC_HEAD_MAX 65535u
+typedef struct hsc_header_ref_s {
+    uint16_t name_off, name_len, value_off, value_len;
+} hsc_header_ref_t;
+
+struct hsc_req_s {
+    hsc_conn_t *conn;
+    uint64_t id;     /* unique in this process, for logs and responders */
+    unsigned method; /* HSC_M_* bit */
+    const char *method_name;
+    uint8_t http_major, http_minor;
+    bool head_only;       /* HEAD: the writer sends headers and drops the body */
+    bool expect_continue; /* "Expect: 100-continue" */
+    /* Valid from the end of the head until the response ends; point into `head`. */
+    const char *target; /* the raw request-target */
+    size_t target_len;
+    const char *path; /* raw (still percent-encoded) path */
+    size_t path_len;
+    const char *query; /* raw query without '?', or NULL */
+    size_t query_len;
+    hsc_buf_t body;
+    /* Parsing state. */
+    hsc_buf_t head; /* target and headers, each NUL-terminated; bounded by max_header_bytes */
+    uint32_t target_off;
+    hsc_header_ref_t hdr[HSC_MAX_HEADERS];
+    unsigned nhdr;
+    unsigned nhdr_done; /* headers whose value is complete: a parse error can stop mid-header */
+    int last_cb;        /* 0 none, 1 target, 2 header field, 3 header value */
+    int error_status;   /* a limit hit while parsing: 413, 431 ... */
+    const char *error_reason;
+};
+
+/** Returns a header's value (NUL-terminated) by case-insensitive name, or NULL. */
+const char *hsc_req_header(const hsc_req_t *req, const char *name);
+/** Whether a comma-separated header (Accept) lists `token` as a media range or value. */
+bool hsc_req_accepts(const hsc_req_t *req, const char *token);
+/** The peer's address as text ("127.0.0.1:51234"); valid for the connection's life. */
+const char *hsc_req_peer(const hsc_req_t *req);
+const hsc_server_config_t *hsc_req_config(const hsc_req_t *req);
+uv_loop_t *hsc_req_loop(const hsc_req_t *req);
+
+/* ---- the response writer (res.c) ------------------------------------------------------------ */
+
+typedef void (*hsc_res_cb)(hsc_res_t *res, void *user);
+
+typedef enum hsc_body_mode_e {
+    HSC_BODY_LENGTH,  /* Content-Length known up front */
+    HSC_BODY_CHUNKED, /* HTTP/1.1 streaming */
+    HSC_BODY_CLOSE    /* HTTP/1.0 streaming: the body ends when the connection closes */
+} hsc_body_mode_t;
+
+#define HSC_STREAMING (-1)
+
+struct hsc_res_s {
+    hsc_conn_t *conn;
+    int status;
+    bool started, ended;
+    hsc_body_mode_t mode;
+    uint64_t remaining; /* HSC_BODY_LENGTH: body bytes still expected */
+    /* Callbacks of whoever produces the body (a responder, a subscriber). */
+    hsc_res_cb on_close; /* the connection closed before hsc_res_end(): stop producing */
+    hsc_res_cb on_drain; /* the queue fell below its low mark after hsc_res_writable() said no */
+    void *user;
+    bool want_drain;
+};
+
+/**
+ * Sends the status line and headers. `content_type` may be NULL; `extra` is NULL or complete
+ * header lines ("Name: value\r\n..."). `content_length` is the body size, or HSC_STREAMING for a
+ * body of unknown length (chunked on HTTP/1.1, close-delimited on HTTP/1.0). Returns 0 or
+ * HSC_ECLOSED / HSC_EFULL when the connection is gone or going.
+ */
+int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                  int64_t content_length);
+/** Writes body bytes, framed as the body mode requires. Borrows `p` (copied if it must wait). */
+int hsc_res_write(hsc_res_t *res, const void *p, size_t n);
+/** Ends a complete response: the last chunk, or the connection closes (HTTP/1.0 streaming). */
+int hsc_res_end(hsc_res_t *res);
+/**
+ * Ends a response that failed midway, so the client can tell it from a complete one: a chunked
+ * body is closed without its last chunk, a close-delimited one with a TCP reset. Bytes already
+ * written are still delivered first (except with the reset). The connection closes.
+ */
+void hsc_res_abort(hsc_res_t *res);
+/** A whole response with a body, e.g. a static file or JSON. */
+int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                 const void *body, size_t len);
+/**
+ * An error response: status, a one-line plain-text reason ("reason\n"), and Connection: close
+ * when `close` (or the request cannot be trusted to have been read whole).
+ */
+int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *reason, bool close);
+/**
+ * Whether the producer may write more: false when the output queue is above its high mark. After
+ * a false, on_drain is called once the queue falls below the low mark.
+ */
+bool hsc_res_writable(hsc_res_t *res);
+const char *hsc_status_reason(int status);
+
+/* ---- connections (conn.c) -------------------------------------------------------------------- */
+
+typedef struct hsc_outq_item_s {
+    hsc_frame_t *frame;
+    size_t off; /* next byte of the frame to write */
+    size_t end; /* one past the last byte to write (a slice of a shared frame) */
+} hsc_outq_item_t;
+
+typedef struct hsc_worker_s hsc_worker_t;
+
+struct hsc_conn_s {
+    uv_tcp_t tcp; /* first: the handle's address is the connection's */
+    uv_timer_t timer;
+    hsc_worker_t *w;
+    hsc_conn_t *prev, *next; /* on the worker's list */
+    llhttp_t parser;
+    hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
+    hsc_req_t req;
+    hsc_res_t res;
+    int state;      /* CONN_* in conn.c */
+    int timer_mode; /* what the timer is armed for */
+    bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
+    bool corked;      /* hsc_conn_cork(): sends are queued, written together at hsc_conn_uncork() */
+    bool upgrade;     /* the current request asked for Upgrade: close after it */
+    bool dispatching; /* inside conn_dispatch(): a response ending now is picked up there */
+    bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
+    /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
+    hsc_outq_item_t *q;
+    size_t q_head, q_count, q_cap;
+    size_t queued;
+    uv_write_t wreq;
+    unsigned in_flight; /* items handed to the current uv_write, 0 when none */
+    int open_handles;
+    char peer[64];
+};
+
+/** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
+int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/**
+ * Cork: until hsc_conn_uncork(), sends are copied to the queue and not written, so that several
+ * small writes produced in one turn of the loop (a burst of pieces) leave in one writev().
+ */
+void hsc_conn_cork(hsc_conn_t *c);
+void hsc_conn_uncork(hsc_conn_t *c);
+/**
+ * Sends slices of shared frames in order with as few system calls as possible: one
+ * uv_try_write() for up to 64 of them when nothing is queued, then references for the rest while
+ * the queue stays under its high-water mark. Returns how many slices were taken (written or
+ * queued; the caller keeps the others for on_drain), or HSC_ECLOSED / HSC_ENOMEM.
+ */
+int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
+/** Called by the writer when a response is complete: next request, or close. */
+void hsc_conn_response_done(hsc_conn_t *c, bool reset);
+/** Closes on the next loop turn (never re-enters the caller). */
+void hsc_conn_close_soon(hsc_conn_t *c);
+void hsc_conn_close(hsc_conn_t *c);
+void hsc_conn_accept(hsc_worker_t *w);
+/**
+ * Serves a connected stream socket as if it had been accepted (a Unix socketpair in the request
+ * path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.
+ */
+int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd);
+void hsc_conn_start_reading(hsc_conn_t *c);
+/** Shutdown: an idle connection closes now, a busy one after its current response. */
+void hsc_conn_drain(hsc_conn_t *c);
+size_t hsc_conn_low_water(const hsc_conn_t *c);
+size_t hsc_conn_high_water(const hsc_conn_t *c);
+
+#endif

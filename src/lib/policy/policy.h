@@ -1,0 +1,38 @@
+/*
+ * policy: who may do what. Bearer tokens and HS256 JWTs (auth.c, jwt.c, docs/security.md) and
+ * cross-origin rules (cors.c). Handlers of the layers above ask it; it answers refusals itself.
+ */
+#ifndef HSC_POLICY_H
+#define HSC_POLICY_H
+
+#include "http/http.h"
+
+/* ---- authorization (auth.c, docs/security.md) ---------------------------------------------- */
+
+typedef enum hsc_auth_action_e {
+    HSC_AUTH_PUBLISH,
+    HSC_AUTH_SUBSCRIBE,
+    HSC_AUTH_STREAM
+} hsc_auth_action_t;
+
+/** Whether the configuration asks for a token for `act`. */
+bool hsc_auth_protects(const hsc_server_config_t *cfg, hsc_auth_action_t act);
+/**
+ * Checks the request's token for `act` on the `n` channel names at `names`, `stride` bytes
+ * apart (NUL-terminated; none for HSC_AUTH_STREAM). Returns 0 when allowed; otherwise it has
+ * answered (401 with WWW-Authenticate, 403, or 503) and returns that status.
+ */
+int hsc_auth_require(hsc_req_t *req, hsc_res_t *res, hsc_auth_action_t act, const char *names,
+                     size_t stride, size_t n);
+
+/* ---- CORS (cors.c) --------------------------------------------------------------------------- */
+
+/** Splits --cors-origin into srv->cors / cors_any. Returns 0, HSC_EINVAL or HSC_ENOMEM. */
+int hsc_cors_setup(hsc_server_t *srv, const char *list);
+void hsc_cors_free(hsc_server_t *srv);
+/** Appends the CORS response headers for the request's Origin to `out` (NUL-terminated). */
+void hsc_cors_headers(const hsc_req_t *req, char *out, size_t cap);
+/** Answers an OPTIONS request (a CORS preflight or a plain OPTIONS) for a route's methods. */
+void hsc_options_handle(hsc_req_t *req, hsc_res_t *res, unsigned methods);
+
+#endif
