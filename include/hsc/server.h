@@ -53,7 +53,6 @@ typedef struct hsc_server_config_s {
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
     int handle_signals;                      /* hsc_server_run() stops on SIGINT/SIGTERM */
-    hsc_log_level_t log_level;
     /* Channels (/v1/events). */
     size_t history;                     /* events kept per channel for resuming; 0 = none */
     size_t history_bytes;               /* encoded bytes kept per channel */
@@ -75,6 +74,12 @@ typedef struct hsc_server_s hsc_server_t;
 
 /** Parses "error", "warn", "notice", "info" or "debug". Returns 0 or HSC_EINVAL. */
 HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
+/**
+ * Sets which of libhsc's log lines (on stderr) are written: `level` and the more severe ones;
+ * HSC_LOG_NOTICE at first. Process-wide, as stderr is: the library never changes it by itself,
+ * a program does (hscd from --log-level). Safe from any thread.
+ */
+HSC_EXPORT void hsc_log_set_level(hsc_log_level_t level);
 
 /** Fills `cfg` with the defaults that `hscd --help` shows. */
 HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);

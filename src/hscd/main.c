@@ -452,10 +452,13 @@ int main(int argc, char **argv)
             if (load_key(opt == OPT_JWT_KEY_FILE, optarg, &cfg) != 0)
                 return 2;
             break;
-        case OPT_LOG_LEVEL:
-            if (hsc_log_level_parse(optarg, &cfg.log_level) != 0)
+        case OPT_LOG_LEVEL: {
+            hsc_log_level_t level;
+            if (hsc_log_level_parse(optarg, &level) != 0)
                 return bad_value(name, optarg, "one of error, warn, notice, info, debug");
+            hsc_log_set_level(level);
             break;
+        }
         case '?':
         default:
             return option_error(argv, optopt);

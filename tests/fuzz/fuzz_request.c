@@ -16,7 +16,7 @@
  * subscribe and stream need a token — most inputs then get 401, covering the auth paths);
  * the rest is what the client sends.
  */
-#include "internal.h"
+#include "server/server.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int sv[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
-    CHECK(hsc_conn_adopt(w, sv[0]) == 0);
+    CHECK(hsc_http_adopt(&w->http, sv[0]) == 0);
     out_t out = {.len = 0};
     size_t off = 0;
     unsigned quiet = 0;
@@ -115,9 +115,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         quiet = out.len == before && off == off_before ? quiet + 1 : 0;
     }
     close(sv[1]); /* the client goes away; whatever it left open must be released */
-    for (unsigned turn = 0; turn < 1000 && w->nconns > 0; turn++)
+    for (unsigned turn = 0; turn < 1000 && w->http.nconns > 0; turn++)
         uv_run(&w->loop, UV_RUN_NOWAIT);
-    CHECK(w->nconns == 0);
+    CHECK(w->http.nconns == 0);
     for (unsigned turn = 0; turn < 4; turn++)
         uv_run(&w->loop, UV_RUN_NOWAIT); /* close callbacks */
 

@@ -1,19 +1,19 @@
 /*
- * Fuzz target for src/lib/router.c: route matching and method names.
+ * Fuzz target for src/lib/http/router.c: route matching and method names.
  *
  * Properties checked (abort() on a violation):
  *  - hsc_router_match() with random tables, paths and method masks reads only the `len` bytes of
  *    the path and the routes' NUL-terminated paths (all exact-size heap blocks), and agrees with
- *    the reference: the first route whose path equals the request's (or, with `prefix`, starts
- *    it) and whose methods include the method; otherwise HSC_EMETHOD with the union of the
- *    matching routes' methods, or HSC_ENOTFOUND; `*allowed` may be NULL;
+ *    the reference: the first route whose path equals the request's and whose methods include the
+ * method; otherwise HSC_EMETHOD with the union of the matching routes' methods, or HSC_ENOTFOUND;
+ * `*allowed` may be NULL;
  *  - hsc_methods_format() with every capacity (exact-size heap blocks) never writes past `cap`,
  *    returns strlen of a NUL-terminated result, and that result is the longest run of whole
  *    names, in table order and joined by ", ", that fits with its NUL;
  *  - hsc_method_bit() names exactly the seven methods it knows, case-sensitively.
  *
- * Input layout: byte 0: the number of routes (mod 9); per route a flags byte (bit 7: prefix,
- * low bits: methods) and a length byte, then that many path bytes (cut at a NUL); then a method
+ * Input layout: byte 0: the number of routes (mod 9); per route a flags byte (low bits:
+ * methods) and a length byte, then that many path bytes (cut at a NUL); then a method
  * byte and a capacity byte; the rest is the request's path and the method name.
  */
 #include "http/http.h"
@@ -47,8 +47,6 @@ static void *xmalloc(size_t n)
 static int ref_path_matches(const hsc_route_t *r, const char *path, size_t len)
 {
     size_t rl = strlen(r->path);
-    if (r->prefix)
-        return len >= rl && memcmp(path, r->path, rl) == 0;
     return len == rl && memcmp(path, r->path, rl) == 0;
 }
 
@@ -141,10 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
         memcpy(paths[made], p, slen);
         paths[made][slen] = '\0';
         p += plen;
-        routes[made] = (hsc_route_t){.path = paths[made],
-                                     .prefix = (flags & 0x80) != 0,
-                                     .methods = flags & 0x7f,
-                                     .handler = NULL};
+        routes[made] = (hsc_route_t){.path = paths[made], .methods = flags & 0x7f, .handler = NULL};
     }
     unsigned method = 0, capsel = 0;
     if (end - p >= 2) {
@@ -158,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     memcpy(path, p, len);
 
     check_match(routes, made, path, len, method);
-    /* Prefixes of the request's path exercise the exact and prefix rules at every length. */
+    /* Prefixes of the request's path exercise the exact rule at every length. */
     check_match(routes, made, path, capsel % (len + 1), method);
     check_format(method | capsel);
     check_method_bit(path, len);

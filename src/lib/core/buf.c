@@ -4,7 +4,7 @@
  * and leaves the buffer unchanged, so the caller can answer 413/431 instead of growing. Storage
  * grows geometrically up to the ceiling and is released by hsc_buf_dispose().
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -18,7 +18,6 @@
 /* ---- logging (log.c) ------------------------------------------------------------------------- */
 
 extern atomic_int hsc_log_level_v;
-void hsc_log_set_level(hsc_log_level_t level);
 /** Logs one line to stderr with a timestamp and level; lines are written whole, never torn. */
 void hsc_log(hsc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define HSC_LOG(level, ...)                                                                        \

@@ -4,7 +4,7 @@
  * frees it. This is how one encoded event is shared by a history ring and every subscriber
  * without a copy, and how the response writer keeps bytes alive until libuv's write callback.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdlib.h>
 

@@ -4,7 +4,7 @@
  * interleave mid-line. The level is process-wide and read with a relaxed atomic load, so a
  * disabled level costs one comparison.
  */
-#include "internal.h"
+#include "core/core.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -26,7 +26,7 @@
  * or a short linger expires, so that a client's unread pipelined bytes never turn the final bytes
  * of a response into a reset.
  */
-#include "internal.h"
+#include "http/conn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,14 +38,6 @@ enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND };
 
 #define HSC_PENDING_STOP (128 * 1024)
 #define HSC_LINGER_MS    2000
-
-static const char over_capacity[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                    "Content-Type: text/plain; charset=utf-8\r\n"
-                                    "Retry-After: 1\r\n"
-                                    "Connection: close\r\n"
-                                    "Content-Length: 47\r\n"
-                                    "\r\n"
-                                    "server is at its connection limit; retry later\n";
 
 static void conn_feed(hsc_conn_t *c, const char *data, size_t len);
 static void conn_flush(hsc_conn_t *c);
@@ -59,12 +51,12 @@ static hsc_conn_t *conn_of_parser(llhttp_t *p)
 
 size_t hsc_conn_high_water(const hsc_conn_t *c)
 {
-    return c->w->srv->cfg.max_queue_bytes / 2;
+    return c->h->cfg->max_queue_bytes / 2;
 }
 
 size_t hsc_conn_low_water(const hsc_conn_t *c)
 {
-    return c->w->srv->cfg.max_queue_bytes / 8;
+    return c->h->cfg->max_queue_bytes / 8;
 }
 
 static void arm(hsc_conn_t *c, int mode, uint64_t ms)
@@ -97,7 +89,6 @@ static void req_reset(hsc_req_t *r)
     r->target = r->path = r->query = NULL;
     r->target_len = r->path_len = r->query_len = 0;
     r->head_only = false;
-    r->expect_continue = false;
     r->method = 0;
     r->method_name = NULL;
 }
@@ -182,14 +173,9 @@ const char *hsc_req_peer(const hsc_req_t *req)
     return req->conn->peer;
 }
 
-const hsc_server_config_t *hsc_req_config(const hsc_req_t *req)
-{
-    return &req->conn->w->srv->cfg;
-}
-
 uv_loop_t *hsc_req_loop(const hsc_req_t *req)
 {
-    return &req->conn->w->loop;
+    return req->conn->h->loop;
 }
 
 /* ---- llhttp callbacks ------------------------------------------------------------------------ */
@@ -200,7 +186,7 @@ static int on_message_begin(llhttp_t *p)
     req_reset(&c->req);
     c->state = CONN_HEAD;
     if (c->timer_mode != T_HEADER)
-        arm(c, T_HEADER, c->w->srv->cfg.header_timeout_ms);
+        arm(c, T_HEADER, c->h->cfg->header_timeout_ms);
     return 0;
 }
 
@@ -302,7 +288,7 @@ static int on_headers_complete(llhttp_t *p)
 {
     hsc_conn_t *c = conn_of_parser(p);
     hsc_req_t *r = &c->req;
-    const hsc_server_config_t *cfg = &c->w->srv->cfg;
+    const hsc_server_config_t *cfg = c->h->cfg;
 
     /* The head lives as long as the response (a subscriber's: hours); keep only its bytes
      * (trailer fields appended later move it again: head_append() retakes the pointers). */
@@ -377,28 +363,17 @@ static void settings_init(void)
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
-/* Writes a path into a log- and reply-safe form: printable ASCII, cut at 80 bytes. */
-static void printable(char *out, size_t cap, const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 4 < cap; i++)
-        out[o++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    if (o + 4 >= cap)
-        memcpy(out + o, "...", 3), o += 3;
-    out[o] = '\0';
-}
-
 static void conn_dispatch(hsc_conn_t *c)
 {
-    hsc_server_t *srv = c->w->srv;
+    hsc_http_t *h = c->h;
     hsc_req_t *r = &c->req;
     disarm(c);
     c->state = CONN_RESPONDING;
-    r->id = atomic_fetch_add_explicit(&srv->next_req_id, 1, memory_order_relaxed) + 1;
-    HSC_STAT_ADD(c->w->st_requests, 1);
+    r->id = atomic_fetch_add_explicit(h->next_req_id, 1, memory_order_relaxed) + 1;
+    HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
     c->res.conn = c;
-    if (c->w->draining)
+    if (h->draining)
         c->keep_alive = false;
 
     if ((int)HSC_LOG_INFO <= atomic_load_explicit(&hsc_log_level_v, memory_order_relaxed)) {
@@ -407,35 +382,7 @@ static void conn_dispatch(hsc_conn_t *c)
         HSC_LOG(HSC_LOG_INFO, "req %llu %s %s %s", (unsigned long long)r->id, c->peer,
                 r->method_name, shown);
     }
-
-    const hsc_route_t *route;
-    unsigned allowed = 0;
-    int rc = hsc_router_match(srv->routes, srv->nroutes, r->path, r->path_len, r->method, &route,
-                              &allowed);
-    if (rc == 0) {
-        if (r->method == HSC_M_OPTIONS)
-            hsc_options_handle(r, &c->res, route->methods);
-        else
-            route->handler(r, &c->res);
-        return;
-    }
-    if (rc == HSC_ENOTFOUND && srv->cfg.legacy_get && (r->method & (HSC_M_GET | HSC_M_HEAD))) {
-        hsc_legacy_handle(r, &c->res);
-        return;
-    }
-    if (rc == HSC_EMETHOD) {
-        char allow[96], extra[128], reason[160];
-        hsc_methods_format(allowed, allow, sizeof allow);
-        snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
-        snprintf(reason, sizeof reason, "method %s is not allowed here; use %s", r->method_name,
-                 allow);
-        hsc_res_error(&c->res, 405, extra, reason, false);
-        return;
-    }
-    char path[96], reason[160];
-    printable(path, sizeof path, r->path, r->path_len);
-    snprintf(reason, sizeof reason, "no such resource: %s", path);
-    hsc_res_error(&c->res, 404, NULL, reason, false);
+    h->owner->on_request(h->ctx, r, &c->res);
 }
 
 /* A request that could not be parsed or broke a limit: answer and close, since the rest of the
@@ -513,7 +460,7 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
 /* The next request, once a response has ended (run from the timer, never inside a producer). */
 static void conn_next(hsc_conn_t *c)
 {
-    arm(c, T_IDLE, c->w->srv->cfg.idle_timeout_ms);
+    arm(c, T_IDLE, c->h->cfg->idle_timeout_ms);
     if (c->pending.len > 0) {
         hsc_buf_t rest = c->pending;
         hsc_buf_init(&c->pending, rest.max);
@@ -528,7 +475,7 @@ void hsc_conn_response_done(hsc_conn_t *c, bool reset)
 {
     if (c->closing || c->close_pending)
         return;
-    if (!c->keep_alive || c->w->draining || reset) {
+    if (!c->keep_alive || c->h->draining || reset) {
         c->state = CONN_CLOSING;
         c->close_after_flush = true;
         c->reset_after_flush = reset;
@@ -541,7 +488,7 @@ void hsc_conn_response_done(hsc_conn_t *c, bool reset)
     if (!c->dispatching)
         arm(c, T_NEXT, 0);
     else
-        arm(c, T_IDLE, c->w->srv->cfg.idle_timeout_ms);
+        arm(c, T_IDLE, c->h->cfg->idle_timeout_ms);
 }
 
 /* ---- reading --------------------------------------------------------------------------------- */
@@ -550,7 +497,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     hsc_conn_t *c = (hsc_conn_t *)h;
-    *buf = uv_buf_init(c->w->rbuf, sizeof c->w->rbuf);
+    *buf = uv_buf_init(c->h->rbuf, sizeof c->h->rbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -568,8 +515,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->state == CONN_CLOSING)
         return; /* lingering after the last response: discard */
     if (c->state == CONN_BODY)
-        arm(c, T_BODY, c->w->srv->cfg.idle_timeout_ms);
-    conn_feed(c, c->w->rbuf, (size_t)nread);
+        arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
+    conn_feed(c, c->h->rbuf, (size_t)nread);
 }
 
 void hsc_conn_start_reading(hsc_conn_t *c)
@@ -660,7 +607,7 @@ static void watch_send(hsc_conn_t *c)
     if (c->state != CONN_RESPONDING || (c->timer_mode != T_NONE && c->timer_mode != T_SEND))
         return;
     if (c->q_count > 0)
-        arm(c, T_SEND, c->w->srv->cfg.idle_timeout_ms);
+        arm(c, T_SEND, c->h->cfg->idle_timeout_ms);
     else if (c->timer_mode == T_SEND)
         disarm(c);
 }
@@ -679,7 +626,7 @@ static void on_write(uv_write_t *req, int status)
     }
     for (unsigned i = 0; i < n; i++) {
         hsc_outq_item_t *it = &c->q[c->q_head];
-        HSC_STAT_ADD(c->w->st_bytes_out, it->end - it->off);
+        HSC_STAT_ADD(c->h->st_bytes_out, it->end - it->off);
         outq_pop(c);
     }
     if (c->closing)
@@ -719,7 +666,7 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
                            size_t total)
 {
     size_t rest = total - skip;
-    if (c->queued + rest > c->w->srv->cfg.max_queue_bytes) {
+    if (c->queued + rest > c->h->cfg->max_queue_bytes) {
         HSC_LOG(HSC_LOG_INFO, "conn %s: output queue over --max-queue-bytes, closing", c->peer);
         hsc_conn_close_soon(c);
         return HSC_EFULL;
@@ -757,7 +704,7 @@ static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
         return 0;
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (r >= 0) {
-        HSC_STAT_ADD(c->w->st_bytes_out, (uint64_t)r);
+        HSC_STAT_ADD(c->h->st_bytes_out, (uint64_t)r);
         return r;
     }
     if (r == UV_EAGAIN || r == UV_ENOSYS)
@@ -828,7 +775,7 @@ int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
         size_t len = it[i].end - it[i].off - skip;
         if (skip == 0 && c->queued > hsc_conn_high_water(c))
             break; /* the caller keeps the rest until on_drain */
-        if (c->queued + len > c->w->srv->cfg.max_queue_bytes && skip == 0 && c->queued > 0)
+        if (c->queued + len > c->h->cfg->max_queue_bytes && skip == 0 && c->queued > 0)
             break;
         if (outq_push(c, hsc_frame_ref(it[i].frame), it[i].off + skip, it[i].end) != 0) {
             hsc_frame_unref(it[i].frame);
@@ -844,9 +791,9 @@ int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
 
 /* ---- closing --------------------------------------------------------------------------------- */
 
-static void on_handle_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *handle)
 {
-    hsc_conn_t *c = h->data;
+    hsc_conn_t *c = handle->data;
     if (--c->open_handles > 0)
         return;
     while (c->q_count > 0)
@@ -855,9 +802,10 @@ static void on_handle_closed(uv_handle_t *h)
     hsc_buf_dispose(&c->pending);
     hsc_buf_dispose(&c->req.head);
     hsc_buf_dispose(&c->req.body);
-    hsc_worker_t *w = c->w;
+    hsc_http_t *h = c->h;
     free(c);
-    hsc_worker_maybe_finish(w);
+    if (h->owner->on_closed != NULL)
+        h->owner->on_closed(h->ctx);
 }
 
 static void conn_close_impl(hsc_conn_t *c, bool reset)
@@ -874,15 +822,15 @@ static void conn_close_impl(hsc_conn_t *c, bool reset)
         c->res.ended = true;
         cb(&c->res, c->res.user);
     }
-    hsc_worker_t *w = c->w;
+    hsc_http_t *h = c->h;
     if (c->prev)
         c->prev->next = c->next;
     else
-        w->conns = c->next;
+        h->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
-    atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+    h->nconns--;
+    atomic_fetch_sub_explicit(h->nconns_all, 1, memory_order_relaxed);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (reset && uv_tcp_close_reset(&c->tcp, on_handle_closed) == 0)
@@ -969,23 +917,45 @@ static void format_peer(hsc_conn_t *c)
     snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 }
 
-static void free_unaccepted(uv_handle_t *h)
+static void free_unaccepted(uv_handle_t *handle)
 {
-    free(h->data);
+    free(handle->data);
 }
 
 static void conn_start(hsc_conn_t *c);
 
-void hsc_conn_accept(hsc_worker_t *w)
+void hsc_http_init(hsc_http_t *h, uv_loop_t *loop, const hsc_server_config_t *cfg,
+                   const hsc_http_owner_t *owner, void *ctx, atomic_uint *nconns_all,
+                   atomic_uint_fast64_t *next_req_id)
+{
+    memset(h, 0, sizeof *h);
+    h->loop = loop;
+    h->cfg = cfg;
+    h->owner = owner;
+    h->ctx = ctx;
+    h->nconns_all = nconns_all;
+    h->next_req_id = next_req_id;
+}
+
+/* A connection for a handle that is yet to be opened; NULL when out of memory. */
+static hsc_conn_t *conn_new(hsc_http_t *h)
 {
     uv_once(&settings_once, settings_init);
     hsc_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
-        return;
-    c->w = w;
-    uv_tcp_init(&w->loop, &c->tcp);
+        return NULL;
+    c->h = h;
+    uv_tcp_init(h->loop, &c->tcp);
     c->tcp.data = c;
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+    return c;
+}
+
+void hsc_http_accept(hsc_http_t *h, uv_stream_t *listener)
+{
+    hsc_conn_t *c = conn_new(h);
+    if (c == NULL)
+        return;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         /* Not on the list and not counted: close the handle only. */
         uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
         return;
@@ -993,15 +963,11 @@ void hsc_conn_accept(hsc_worker_t *w)
     conn_start(c);
 }
 
-int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd)
+int hsc_http_adopt(hsc_http_t *h, uv_os_sock_t fd)
 {
-    uv_once(&settings_once, settings_init);
-    hsc_conn_t *c = calloc(1, sizeof *c);
+    hsc_conn_t *c = conn_new(h);
     if (c == NULL)
         return HSC_ENOMEM;
-    c->w = w;
-    uv_tcp_init(&w->loop, &c->tcp);
-    c->tcp.data = c;
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
         uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
@@ -1011,47 +977,70 @@ int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd)
     return 0;
 }
 
+/* Over --max-connections: a 503 and close, before any request is read. */
+static void conn_refuse(hsc_conn_t *c)
+{
+    HSC_LOG(HSC_LOG_WARN, "conn %s: over --max-connections (%u), answering 503", c->peer,
+            c->h->cfg->max_connections);
+    c->state = CONN_RESPONDING;
+    c->req.http_major = 1;
+    c->req.http_minor = 1;
+    c->keep_alive = false;
+    c->res.ended = false;
+    hsc_res_error(&c->res, 503, "Retry-After: 1\r\n",
+                  "server is at its connection limit; retry later", true);
+}
+
 /* A connection whose handle is open: counted, listed, parser ready, reading (or a 503). */
 static void conn_start(hsc_conn_t *c)
 {
-    hsc_worker_t *w = c->w;
-    hsc_server_t *srv = w->srv;
-    uv_timer_init(&w->loop, &c->timer);
+    hsc_http_t *h = c->h;
+    const hsc_server_config_t *cfg = h->cfg;
+    uv_timer_init(h->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 2;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
-    unsigned n = atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed) + 1;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    unsigned n = atomic_fetch_add_explicit(h->nconns_all, 1, memory_order_relaxed) + 1;
 
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
-    hsc_buf_init(&c->pending, HSC_PENDING_STOP + sizeof w->rbuf);
-    hsc_buf_init(&c->req.head, srv->cfg.max_header_bytes < HSC_HEAD_MAX ? srv->cfg.max_header_bytes
-                                                                        : HSC_HEAD_MAX);
-    hsc_buf_init(&c->req.body, srv->cfg.max_body_bytes);
+    hsc_buf_init(&c->pending, HSC_PENDING_STOP + sizeof h->rbuf);
+    hsc_buf_init(&c->req.head,
+                 cfg->max_header_bytes < HSC_HEAD_MAX ? cfg->max_header_bytes : HSC_HEAD_MAX);
+    hsc_buf_init(&c->req.body, cfg->max_body_bytes);
     c->req.conn = c;
     c->res.conn = c;
     c->res.ended = true;
     c->state = CONN_IDLE;
 
-    if (n > srv->cfg.max_connections) {
-        HSC_LOG(HSC_LOG_WARN, "conn %s: over --max-connections (%u), answering 503", c->peer,
-                srv->cfg.max_connections);
-        uv_buf_t b = uv_buf_init((char *)over_capacity, sizeof over_capacity - 1);
-        c->state = CONN_CLOSING;
-        c->close_after_flush = true;
-        if (hsc_conn_send(c, &b, 1) == 0 && c->q_count == 0)
-            conn_finish(c);
+    if (n > cfg->max_connections) {
+        conn_refuse(c);
         return;
     }
     HSC_LOG(HSC_LOG_DEBUG, "conn %s: accepted", c->peer);
-    arm(c, T_HEADER, srv->cfg.header_timeout_ms);
+    arm(c, T_HEADER, cfg->header_timeout_ms);
     hsc_conn_start_reading(c);
+}
+
+void hsc_http_drain(hsc_http_t *h)
+{
+    h->draining = true;
+    for (hsc_conn_t *c = h->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        hsc_conn_drain(c);
+    }
+}
+
+void hsc_http_close_all(hsc_http_t *h)
+{
+    while (h->conns != NULL)
+        hsc_conn_close(h->conns);
 }
 
 void hsc_conn_drain(hsc_conn_t *c)

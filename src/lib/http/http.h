@@ -25,16 +25,20 @@ enum {
     HSC_M_OTHER = 1u << 7
 };
 
-typedef struct hsc_conn_s hsc_conn_t;
+typedef struct hsc_conn_s hsc_conn_t; /* opaque outside http/ (http/conn.h) */
 typedef struct hsc_req_s hsc_req_t;
 typedef struct hsc_res_s hsc_res_t;
-typedef void (*hsc_handler_fn)(hsc_req_t *req, hsc_res_t *res);
+/**
+ * A route's handler. `ctx` is the handler's own context for the loop the request arrived on
+ * (the server's route table picks it: a hub, a stream context...); it answers through `res`.
+ */
+typedef void (*hsc_handler_fn)(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 typedef struct hsc_route_s {
-    const char *path;
-    bool prefix; /* match every path that starts with `path` */
+    const char *path; /* matched exactly */
     unsigned methods;
     hsc_handler_fn handler;
+    uintptr_t data; /* the table owner's: which context the handler gets */
 } hsc_route_t;
 
 unsigned hsc_method_bit(const char *name, size_t len);
@@ -64,8 +68,7 @@ struct hsc_req_s {
     unsigned method; /* HSC_M_* bit */
     const char *method_name;
     uint8_t http_major, http_minor;
-    bool head_only;       /* HEAD: the writer sends headers and drops the body */
-    bool expect_continue; /* "Expect: 100-continue" */
+    bool head_only; /* HEAD: the writer sends headers and drops the body */
     /* Valid from the end of the head until the response ends; point into `head`. */
     const char *target; /* the raw request-target */
     size_t target_len;
@@ -91,10 +94,17 @@ const char *hsc_req_header(const hsc_req_t *req, const char *name);
 bool hsc_req_accepts(const hsc_req_t *req, const char *token);
 /** The peer's address as text ("127.0.0.1:51234"); valid for the connection's life. */
 const char *hsc_req_peer(const hsc_req_t *req);
-const hsc_server_config_t *hsc_req_config(const hsc_req_t *req);
+/** The loop the request (and its connection) lives on. */
 uv_loop_t *hsc_req_loop(const hsc_req_t *req);
 
 /* ---- the response writer (res.c) ------------------------------------------------------------ */
+
+/** A slice of a shared frame on its way to a socket. */
+typedef struct hsc_outq_item_s {
+    hsc_frame_t *frame;
+    size_t off; /* next byte of the frame to write */
+    size_t end; /* one past the last byte to write (a slice of a shared frame) */
+} hsc_outq_item_t;
 
 typedef void (*hsc_res_cb)(hsc_res_t *res, void *user);
 
@@ -151,73 +161,76 @@ int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *rea
  */
 bool hsc_res_writable(hsc_res_t *res);
 const char *hsc_status_reason(int status);
-
-/* ---- connections (conn.c) -------------------------------------------------------------------- */
-
-typedef struct hsc_outq_item_s {
-    hsc_frame_t *frame;
-    size_t off; /* next byte of the frame to write */
-    size_t end; /* one past the last byte to write (a slice of a shared frame) */
-} hsc_outq_item_t;
-
-typedef struct hsc_worker_s hsc_worker_t;
-
-struct hsc_conn_s {
-    uv_tcp_t tcp; /* first: the handle's address is the connection's */
-    uv_timer_t timer;
-    hsc_worker_t *w;
-    hsc_conn_t *prev, *next; /* on the worker's list */
-    llhttp_t parser;
-    hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
-    hsc_req_t req;
-    hsc_res_t res;
-    int state;      /* CONN_* in conn.c */
-    int timer_mode; /* what the timer is armed for */
-    bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
-    bool corked;      /* hsc_conn_cork(): sends are queued, written together at hsc_conn_uncork() */
-    bool upgrade;     /* the current request asked for Upgrade: close after it */
-    bool dispatching; /* inside conn_dispatch(): a response ending now is picked up there */
-    bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
-    /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
-    hsc_outq_item_t *q;
-    size_t q_head, q_count, q_cap;
-    size_t queued;
-    uv_write_t wreq;
-    unsigned in_flight; /* items handed to the current uv_write, 0 when none */
-    int open_handles;
-    char peer[64];
-};
-
-/** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
-int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/** The request this response answers (valid until the response ends). */
+hsc_req_t *hsc_res_request(hsc_res_t *res);
 /**
- * Cork: until hsc_conn_uncork(), sends are copied to the queue and not written, so that several
- * small writes produced in one turn of the loop (a burst of pieces) leave in one writev().
+ * Sends slices of shared frames (body bytes, already framed as the body mode requires) in order
+ * with as few system calls as possible: one write for up to 64 of them when nothing is queued,
+ * then references (no copy) for the rest while the queue stays under its high-water mark.
+ * Returns how many slices were taken (written or queued; the caller keeps the others for
+ * on_drain), or HSC_ECLOSED / HSC_ENOMEM.
  */
-void hsc_conn_cork(hsc_conn_t *c);
-void hsc_conn_uncork(hsc_conn_t *c);
+int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n);
 /**
- * Sends slices of shared frames in order with as few system calls as possible: one
- * uv_try_write() for up to 64 of them when nothing is queued, then references for the rest while
- * the queue stays under its high-water mark. Returns how many slices were taken (written or
- * queued; the caller keeps the others for on_drain), or HSC_ECLOSED / HSC_ENOMEM.
+ * Gives up on the client: the connection closes on the next loop turn (on_close is called
+ * then), without a proper end of the body. For a subscriber that fell too far behind.
  */
-int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
-/** Called by the writer when a response is complete: next request, or close. */
-void hsc_conn_response_done(hsc_conn_t *c, bool reset);
-/** Closes on the next loop turn (never re-enters the caller). */
-void hsc_conn_close_soon(hsc_conn_t *c);
-void hsc_conn_close(hsc_conn_t *c);
-void hsc_conn_accept(hsc_worker_t *w);
+void hsc_res_close(hsc_res_t *res);
 /**
- * Serves a connected stream socket as if it had been accepted (a Unix socketpair in the request
- * path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.
+ * Cork: until hsc_res_uncork(), writes are queued and not sent, so that several small writes
+ * produced in one turn of the loop (a burst of pieces) leave in one writev().
  */
-int hsc_conn_adopt(hsc_worker_t *w, uv_os_sock_t fd);
-void hsc_conn_start_reading(hsc_conn_t *c);
-/** Shutdown: an idle connection closes now, a busy one after its current response. */
-void hsc_conn_drain(hsc_conn_t *c);
-size_t hsc_conn_low_water(const hsc_conn_t *c);
-size_t hsc_conn_high_water(const hsc_conn_t *c);
+void hsc_res_cork(hsc_res_t *res);
+void hsc_res_uncork(hsc_res_t *res);
+
+/* ---- the transport of one loop (conn.c) ---------------------------------------------------- */
+
+/**
+ * What the transport calls back: the owner of a loop's connections (the server). All calls come
+ * on the loop's thread.
+ */
+typedef struct hsc_http_owner_s {
+    /** A complete request: route it and answer through `res` (now or later). */
+    void (*on_request)(void *ctx, hsc_req_t *req, hsc_res_t *res);
+    /**
+     * Optional: header lines every response to `req` carries ("Name: value\r\n"...), appended
+     * to `out` (NUL-terminated, `cap` bytes in all). CORS headers come this way.
+     */
+    void (*response_headers)(void *ctx, const hsc_req_t *req, char *out, size_t cap);
+    /** A connection closed and left the loop's list (nconns is already one less). */
+    void (*on_closed)(void *ctx);
+} hsc_http_owner_t;
+
+/** One loop's connections. Touched by that loop's thread only, except the counters. */
+typedef struct hsc_http_s {
+    uv_loop_t *loop;
+    const hsc_server_config_t *cfg; /* limits and timeouts; borrowed for the transport's life */
+    const hsc_http_owner_t *owner;
+    void *ctx;                         /* the owner's, passed back in every callback */
+    atomic_uint *nconns_all;           /* open connections of every loop: --max-connections */
+    atomic_uint_fast64_t *next_req_id; /* request ids, unique in the process */
+    hsc_conn_t *conns;                 /* this loop's open connections */
+    size_t nconns;
+    bool draining; /* no keep-alive: every connection closes after its current response */
+    /* Counters: written by this loop's thread only, read by /metrics on any thread. */
+    atomic_uint_fast64_t st_requests, st_bytes_out;
+    char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
+} hsc_http_t;
+
+/** Prepares a loop's transport (no handle is created). Borrows everything it is given. */
+void hsc_http_init(hsc_http_t *h, uv_loop_t *loop, const hsc_server_config_t *cfg,
+                   const hsc_http_owner_t *owner, void *ctx, atomic_uint *nconns_all,
+                   atomic_uint_fast64_t *next_req_id);
+/** Accepts one connection from `listener` (a uv_tcp_t on the same loop). */
+void hsc_http_accept(hsc_http_t *h, uv_stream_t *listener);
+/**
+ * Serves a connected stream socket as if it had been accepted (a Unix socketpair in tests and
+ * in the request path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.
+ */
+int hsc_http_adopt(hsc_http_t *h, uv_os_sock_t fd);
+/** Shutdown: idle connections close now, busy ones after their current response. */
+void hsc_http_drain(hsc_http_t *h);
+/** Closes every connection now (the drain timeout): producers get their on_close. */
+void hsc_http_close_all(hsc_http_t *h);
 
 #endif

@@ -11,7 +11,7 @@
  * producer about pressure through hsc_res_writable() / on_drain. Chunk framing is an iovec
  * [size line, data, CRLF], so data is copied only when the socket cannot take it at once.
  */
-#include "internal.h"
+#include "http/conn.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -88,7 +88,8 @@ static const char *http_date(void)
 
 /* Formats the head into `out`; returns its length or 0 when it does not fit. */
 static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
-                          const char *content_type, const char *extra, int64_t content_length)
+                          const char *content_type, const char *extra, int64_t content_length,
+                          hsc_body_mode_t mode)
 {
     hsc_conn_t *c = res->conn;
     const hsc_req_t *req = &c->req;
@@ -102,14 +103,14 @@ static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
     char length[48] = "";
     if (content_length >= 0)
         snprintf(length, sizeof length, "Content-Length: %lld\r\n", (long long)content_length);
-    else if (res->mode == HSC_BODY_CHUNKED)
+    else if (mode == HSC_BODY_CHUNKED)
         snprintf(length, sizeof length, "Transfer-Encoding: chunked\r\n");
 
     if (status == 204 || status == 304)
         length[0] = '\0'; /* these never have a body, and say nothing of its length */
-    char cors[512] = "";
-    if (c->w->srv->ncors > 0 || c->w->srv->cors_any)
-        hsc_cors_headers(req, cors, sizeof cors);
+    char owner_hdrs[512] = "";
+    if (c->h->owner->response_headers != NULL)
+        c->h->owner->response_headers(c->h->ctx, req, owner_hdrs, sizeof owner_hdrs);
 
     int n = snprintf(out, cap,
                      "HTTP/1.1 %d %s\r\n"
@@ -119,41 +120,45 @@ static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
                      "%s%s%s%s\r\n",
                      status, hsc_status_reason(status), http_date(),
                      content_type ? "Content-Type: " : "", content_type ? content_type : "",
-                     content_type ? "\r\n" : "", extra ? extra : "", cors, length, conn_hdr);
+                     content_type ? "\r\n" : "", extra ? extra : "", owner_hdrs, length, conn_hdr);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
-static int res_begin(hsc_res_t *res, int status, int64_t content_length)
+/*
+ * Formats the head into `out` and, only once it is formatted, marks the response started in its
+ * body mode. Returns the head's length, HSC_ESTATE when a response is already under way, or
+ * HSC_ETOOBIG when the head does not fit (nothing is started then).
+ */
+static ssize_t res_head(hsc_res_t *res, char *out, size_t cap, int status, const char *content_type,
+                        const char *extra, int64_t content_length)
 {
     hsc_conn_t *c = res->conn;
     if (res->started || res->ended)
         return HSC_ESTATE;
     const hsc_req_t *req = &c->req;
     bool http11 = req->http_major > 1 || (req->http_major == 1 && req->http_minor >= 1);
+    hsc_body_mode_t mode = content_length >= 0 ? HSC_BODY_LENGTH
+                           : http11            ? HSC_BODY_CHUNKED
+                                               : HSC_BODY_CLOSE;
+    if (mode == HSC_BODY_CLOSE)
+        c->keep_alive = false; /* the body ends with the connection */
+    size_t n = format_head(res, out, cap, status, content_type, extra, content_length, mode);
+    if (n == 0)
+        return HSC_ETOOBIG;
     res->status = status;
     res->started = true;
-    if (content_length >= 0) {
-        res->mode = HSC_BODY_LENGTH;
-        res->remaining = req->head_only ? 0 : (uint64_t)content_length;
-    } else if (http11) {
-        res->mode = HSC_BODY_CHUNKED;
-    } else {
-        res->mode = HSC_BODY_CLOSE;
-        c->keep_alive = false;
-    }
-    return 0;
+    res->mode = mode;
+    res->remaining = mode == HSC_BODY_LENGTH && !req->head_only ? (uint64_t)content_length : 0;
+    return (ssize_t)n;
 }
 
 int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
                   int64_t content_length)
 {
-    int rc = res_begin(res, status, content_length);
-    if (rc != 0)
-        return rc;
     char head[2048];
-    size_t n = format_head(res, head, sizeof head, status, content_type, extra, content_length);
-    if (n == 0)
-        return HSC_ETOOBIG;
+    ssize_t n = res_head(res, head, sizeof head, status, content_type, extra, content_length);
+    if (n < 0)
+        return (int)n;
     uv_buf_t b = uv_buf_init(head, (unsigned)n);
     return hsc_conn_send(res->conn, &b, 1);
 }
@@ -231,12 +236,11 @@ void hsc_res_abort(hsc_res_t *res)
 int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const char *extra,
                  const void *body, size_t len)
 {
-    int rc = res_begin(res, status, (int64_t)len);
-    if (rc != 0)
-        return rc;
     char head[2048];
-    size_t n = format_head(res, head, sizeof head, status, content_type, extra, (int64_t)len);
-    if (n == 0) {
+    ssize_t n = res_head(res, head, sizeof head, status, content_type, extra, (int64_t)len);
+    if (n == HSC_ESTATE)
+        return (int)n;
+    if (n < 0) { /* no head fits: the connection cannot go on */
         res->ended = true;
         res->conn->keep_alive = false;
         hsc_conn_response_done(res->conn, false);
@@ -244,7 +248,7 @@ int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const cha
     }
     uv_buf_t b[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, (unsigned)len)};
     unsigned nb = res->conn->req.head_only || len == 0 ? 1 : 2;
-    rc = hsc_conn_send(res->conn, b, nb);
+    int rc = hsc_conn_send(res->conn, b, nb);
     res->remaining = 0;
     res->ended = true;
     res->on_close = NULL;
@@ -271,4 +275,31 @@ bool hsc_res_writable(hsc_res_t *res)
         return true;
     res->want_drain = true;
     return false;
+}
+
+hsc_req_t *hsc_res_request(hsc_res_t *res)
+{
+    return &res->conn->req;
+}
+
+int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n)
+{
+    if (!res->started || res->ended)
+        return HSC_ESTATE;
+    return hsc_conn_send_slices(res->conn, it, n);
+}
+
+void hsc_res_close(hsc_res_t *res)
+{
+    hsc_conn_close_soon(res->conn);
+}
+
+void hsc_res_cork(hsc_res_t *res)
+{
+    hsc_conn_cork(res->conn);
+}
+
+void hsc_res_uncork(hsc_res_t *res)
+{
+    hsc_conn_uncork(res->conn);
 }

@@ -1,10 +1,10 @@
 /*
- * The router: a small table of routes, matched in order. A route matches a path exactly, or as a
- * prefix when its path ends in '/' and `prefix` is set. When a path matches some route but none
- * for the request's method, the result is HSC_EMETHOD with the union of allowed methods, which
- * the server turns into 405 and an Allow header. Pure: no I/O, no allocation.
+ * The router: a small table of routes, matched in order. A route matches a path exactly. When a
+ * path matches some route but none for the request's method, the result is HSC_EMETHOD with the
+ * union of allowed methods, which the server turns into 405 and an Allow header. Pure: no I/O, no
+ * allocation.
  */
-#include "internal.h"
+#include "http/http.h"
 
 #include <string.h>
 
@@ -50,8 +50,6 @@ size_t hsc_methods_format(unsigned mask, char *out, size_t cap)
 static int path_matches(const hsc_route_t *r, const char *path, size_t len)
 {
     size_t rl = strlen(r->path);
-    if (r->prefix)
-        return len >= rl && memcmp(path, r->path, rl) == 0;
     return len == rl && memcmp(path, r->path, rl) == 0;
 }
 

@@ -11,7 +11,7 @@
  * several channels is refused whole), or hsc_stream. 401 for a missing or bad token, 403 for a
  * valid one that does not cover the request.
  */
-#include "internal.h"
+#include "policy/policy.h"
 #include "policy/jwt.h"
 
 #include <openssl/crypto.h>
@@ -111,10 +111,9 @@ static int deny(hsc_res_t *res, int status, const char *reason)
     return status;
 }
 
-int hsc_auth_require(hsc_req_t *req, hsc_res_t *res, hsc_auth_action_t act, const char *names,
-                     size_t stride, size_t n)
+int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
+                     hsc_auth_action_t act, const char *names, size_t stride, size_t n)
 {
-    const hsc_server_config_t *cfg = hsc_req_config(req);
     if (!hsc_auth_protects(cfg, act))
         return 0;
     char *tok = malloc(HSC_JWT_MAX + 1);

@@ -5,14 +5,15 @@
  * preflights are answered for the route's methods. Origins are compared exactly, as browsers
  * send them ("https://app.example:8443", no path).
  */
-#include "internal.h"
+#include "policy/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int hsc_cors_setup(hsc_server_t *srv, const char *list)
+int hsc_cors_setup(hsc_cors_t *cors, const char *list)
 {
+    memset(cors, 0, sizeof *cors);
     if (list == NULL)
         return 0;
     for (const char *p = list; *p != '\0';) {
@@ -23,17 +24,17 @@ int hsc_cors_setup(hsc_server_t *srv, const char *list)
         while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
             n--;
         if (n == 1 && *p == '*') {
-            srv->cors_any = true;
+            cors->any = true;
         } else if (n > 0) {
             if (memchr(p, '\r', n) || memchr(p, '\n', n))
                 return HSC_EINVAL;
-            char **v = realloc(srv->cors, (srv->ncors + 1) * sizeof *v);
+            char **v = realloc(cors->origins, (cors->n + 1) * sizeof *v);
             if (v == NULL)
                 return HSC_ENOMEM;
-            srv->cors = v;
-            if ((v[srv->ncors] = strndup(p, n)) == NULL)
+            cors->origins = v;
+            if ((v[cors->n] = strndup(p, n)) == NULL)
                 return HSC_ENOMEM;
-            srv->ncors++;
+            cors->n++;
         }
         if (end == NULL)
             break;
@@ -42,37 +43,38 @@ int hsc_cors_setup(hsc_server_t *srv, const char *list)
     return 0;
 }
 
-void hsc_cors_free(hsc_server_t *srv)
+void hsc_cors_dispose(hsc_cors_t *cors)
 {
-    for (size_t i = 0; i < srv->ncors; i++)
-        free(srv->cors[i]);
-    free(srv->cors);
-    srv->cors = NULL;
-    srv->ncors = 0;
+    for (size_t i = 0; i < cors->n; i++)
+        free(cors->origins[i]);
+    free(cors->origins);
+    cors->origins = NULL;
+    cors->n = 0;
 }
 
 /* The request's Origin when it is allowed, else NULL. */
-static const char *allowed_origin(const hsc_req_t *req, bool *any)
+static const char *allowed_origin(const hsc_cors_t *cors, const hsc_req_t *req, bool *any)
 {
-    const hsc_server_t *srv = req->conn->w->srv;
     const char *origin = hsc_req_header(req, "Origin");
     *any = false;
     if (origin == NULL || strpbrk(origin, "\r\n") != NULL)
         return NULL;
-    for (size_t i = 0; i < srv->ncors; i++)
-        if (strcmp(srv->cors[i], origin) == 0)
+    for (size_t i = 0; i < cors->n; i++)
+        if (strcmp(cors->origins[i], origin) == 0)
             return origin;
-    if (srv->cors_any) {
+    if (cors->any) {
         *any = true;
         return origin;
     }
     return NULL;
 }
 
-void hsc_cors_headers(const hsc_req_t *req, char *out, size_t cap)
+void hsc_cors_headers(const hsc_cors_t *cors, const hsc_req_t *req, char *out, size_t cap)
 {
+    if (cors->n == 0 && !cors->any)
+        return;
     bool any;
-    const char *origin = allowed_origin(req, &any);
+    const char *origin = allowed_origin(cors, req, &any);
     size_t len = strlen(out);
     if (origin == NULL || len >= cap)
         return;
@@ -99,13 +101,13 @@ static bool token_list(const char *s)
     return true;
 }
 
-void hsc_options_handle(hsc_req_t *req, hsc_res_t *res, unsigned methods)
+void hsc_cors_options(const hsc_cors_t *cors, hsc_req_t *req, hsc_res_t *res, unsigned methods)
 {
     char allow[96], extra[1024];
     hsc_methods_format(methods, allow, sizeof allow);
     int n = snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
     bool any;
-    const char *origin = allowed_origin(req, &any);
+    const char *origin = allowed_origin(cors, req, &any);
     const char *want = hsc_req_header(req, "Access-Control-Request-Method");
     if (origin != NULL && want != NULL) {
         const char *hdrs = hsc_req_header(req, "Access-Control-Request-Headers");

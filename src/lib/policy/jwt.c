@@ -2,7 +2,7 @@
  * HS256 JSON Web Tokens: base64url decoding, signature verification with OpenSSL's HMAC and
  * CRYPTO_memcmp(), the header and time claims, channel patterns (jwt.h, docs/security.md).
  */
-#include "jwt.h"
+#include "policy/jwt.h"
 
 #include <math.h>
 #include <openssl/crypto.h>

@@ -22,17 +22,24 @@ bool hsc_auth_protects(const hsc_server_config_t *cfg, hsc_auth_action_t act);
  * apart (NUL-terminated; none for HSC_AUTH_STREAM). Returns 0 when allowed; otherwise it has
  * answered (401 with WWW-Authenticate, 403, or 503) and returns that status.
  */
-int hsc_auth_require(hsc_req_t *req, hsc_res_t *res, hsc_auth_action_t act, const char *names,
-                     size_t stride, size_t n);
+int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
+                     hsc_auth_action_t act, const char *names, size_t stride, size_t n);
 
 /* ---- CORS (cors.c) --------------------------------------------------------------------------- */
 
-/** Splits --cors-origin into srv->cors / cors_any. Returns 0, HSC_EINVAL or HSC_ENOMEM. */
-int hsc_cors_setup(hsc_server_t *srv, const char *list);
-void hsc_cors_free(hsc_server_t *srv);
+/** --cors-origin, split: exact origins, and whether "*" (any origin) is allowed. */
+typedef struct hsc_cors_s {
+    char **origins;
+    size_t n;
+    bool any;
+} hsc_cors_t;
+
+/** Fills `cors` from a comma-separated list (NULL: none). Returns 0, HSC_EINVAL or HSC_ENOMEM. */
+int hsc_cors_setup(hsc_cors_t *cors, const char *list);
+void hsc_cors_dispose(hsc_cors_t *cors);
 /** Appends the CORS response headers for the request's Origin to `out` (NUL-terminated). */
-void hsc_cors_headers(const hsc_req_t *req, char *out, size_t cap);
+void hsc_cors_headers(const hsc_cors_t *cors, const hsc_req_t *req, char *out, size_t cap);
 /** Answers an OPTIONS request (a CORS preflight or a plain OPTIONS) for a route's methods. */
-void hsc_options_handle(hsc_req_t *req, hsc_res_t *res, unsigned methods);
+void hsc_cors_options(const hsc_cors_t *cors, hsc_req_t *req, hsc_res_t *res, unsigned methods);
 
 #endif

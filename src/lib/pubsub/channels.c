@@ -236,7 +236,6 @@ int hsc_registry_new(hsc_server_t *srv)
     hsc_event_id_format(id, reg->epoch, 0);
     snprintf(reg->epoch_s, sizeof reg->epoch_s, "%.*s", (int)(strchr(id, '-') - id), id);
     reg->nworkers = srv->nworkers;
-    srand((unsigned)(reg->epoch ^ (reg->epoch >> 32)));
     srv->reg = reg;
     return 0;
 }
@@ -412,7 +411,7 @@ static size_t sub_write(hsc_sub_t *s, hsc_frame_t *const *f, size_t n)
             frame_body(f[i], &it[i].off, &it[i].end);
     }
     s->active = true;
-    int k = hsc_conn_send_slices(s->res->conn, it, (unsigned)n);
+    int k = hsc_res_send_slices(s->res, it, (unsigned)n);
     if (k < 0)
         return n; /* the connection is closing: nothing more will reach it */
     HSC_STAT_ADD(s->w->st_delivered, (uint64_t)k);
@@ -444,8 +443,8 @@ static void sub_drop(hsc_sub_t *s)
     s->dropped = true;
     HSC_STAT_ADD(s->w->st_slow_dropped, 1);
     HSC_LOG(HSC_LOG_INFO, "req %llu: subscriber fell %zu bytes behind, disconnecting",
-            (unsigned long long)s->res->conn->req.id, s->bl_bytes);
-    hsc_conn_close_soon(s->res->conn);
+            (unsigned long long)hsc_res_request(s->res)->id, s->bl_bytes);
+    hsc_res_close(s->res);
 }
 
 /* Takes a new reference to `f` into the backlog; false when the subscriber must be dropped. */
@@ -815,9 +814,9 @@ static int parse_channels(const hsc_req_t *req, names_t *out, const char **reaso
     return 0;
 }
 
-static void publish(hsc_req_t *req, hsc_res_t *res)
+static void publish(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res)
 {
-    hsc_server_t *srv = req->conn->w->srv;
+    hsc_server_t *srv = w->srv;
     char name[HSC_CHANNEL_MAX + 1];
     names_t names = {.v = &name, .max = 1};
     const char *reason = NULL;
@@ -826,7 +825,7 @@ static void publish(hsc_req_t *req, hsc_res_t *res)
         fail(req, res, status, reason);
         return;
     }
-    if (hsc_auth_require(req, res, HSC_AUTH_PUBLISH, name, sizeof name, 1) != 0)
+    if (hsc_auth_require(&srv->cfg, req, res, HSC_AUTH_PUBLISH, name, sizeof name, 1) != 0)
         return;
     char type[HSC_EVENT_TYPE_MAX * 3 + 1];
     ssize_t tl = hsc_query_get(req->query, req->query_len, "event", type, sizeof type);
@@ -1011,9 +1010,8 @@ static void write_gap(hsc_sub_t *s, gap_t gap, const char *last, size_t last_len
     free(data);
 }
 
-static void subscribe(hsc_req_t *req, hsc_res_t *res)
+static void subscribe(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res)
 {
-    hsc_worker_t *w = req->conn->w;
     hsc_server_t *srv = w->srv;
     hsc_registry_t *reg = srv->reg;
     size_t max = srv->cfg.max_subscription_channels ? srv->cfg.max_subscription_channels : 1;
@@ -1036,13 +1034,13 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
         fail(req, res, 503, "out of memory");
         return;
     }
-    if (hsc_auth_require(req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0], names.n) !=
-        0) {
+    if (hsc_auth_require(&srv->cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0],
+                         names.n) != 0) {
         free(names.v);
         free(s);
         return;
     }
-    if (w->draining) { /* shutting down: come back to the next instance */
+    if (w->http.draining) { /* shutting down: come back to the next instance */
         free(names.v);
         free(s);
         fail(req, res, 503, "shutting down");
@@ -1117,77 +1115,25 @@ static void subscribe(hsc_req_t *req, hsc_res_t *res)
     sub_flush(s);
 }
 
-void hsc_events_handle(hsc_req_t *req, hsc_res_t *res)
+void hsc_events_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
     if (req->method == HSC_M_POST)
-        publish(req, res);
+        publish(ctx, req, res);
     else
-        subscribe(req, res);
+        subscribe(ctx, req, res);
 }
 
-/* ---- /metrics -------------------------------------------------------------------------------- */
+/* ---- statistics ----------------------------------------------------------------------------- */
 
-void hsc_metrics_handle(hsc_req_t *req, hsc_res_t *res)
+void hsc_registry_stats(hsc_registry_t *reg, hsc_pubsub_stats_t *out)
 {
-    (void)req;
-    hsc_server_t *srv = req->conn->w->srv;
-    hsc_registry_t *reg = srv->reg;
-    uint64_t requests = 0, bytes = 0, delivered = 0, dropped = 0;
-    for (unsigned i = 0; i < srv->nworkers; i++) {
-        hsc_worker_t *w = &srv->workers[i];
-        requests += atomic_load_explicit(&w->st_requests, memory_order_relaxed);
-        bytes += atomic_load_explicit(&w->st_bytes_out, memory_order_relaxed);
-        delivered += atomic_load_explicit(&w->st_delivered, memory_order_relaxed);
-        dropped += atomic_load_explicit(&w->st_slow_dropped, memory_order_relaxed);
-    }
     uv_mutex_lock(&reg->mu);
-    size_t nchans = reg->nchans, hev = reg->hist_events, hby = reg->hist_bytes;
-    uint64_t published = reg->published;
+    out->channels = reg->nchans;
+    out->history_events = reg->hist_events;
+    out->history_bytes = reg->hist_bytes;
+    out->published = reg->published;
     uv_mutex_unlock(&reg->mu);
-    char body[4096];
-    int n = snprintf(
-        body, sizeof body,
-        "# HELP hsc_connections Open client connections.\n"
-        "# TYPE hsc_connections gauge\n"
-        "hsc_connections %u\n"
-        "# HELP hsc_subscribers Open /v1/events subscriptions.\n"
-        "# TYPE hsc_subscribers gauge\n"
-        "hsc_subscribers %u\n"
-        "# HELP hsc_channels Channels with subscribers or history.\n"
-        "# TYPE hsc_channels gauge\n"
-        "hsc_channels %zu\n"
-        "# HELP hsc_history_events Events held in history.\n"
-        "# TYPE hsc_history_events gauge\n"
-        "hsc_history_events %zu\n"
-        "# HELP hsc_history_bytes Encoded bytes held in history.\n"
-        "# TYPE hsc_history_bytes gauge\n"
-        "hsc_history_bytes %zu\n"
-        "# HELP hsc_events_published_total Events accepted by POST /v1/events.\n"
-        "# TYPE hsc_events_published_total counter\n"
-        "hsc_events_published_total %llu\n"
-        "# HELP hsc_events_delivered_total Events written to subscribers.\n"
-        "# TYPE hsc_events_delivered_total counter\n"
-        "hsc_events_delivered_total %llu\n"
-        "# HELP hsc_bytes_out_total Bytes written to client sockets.\n"
-        "# TYPE hsc_bytes_out_total counter\n"
-        "hsc_bytes_out_total %llu\n"
-        "# HELP hsc_resumes_total Reconnections served exactly from history.\n"
-        "# TYPE hsc_resumes_total counter\n"
-        "hsc_resumes_total %llu\n"
-        "# HELP hsc_resumes_missed_total Reconnections that got an hsc.gap event.\n"
-        "# TYPE hsc_resumes_missed_total counter\n"
-        "hsc_resumes_missed_total %llu\n"
-        "# HELP hsc_slow_subscribers_dropped_total Subscribers disconnected for falling behind.\n"
-        "# TYPE hsc_slow_subscribers_dropped_total counter\n"
-        "hsc_slow_subscribers_dropped_total %llu\n"
-        "# HELP hsc_requests_total Requests received.\n"
-        "# TYPE hsc_requests_total counter\n"
-        "hsc_requests_total %llu\n",
-        atomic_load(&srv->nconns), atomic_load(&reg->nsubs), nchans, hev, hby,
-        (unsigned long long)published, (unsigned long long)delivered, (unsigned long long)bytes,
-        (unsigned long long)atomic_load(&reg->resumes),
-        (unsigned long long)atomic_load(&reg->missed), (unsigned long long)dropped,
-        (unsigned long long)requests);
-    hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
-                 "Cache-Control: no-store\r\n", body, (size_t)n);
+    out->subscribers = atomic_load_explicit(&reg->nsubs, memory_order_relaxed);
+    out->resumes = atomic_load_explicit(&reg->resumes, memory_order_relaxed);
+    out->missed = atomic_load_explicit(&reg->missed, memory_order_relaxed);
 }

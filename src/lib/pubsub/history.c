@@ -7,7 +7,7 @@
  * binary search. `evicted_seq` remembers the newest sequence number ever evicted: a subscriber
  * resuming after N has lost nothing exactly when evicted_seq <= N.
  */
-#include "internal.h"
+#include "pubsub/pubsub.h"
 
 #include <stdlib.h>
 

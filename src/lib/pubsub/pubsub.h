@@ -7,6 +7,8 @@
 #include "http/http.h"
 #include "policy/policy.h"
 
+typedef struct hsc_worker_s hsc_worker_t;
+
 /* ---- history rings (history.c) --------------------------------------------------------------- */
 
 typedef struct hsc_hist_entry_s {
@@ -85,7 +87,14 @@ void hsc_chw_drain(hsc_worker_t *w);
 void hsc_chw_close(hsc_worker_t *w);
 /** After the worker's loop has ended: frees what is left in its inbox. */
 void hsc_chw_free(hsc_worker_t *w);
-void hsc_events_handle(hsc_req_t *req, hsc_res_t *res);
-void hsc_metrics_handle(hsc_req_t *req, hsc_res_t *res);
+typedef struct hsc_pubsub_stats_s {
+    size_t channels, history_events, history_bytes;
+    uint64_t published;
+    unsigned subscribers;
+    uint64_t resumes, missed;
+} hsc_pubsub_stats_t;
+void hsc_registry_stats(hsc_registry_t *reg, hsc_pubsub_stats_t *out);
+
+void hsc_events_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 #endif

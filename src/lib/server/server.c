@@ -16,7 +16,7 @@
  * their current response (then close), and after drain_timeout closes whatever is left. A worker's
  * loop ends when its last handle is closed; hsc_server_run() joins the threads and returns.
  */
-#include "internal.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -49,7 +49,6 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->kill_grace_ms = 500;
     cfg->keepalive_ms = 15000;
     cfg->handle_signals = 1;
-    cfg->log_level = HSC_LOG_NOTICE;
     cfg->history = 100;
     cfg->history_bytes = 256 * 1024;
     cfg->history_age_ms = 3600 * 1000;
@@ -139,7 +138,7 @@ static void on_connection(uv_stream_t *listener, int status)
         HSC_LOG(HSC_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
-    hsc_conn_accept(w);
+    hsc_http_accept(&w->http, listener);
 }
 
 static int worker_listen(hsc_worker_t *w)
@@ -169,7 +168,7 @@ static void on_worker_handle_closed(uv_handle_t *h)
 
 void hsc_worker_maybe_finish(hsc_worker_t *w)
 {
-    if (!w->draining || w->nconns > 0 || uv_is_closing((uv_handle_t *)&w->wake))
+    if (!w->http.draining || w->http.nconns > 0 || uv_is_closing((uv_handle_t *)&w->wake))
         return;
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->wake, on_worker_handle_closed);
@@ -179,28 +178,23 @@ void hsc_worker_maybe_finish(hsc_worker_t *w)
 static void on_drain_timeout(uv_timer_t *t)
 {
     hsc_worker_t *w = t->data;
-    if (w->nconns > 0)
+    if (w->http.nconns > 0)
         HSC_LOG(HSC_LOG_NOTICE, "worker %u: --drain-timeout reached, closing %zu connection(s)",
-                w->index, w->nconns);
-    while (w->conns != NULL)
-        hsc_conn_close(w->conns);
+                w->index, w->http.nconns);
+    hsc_http_close_all(&w->http);
     hsc_worker_maybe_finish(w);
 }
 
 static void on_wake(uv_async_t *a)
 {
     hsc_worker_t *w = a->data;
-    if (!atomic_load(&w->srv->stopping) || w->draining)
+    if (!atomic_load(&w->srv->stopping) || w->http.draining)
         return;
-    w->draining = true;
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
     if (w->pool != NULL)
         hsc_pool_stop(w);
+    hsc_http_drain(&w->http);
     hsc_chw_drain(w);
-    for (hsc_conn_t *c = w->conns, *next; c != NULL; c = next) {
-        next = c->next;
-        hsc_conn_drain(c);
-    }
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv->cfg.drain_timeout_ms, 0);
     hsc_worker_maybe_finish(w);
 }
@@ -233,24 +227,47 @@ static void raise_fd_limit(hsc_server_t *srv)
     }
 }
 
-static void build_routes(hsc_server_t *srv)
+/* Copies a string the configuration only borrows; false when out of memory. */
+static bool copy_string(const char **field)
 {
-    size_t n = 0;
-    srv->routes = calloc(5 + hsc_assets_count, sizeof *srv->routes);
-    if (srv->routes == NULL)
-        abort();
-    srv->routes[n++] =
-        (hsc_route_t){"/v1/stream", false, HSC_M_GET | HSC_M_HEAD | HSC_M_POST | HSC_M_OPTIONS,
-                      hsc_stream_handle};
-    srv->routes[n++] = (hsc_route_t){"/v1/events", false, HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS,
-                                     hsc_events_handle};
-    srv->routes[n++] = (hsc_route_t){"/healthz", false, HSC_M_GET | HSC_M_HEAD, hsc_healthz_handle};
-    srv->routes[n++] = (hsc_route_t){"/metrics", false, HSC_M_GET | HSC_M_HEAD, hsc_metrics_handle};
-    srv->routes[n++] = (hsc_route_t){"/", false, HSC_M_GET | HSC_M_HEAD, hsc_static_handle};
-    for (size_t i = 0; i < hsc_assets_count; i++)
-        srv->routes[n++] =
-            (hsc_route_t){hsc_assets[i].path, false, HSC_M_GET | HSC_M_HEAD, hsc_static_handle};
-    srv->nroutes = n;
+    if (*field == NULL)
+        return true;
+    char *c = strdup(*field);
+    *field = c;
+    return c != NULL;
+}
+
+/*
+ * The configuration is the server's own copy (server.h): every string and the JWT key are
+ * copied, so the caller may free or reuse its own at once.
+ */
+static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
+{
+    srv->cfg = *cfg;
+    hsc_server_config_t *c = &srv->cfg;
+    if (c->listen == NULL)
+        c->listen = "127.0.0.1:8000";
+    const char **strings[] = {&c->listen,          &c->exec,
+                              &c->cors_origin,     &c->publish_token,
+                              &c->subscribe_token, &c->stream_token};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        srv->owned[i] = NULL;
+        if (ok) {
+            ok = copy_string(strings[i]);
+            srv->owned[i] = (char *)*strings[i];
+        } else {
+            *strings[i] = NULL;
+        }
+    }
+    if (ok && c->jwt_key_len > 0) {
+        void *key = malloc(c->jwt_key_len);
+        if (key != NULL)
+            memcpy(key, cfg->jwt_key, c->jwt_key_len);
+        c->jwt_key = srv->jwt_key_copy = key;
+        ok = key != NULL;
+    }
+    return ok ? 0 : HSC_ENOMEM;
 }
 
 int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
@@ -259,15 +276,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     hsc_server_t *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return HSC_ENOMEM;
-    srv->cfg = *cfg;
-    srv->listen_copy = strdup(cfg->listen ? cfg->listen : "127.0.0.1:8000");
-    srv->cfg.listen = srv->listen_copy;
-    if (cfg->exec != NULL) {
-        srv->exec_copy = strdup(cfg->exec);
-        srv->cfg.exec = srv->exec_copy;
-    }
-    hsc_log_set_level(cfg->log_level);
-    int rc = parse_listen(srv, srv->cfg.listen);
+    int rc = copy_config(srv, cfg);
+    if (rc == 0)
+        rc = parse_listen(srv, srv->cfg.listen);
     if (rc != 0) {
         hsc_server_free(srv);
         return rc;
@@ -289,8 +300,8 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->stop_async.data = srv;
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
-    build_routes(srv);
-    if ((rc = hsc_cors_setup(srv, cfg->cors_origin)) != 0 || (rc = hsc_registry_new(srv)) != 0) {
+    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin)) != 0 ||
+        (rc = hsc_registry_new(srv)) != 0) {
         hsc_server_free(srv);
         return rc;
     }
@@ -314,6 +325,8 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
+        hsc_http_init(&w->http, &w->loop, &srv->cfg, &hsc_routes_owner, w, &srv->nconns,
+                      &srv->next_req_id);
         hsc_chw_init(w);
         /* --max-processes and --queue are split across workers: no lock on the request path. */
         w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
@@ -462,9 +475,9 @@ void hsc_server_free(hsc_server_t *srv)
     }
     close_main_loop(srv);
     hsc_registry_free(srv);
-    hsc_cors_free(srv);
-    free(srv->routes);
-    free(srv->listen_copy);
-    free(srv->exec_copy);
+    hsc_cors_dispose(&srv->cors);
+    for (size_t i = 0; i < sizeof srv->owned / sizeof srv->owned[0]; i++)
+        free(srv->owned[i]);
+    free(srv->jwt_key_copy);
     free(srv);
 }

@@ -19,21 +19,18 @@ struct hsc_worker_s {
     uv_async_t wake;
     uv_timer_t drain_timer;
     uv_thread_t thread;
-    hsc_conn_t *conns; /* list of open connections */
-    size_t nconns;
-    bool draining;
+    hsc_http_t http; /* this loop's connections */
     hsc_exec_slots_t exec;
     hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
     hsc_chw_t ch;
     /* Counters: written by this worker's thread only, read by /metrics on any thread. */
-    atomic_uint_fast64_t st_requests, st_bytes_out, st_delivered, st_slow_dropped;
-    char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
+    atomic_uint_fast64_t st_delivered, st_slow_dropped;
 };
 
 struct hsc_server_s {
-    hsc_server_config_t cfg;
-    char *listen_copy;
-    char *exec_copy;
+    hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
+    char *owned[6];
+    void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
     int port;
@@ -47,17 +44,22 @@ struct hsc_server_s {
     uv_async_t stop_async;
     uv_signal_t sigint, sigterm;
     const hsc_responder_t *responder;
-    hsc_route_t *routes;
-    size_t nroutes;
     hsc_registry_t *reg;
     uv_timer_t sweep_timer;
-    char **cors; /* --cors-origin, split; NULL when off */
-    size_t ncors;
-    bool cors_any;
+    hsc_cors_t cors;    /* --cors-origin */
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
-/** Called by a worker when its last connection has closed while draining. */
+/** Called when a worker's connection has closed: the worker ends once drained and empty. */
 void hsc_worker_maybe_finish(hsc_worker_t *w);
+
+/* ---- the route table (routes.c) -------------------------------------------------------------- */
+
+/** What a worker's transport calls: routing, OPTIONS and CORS, 404 and 405. */
+extern const hsc_http_owner_t hsc_routes_owner;
+
+/* ---- /metrics (metrics.c) -------------------------------------------------------------------- */
+
+void hsc_metrics_handle(void *srv, hsc_req_t *req, hsc_res_t *res);
 
 #endif

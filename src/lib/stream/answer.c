@@ -13,7 +13,7 @@
  * Lifetime: an answer is created here and freed by hsc_answer_end(), hsc_answer_fail() or, when
  * the client goes away first, by on_close after the responder's cancel().
  */
-#include "internal.h"
+#include "server/server.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -200,7 +200,8 @@ void hsc_answer_fail(hsc_answer_t *a, const char *reason)
     answer_free(a);
 }
 
-static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_t len)
+static void start_answer(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res, const char *text,
+                         size_t len)
 {
     if (len == 0) {
         hsc_res_error(res, 400, NULL, "the request text is empty", false);
@@ -224,10 +225,11 @@ static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_
     a->text_len = len;
     a->req = req;
     a->res = res;
-    a->loop = hsc_req_loop(req);
-    a->cfg = hsc_req_config(req);
+    a->w = w;
+    a->loop = &w->loop;
+    a->cfg = &w->srv->cfg;
     a->sse = hsc_req_accepts(req, "text/event-stream");
-    a->responder = req->conn->w->srv->responder;
+    a->responder = w->srv->responder;
     uv_timer_init(a->loop, &a->keepalive);
     a->keepalive.data = a;
     if (a->responder->admit != NULL && a->responder->admit(a) != 0) {
@@ -263,12 +265,13 @@ static void start_answer(hsc_req_t *req, hsc_res_t *res, const char *text, size_
     }
 }
 
-void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res)
+void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
-    if (hsc_auth_require(req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+    hsc_worker_t *w = ctx;
+    if (hsc_auth_require(&w->srv->cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
         return;
     if (req->method == HSC_M_POST) {
-        start_answer(req, res, req->body.data ? req->body.data : "", req->body.len);
+        start_answer(w, req, res, req->body.data ? req->body.data : "", req->body.len);
         return;
     }
     char *q = malloc(req->query_len + 1);
@@ -285,13 +288,14 @@ void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res)
     else if (n < 0)
         hsc_res_error(res, 400, NULL, "bad percent-encoding in the query string", false);
     else
-        start_answer(req, res, q, (size_t)n);
+        start_answer(w, req, res, q, (size_t)n);
     free(q);
 }
 
-void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res)
+void hsc_legacy_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
-    if (hsc_auth_require(req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+    hsc_worker_t *w = ctx;
+    if (hsc_auth_require(&w->srv->cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
         return;
     if (req->path_len < 1 || req->path[0] != '/') {
         hsc_res_error(res, 400, NULL, "the request target must start with '/'", false);
@@ -306,6 +310,6 @@ void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res)
     if (n < 0)
         hsc_res_error(res, 400, NULL, "bad percent-encoding in the path", false);
     else
-        start_answer(req, res, text, (size_t)n);
+        start_answer(w, req, res, text, (size_t)n);
     free(text);
 }

@@ -64,9 +64,9 @@ static void demo_tick(uv_timer_t *t)
      * as many as the client's queue takes; the rest when it drains (demo_resume).
      */
     bool burst = d->a->cfg->interval_ms == 0;
-    hsc_conn_t *conn = d->a->res->conn;
+    hsc_res_t *res = d->a->res; /* the answer may end in the loop; the response stays this turn */
     if (burst)
-        hsc_conn_cork(conn);
+        hsc_res_cork(res);
     do {
         if (!hsc_answer_writable(d->a)) {
             uv_timer_stop(&d->timer);
@@ -75,7 +75,7 @@ static void demo_tick(uv_timer_t *t)
         }
     } while (demo_piece(d) && burst);
     if (burst)
-        hsc_conn_uncork(conn);
+        hsc_res_uncork(res);
 }
 
 static int demo_start(hsc_answer_t *a)

@@ -53,7 +53,7 @@ static void exec_spawn_next(hsc_worker_t *w);
 
 static hsc_worker_t *worker_of(hsc_answer_t *a)
 {
-    return a->req->conn->w;
+    return a->w;
 }
 
 static void proc_free_if_closed(exec_proc_t *p)
@@ -163,7 +163,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     exec_proc_t *p = h->data;
-    *buf = uv_buf_init(p->w->rbuf, sizeof p->w->rbuf);
+    *buf = uv_buf_init(p->w->http.rbuf, sizeof p->w->http.rbuf);
 }
 
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -303,7 +303,7 @@ static void proc_start_or_fail(exec_proc_t *p)
 
 static void exec_spawn_next(hsc_worker_t *w)
 {
-    while (w->exec.head != NULL && w->exec.running < w->exec.limit && !w->draining) {
+    while (w->exec.head != NULL && w->exec.running < w->exec.limit && !w->http.draining) {
         exec_proc_t *p = w->exec.head;
         w->exec.head = p->next;
         if (w->exec.head == NULL)

@@ -238,7 +238,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     pool_proc_t *p = h->data;
-    *buf = uv_buf_init(p->pool->w->rbuf, sizeof p->pool->w->rbuf);
+    *buf = uv_buf_init(p->pool->w->http.rbuf, sizeof p->pool->w->http.rbuf);
 }
 
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -452,7 +452,7 @@ static void pool_dispatch(hsc_pool_t *pool)
 
 static hsc_pool_t *pool_of(hsc_answer_t *a)
 {
-    return a->req->conn->w->pool;
+    return a->w->pool;
 }
 
 static int pool_admit(hsc_answer_t *a)

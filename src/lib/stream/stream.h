@@ -8,9 +8,12 @@
 #include "http/http.h"
 #include "policy/policy.h"
 
+typedef struct hsc_worker_s hsc_worker_t;
+
 /* ---- answers and responders (answer.c, demo.c) ----------------------------------------------- */
 
 struct hsc_answer_s {
+    hsc_worker_t *w; /* the loop's */
     hsc_res_t *res;
     hsc_req_t *req;
     uv_loop_t *loop;
@@ -61,7 +64,7 @@ typedef struct hsc_exec_slots_s {
 } hsc_exec_slots_t;
 
 /* Route handlers: /v1/stream and the template's GET /<text>. */
-void hsc_stream_handle(hsc_req_t *req, hsc_res_t *res);
-void hsc_legacy_handle(hsc_req_t *req, hsc_res_t *res);
+void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+void hsc_legacy_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 #endif
