@@ -168,19 +168,26 @@ static int send_piece(void *user, const char *p, size_t n)
     return 0;
 }
 
+/* The event's type is `t`, byte for byte: a type may hold a NUL, which strcmp() would stop at. */
+static bool type_is(const hsc_sse_msg_t *m, const char *t)
+{
+    size_t n = strlen(t);
+    return m->type_len == n && memcmp(m->type, t, n) == 0;
+}
+
 static int send_event(void *user, const hsc_sse_msg_t *m)
 {
     send_state_t *st = user;
-    if (strcmp(m->type, "done") == 0) {
+    if (type_is(m, "done")) {
         st->done = true;
         return 0;
     }
-    if (strcmp(m->type, "error") == 0) {
+    if (type_is(m, "error")) {
         st->failed = true;
         snprintf(st->reason, sizeof st->reason, "%s", m->data);
         return 0;
     }
-    if (strcmp(m->type, "message") == 0) {
+    if (type_is(m, "message")) {
         fwrite(m->data, 1, m->data_len, stdout);
         fflush(stdout);
     }
@@ -314,12 +321,13 @@ typedef struct listen_state_s {
 static int listen_event(void *user, const hsc_sse_msg_t *m)
 {
     listen_state_t *st = user;
-    bool gap = strcmp(m->type, "hsc.gap") == 0;
+    bool gap = type_is(m, "hsc.gap");
     if (gap && !st->quiet)
         fprintf(stderr, "hsc listen: history notice: %s\n", m->data);
     if (st->format == FMT_JSON) {
-        json_t *j =
-            json_pack("{s:s,s:s%,s:s}", "type", m->type, "data", m->data, m->data_len, "id", m->id);
+        /* Type and data byte-exact: a NUL in either is written as \u0000. */
+        json_t *j = json_pack("{s:s%,s:s%,s:s}", "type", m->type, m->type_len, "data", m->data,
+                              m->data_len, "id", m->id);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s != NULL) {
