@@ -8,6 +8,7 @@ stopped by its own PID.
 import http.server
 import json
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -347,10 +348,11 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
     """Serves /stream: 3 events per connection, numbered on from the client's Last-Event-ID,
     written in awkward pieces (CRLF, CR, a comment, a BOM, a character cut across writes, a bad
     byte), then closes the connection. /text streams plain text the same awkward way. /nul sends
-    NUL_WIRE: fields holding U+0000."""
+    NUL_WIRE: fields holding U+0000. /flaky sends one event with retry: 400, then answers 503."""
 
     protocol_version = "HTTP/1.0"
     seen_ids = []
+    flaky_hits = 0
 
     def log_message(self, *a):
         pass
@@ -380,6 +382,19 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"not events\n")
             return
+        if self.path == "/flaky":
+            ForeignSSE.flaky_hits += 1
+            if ForeignSSE.flaky_hits > 1:
+                self.send_response(503)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"down\n")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"retry: 400\ndata: x\n\n")
+            return
         if self.path == "/nul":
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -407,6 +422,7 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
 class Foreign(unittest.TestCase):
     def setUp(self):
         ForeignSSE.seen_ids = []
+        ForeignSSE.flaky_hits = 0
         self.httpd = socketserver.ThreadingTCPServer((HOST, 0), ForeignSSE)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -454,6 +470,23 @@ class Foreign(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout, b"hi")
         self.assertIn(b"without its 'done' event", r.stderr)
+
+    def test_reconnection_waits(self):
+        """After a stream: retry: plus up to half again. While the server answers 503: equal
+        jitter, each wait in [backoff / 2, backoff], the backoff doubling from retry:."""
+        r = run_hsc(["listen", "--timeout", "3s", "--format", "json",
+                     "http://%s:%d/flaky" % (HOST, self.port)], timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        again = [float(x) for x in re.findall(r"reconnecting in ([0-9.]+) s", err)]
+        self.assertEqual(len(again), 1, err)
+        self.assertTrue(0.4 - 0.05 <= again[0] <= 0.6 + 0.05, err)
+        waits = [float(x) for x in re.findall(r"HTTP 503: down\); retrying in ([0-9.]+) s", err)]
+        self.assertGreaterEqual(len(waits), 2, err)
+        for k, w in enumerate(waits):
+            backoff = min(0.4 * 2 ** k, 30.0)
+            self.assertTrue(backoff / 2 - 0.05 <= w <= backoff + 0.05, (k, w, err))
+        no_sanitizer_report(self, r.stderr)
 
     def test_listen_stdin_line_too_long(self):
         r = run_hsc(["listen", "--max-line", "1k", "-"], input=b"data: " + b"x" * 5000 + b"\n\n")
