@@ -94,6 +94,13 @@ static int parse_seconds(const char *s, uint64_t *ms)
     return 0;
 }
 
+/* Setting up (hsc_client_new(), a parser) failed with the hsc code `rc`: says why on stderr. */
+static int start_failed(const char *cmd, int rc)
+{
+    fprintf(stderr, "hsc %s: cannot start: %s\n", cmd, hsc_strerror(rc));
+    return EXIT_FAILED;
+}
+
 /* Maps a client result to an exit status, saying why on stderr. */
 static int report(const char *cmd, int result)
 {
@@ -117,8 +124,8 @@ static int report(const char *cmd, int result)
     case HSC_CLIENT_PROTOCOL:
         fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_PROTOCOL;
-    default:
-        fprintf(stderr, "hsc %s: out of memory\n", cmd);
+    default: /* HSC_CLIENT_NOMEM */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_strerror(HSC_ENOMEM));
         return EXIT_FAILED;
     }
 }
@@ -282,9 +289,10 @@ static int cmd_send(int argc, char **argv)
     cfg.on_piece = send_piece;
     cfg.on_event = send_event;
     cfg.user = &st;
-    if (hsc_client_new(&cfg, &g_client) != 0) {
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0) {
         free(text);
-        return EXIT_FAILED;
+        return start_failed("send", rc);
     }
     int result = hsc_client_run(g_client);
     int status = EXIT_OK;
@@ -397,10 +405,11 @@ static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id
 {
     hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, 16u << 20, listen_event, NULL, NULL, st);
     if (p == NULL)
-        return EXIT_FAILED;
-    if (last_id != NULL && hsc_sse_parser_set_last_id(p, last_id) != 0) {
+        return start_failed("listen", HSC_ENOMEM);
+    int rc = last_id != NULL ? hsc_sse_parser_set_last_id(p, last_id) : 0;
+    if (rc != 0) {
         hsc_sse_parser_free(p);
-        return EXIT_FAILED;
+        return start_failed("listen", rc);
     }
     char buf[65536];
     int status = EXIT_OK;
@@ -414,11 +423,16 @@ static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id
         if (n <= 0)
             break;
         listen_raw(st, buf, (size_t)n);
-        int rc = hsc_sse_parser_feed(p, buf, (size_t)n);
+        rc = hsc_sse_parser_feed(p, buf, (size_t)n);
         if (rc == HSC_ETOOBIG) {
             fprintf(stderr, "hsc listen: a line or an event is longer than --max-line (%zu)\n",
                     max_line);
             status = EXIT_PROTOCOL;
+            break;
+        }
+        if (rc < 0) { /* HSC_ENOMEM: an hsc code, where listen_event() stops with 1 */
+            fprintf(stderr, "hsc listen: %s\n", hsc_strerror(rc));
+            status = EXIT_FAILED;
             break;
         }
         if (rc != 0)
@@ -533,8 +547,9 @@ static int cmd_listen(int argc, char **argv)
     cfg.on_raw = listen_raw;
     cfg.on_notice = listen_notice;
     cfg.user = &st;
-    if (hsc_client_new(&cfg, &g_client) != 0)
-        return EXIT_FAILED;
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0)
+        return start_failed("listen", rc);
     int result = hsc_client_run(g_client);
     int status = result == HSC_CLIENT_STOPPED && g_interrupted ? EXIT_OK : report("listen", result);
     hsc_client_free(g_client);
@@ -635,8 +650,9 @@ static int cmd_publish(int argc, char **argv)
     cfg.url = url;
     cfg.method = "POST";
     cfg.body = "";
-    if (hsc_client_new(&cfg, &g_client) != 0)
-        return EXIT_FAILED;
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0)
+        return start_failed("publish", rc);
     int status = EXIT_OK;
     const char *text = argv[optind];
     if (strcmp(text, "-") != 0) {
@@ -648,13 +664,13 @@ static int cmd_publish(int argc, char **argv)
         while (!g_interrupted && (n = getline(&line, &cap, stdin)) >= 0) {
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int rc = publish_one(line, (size_t)n, verbose);
-            if (rc == EXIT_CONNECT || rc == EXIT_INTERRUPTED) {
-                status = rc;
+            int st = publish_one(line, (size_t)n, verbose);
+            if (st == EXIT_CONNECT || st == EXIT_INTERRUPTED) {
+                status = st;
                 break;
             }
-            if (rc != EXIT_OK)
-                status = rc; /* a refused line: say so, go on with the next */
+            if (st != EXIT_OK)
+                status = st; /* a refused line: say so, go on with the next */
         }
         free(line);
     }
