@@ -78,12 +78,21 @@ HSC_EXPORT ssize_t hsc_sse_comment(char *out, size_t cap, const char *text);
  * back after use. No I/O, no global state; one parser per stream, not thread-safe.
  */
 
-/** One dispatched event. The strings live in the parser: valid during the callback only. */
+/**
+ * One dispatched event. The strings live in the parser: valid during the callback only.
+ *
+ * The type and the data are kept byte-exact, U+0000 included, as the spec keeps them: each comes
+ * with its length and is followed by a NUL that the length excludes. Compare a type with its
+ * length (type_len == 4 && memcmp(type, "done", 4) == 0): strcmp() stops at a NUL inside it, so
+ * "done\0x" would compare equal to "done". Only the id can hold no NUL (the spec ignores an "id"
+ * field containing one), so it is a plain C string.
+ */
 typedef struct hsc_sse_msg_s {
-    const char *type; /* "message" when the stream gave none; NUL-terminated */
-    const char *data; /* NUL-terminated; data_len excludes the NUL */
+    const char *type; /* "message" when the stream gave none (or an empty one) */
+    size_t type_len;  /* bytes of type, never 0 */
+    const char *data;
     size_t data_len;
-    const char *id; /* the last event id after this event, "" when none; NUL-terminated */
+    const char *id; /* the last event id after this event, "" when none; never holds a NUL */
 } hsc_sse_msg_t;
 
 typedef struct hsc_sse_parser_s hsc_sse_parser_t;
@@ -93,7 +102,6 @@ typedef struct hsc_sse_parser_s hsc_sse_parser_t;
  * The line that triggered the callback is fully processed (an event's buffers are already reset);
  * the bytes after it in that feed are dropped, and the parser stays usable. A callback may call
  * hsc_sse_parser_last_id() and hsc_sse_parser_set_last_id(), nothing else on its parser.
- * The type is cut at a U+0000 it may contain (the API carries no type length).
  */
 typedef int (*hsc_sse_event_cb)(void *user, const hsc_sse_msg_t *msg);
 /** A valid "retry:" field, in milliseconds (saturated at UINT64_MAX). */

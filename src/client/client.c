@@ -7,9 +7,17 @@
  * next progress tick. Between reconnections the client sleeps in poll() on the same pipe.
  *
  * Reconnection follows EventSource: after a stream that delivered something ends, wait the
- * server's retry: (plus jitter) and reconnect with Last-Event-ID; while the server cannot be
- * reached or answers 5xx, back off exponentially with full jitter up to max_backoff_ms (or the
- * server's Retry-After); a 204 means the server wants no more reconnections; other 4xx are final.
+ * server's retry: plus up to half of it again (never sooner than the server asks) and reconnect
+ * with Last-Event-ID; while the server cannot be reached or answers 5xx, back off exponentially
+ * with "equal jitter": the backoff starts at retry: and doubles up to max_backoff_ms, and each
+ * wait is half the backoff plus a uniform draw from the other half (the server's Retry-After when
+ * longer). Half the backoff is a floor, so a down server is not tried again at once and the
+ * doubling really spaces the attempts out; the random half spreads the clients a restart cut at
+ * the same moment. (Full jitter, uniform in [0, backoff], spreads them wider but lets any
+ * attempt follow the last one at once.) The draws come from a PRNG of the client's own: a
+ * library must not reseed or draw from the process's rand().
+ *
+ * A 204 means the server wants no more reconnections; other 4xx are final.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "hsc/client.h"
@@ -50,6 +58,7 @@ struct hsc_client_s {
     char *scratch; /* !sse: repaired text */
     size_t scratch_cap;
     uint64_t retry_ms; /* the server's retry:, or the configured one */
+    uint64_t rng;      /* xorshift64 state for the reconnection jitter, never 0 */
     char error[512];
     char last_id_hdr[1100];
 };
@@ -59,6 +68,12 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* a + b, saturated: a server's retry: may be as large as UINT64_MAX. */
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
 void hsc_client_config_init(hsc_client_config_t *cfg)
@@ -89,6 +104,22 @@ static int on_parsed_retry(void *user, uint64_t ms)
     return 0;
 }
 
+/* Seeds the client's PRNG from the clock, the pid and the client's address, so that processes
+ * started together, and clients of one process, draw differently. */
+static void seed_rng(hsc_client_t *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    x ^= ((uint64_t)getpid() << 32) ^ mono_ms() ^ (uint64_t)(uintptr_t)c;
+    /* splitmix64's finaliser: nearby seeds give unrelated states. */
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    x ^= x >> 31;
+    c->rng = x != 0 ? x : 1;
+}
+
 int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
 {
     static bool curl_ready;
@@ -104,6 +135,7 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
     c->cfg = *cfg;
     c->stop_pipe[0] = c->stop_pipe[1] = -1;
     c->retry_ms = cfg->retry_ms;
+    seed_rng(c);
     if (pipe2(c->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0 || (c->easy = curl_easy_init()) == NULL ||
         (c->multi = curl_multi_init()) == NULL || (c->body = malloc(BODY_KEEP + 1)) == NULL) {
         hsc_client_free(c);
@@ -412,7 +444,7 @@ static CURLcode attempt(hsc_client_t *c)
 /* Sleeps up to `ms`, waking for a stop or the deadline. Returns false when the run must end. */
 static bool pause_for(hsc_client_t *c, uint64_t ms)
 {
-    uint64_t until = mono_ms() + ms;
+    uint64_t until = add_sat(mono_ms(), ms);
     while (!c->stopping) {
         uint64_t now = mono_ms();
         if (c->deadline != 0 && now >= c->deadline)
@@ -429,9 +461,13 @@ static bool pause_for(hsc_client_t *c, uint64_t ms)
     return false;
 }
 
-static uint64_t jitter(uint64_t ms)
+/* A draw from [0, n], uniform but for a modulo bias of about n / 2^64. */
+static uint64_t draw_upto(hsc_client_t *c, uint64_t n)
 {
-    return ms + (ms > 1 ? (uint64_t)rand() % (ms / 2 + 1) : 0);
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return n == UINT64_MAX ? c->rng : c->rng % (n + 1);
 }
 
 /* The reason an error response gives: its first line. */
@@ -446,8 +482,7 @@ int hsc_client_run(hsc_client_t *c)
 {
     c->stopping = 0;
     drain_pipe(c);
-    c->deadline = c->cfg.timeout_ms ? mono_ms() + c->cfg.timeout_ms : 0;
-    srand((unsigned)(mono_ms() ^ (uint64_t)getpid()));
+    c->deadline = c->cfg.timeout_ms ? add_sat(mono_ms(), c->cfg.timeout_ms) : 0;
     uint64_t backoff = 0;
     for (;;) {
         CURLcode rc = attempt(c);
@@ -480,15 +515,17 @@ int hsc_client_run(hsc_client_t *c)
         uint64_t delay;
         if (ok_status(c->status) && c->headers_done) {
             backoff = 0;
-            delay = jitter(c->retry_ms);
+            delay = add_sat(c->retry_ms, draw_upto(c, c->retry_ms / 2));
             notice(c, "disconnected (%s); reconnecting in %.1f s",
                    rc == CURLE_OK ? "the server ended the stream" : c->error,
                    (double)delay / 1000.0);
         } else {
-            backoff = backoff == 0 ? c->retry_ms : backoff * 2;
+            backoff = backoff == 0 ? c->retry_ms : add_sat(backoff, backoff);
             if (backoff > c->cfg.max_backoff_ms)
                 backoff = c->cfg.max_backoff_ms;
-            delay = c->retry_after_ms > backoff ? c->retry_after_ms : jitter(backoff / 2);
+            /* Equal jitter: uniform in [backoff / 2, backoff]. */
+            delay = c->retry_after_ms > backoff ? c->retry_after_ms
+                                                : backoff / 2 + draw_upto(c, backoff - backoff / 2);
             if (reached)
                 http_error(c);
             notice(c, "cannot subscribe (%s); retrying in %.1f s", c->error,

@@ -94,6 +94,13 @@ static int parse_seconds(const char *s, uint64_t *ms)
     return 0;
 }
 
+/* Setting up (hsc_client_new(), a parser) failed with the hsc code `rc`: says why on stderr. */
+static int start_failed(const char *cmd, int rc)
+{
+    fprintf(stderr, "hsc %s: cannot start: %s\n", cmd, hsc_strerror(rc));
+    return EXIT_FAILED;
+}
+
 /* Maps a client result to an exit status, saying why on stderr. */
 static int report(const char *cmd, int result)
 {
@@ -117,8 +124,8 @@ static int report(const char *cmd, int result)
     case HSC_CLIENT_PROTOCOL:
         fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_PROTOCOL;
-    default:
-        fprintf(stderr, "hsc %s: out of memory\n", cmd);
+    default: /* HSC_CLIENT_NOMEM */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_strerror(HSC_ENOMEM));
         return EXIT_FAILED;
     }
 }
@@ -168,19 +175,26 @@ static int send_piece(void *user, const char *p, size_t n)
     return 0;
 }
 
+/* The event's type is `t`, byte for byte: a type may hold a NUL, which strcmp() would stop at. */
+static bool type_is(const hsc_sse_msg_t *m, const char *t)
+{
+    size_t n = strlen(t);
+    return m->type_len == n && memcmp(m->type, t, n) == 0;
+}
+
 static int send_event(void *user, const hsc_sse_msg_t *m)
 {
     send_state_t *st = user;
-    if (strcmp(m->type, "done") == 0) {
+    if (type_is(m, "done")) {
         st->done = true;
         return 0;
     }
-    if (strcmp(m->type, "error") == 0) {
+    if (type_is(m, "error")) {
         st->failed = true;
         snprintf(st->reason, sizeof st->reason, "%s", m->data);
         return 0;
     }
-    if (strcmp(m->type, "message") == 0) {
+    if (type_is(m, "message")) {
         fwrite(m->data, 1, m->data_len, stdout);
         fflush(stdout);
     }
@@ -275,9 +289,10 @@ static int cmd_send(int argc, char **argv)
     cfg.on_piece = send_piece;
     cfg.on_event = send_event;
     cfg.user = &st;
-    if (hsc_client_new(&cfg, &g_client) != 0) {
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0) {
         free(text);
-        return EXIT_FAILED;
+        return start_failed("send", rc);
     }
     int result = hsc_client_run(g_client);
     int status = EXIT_OK;
@@ -314,12 +329,13 @@ typedef struct listen_state_s {
 static int listen_event(void *user, const hsc_sse_msg_t *m)
 {
     listen_state_t *st = user;
-    bool gap = strcmp(m->type, "hsc.gap") == 0;
+    bool gap = type_is(m, "hsc.gap");
     if (gap && !st->quiet)
         fprintf(stderr, "hsc listen: history notice: %s\n", m->data);
     if (st->format == FMT_JSON) {
-        json_t *j =
-            json_pack("{s:s,s:s%,s:s}", "type", m->type, "data", m->data, m->data_len, "id", m->id);
+        /* Type and data byte-exact: a NUL in either is written as \u0000. */
+        json_t *j = json_pack("{s:s%,s:s%,s:s}", "type", m->type, m->type_len, "data", m->data,
+                              m->data_len, "id", m->id);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s != NULL) {
@@ -389,10 +405,11 @@ static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id
 {
     hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, 16u << 20, listen_event, NULL, NULL, st);
     if (p == NULL)
-        return EXIT_FAILED;
-    if (last_id != NULL && hsc_sse_parser_set_last_id(p, last_id) != 0) {
+        return start_failed("listen", HSC_ENOMEM);
+    int rc = last_id != NULL ? hsc_sse_parser_set_last_id(p, last_id) : 0;
+    if (rc != 0) {
         hsc_sse_parser_free(p);
-        return EXIT_FAILED;
+        return start_failed("listen", rc);
     }
     char buf[65536];
     int status = EXIT_OK;
@@ -406,11 +423,16 @@ static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id
         if (n <= 0)
             break;
         listen_raw(st, buf, (size_t)n);
-        int rc = hsc_sse_parser_feed(p, buf, (size_t)n);
+        rc = hsc_sse_parser_feed(p, buf, (size_t)n);
         if (rc == HSC_ETOOBIG) {
             fprintf(stderr, "hsc listen: a line or an event is longer than --max-line (%zu)\n",
                     max_line);
             status = EXIT_PROTOCOL;
+            break;
+        }
+        if (rc < 0) { /* HSC_ENOMEM: an hsc code, where listen_event() stops with 1 */
+            fprintf(stderr, "hsc listen: %s\n", hsc_strerror(rc));
+            status = EXIT_FAILED;
             break;
         }
         if (rc != 0)
@@ -525,8 +547,9 @@ static int cmd_listen(int argc, char **argv)
     cfg.on_raw = listen_raw;
     cfg.on_notice = listen_notice;
     cfg.user = &st;
-    if (hsc_client_new(&cfg, &g_client) != 0)
-        return EXIT_FAILED;
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0)
+        return start_failed("listen", rc);
     int result = hsc_client_run(g_client);
     int status = result == HSC_CLIENT_STOPPED && g_interrupted ? EXIT_OK : report("listen", result);
     hsc_client_free(g_client);
@@ -627,8 +650,9 @@ static int cmd_publish(int argc, char **argv)
     cfg.url = url;
     cfg.method = "POST";
     cfg.body = "";
-    if (hsc_client_new(&cfg, &g_client) != 0)
-        return EXIT_FAILED;
+    int rc = hsc_client_new(&cfg, &g_client);
+    if (rc != 0)
+        return start_failed("publish", rc);
     int status = EXIT_OK;
     const char *text = argv[optind];
     if (strcmp(text, "-") != 0) {
@@ -640,13 +664,13 @@ static int cmd_publish(int argc, char **argv)
         while (!g_interrupted && (n = getline(&line, &cap, stdin)) >= 0) {
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int rc = publish_one(line, (size_t)n, verbose);
-            if (rc == EXIT_CONNECT || rc == EXIT_INTERRUPTED) {
-                status = rc;
+            int st = publish_one(line, (size_t)n, verbose);
+            if (st == EXIT_CONNECT || st == EXIT_INTERRUPTED) {
+                status = st;
                 break;
             }
-            if (rc != EXIT_OK)
-                status = rc; /* a refused line: say so, go on with the next */
+            if (st != EXIT_OK)
+                status = st; /* a refused line: say so, go on with the next */
         }
         free(line);
     }

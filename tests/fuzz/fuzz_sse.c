@@ -219,7 +219,7 @@ static void check_small_cap(const hsc_sse_event_t *ev, size_t cap, ssize_t full)
 typedef struct parsed_s {
     int events, retries;
     char *type, *data, *id;
-    size_t data_len;
+    size_t type_len, data_len;
     uint64_t retry;
 } parsed_t;
 
@@ -230,10 +230,12 @@ static int on_parsed(void *user, const hsc_sse_msg_t *m)
     free(p->type);
     free(p->data);
     free(p->id);
-    p->type = strdup(m->type);
+    p->type = malloc(m->type_len + 1);
     p->id = strdup(m->id);
     p->data = malloc(m->data_len + 1);
     CHECK(p->type != NULL && p->id != NULL && p->data != NULL);
+    memcpy(p->type, m->type, m->type_len + 1);
+    p->type_len = m->type_len;
     memcpy(p->data, m->data, m->data_len);
     p->data_len = m->data_len;
     return 0;
@@ -270,7 +272,7 @@ static void check_with_codec_parser(const hsc_sse_event_t *ev, const char *wire,
     hsc_sse_parser_end(ps);
     CHECK(p.events == 1);
     CHECK(p.data_len == want_len && memcmp(p.data, want, want_len) == 0);
-    CHECK(strcmp(p.type, type) == 0);
+    CHECK(p.type_len == strlen(type) && memcmp(p.type, type, p.type_len) == 0);
     CHECK(strcmp(p.id, id) == 0);
     CHECK(p.retries == (ev->retry_ms >= 0 ? 1 : 0));
     if (ev->retry_ms >= 0)

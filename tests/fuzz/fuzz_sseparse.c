@@ -9,8 +9,9 @@
  *    strip one BOM, decode all of it as UTF-8 with U+FFFD for invalid bytes (hsc_utf8_repair),
  *    split it into lines, interpret them; bounds as the API documents them (a raw line over
  *    max_line, even unterminated, or data over max_event after decoding is HSC_ETOOBIG);
- *  - every string handed out is valid UTF-8, msg->data is NUL-terminated at data_len, data_len
- *    never exceeds max_event, and an id holds no CR or LF;
+ *  - every string handed out is valid UTF-8; the type (never empty) and the data are NUL-terminated
+ *    at their lengths and kept byte-exact, NULs included; data_len never exceeds max_event, and an
+ *    id holds no CR or LF;
  *  - a callback's non-zero return stops the feed with that value, right after its line;
  *  - reset keeps the last event id and nothing else: after it, the stream gives exactly what a
  *    fresh parser given that id with hsc_sse_parser_set_last_id() gives (which must accept it).
@@ -68,10 +69,11 @@ static void log_tag(log_t *l, char tag)
     log_put(l, &tag, 1);
 }
 
-static void log_event(log_t *l, const char *type, const char *data, size_t data_len, const char *id)
+static void log_event(log_t *l, const char *type, size_t type_len, const char *data,
+                      size_t data_len, const char *id)
 {
     log_tag(l, 'E');
-    log_str(l, type, strlen(type));
+    log_str(l, type, type_len);
     log_str(l, data, data_len);
     log_str(l, id, strlen(id));
 }
@@ -113,13 +115,14 @@ static int on_event(void *user, const hsc_sse_msg_t *m)
 {
     sink_t *s = user;
     CHECK(m->type != NULL && m->data != NULL && m->id != NULL);
+    CHECK(m->type_len > 0 && m->type[m->type_len] == '\0');
     CHECK(m->data[m->data_len] == '\0');
     CHECK(m->data_len <= s->cfg->max_event);
-    CHECK(hsc_utf8_valid(m->type, strlen(m->type)));
+    CHECK(hsc_utf8_valid(m->type, m->type_len));
     CHECK(hsc_utf8_valid(m->data, m->data_len));
     CHECK(hsc_utf8_valid(m->id, strlen(m->id)));
     CHECK(strpbrk(m->id, "\r\n") == NULL);
-    log_event(&s->log, m->type, m->data, m->data_len, m->id);
+    log_event(&s->log, m->type, m->type_len, m->data, m->data_len, m->id);
     return ++s->events == s->cfg->stop_at ? STOP_RC : 0;
 }
 
@@ -205,7 +208,9 @@ static int ref_line(ref_t *r, const char *s, size_t n)
             return 0;
         }
         r->data_len--;
-        log_event(&r->log, r->type_len ? r->type : "message", r->data, r->data_len, r->last_id);
+        /* The type buffer whole, NULs included; "message" only when it is empty. */
+        log_event(&r->log, r->type_len ? r->type : "message", r->type_len ? r->type_len : 7,
+                  r->data, r->data_len, r->last_id);
         r->data_len = 0;
         r->type_len = 0;
         return ++r->events == r->cfg->stop_at ? STOP_RC : 0;

@@ -8,6 +8,7 @@ stopped by its own PID.
 import http.server
 import json
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -335,13 +336,23 @@ class CApi(unittest.TestCase):
 # ---- a server that is not hscd ------------------------------------------------------------------
 
 
+# U+0000 in each field: an event type and data keep it (WHATWG HTML 9.2.6), an id holding it is
+# ignored. "done\0" is a type of its own.
+NUL_WIRE = (b"id: 1\nevent: x\0y\ndata: a\0b\n\n"
+            b"id: 2\0\nevent: done\0\ndata: \0\n\n")
+NUL_EVENTS = [{"type": "x\u0000y", "data": "a\u0000b", "id": "1"},
+              {"type": "done\u0000", "data": "\u0000", "id": "1"}]
+
+
 class ForeignSSE(http.server.BaseHTTPRequestHandler):
     """Serves /stream: 3 events per connection, numbered on from the client's Last-Event-ID,
     written in awkward pieces (CRLF, CR, a comment, a BOM, a character cut across writes, a bad
-    byte), then closes the connection. /text streams plain text the same awkward way."""
+    byte), then closes the connection. /text streams plain text the same awkward way. /nul sends
+    NUL_WIRE: fields holding U+0000. /flaky sends one event with retry: 400, then answers 503."""
 
     protocol_version = "HTTP/1.0"
     seen_ids = []
+    flaky_hits = 0
 
     def log_message(self, *a):
         pass
@@ -351,6 +362,12 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
         bad byte; the body ends when the connection closes (HTTP/1.0)."""
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
+        if self.headers.get("Accept") == "text/event-stream":
+            # `hsc send --sse`: a "done" type followed by a NUL is another type, not "done".
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"data: hi\n\nevent: done\0\ndata:\n\n")
+            return
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.end_headers()
         for part in (b"caf", b"\xc3", b"\xa9 ", b"\xff", b" \xe2\x9c", b"\x93\n"):
@@ -364,6 +381,25 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
             self.wfile.write(b"not events\n")
+            return
+        if self.path == "/flaky":
+            ForeignSSE.flaky_hits += 1
+            if ForeignSSE.flaky_hits > 1:
+                self.send_response(503)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"down\n")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"retry: 400\ndata: x\n\n")
+            return
+        if self.path == "/nul":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(NUL_WIRE)
             return
         last = self.headers.get("Last-Event-ID")
         ForeignSSE.seen_ids.append(last)
@@ -386,6 +422,7 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
 class Foreign(unittest.TestCase):
     def setUp(self):
         ForeignSSE.seen_ids = []
+        ForeignSSE.flaky_hits = 0
         self.httpd = socketserver.ThreadingTCPServer((HOST, 0), ForeignSSE)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -415,6 +452,41 @@ class Foreign(unittest.TestCase):
         self.assertEqual(got, [{"type": "message", "data": "a", "id": ""},
                                {"type": "t", "data": "b", "id": "7"},
                                {"type": "message", "data": "\u2713", "id": "7"}])
+
+    def test_listen_json_keeps_nul_in_type_and_data(self):
+        for how, args, inp in (("stdin", ["-"], NUL_WIRE),
+                               ("http", ["--count", "2", "-q",
+                                         "http://%s:%d/nul" % (HOST, self.port)], None)):
+            with self.subTest(how):
+                r = run_hsc(["listen", "--format", "json"] + args, input=inp, timeout=20)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                lines = r.stdout.splitlines()
+                self.assertEqual([json.loads(x) for x in lines], NUL_EVENTS)
+                self.assertIn(b'"type":"x\\u0000y"', lines[0])  # escaped, never cut at the NUL
+                no_sanitizer_report(self, r.stderr)
+
+    def test_send_sse_done_type_is_exact(self):
+        r = run_hsc(["send", "--sse", "--url", "http://%s:%d" % (HOST, self.port), "x"])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stdout, b"hi")
+        self.assertIn(b"without its 'done' event", r.stderr)
+
+    def test_reconnection_waits(self):
+        """After a stream: retry: plus up to half again. While the server answers 503: equal
+        jitter, each wait in [backoff / 2, backoff], the backoff doubling from retry:."""
+        r = run_hsc(["listen", "--timeout", "3s", "--format", "json",
+                     "http://%s:%d/flaky" % (HOST, self.port)], timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        again = [float(x) for x in re.findall(r"reconnecting in ([0-9.]+) s", err)]
+        self.assertEqual(len(again), 1, err)
+        self.assertTrue(0.4 - 0.05 <= again[0] <= 0.6 + 0.05, err)
+        waits = [float(x) for x in re.findall(r"HTTP 503: down\); retrying in ([0-9.]+) s", err)]
+        self.assertGreaterEqual(len(waits), 2, err)
+        for k, w in enumerate(waits):
+            backoff = min(0.4 * 2 ** k, 30.0)
+            self.assertTrue(backoff / 2 - 0.05 <= w <= backoff + 0.05, (k, w, err))
+        no_sanitizer_report(self, r.stderr)
 
     def test_listen_stdin_line_too_long(self):
         r = run_hsc(["listen", "--max-line", "1k", "-"], input=b"data: " + b"x" * 5000 + b"\n\n")

@@ -62,14 +62,16 @@ static int on_event(void *user, const hsc_sse_msg_t *m)
     assert_non_null(m->type);
     assert_non_null(m->data);
     assert_non_null(m->id);
+    assert_true(m->type_len > 0);
+    assert_int_equal(m->type[m->type_len], '\0');
     assert_int_equal(m->data[m->data_len], '\0');
     assert_true(m->data_len <= c->max_event);
-    assert_true(hsc_utf8_valid(m->type, strlen(m->type)));
+    assert_true(hsc_utf8_valid(m->type, m->type_len));
     assert_true(hsc_utf8_valid(m->data, m->data_len));
     assert_true(hsc_utf8_valid(m->id, strlen(m->id)));
     assert_null(strpbrk(m->id, "\r\n"));
-    json_t *r =
-        json_pack("{s:s,s:s%,s:s}", "type", m->type, "data", m->data, m->data_len, "id", m->id);
+    json_t *r = json_pack("{s:s%,s:s%,s:s}", "type", m->type, m->type_len, "data", m->data,
+                          m->data_len, "id", m->id);
     assert_non_null(r);
     assert_int_equal(json_array_append_new(c->out, r), 0);
     c->events++;
@@ -187,7 +189,7 @@ typedef struct ref_s {
     size_t max_event;
     char *data; /* data buffer */
     size_t data_len;
-    char *type; /* event type buffer (NUL-terminated; may hold a NUL of its own) */
+    char *type; /* event type buffer (type_len bytes and a NUL; may hold NULs of its own) */
     size_t type_len;
     char *id_buf;  /* last event ID buffer */
     char *last_id; /* last event ID string */
@@ -214,9 +216,10 @@ static int ref_line(ref_t *r, const char *s, size_t n)
             return 0;
         }
         r->data_len--;
-        /* The API has no type length: a type with a NUL reads as cut there, "" at worst. */
-        json_t *e = json_pack("{s:s,s:s%,s:s}", "type", r->type_len ? r->type : "message", "data",
-                              r->data, r->data_len, "id", r->last_id);
+        /* The type is the whole buffer, NULs included; "message" only when it is empty. */
+        json_t *e = json_pack("{s:s%,s:s%,s:s}", "type", r->type_len ? r->type : "message",
+                              r->type_len ? r->type_len : 7, "data", r->data, r->data_len, "id",
+                              r->last_id);
         assert_non_null(e);
         json_array_append_new(r->out, e);
         r->data_len = 0;
@@ -801,7 +804,13 @@ static void test_msg_fields(void **state)
     json_t *e = json_array_get(c.out, 0);
     assert_int_equal(json_string_length(json_object_get(e, "data")), 3);
     assert_string_equal(json_string_value(json_object_get(e, "type")), "message");
+    assert_int_equal(json_string_length(json_object_get(e, "type")), 7);
     assert_string_equal(json_string_value(json_object_get(e, "id")), "");
+    /* A type holding a NUL comes whole, with its length; it is not "done". */
+    assert_int_equal(FEED(p, "event: done\000x\ndata: b\n\n"), 0);
+    e = json_array_get(c.out, 1);
+    assert_int_equal(json_string_length(json_object_get(e, "type")), 6);
+    assert_memory_equal(json_string_value(json_object_get(e, "type")), "done\000x", 7);
     hsc_sse_parser_free(p);
     json_decref(c.out);
 }

@@ -17,7 +17,7 @@
  * Buffers (grown on demand, within their bounds):
  *   line     raw bytes of a line cut by the end of a feed            <= max_line
  *   data     the data buffer: text, each "data" value followed by LF  <= max_event + 1
- *   type     the event type buffer                                    <= one decoded line
+ *   type     the event type buffer, NULs kept (given with its length) <= one decoded line
  *   id       the last event ID buffer, while it differs from last_id  <= one decoded line
  *   last_id  the last event ID string, set at each dispatch           <= one decoded line
  *   scratch  the decoding of a value that is not valid UTF-8         <= 3 * max_line
@@ -141,8 +141,11 @@ static int dispatch(hsc_sse_parser_t *p)
     /* The data buffer always ends with the LF appended after its last value: it becomes the
      * NUL, so the buffer never needs more than max_event + 1 bytes. */
     p->data.p[--p->data.len] = '\0';
+    /* The type buffer keeps its value whole, NULs included: it goes out with its length. */
+    bool typed = p->type.len > 0;
     hsc_sse_msg_t msg = {
-        .type = p->type.len > 0 ? p->type.p : "message",
+        .type = typed ? p->type.p : "message",
+        .type_len = typed ? p->type.len : 7,
         .data = p->data.p,
         .data_len = p->data.len,
         .id = p->last_id.p != NULL ? p->last_id.p : "",
