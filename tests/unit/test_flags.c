@@ -60,6 +60,8 @@ static void test_entries_are_complete(void **state)
     const hscd_flag_t *t = hscd_flags_table(&n);
     for (size_t i = 0; i < n; i++) {
         const hscd_flag_t *f = &t[i];
+        if (f->aliases[2] != NULL)
+            fail_msg("--%s: at most two aliases (the list ends with NULL)", f->name);
         if (f->help == NULL || f->help[0] == '\0')
             fail_msg("--%s has no help text", f->name);
         if ((f->arg == HSCD_ARG_NONE) != (f->metavar == NULL))
