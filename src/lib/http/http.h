@@ -51,7 +51,7 @@ size_t hsc_methods_format(unsigned mask, char *out, size_t cap);
 int hsc_router_match(const hsc_route_t *routes, size_t n, const char *path, size_t len,
                      unsigned method, const hsc_route_t **out, unsigned *allowed);
 
-/* ---- requests (conn.c) ----------------------------------------------------------------------- */
+/* ---- requests (request.c) -------------------------------------------------------------------- */
 
 #define HSC_MAX_HEADERS 64
 
