@@ -3,7 +3,7 @@
  * handler (static files, /healthz, /metrics, /v1/stream with the demo responder, /v1/events
  * publish and subscribe, CORS preflights, JWT checks) to the bytes of the responses, without a
  * network: the input is written into one end of a Unix socketpair whose other end hscd's worker
- * loop serves (hsc_conn_adopt()), and the loop is run here, in this thread, until it is quiet.
+ * loop serves (hsc_http_adopt()), and the loop is run here, in this thread, until it is quiet.
  *
  * Properties checked (abort() on a violation), beyond what ASan and UBSan catch:
  *  - whatever comes back is a sequence of HTTP/1.x responses: it starts with "HTTP/1.1 " or
@@ -49,7 +49,7 @@ static hsc_server_t *server(int protected_)
     cfg.threads = 1;
     cfg.max_gen_len = 3;
     cfg.interval_ms = 0;
-    cfg.log_level = HSC_LOG_ERROR;
+    hsc_log_set_level(HSC_LOG_ERROR); /* process-wide, as stderr is */
     cfg.cors_origin = "https://app.example";
     cfg.history = 8;
     cfg.max_header_bytes = 4096;

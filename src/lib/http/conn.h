@@ -1,6 +1,7 @@
 /*
- * http's private part: the connection and the functions conn.c, outq.c and res.c share. Nothing
- * outside src/lib/http includes this file (scripts/layer-check.py): there hsc_conn_t is opaque.
+ * http's private part: the connection and the functions conn.c, request.c, outq.c and res.c
+ * share. Nothing outside src/lib/http includes this file (scripts/layer-check.py): there
+ * hsc_conn_t is opaque.
  */
 #ifndef HSC_HTTP_CONN_H
 #define HSC_HTTP_CONN_H
@@ -8,6 +9,11 @@
 #include "http/http.h"
 
 /* ---- connections (conn.c) -------------------------------------------------------------------- */
+
+/* Where a connection is: between requests, reading a head or a body, answering, or closing. */
+enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING };
+/* What the connection's one timer is armed for (conn.c's essay). */
+enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND };
 
 struct hsc_conn_s {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -18,8 +24,8 @@ struct hsc_conn_s {
     hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
     hsc_req_t req;
     hsc_res_t res;
-    int state;      /* CONN_* in conn.c */
-    int timer_mode; /* what the timer is armed for */
+    int state;      /* CONN_* */
+    int timer_mode; /* T_*: what the timer is armed for */
     bool keep_alive, reading, closing, close_after_flush, reset_after_flush, shutdown_sent;
     bool corked;      /* hsc_conn_cork(): sends are queued, written together at hsc_conn_uncork() */
     bool upgrade;     /* the current request asked for Upgrade: close after it */
@@ -34,6 +40,40 @@ struct hsc_conn_s {
     int open_handles;
     char peer[64];
 };
+
+/** Called by the writer when a response is complete: next request, or close. */
+void hsc_conn_response_done(hsc_conn_t *c, bool reset);
+/** Closes on the next loop turn (never re-enters the caller). */
+void hsc_conn_close_soon(hsc_conn_t *c);
+void hsc_conn_close(hsc_conn_t *c);
+void hsc_conn_start_reading(hsc_conn_t *c);
+/** Shutdown: an idle connection closes now, a busy one after its current response. */
+void hsc_conn_drain(hsc_conn_t *c);
+/**
+ * Arms the connection's timer for `mode` (T_*) in `ms`, replacing what it was armed for. Once
+ * hsc_conn_close_soon() was called only T_CLOSE may arm it, and disarming does nothing.
+ */
+void hsc_conn_arm(hsc_conn_t *c, int mode, uint64_t ms);
+void hsc_conn_disarm(hsc_conn_t *c);
+/**
+ * The last response is written (the queue is empty): shuts the write side down and lingers, or
+ * resets a failed HTTP/1.0 body. Called by on_write (outq.c) and hsc_conn_response_done().
+ */
+void hsc_conn_finish(hsc_conn_t *c);
+
+/* ---- requests (request.c) -------------------------------------------------------------------- */
+
+/** Sets up the connection's llhttp parser with the request callbacks (settings made once). */
+void hsc_conn_parser_init(hsc_conn_t *c);
+/** Forgets a request for the next one on the connection, keeping its buffers' storage. */
+void hsc_req_reset(hsc_req_t *r);
+/**
+ * The request target as logged: at most cap - 1 bytes, with the value of an access_token query
+ * parameter (a credential, docs/security.md) replaced by "***".
+ */
+void hsc_req_log_target(const char *t, size_t n, char *out, size_t cap);
+
+/* ---- the output queue (outq.c) --------------------------------------------------------------- */
 
 /** Queues bytes for the socket: written at once when possible, the rest copied and queued. */
 int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n);
@@ -50,15 +90,9 @@ void hsc_conn_uncork(hsc_conn_t *c);
  * queued; the caller keeps the others for on_drain), or HSC_ECLOSED / HSC_ENOMEM.
  */
 int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
-/** Called by the writer when a response is complete: next request, or close. */
-void hsc_conn_response_done(hsc_conn_t *c, bool reset);
-/** Closes on the next loop turn (never re-enters the caller). */
-void hsc_conn_close_soon(hsc_conn_t *c);
-void hsc_conn_close(hsc_conn_t *c);
-void hsc_conn_start_reading(hsc_conn_t *c);
-/** Shutdown: an idle connection closes now, a busy one after its current response. */
-void hsc_conn_drain(hsc_conn_t *c);
 size_t hsc_conn_low_water(const hsc_conn_t *c);
 size_t hsc_conn_high_water(const hsc_conn_t *c);
+/** Releases what is still queued (after libuv has cancelled the writes) and the ring itself. */
+void hsc_conn_outq_dispose(hsc_conn_t *c);
 
 #endif

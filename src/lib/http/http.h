@@ -51,7 +51,7 @@ size_t hsc_methods_format(unsigned mask, char *out, size_t cap);
 int hsc_router_match(const hsc_route_t *routes, size_t n, const char *path, size_t len,
                      unsigned method, const hsc_route_t **out, unsigned *allowed);
 
-/* ---- requests (conn.c) ----------------------------------------------------------------------- */
+/* ---- requests (request.c) -------------------------------------------------------------------- */
 
 #define HSC_MAX_HEADERS 64
 
@@ -167,8 +167,8 @@ hsc_req_t *hsc_res_request(hsc_res_t *res);
  * Sends slices of shared frames (body bytes, already framed as the body mode requires) in order
  * with as few system calls as possible: one write for up to 64 of them when nothing is queued,
  * then references (no copy) for the rest while the queue stays under its high-water mark.
- * Returns how many slices were taken (written or queued; the caller keeps the others for
- * on_drain), or HSC_ECLOSED / HSC_ENOMEM.
+ * Returns how many slices were taken (written or queued), or HSC_ECLOSED / HSC_ENOMEM. When some
+ * are left, the caller keeps them: on_drain is called once the queue falls below its low mark.
  */
 int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n);
 /**

@@ -286,7 +286,10 @@ int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n)
 {
     if (!res->started || res->ended)
         return HSC_ESTATE;
-    return hsc_conn_send_slices(res->conn, it, n);
+    int k = hsc_conn_send_slices(res->conn, it, n);
+    if (k >= 0 && (unsigned)k < n)
+        res->want_drain = true; /* the queue is full: on_drain tells when to send the rest */
+    return k;
 }
 
 void hsc_res_close(hsc_res_t *res)
