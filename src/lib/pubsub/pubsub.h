@@ -1,13 +1,16 @@
 /*
- * pubsub: channels of Server-Sent Events with ids, history and exact resume.
+ * pubsub: channels of Server-Sent Events with ids, history and exact resume
+ * (docs/internals/engine.md). An engine (engine.h; memory.c) assigns ids, keeps history and
+ * answers resumes; a hub per loop (hub.c) holds that loop's subscribers; events.c is the HTTP
+ * side, /v1/events. It knows nothing of the server: each piece is given its loop, its index, the
+ * configuration and the engine.
  */
 #ifndef HSC_PUBSUB_H
 #define HSC_PUBSUB_H
 
 #include "http/http.h"
 #include "policy/policy.h"
-
-typedef struct hsc_worker_s hsc_worker_t;
+#include "pubsub/engine.h"
 
 /* ---- history rings (history.c) --------------------------------------------------------------- */
 
@@ -42,59 +45,93 @@ const hsc_hist_entry_t *hsc_history_at(const hsc_history_t *h, size_t i);
 /** The index of the first entry with a sequence number above `seq` (count when none). */
 size_t hsc_history_first_after(const hsc_history_t *h, uint64_t seq);
 
-/* ---- channels (channels.c) ------------------------------------------------------------------- */
+/* ---- hubs (hub.c) ---------------------------------------------------------------------------- */
 
-typedef struct hsc_registry_s hsc_registry_t;
 typedef struct hsc_sub_s hsc_sub_t;
-typedef struct hsc_chan_s hsc_chan_t;
 
-/** An event on its way to a worker's subscribers. */
+/** An event in a hub's inbox: references to its channel (the engine's) and to its frame. */
 typedef struct hsc_delivery_s {
-    hsc_chan_t *chan; /* one reference */
+    hsc_chan_t *chan;
     hsc_frame_t *frame;
     uint64_t seq;
 } hsc_delivery_t;
 
-/** A worker's share of the channels machinery. */
-typedef struct hsc_chw_s {
-    uv_async_t wake; /* publishers signal new deliveries */
+/**
+ * One loop's share of the channels: its subscribers, the inbox the engine fills and the wake-up,
+ * per-subscriber batching and backlogs, keep-alive comments, the shutdown drain. Touched by its
+ * loop's thread only, except the inbox (under `mu`) and the counters (read by /metrics).
+ */
+typedef struct hsc_hub_s {
+    uv_loop_t *loop;
+    unsigned index;                 /* among the engine's hubs */
+    const hsc_server_config_t *cfg; /* borrowed for the hub's life */
+    hsc_engine_t *engine;
+    uv_async_t wake; /* the engine signals new deliveries and calls */
     uv_timer_t keepalive;
-    uv_mutex_t mu; /* guards inbox */
+    uv_mutex_t mu; /* guards inbox and calls */
     hsc_delivery_t *inbox, *spare;
     size_t inbox_n, inbox_cap, spare_cap;
-    void *scratch; /* on_inbox(): deliveries regrouped per subscriber */
+    hsc_engine_call_t *calls, **calls_tail; /* in order; each runs before inbox[call->at] */
+    void *scratch;                          /* on_inbox(): deliveries regrouped per subscriber */
     size_t npairs, scratch_cap;
     hsc_sub_t *subs; /* this loop's subscribers */
     size_t nsubs;
     bool ready;
-    uint64_t rng; /* xorshift state for retry jitter, per loop: no shared rand() */
-    /* Shutdown: subscribers are ended a few at a time over drain_window ms (hsc_chw_drain). */
+    bool draining; /* shutting down: no new subscriptions */
+    uint64_t rng;  /* xorshift state for retry jitter, per loop: no shared rand() */
+    /* Shutdown: subscribers are ended a few at a time over drain_window ms (hsc_hub_drain). */
     uint64_t drain_start, drain_window;
     size_t drain_total, drain_closed;
-} hsc_chw_t;
+    char keepalive_text[16]; /* ": keep-alive\n\n" */
+    size_t keepalive_len;
+    /* Counters: written by this loop's thread only, read by /metrics on any thread. */
+    atomic_uint_fast64_t st_delivered, st_slow_dropped, st_resumes, st_missed;
+    atomic_uint st_subscribers;
+} hsc_hub_t;
 
-int hsc_registry_new(hsc_server_t *srv);
-void hsc_registry_free(hsc_server_t *srv);
-/** Evicts aged history and frees empty channels (the server calls it every second). */
-void hsc_registry_sweep(hsc_server_t *srv);
-void hsc_chw_init(hsc_worker_t *w);
 /**
- * Shutdown: ends the worker's subscriptions spread over time (at most about one per millisecond,
- * within 3/4 of the drain timeout), each told by a last retry: line to come back after the
- * window, with jitter, so that a restart does not bring every client back at once.
+ * Prepares a hub on `loop` (its handles: a wake-up and the keep-alive timer) and attaches it to
+ * `engine` as hub `index`. Borrows `cfg` and `engine` for the hub's life. Before the loop runs.
  */
-void hsc_chw_drain(hsc_worker_t *w);
-void hsc_chw_close(hsc_worker_t *w);
-/** After the worker's loop has ended: frees what is left in its inbox. */
-void hsc_chw_free(hsc_worker_t *w);
-typedef struct hsc_pubsub_stats_s {
-    size_t channels, history_events, history_bytes;
-    uint64_t published;
-    unsigned subscribers;
-    uint64_t resumes, missed;
-} hsc_pubsub_stats_t;
-void hsc_registry_stats(hsc_registry_t *reg, hsc_pubsub_stats_t *out);
+void hsc_hub_init(hsc_hub_t *hub, uv_loop_t *loop, unsigned index, const hsc_server_config_t *cfg,
+                  hsc_engine_t *engine);
+/**
+ * Shutdown: no new subscriptions; the hub's subscriptions are ended spread over time (at most
+ * about one per millisecond, within 3/4 of the drain timeout), each told by a last retry: line
+ * to come back after the window, with jitter, so that a restart does not bring every client back
+ * at once.
+ */
+void hsc_hub_drain(hsc_hub_t *hub);
+/** Closes the hub's handles (the loop then ends once its other handles are closed). */
+void hsc_hub_close(hsc_hub_t *hub);
+/**
+ * After the loop has ended: runs the calls still queued (their owners free what they hold) and
+ * drops the deliveries left in the inbox. The engine must still exist.
+ */
+void hsc_hub_dispose(hsc_hub_t *hub);
+/** A random number below `n` (n > 0) from the hub's own generator. */
+uint64_t hsc_hub_random(hsc_hub_t *hub, uint64_t n);
 
+/**
+ * What the HTTP side does once the engine has answered a subscription, on the hub's loop (maybe
+ * inside hsc_hub_subscribe()). With r->rc non-zero it answers the error. Otherwise the
+ * subscription is registered: it starts the response and writes what precedes the events, and
+ * returns 0; or it answers or aborts the response and returns non-zero (the hub unsubscribes).
+ * The replay (r->replay) is the hub's: it follows as soon as this returns 0.
+ */
+typedef int (*hsc_hub_start_fn)(hsc_hub_t *hub, hsc_res_t *res, const hsc_subscribe_t *r);
+/**
+ * Subscribes the response `res` to `n` distinct channels (names as in hsc_subscribe_t, borrowed
+ * during the call) from the client's last id (`last`, borrowed; NULL for none), then calls
+ * `start`. The hub owns res->user, on_close and on_drain from now on. Returns 0, or HSC_ENOMEM
+ * with nothing done (the caller answers).
+ */
+int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const char *names, size_t stride, size_t n,
+                      const char *last, size_t last_len, hsc_hub_start_fn start);
+
+/* ---- the HTTP side (events.c) ---------------------------------------------------------------- */
+
+/** /v1/events: GET subscribes, POST publishes. `ctx` is the loop's hub (hsc_hub_t). */
 void hsc_events_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 #endif

@@ -11,16 +11,20 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
     (void)req;
     hsc_server_t *srv = ctx;
-    uint64_t requests = 0, bytes = 0, delivered = 0, dropped = 0;
+    uint64_t requests = 0, bytes = 0, delivered = 0, dropped = 0, resumes = 0, missed = 0;
+    unsigned subscribers = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         hsc_worker_t *w = &srv->workers[i];
         requests += atomic_load_explicit(&w->http.st_requests, memory_order_relaxed);
         bytes += atomic_load_explicit(&w->http.st_bytes_out, memory_order_relaxed);
-        delivered += atomic_load_explicit(&w->st_delivered, memory_order_relaxed);
-        dropped += atomic_load_explicit(&w->st_slow_dropped, memory_order_relaxed);
+        delivered += atomic_load_explicit(&w->hub.st_delivered, memory_order_relaxed);
+        dropped += atomic_load_explicit(&w->hub.st_slow_dropped, memory_order_relaxed);
+        resumes += atomic_load_explicit(&w->hub.st_resumes, memory_order_relaxed);
+        missed += atomic_load_explicit(&w->hub.st_missed, memory_order_relaxed);
+        subscribers += atomic_load_explicit(&w->hub.st_subscribers, memory_order_relaxed);
     }
-    hsc_pubsub_stats_t ps;
-    hsc_registry_stats(srv->reg, &ps);
+    hsc_engine_stats_t ps;
+    hsc_engine_stats(srv->engine, &ps);
     char body[4096];
     int n = snprintf(
         body, sizeof body,
@@ -60,9 +64,9 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         "# HELP hsc_requests_total Requests received.\n"
         "# TYPE hsc_requests_total counter\n"
         "hsc_requests_total %llu\n",
-        atomic_load(&srv->nconns), ps.subscribers, ps.channels, ps.history_events, ps.history_bytes,
+        atomic_load(&srv->nconns), subscribers, ps.channels, ps.history_events, ps.history_bytes,
         (unsigned long long)ps.published, (unsigned long long)delivered, (unsigned long long)bytes,
-        (unsigned long long)ps.resumes, (unsigned long long)ps.missed, (unsigned long long)dropped,
+        (unsigned long long)resumes, (unsigned long long)missed, (unsigned long long)dropped,
         (unsigned long long)requests);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                  "Cache-Control: no-store\r\n", body, (size_t)n);

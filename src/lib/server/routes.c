@@ -12,14 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Where a route's handler finds its context: the worker itself, or the server. */
-enum { CTX_WORKER, CTX_SERVER, CTX_NONE };
+/* Where a route's handler finds its context: the worker itself, its hub, or the server. */
+enum { CTX_WORKER, CTX_HUB, CTX_SERVER, CTX_NONE };
 
 #define ALL_GET (HSC_M_GET | HSC_M_HEAD)
 
 static const hsc_route_t routes[] = {
     {"/v1/stream", ALL_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_stream_handle, CTX_WORKER},
-    {"/v1/events", HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_events_handle, CTX_WORKER},
+    {"/v1/events", HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_events_handle, CTX_HUB},
     {"/healthz", ALL_GET, hsc_healthz_handle, CTX_NONE},
     {"/metrics", ALL_GET, hsc_metrics_handle, CTX_SERVER},
     {"/", ALL_GET, hsc_static_handle, CTX_NONE},
@@ -30,6 +30,8 @@ static void *route_ctx(hsc_worker_t *w, uintptr_t which)
     switch (which) {
     case CTX_WORKER:
         return w;
+    case CTX_HUB:
+        return &w->hub;
     case CTX_SERVER:
         return w->srv;
     default:

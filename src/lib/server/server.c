@@ -172,7 +172,7 @@ void hsc_worker_maybe_finish(hsc_worker_t *w)
         return;
     uv_close((uv_handle_t *)&w->drain_timer, on_worker_handle_closed);
     uv_close((uv_handle_t *)&w->wake, on_worker_handle_closed);
-    hsc_chw_close(w);
+    hsc_hub_close(&w->hub);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -194,7 +194,7 @@ static void on_wake(uv_async_t *a)
     if (w->pool != NULL)
         hsc_pool_stop(w);
     hsc_http_drain(&w->http);
-    hsc_chw_drain(w);
+    hsc_hub_drain(&w->hub);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv->cfg.drain_timeout_ms, 0);
     hsc_worker_maybe_finish(w);
 }
@@ -301,7 +301,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin)) != 0 ||
-        (rc = hsc_registry_new(srv)) != 0) {
+        (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0) {
         hsc_server_free(srv);
         return rc;
     }
@@ -327,7 +327,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         w->drain_timer.data = w;
         hsc_http_init(&w->http, &w->loop, &srv->cfg, &hsc_routes_owner, w, &srv->nconns,
                       &srv->next_req_id);
-        hsc_chw_init(w);
+        hsc_hub_init(&w->hub, &w->loop, i, &srv->cfg, srv->engine);
         /* --max-processes and --queue are split across workers: no lock on the request path. */
         w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
         w->exec.qlimit = (cfg->queue + srv->nworkers - 1) / srv->nworkers;
@@ -381,7 +381,7 @@ static void on_stop_async(uv_async_t *a)
 static void on_sweep(uv_timer_t *t)
 {
     hsc_server_t *srv = t->data;
-    hsc_registry_sweep(srv);
+    hsc_engine_sweep(srv->engine);
     unsigned n = atomic_load_explicit(&srv->nconns, memory_order_relaxed);
     if (n > srv->trim_peak)
         srv->trim_peak = n;
@@ -465,16 +465,16 @@ void hsc_server_free(hsc_server_t *srv)
                 uv_close((uv_handle_t *)&w->drain_timer, NULL);
             if (w->listener.type == UV_TCP && !uv_is_closing((uv_handle_t *)&w->listener))
                 uv_close((uv_handle_t *)&w->listener, NULL);
-            hsc_chw_close(w);
+            hsc_hub_close(&w->hub);
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
-            hsc_chw_free(w);
+            hsc_hub_dispose(&w->hub);
             hsc_pool_free(w);
         }
         free(srv->workers);
     }
     close_main_loop(srv);
-    hsc_registry_free(srv);
+    hsc_engine_free(srv->engine);
     hsc_cors_dispose(&srv->cors);
     for (size_t i = 0; i < sizeof srv->owned / sizeof srv->owned[0]; i++)
         free(srv->owned[i]);

@@ -22,9 +22,7 @@ struct hsc_worker_s {
     hsc_http_t http; /* this loop's connections */
     hsc_exec_slots_t exec;
     hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
-    hsc_chw_t ch;
-    /* Counters: written by this worker's thread only, read by /metrics on any thread. */
-    atomic_uint_fast64_t st_delivered, st_slow_dropped;
+    hsc_hub_t hub;    /* this loop's channel subscribers */
 };
 
 struct hsc_server_s {
@@ -44,7 +42,7 @@ struct hsc_server_s {
     uv_async_t stop_async;
     uv_signal_t sigint, sigterm;
     const hsc_responder_t *responder;
-    hsc_registry_t *reg;
+    hsc_engine_t *engine; /* channels: ids, history, resume (pubsub/engine.h) */
     uv_timer_t sweep_timer;
     hsc_cors_t cors;    /* --cors-origin */
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */

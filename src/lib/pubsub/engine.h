@@ -1,0 +1,258 @@
+/*
+ * pubsub/engine.h: the seam between the hubs and an engine (docs/internals/engine.md).
+ *
+ *   HTTP side (events.c) ──► hub (one per loop: subscribers, inbox, batching, backlog, drain)
+ *                             ▲ sink: deliver / flush / call        │ publish, subscribe, ...
+ *                             └────────────── engine ◄──────────────┘
+ *                                  memory (memory.c); later a journal, Redis
+ *
+ * An engine assigns ids, keeps history and answers resumes; it hands every event to the hubs
+ * that have subscribers on its channel. A hub knows its loop's subscribers and sockets, nothing
+ * of how events travel or are stored. The memory engine does everything under one lock and
+ * answers before returning; a journal engine (a writer thread appending to disk, acknowledging
+ * after write or fsync) or a Redis engine (a Lua script per publish, deliveries arriving on one
+ * pub/sub connection's loop) answer later, on the caller's loop, through the hub's call().
+ *
+ * The contract, which every engine keeps:
+ *
+ * Ids. An event's id is "EPOCH-SEQ" (hsc_event_id_format()). SEQ increases by one with every
+ * event published to any channel of the engine, so every subscription, single- or
+ * multi-channel, sees ids increase. EPOCH changes only when history is lost as a whole.
+ *
+ * Threads. publish(), subscribe(), unsubscribe() and release() are called on a hub's loop thread,
+ * with that hub's index. sweep() and stats() may be called on any thread. free() is called once,
+ * after every hub has been disposed, with no other call running. The sink's deliver(), flush()
+ * and call() may be called on any thread (the engine's); deliver() and call() may be called with
+ * the engine's own lock held: they only queue (under the hub's small inbox mutex), never call
+ * back into the engine, never block on I/O.
+ *
+ * Completions. The callback of a publish or a subscribe runs exactly once, on the loop of the hub
+ * named in the request: before publish()/subscribe() returns (the memory engine), or later
+ * through that hub's call(). It runs with no engine lock held, so it may call the engine again
+ * (publish, subscribe, unsubscribe) and free the request. Requests are the caller's memory and
+ * must stay valid until their callback; their inputs are borrowed during the call only (an engine
+ * that answers later copies what it keeps).
+ *
+ * Order. Each hub receives deliveries in increasing SEQ order, across channels, interleaved with
+ * calls in the order the engine queued them. A subscribe registers the subscription and takes
+ * the cut (the last SEQ it covers) atomically with respect to deliveries: the replay holds
+ * exactly the events of the subscription's channels still in history with SEQ in (last id, cut],
+ * in SEQ order; every event after the cut on those channels reaches the hub while the
+ * subscription is registered. Deliveries numbered at or below the cut may still reach the hub (an
+ * event queued just before the subscription): the hub skips them. An engine that answers a
+ * subscribe later queues the completion with call() at the moment it registers, so the hub sees
+ * it before any delivery after the cut.
+ *
+ * Frames. An event is encoded once (hsc_event_frame_new()) into an immutable frame that history,
+ * deliveries and replays share by reference: "<size>\r\n" + the SSE bytes + "\r\n", so the same
+ * bytes serve every HTTP/1.1 subscriber; hsc_event_frame_body() gives the slice without the
+ * chunk framing (HTTP/1.0).
+ *
+ * Channels. A channel handle (hsc_chan_t) is the engine's; a hub may use it from the completion
+ * of a subscribe that returned it until it unsubscribes, and from a delivery that carries it
+ * until it releases it. Slot i belongs to hub i's thread: the hub keeps its subscribers of that
+ * channel there; the engine never reads it.
+ */
+#ifndef HSC_PUBSUB_ENGINE_H
+#define HSC_PUBSUB_ENGINE_H
+
+#include "core/core.h"
+#include "hsc/codec.h"
+
+typedef struct hsc_engine_s hsc_engine_t;
+
+/** What hubs see of an engine's channel: every engine's channel holds one. */
+typedef struct hsc_chan_s {
+    void **slot; /* one per hub, NULL at first: slot[i] is hub i's, touched by its thread only */
+} hsc_chan_t;
+
+/**
+ * A function an engine has a hub run on its loop (hsc_engine_sink_t.call), usually a completion.
+ * Embedded in the engine's own request state; `next` and `at` are the hub's while it is queued.
+ */
+typedef struct hsc_engine_call_s hsc_engine_call_t;
+struct hsc_engine_call_s {
+    void (*fn)(hsc_engine_call_t *call);
+    hsc_engine_call_t *next;
+    size_t at;
+};
+
+/** How an engine reaches one hub. All three may be called on any thread (see the contract). */
+typedef struct hsc_engine_sink_s {
+    /**
+     * Queues one event for the hub's subscribers on `chan`. Borrows `frame` (the hub takes its own
+     * reference). The engine took one reference to `chan` for the hub: on true the hub owns it and
+     * gives it back with release() once done; on false (out of memory) nothing was queued and the
+     * reference is still the engine's.
+     */
+    bool (*deliver)(void *hub, hsc_chan_t *chan, uint64_t seq, hsc_frame_t *frame);
+    /** Wakes the hub for what deliver() queued. Called once after a group, with no lock held. */
+    void (*flush)(void *hub);
+    /** Has the hub run call->fn(call) on its loop, in order with deliveries; wakes it. */
+    void (*call)(void *hub, hsc_engine_call_t *call);
+} hsc_engine_sink_t;
+
+/** Why a resume is not exact (docs/api.md, "Resume"). */
+typedef enum hsc_gap_e {
+    HSC_GAP_NONE,
+    HSC_GAP_EPOCH,   /* the id is from an earlier epoch: everything in history follows */
+    HSC_GAP_EXPIRED, /* events after the id left history: what is left follows */
+    HSC_GAP_UNKNOWN  /* not an id of this engine, or ahead of the newest: live events only */
+} hsc_gap_t;
+
+/** One event to replay: one reference to its frame. */
+typedef struct hsc_replay_s {
+    uint64_t seq;
+    hsc_frame_t *frame;
+} hsc_replay_t;
+
+typedef struct hsc_publish_s hsc_publish_t;
+typedef void (*hsc_publish_cb)(hsc_publish_t *p);
+
+/** A publish request: the caller fills the inputs, the engine the results, then calls `cb`. */
+struct hsc_publish_s {
+    /* In, borrowed during publish() only. */
+    const char *channel; /* a valid name (hsc_channel_name_valid()) */
+    size_t channel_len;
+    const char *type; /* NULL, or a valid event type (hsc_event_type_valid()), NUL-terminated */
+    const char *data; /* the event's data, valid UTF-8 */
+    size_t len;
+    unsigned hub; /* the caller's hub: where `cb` runs */
+    hsc_publish_cb cb;
+    void *user; /* the caller's */
+    /* Out, valid in `cb`. */
+    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing published */
+    char id[HSC_EVENT_ID_MAX]; /* the event's id */
+    uint64_t seq;
+    unsigned subscribers; /* this node's subscribers the event was queued for */
+};
+
+typedef struct hsc_subscribe_s hsc_subscribe_t;
+typedef void (*hsc_subscribe_cb)(hsc_subscribe_t *s);
+
+/** A subscribe request, with replay: the caller fills the inputs, the engine the results. */
+struct hsc_subscribe_s {
+    /* In, borrowed during subscribe() only (except `chans`, written until `cb`). */
+    const char *names; /* n distinct valid channel names, NUL-terminated, `stride` bytes apart */
+    size_t stride, n;
+    const char *last; /* the client's last event id (any bytes), or NULL for no resume */
+    size_t last_len;
+    unsigned hub; /* the caller's hub: where `cb` runs and where deliveries go */
+    hsc_subscribe_cb cb;
+    void *user;         /* the caller's */
+    hsc_chan_t **chans; /* n entries: the channel handles, in the order of `names` */
+    /* Out, valid in `cb`. */
+    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing registered */
+    uint64_t epoch, cut;
+    hsc_gap_t gap;
+    hsc_replay_t *replay; /* nreplay events in SEQ order: the caller takes ownership (each frame's
+                             reference, and the array, which it frees with free()) */
+    size_t nreplay;
+};
+
+/** Counts an engine keeps; each exact, the set not a snapshot. */
+typedef struct hsc_engine_stats_s {
+    size_t channels;       /* channels with subscribers or history */
+    size_t history_events; /* events held in history */
+    size_t history_bytes;  /* their encoded bytes */
+    uint64_t published;    /* events accepted */
+} hsc_engine_stats_t;
+
+typedef struct hsc_engine_vt_s {
+    /** Publishes one event: assigns its id, keeps it in history, delivers it; then p->cb. */
+    void (*publish)(hsc_engine_t *e, hsc_publish_t *p);
+    /** Registers a subscription, with replay and gap as the contract says; then s->cb. */
+    void (*subscribe)(hsc_engine_t *e, hsc_subscribe_t *s);
+    /** Ends one hub's registration on `n` channels a subscribe returned (no callback). */
+    void (*unsubscribe)(hsc_engine_t *e, unsigned hub, hsc_chan_t *const *chans, size_t n);
+    /** Gives back the channel reference of a delivery the hub accepted. */
+    void (*release)(hsc_engine_t *e, hsc_chan_t *chan);
+    /** Ages history out and frees what is left empty (the server calls it every second). */
+    void (*sweep)(hsc_engine_t *e);
+    void (*stats)(hsc_engine_t *e, hsc_engine_stats_t *out);
+    /** Frees the engine and what it holds: no hub is left, no request is pending. */
+    void (*free)(hsc_engine_t *e);
+} hsc_engine_vt_t;
+
+/** One hub as its engine knows it. */
+typedef struct hsc_engine_hub_s {
+    const hsc_engine_sink_t *sink;
+    void *ctx;
+} hsc_engine_hub_t;
+
+/** What every engine starts with. */
+struct hsc_engine_s {
+    const hsc_engine_vt_t *vt;
+    unsigned nhubs;
+    hsc_engine_hub_t *hubs; /* nhubs entries, set by hsc_engine_attach() before the loops run */
+};
+
+/**
+ * The in-memory engine (memory.c): one lock, history rings per channel, a new epoch per run.
+ * Copies the limits it needs from `cfg` (history, history_bytes, history_age_ms, max_channels).
+ * Returns 0 or HSC_ENOMEM; free with hsc_engine_free().
+ */
+int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_engine_t **out);
+
+/** Tells the engine how to reach hub `index` (< nhubs); before any call naming that hub. */
+static inline void hsc_engine_attach(hsc_engine_t *e, unsigned index, const hsc_engine_sink_t *sink,
+                                     void *ctx)
+{
+    e->hubs[index] = (hsc_engine_hub_t){sink, ctx};
+}
+
+static inline void hsc_engine_publish(hsc_engine_t *e, hsc_publish_t *p)
+{
+    e->vt->publish(e, p);
+}
+static inline void hsc_engine_subscribe(hsc_engine_t *e, hsc_subscribe_t *s)
+{
+    e->vt->subscribe(e, s);
+}
+static inline void hsc_engine_unsubscribe(hsc_engine_t *e, unsigned hub, hsc_chan_t *const *chans,
+                                          size_t n)
+{
+    e->vt->unsubscribe(e, hub, chans, n);
+}
+static inline void hsc_engine_release(hsc_engine_t *e, hsc_chan_t *chan)
+{
+    e->vt->release(e, chan);
+}
+static inline void hsc_engine_sweep(hsc_engine_t *e)
+{
+    e->vt->sweep(e);
+}
+static inline void hsc_engine_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
+{
+    e->vt->stats(e, out);
+}
+/** NULL is ignored. */
+static inline void hsc_engine_free(hsc_engine_t *e)
+{
+    if (e != NULL)
+        e->vt->free(e);
+}
+
+/* ---- what every engine shares (engine.c) ----------------------------------------------------- */
+
+/**
+ * Encodes an event once, in chunked framing (see Frames above), with one reference. `type` is
+ * NULL or valid, `id` a formatted id. NULL when out of memory.
+ */
+hsc_frame_t *hsc_event_frame_new(const char *type, const char *id, const char *data, size_t len);
+/** The SSE bytes inside a frame of hsc_event_frame_new(): [*off, *end). */
+void hsc_event_frame_body(const hsc_frame_t *f, size_t *off, size_t *end);
+
+/** 2020-01-01T00:00:00Z in milliseconds: no engine's epoch is older. */
+#define HSC_EPOCH_MIN 1577836800000ull
+
+/**
+ * Where a resume starts, from the client's last id and the engine's epoch and cut: returns
+ * HSC_GAP_UNKNOWN (live events only; not an id, an epoch before 2020 or after ours, or a SEQ
+ * above the cut), HSC_GAP_EPOCH (an earlier epoch: replay everything, *after = 0) or
+ * HSC_GAP_NONE with *after = its SEQ; the engine then checks whether history still covers it.
+ */
+hsc_gap_t hsc_resume_point(const char *last, size_t len, uint64_t epoch, uint64_t cut,
+                           uint64_t *after);
+
+#endif

@@ -1,0 +1,518 @@
+/*
+ * Unit tests for src/lib/pubsub/memory.c, the memory engine, alone: no loop, no hub. Each hub is
+ * a recording sink (engine.h) that keeps what the engine hands it, so the tests see exactly which
+ * events go where, in which order, with which channel handle; they give the channel references
+ * back at the end, as a hub does. Under the ASan build a reference released twice, or never,
+ * fails the test.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "pubsub/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a recording sink per hub ---------------------------------------------------------------- */
+
+#define REC_MAX 256
+
+typedef struct rec_s {
+    struct {
+        hsc_chan_t *chan;
+        uint64_t seq;
+        hsc_frame_t *frame;
+    } d[REC_MAX];
+    size_t n;
+    unsigned flushes;
+    bool refuse; /* deliver() answers false, as a hub out of memory would */
+} rec_t;
+
+static bool rec_deliver(void *ctx, hsc_chan_t *chan, uint64_t seq, hsc_frame_t *frame)
+{
+    rec_t *r = ctx;
+    if (r->refuse)
+        return false;
+    assert_true(r->n < REC_MAX);
+    r->d[r->n].chan = chan;
+    r->d[r->n].seq = seq;
+    r->d[r->n].frame = hsc_frame_ref(frame);
+    r->n++;
+    return true;
+}
+
+static void rec_flush(void *ctx)
+{
+    ((rec_t *)ctx)->flushes++;
+}
+
+static void rec_call(void *ctx, hsc_engine_call_t *call)
+{
+    (void)ctx;
+    (void)call;
+    fail_msg("the memory engine answers before returning: it never queues a call");
+}
+
+static const hsc_engine_sink_t rec_sink = {rec_deliver, rec_flush, rec_call};
+
+/* Gives back what a recording holds, as a hub does once it has written the events. */
+static void rec_release(hsc_engine_t *e, rec_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        hsc_frame_unref(r->d[i].frame);
+        hsc_engine_release(e, r->d[i].chan);
+    }
+    r->n = 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+typedef struct world_s {
+    hsc_engine_t *e;
+    rec_t rec[2];
+    hsc_server_config_t cfg;
+} world_t;
+
+static void world_init_aged(world_t *w, size_t history, size_t history_bytes, unsigned max_channels,
+                            uint64_t age_ms)
+{
+    memset(w, 0, sizeof *w);
+    hsc_server_config_init(&w->cfg);
+    w->cfg.history = history;
+    w->cfg.history_bytes = history_bytes;
+    w->cfg.history_age_ms = age_ms;
+    w->cfg.max_channels = max_channels;
+    assert_int_equal(hsc_memory_engine_new(&w->cfg, 2, &w->e), 0);
+    for (unsigned i = 0; i < 2; i++)
+        hsc_engine_attach(w->e, i, &rec_sink, &w->rec[i]);
+}
+
+static void world_init(world_t *w, size_t history, size_t history_bytes, unsigned max_channels)
+{
+    world_init_aged(w, history, history_bytes, max_channels, 3600 * 1000);
+}
+
+static void world_free(world_t *w)
+{
+    for (unsigned i = 0; i < 2; i++)
+        rec_release(w->e, &w->rec[i]);
+    hsc_engine_free(w->e);
+}
+
+static int completions;
+
+static void on_published(hsc_publish_t *p)
+{
+    (void)p;
+    completions++;
+}
+
+/* Publishes `data` on `chan` from hub 0; the memory engine completes before returning. */
+static hsc_publish_t pub(world_t *w, const char *chan, const char *type, const char *data)
+{
+    hsc_publish_t p = {.channel = chan,
+                       .channel_len = strlen(chan),
+                       .type = type,
+                       .data = data,
+                       .len = strlen(data),
+                       .hub = 0,
+                       .cb = on_published};
+    int before = completions;
+    hsc_engine_publish(w->e, &p);
+    assert_int_equal(completions, before + 1);
+    return p;
+}
+
+static uint64_t pub_ok(world_t *w, const char *chan, const char *data)
+{
+    hsc_publish_t p = pub(w, chan, NULL, data);
+    assert_int_equal(p.rc, 0);
+    return p.seq;
+}
+
+static void on_subscribed(hsc_subscribe_t *s)
+{
+    (void)s;
+    completions++;
+}
+
+#define NAMES_MAX 4
+
+typedef struct sub_s {
+    char names[NAMES_MAX][HSC_CHANNEL_MAX + 1];
+    hsc_chan_t *chans[NAMES_MAX];
+    hsc_subscribe_t req;
+} sub_t;
+
+/* Subscribes hub `hub` to the comma-separated `names` from `last` (NULL: none). */
+static void sub(world_t *w, sub_t *s, unsigned hub, const char *names, const char *last)
+{
+    memset(s, 0, sizeof *s);
+    size_t n = 0;
+    for (const char *p = names; *p != '\0'; n++) {
+        assert_true(n < NAMES_MAX);
+        size_t len = strcspn(p, ",");
+        memcpy(s->names[n], p, len);
+        p += len + (p[len] == ',');
+    }
+    s->req = (hsc_subscribe_t){.names = s->names[0],
+                               .stride = sizeof s->names[0],
+                               .n = n,
+                               .last = last,
+                               .last_len = last ? strlen(last) : 0,
+                               .hub = hub,
+                               .cb = on_subscribed,
+                               .chans = s->chans};
+    int before = completions;
+    hsc_engine_subscribe(w->e, &s->req);
+    assert_int_equal(completions, before + 1);
+}
+
+/* Checks the replay's sequence numbers, then releases it as its new owner must. */
+static void check_replay(sub_t *s, const uint64_t *seqs, size_t n)
+{
+    assert_int_equal(s->req.nreplay, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(s->req.replay[i].seq, seqs[i]);
+        hsc_frame_unref(s->req.replay[i].frame);
+    }
+    free(s->req.replay);
+    s->req.replay = NULL;
+    s->req.nreplay = 0;
+}
+
+static void unsub(world_t *w, sub_t *s)
+{
+    hsc_engine_unsubscribe(w->e, s->req.hub, s->chans, s->req.n);
+}
+
+static void id_of(char *out, uint64_t epoch, uint64_t seq)
+{
+    hsc_event_id_format(out, epoch, seq);
+}
+
+static size_t channels(world_t *w)
+{
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w->e, &st);
+    return st.channels;
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static void test_ids_increase_across_channels(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    const char *chans[] = {"a", "b", "a", "c", "b"};
+    sub_t s;
+    sub(&w, &s, 0, "x", NULL); /* for the epoch */
+    for (uint64_t i = 0; i < 5; i++) {
+        hsc_publish_t p = pub(&w, chans[i], NULL, "data");
+        assert_int_equal(p.rc, 0);
+        assert_int_equal(p.seq, i + 1);
+        assert_int_equal(p.subscribers, 0);
+        char want[HSC_EVENT_ID_MAX];
+        id_of(want, s.req.epoch, i + 1);
+        assert_string_equal(p.id, want);
+        uint64_t epoch, seq;
+        assert_int_equal(hsc_event_id_parse(p.id, strlen(p.id), &epoch, &seq), 0);
+        assert_int_equal(seq, i + 1);
+        assert_true(epoch >= HSC_EPOCH_MIN);
+    }
+    assert_int_equal(w.rec[0].n, 0); /* nobody on those channels */
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+static void test_deliveries_reach_the_hubs_with_subscribers_in_order(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    sub_t s0, s1;
+    sub(&w, &s0, 0, "a", NULL);
+    sub(&w, &s1, 1, "b,a", NULL);
+    assert_int_equal(s0.req.rc, 0);
+    assert_int_equal(s1.req.rc, 0);
+    assert_ptr_equal(s0.chans[0], s1.chans[1]); /* one handle per channel */
+    assert_int_equal(pub(&w, "a", NULL, "1").subscribers, 2);
+    assert_int_equal(pub(&w, "b", NULL, "2").subscribers, 1);
+    assert_int_equal(pub(&w, "c", NULL, "3").subscribers, 0);
+    assert_int_equal(pub(&w, "a", "t", "4").subscribers, 2);
+    /* Hub 0: a's events; hub 1: a's and b's, in sequence order. */
+    assert_int_equal(w.rec[0].n, 2);
+    assert_int_equal(w.rec[0].d[0].seq, 1);
+    assert_int_equal(w.rec[0].d[1].seq, 4);
+    assert_ptr_equal(w.rec[0].d[0].chan, s0.chans[0]);
+    assert_int_equal(w.rec[1].n, 3);
+    const uint64_t want1[] = {1, 2, 4};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(w.rec[1].d[i].seq, want1[i]);
+    assert_ptr_equal(w.rec[1].d[1].chan, s1.chans[0]);
+    /* One wake-up per publish, for the hubs that got something. */
+    assert_int_equal(w.rec[0].flushes, 2);
+    assert_int_equal(w.rec[1].flushes, 3);
+    /* The frame: one chunk holding the SSE event. */
+    char id[HSC_EVENT_ID_MAX], want[128];
+    id_of(id, s0.req.epoch, 4);
+    int n = snprintf(want, sizeof want, "event: t\nid: %s\ndata: 4\n\n", id);
+    char chunk[160];
+    int m = snprintf(chunk, sizeof chunk, "%x\r\n%s\r\n", n, want);
+    hsc_frame_t *f = w.rec[0].d[1].frame;
+    assert_int_equal(f->len, m);
+    assert_memory_equal(f->data, chunk, (size_t)m);
+    /* A hub that cannot queue is skipped (the engine logs it); the references stay right. */
+    w.rec[1].refuse = true;
+    assert_int_equal(pub(&w, "a", NULL, "5").subscribers, 1);
+    assert_int_equal(w.rec[1].n, 3);
+    unsub(&w, &s0);
+    unsub(&w, &s1);
+    world_free(&w);
+}
+
+static void test_history_is_bounded_by_count_and_bytes(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 3, 1 << 20, 100);
+    for (int i = 0; i < 5; i++)
+        pub_ok(&w, "a", "0123456789");
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.history_events, 3);
+    assert_int_equal(st.published, 5);
+    sub_t s;
+    char last[HSC_EVENT_ID_MAX];
+    sub(&w, &s, 0, "a", "x");
+    id_of(last, s.req.epoch, 2);
+    unsub(&w, &s);
+    sub(&w, &s, 0, "a", last); /* 3, 4 and 5 are all there is after 2 */
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, (const uint64_t[]){3, 4, 5}, 3);
+    unsub(&w, &s);
+    id_of(last, s.req.epoch, 1);
+    sub(&w, &s, 0, "a", last); /* 2 was evicted */
+    assert_int_equal(s.req.gap, HSC_GAP_EXPIRED);
+    check_replay(&s, (const uint64_t[]){3, 4, 5}, 3);
+    unsub(&w, &s);
+    world_free(&w);
+
+    /* Bytes: a frame of "0123456789" takes about 40 bytes (chunk framing included): 100 hold
+     * two. */
+    world_init(&w, 100, 100, 100);
+    for (int i = 0; i < 4; i++)
+        pub_ok(&w, "a", "0123456789");
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.history_events, 2);
+    assert_true(st.history_bytes <= 100);
+    sub(&w, &s, 0, "a", "x");
+    id_of(last, s.req.epoch, 2);
+    unsub(&w, &s);
+    sub(&w, &s, 0, "a", last);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, (const uint64_t[]){3, 4}, 2);
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+static void test_subscribe_replays_exactly_after_the_id_up_to_the_cut(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 100, 1 << 20, 100);
+    const char *chans[] = {"a", "b", "c", "a", "b", "a", "c", "b"}; /* seq 1..8 */
+    for (size_t i = 0; i < 8; i++)
+        pub_ok(&w, chans[i], "x");
+    sub_t s;
+    sub(&w, &s, 0, "a,b", NULL);
+    assert_int_equal(s.req.cut, 8);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    assert_int_equal(s.req.nreplay, 0); /* no last id: live only */
+    unsub(&w, &s);
+    char last[HSC_EVENT_ID_MAX];
+    id_of(last, s.req.epoch, 2);
+    sub(&w, &s, 1, "b,a", last); /* merged across channels, by number */
+    assert_int_equal(s.req.cut, 8);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, (const uint64_t[]){4, 5, 6, 8}, 4);
+    /* After the cut, events reach the hub live, and only those. */
+    pub_ok(&w, "a", "x");
+    pub_ok(&w, "c", "x");
+    pub_ok(&w, "b", "x");
+    assert_int_equal(w.rec[1].n, 2);
+    assert_int_equal(w.rec[1].d[0].seq, 9);
+    assert_int_equal(w.rec[1].d[1].seq, 11);
+    unsub(&w, &s);
+    id_of(last, s.req.epoch, 11);
+    sub(&w, &s, 1, "a,b,c", last); /* the newest: nothing to replay */
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+static void test_gap_kinds(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 100, 1 << 20, 100);
+    for (int i = 0; i < 3; i++)
+        pub_ok(&w, "a", "x");
+    sub_t s;
+    sub(&w, &s, 0, "a", NULL);
+    uint64_t epoch = s.req.epoch;
+    unsub(&w, &s);
+    char last[HSC_EVENT_ID_MAX];
+
+    id_of(last, epoch - 1, 99); /* an earlier run: everything in history follows */
+    sub(&w, &s, 0, "a", last);
+    assert_int_equal(s.req.gap, HSC_GAP_EPOCH);
+    check_replay(&s, (const uint64_t[]){1, 2, 3}, 3);
+    unsub(&w, &s);
+
+    const char *unknown[] = {"garbage", "", "?", "0-1"};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        sub(&w, &s, 0, "a", unknown[i]);
+        assert_int_equal(s.req.gap, HSC_GAP_UNKNOWN);
+        check_replay(&s, NULL, 0);
+        unsub(&w, &s);
+    }
+    id_of(last, epoch + 1, 1); /* a later run */
+    sub(&w, &s, 0, "a", last);
+    assert_int_equal(s.req.gap, HSC_GAP_UNKNOWN);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    id_of(last, epoch, 4); /* ahead of the newest event */
+    sub(&w, &s, 0, "a", last);
+    assert_int_equal(s.req.gap, HSC_GAP_UNKNOWN);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    id_of(last, HSC_EPOCH_MIN - 1, 1); /* before 2020: not an id of ours */
+    sub(&w, &s, 0, "a", last);
+    assert_int_equal(s.req.gap, HSC_GAP_UNKNOWN);
+    unsub(&w, &s);
+    world_free(&w);
+
+    /* Expired on a channel younger than the id, after a freed channel evicted past it. */
+    world_init(&w, 0, 1 << 20, 100);
+    sub(&w, &s, 0, "z", NULL);
+    epoch = s.req.epoch;
+    unsub(&w, &s);
+    pub_ok(&w, "a", "x"); /* history 0: evicted at once, and the channel is freed */
+    pub_ok(&w, "a", "x");
+    assert_int_equal(channels(&w), 0);
+    id_of(last, epoch, 1);
+    sub(&w, &s, 0, "b", last);
+    assert_int_equal(s.req.gap, HSC_GAP_EXPIRED);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+static void test_unsubscribe_frees_channels(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 0, 1 << 20, 100);
+    sub_t s0, s1;
+    sub(&w, &s0, 0, "a,b", NULL);
+    sub(&w, &s1, 1, "a", NULL);
+    assert_int_equal(channels(&w), 2);
+    pub_ok(&w, "a", "x");
+    assert_int_equal(w.rec[0].n, 1);
+    unsub(&w, &s0);
+    assert_int_equal(channels(&w), 1); /* b is gone; a still has hub 1's subscriber */
+    unsub(&w, &s1);
+    assert_int_equal(channels(&w), 0);
+    /* The deliveries still hold the channel: its handle stays readable until released. */
+    assert_non_null(w.rec[0].d[0].chan->slot);
+    assert_null(w.rec[0].d[0].chan->slot[0]);
+    world_free(&w);
+
+    /* With history, a channel stays until its history empties (sweep, by age). */
+    world_init_aged(&w, 10, 1 << 20, 100, 1);
+    sub(&w, &s0, 0, "a", NULL);
+    pub_ok(&w, "a", "x");
+    unsub(&w, &s0);
+    assert_int_equal(channels(&w), 1);
+    usleep(5000);
+    hsc_engine_sweep(w.e);
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.channels, 0);
+    assert_int_equal(st.history_events, 0);
+    assert_int_equal(st.history_bytes, 0);
+    assert_int_equal(st.published, 1);
+    world_free(&w);
+}
+
+static void test_max_channels_refuses_and_changes_nothing(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 2);
+    pub_ok(&w, "a", "x");
+    pub_ok(&w, "b", "x");
+    hsc_publish_t p = pub(&w, "c", NULL, "x");
+    assert_int_equal(p.rc, HSC_EFULL);
+    sub_t s;
+    sub(&w, &s, 0, "a,c", NULL);
+    assert_int_equal(s.req.rc, HSC_EFULL);
+    assert_int_equal(s.req.nreplay, 0);
+    assert_int_equal(pub_ok(&w, "a", "x"), 3); /* no number was used; nothing registered */
+    assert_int_equal(w.rec[0].n, 0);
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.channels, 2);
+    assert_int_equal(st.published, 3);
+    world_free(&w);
+}
+
+static void test_stats_count_history_events_and_bytes(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.channels, 0);
+    assert_int_equal(st.published, 0);
+    sub_t s;
+    sub(&w, &s, 0, "a", NULL);
+    size_t bytes = 0;
+    for (int i = 0; i < 4; i++)
+        pub_ok(&w, i % 2 ? "a" : "b", "hello");
+    for (size_t i = 0; i < w.rec[0].n; i++)
+        bytes += w.rec[0].d[i].frame->len;
+    hsc_engine_stats(w.e, &st);
+    assert_int_equal(st.channels, 2);
+    assert_int_equal(st.published, 4);
+    assert_int_equal(st.history_events, 4);
+    assert_int_equal(st.history_bytes, 2 * bytes); /* a's two frames, and b's of the same size */
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_increase_across_channels),
+        cmocka_unit_test(test_deliveries_reach_the_hubs_with_subscribers_in_order),
+        cmocka_unit_test(test_history_is_bounded_by_count_and_bytes),
+        cmocka_unit_test(test_subscribe_replays_exactly_after_the_id_up_to_the_cut),
+        cmocka_unit_test(test_gap_kinds),
+        cmocka_unit_test(test_unsubscribe_frees_channels),
+        cmocka_unit_test(test_max_channels_refuses_and_changes_nothing),
+        cmocka_unit_test(test_stats_count_history_events_and_bytes),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
