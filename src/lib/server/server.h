@@ -19,9 +19,8 @@ struct hsc_worker_s {
     uv_async_t wake;
     uv_timer_t drain_timer;
     uv_thread_t thread;
-    hsc_http_t http; /* this loop's connections */
-    hsc_exec_slots_t exec;
-    hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
+    hsc_http_t http;         /* this loop's connections */
+    hsc_stream_ctx_t stream; /* /v1/stream on this loop: the responder and its loop state */
     hsc_chw_t ch;
     /* Counters: written by this worker's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_delivered, st_slow_dropped;

@@ -3,7 +3,7 @@
  * session of its own (so its pid is its process group, and a kill reaches whatever the shell
  * started) with three pipes, signalling that group, and logging its stderr line by line.
  */
-#include "internal.h"
+#include "stream/stream.h"
 
 #include <signal.h>
 

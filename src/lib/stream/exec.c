@@ -20,7 +20,7 @@
  * wait in a FIFO of ceil(--queue / threads) (their SSE streams get keep-alive comments
  * meanwhile); past that, 503 with Retry-After.
  */
-#include "internal.h"
+#include "stream/stream.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -29,13 +29,23 @@
 
 extern char **environ;
 
+/* One loop's share: at most `limit` processes, then a FIFO of `qlimit` waiting requests. */
+typedef struct exec_loop_s {
+    hsc_responder_loop_t *l;
+    unsigned running, limit;
+    unsigned queued, qlimit;
+    struct exec_proc_s *head, *tail;
+    bool draining;
+    char rbuf[65536]; /* stdout and stderr reads: each is handed on before the next */
+} exec_loop_t;
+
 typedef struct exec_proc_s {
     uv_process_t proc;
     uv_pipe_t in, out, err;
     uv_timer_t timer; /* --responder-timeout, then the SIGKILL grace */
     uv_write_t wreq;
     hsc_answer_t *a; /* NULL once the answer has ended or the client has gone */
-    hsc_worker_t *w;
+    exec_loop_t *el;
     struct exec_proc_s *next; /* in the worker's queue */
     uint64_t id;
     char *text; /* own copy: stdin may still be written after the answer is gone */
@@ -49,23 +59,18 @@ typedef struct exec_proc_s {
     hsc_lines_t err_lines;
 } exec_proc_t;
 
-static void exec_spawn_next(hsc_worker_t *w);
-
-static hsc_worker_t *worker_of(hsc_answer_t *a)
-{
-    return a->w;
-}
+static void exec_spawn_next(exec_loop_t *el);
 
 static void proc_free_if_closed(exec_proc_t *p)
 {
     if (p->handles > 0)
         return;
-    hsc_worker_t *w = p->w;
+    exec_loop_t *el = p->el;
     if (p->spawned)
-        w->exec.running--;
+        el->running--;
     free(p->text);
     free(p);
-    exec_spawn_next(w);
+    exec_spawn_next(el);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -104,7 +109,7 @@ static void proc_kill(exec_proc_t *p)
         return;
     p->killed = true;
     signal_group(p, SIGTERM);
-    uv_timer_start(&p->timer, on_kill_grace, p->w->srv->cfg.kill_grace_ms, 0);
+    uv_timer_start(&p->timer, on_kill_grace, p->el->l->cfg->kill_grace_ms, 0);
 }
 
 /* The process is reaped and its stdout drained: end the answer, close everything. */
@@ -154,16 +159,16 @@ static void on_timeout(uv_timer_t *t)
 {
     exec_proc_t *p = t->data;
     snprintf(p->reason, sizeof p->reason, "the responder timed out after %llu ms",
-             (unsigned long long)p->w->srv->cfg.responder_timeout_ms);
+             (unsigned long long)p->el->l->cfg->responder_timeout_ms);
     proc_kill(p);
 }
 
-/* Reads go into the worker's read buffer: each is handed on before the next. */
+/* Reads go into the loop's read buffer: each is handed on before the next. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     exec_proc_t *p = h->data;
-    *buf = uv_buf_init(p->w->http.rbuf, sizeof p->w->http.rbuf);
+    *buf = uv_buf_init(p->el->rbuf, sizeof p->el->rbuf);
 }
 
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -247,16 +252,16 @@ static char **build_env(exec_proc_t *p, hsc_answer_t *a, char *store, size_t cap
 
 static int proc_spawn(exec_proc_t *p)
 {
-    hsc_worker_t *w = p->w;
+    exec_loop_t *el = p->el;
+    const hsc_server_config_t *cfg = el->l->cfg;
     hsc_answer_t *a = p->a;
-    uv_loop_t *loop = &w->loop;
+    uv_loop_t *loop = el->l->loop;
     char store[4096];
     char **env = build_env(p, a, store, sizeof store);
     p->proc.data = p;
     if (env == NULL)
         return HSC_ENOMEM;
-    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, w->srv->cfg.exec, env,
-                             on_exit_cb);
+    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, cfg->exec, env, on_exit_cb);
     free(env);
     p->in.data = p->out.data = p->err.data = p;
     p->handles += 4; /* the process and its pipes are initialised even when the spawn fails */
@@ -267,7 +272,7 @@ static int proc_spawn(exec_proc_t *p)
     }
     p->spawned = true;
     p->pgid = p->proc.pid; /* UV_PROCESS_DETACHED: setsid(), so the pid is the group id */
-    w->exec.running++;
+    el->running++;
     HSC_LOG(HSC_LOG_INFO, "req %llu: responder pid %d started", (unsigned long long)p->id,
             p->proc.pid);
 
@@ -277,8 +282,8 @@ static int proc_spawn(exec_proc_t *p)
     p->wreq.data = p;
     if (uv_write(&p->wreq, (uv_stream_t *)&p->in, &b, 1, on_stdin_written) != 0)
         close_handle((uv_handle_t *)&p->in);
-    if (w->srv->cfg.responder_timeout_ms > 0)
-        uv_timer_start(&p->timer, on_timeout, w->srv->cfg.responder_timeout_ms, 0);
+    if (cfg->responder_timeout_ms > 0)
+        uv_timer_start(&p->timer, on_timeout, cfg->responder_timeout_ms, 0);
     return 0;
 }
 
@@ -301,29 +306,29 @@ static void proc_start_or_fail(exec_proc_t *p)
     hsc_answer_fail(a, reason);
 }
 
-static void exec_spawn_next(hsc_worker_t *w)
+static void exec_spawn_next(exec_loop_t *el)
 {
-    while (w->exec.head != NULL && w->exec.running < w->exec.limit && !w->http.draining) {
-        exec_proc_t *p = w->exec.head;
-        w->exec.head = p->next;
-        if (w->exec.head == NULL)
-            w->exec.tail = NULL;
-        w->exec.queued--;
+    while (el->head != NULL && el->running < el->limit && !el->draining) {
+        exec_proc_t *p = el->head;
+        el->head = p->next;
+        if (el->head == NULL)
+            el->tail = NULL;
+        el->queued--;
         proc_start_or_fail(p);
     }
 }
 
 static int exec_admit(hsc_answer_t *a)
 {
-    hsc_worker_t *w = worker_of(a);
-    if (w->exec.running < w->exec.limit || w->exec.queued < w->exec.qlimit)
+    exec_loop_t *el = hsc_answer_loop_data(a);
+    if (el->running < el->limit || el->queued < el->qlimit)
         return 0;
     return HSC_EFULL;
 }
 
 static int exec_start(hsc_answer_t *a)
 {
-    hsc_worker_t *w = worker_of(a);
+    exec_loop_t *el = hsc_answer_loop_data(a);
     exec_proc_t *p = calloc(1, sizeof *p);
     char *text = malloc(a->text_len);
     if (p == NULL || text == NULL) {
@@ -335,24 +340,23 @@ static int exec_start(hsc_answer_t *a)
     p->text = text;
     p->text_len = a->text_len;
     p->a = a;
-    p->w = w;
+    p->el = el;
     p->id = a->req->id;
     a->state = p;
-    uv_timer_init(&w->loop, &p->timer);
+    uv_timer_init(el->l->loop, &p->timer);
     p->timer.data = p;
     p->handles = 1;
-    if (w->exec.running < w->exec.limit) {
+    if (el->running < el->limit) {
         proc_start_or_fail(p);
         return 0;
     }
-    if (w->exec.tail)
-        w->exec.tail->next = p;
+    if (el->tail)
+        el->tail->next = p;
     else
-        w->exec.head = p;
-    w->exec.tail = p;
-    w->exec.queued++;
-    HSC_LOG(HSC_LOG_INFO, "req %llu: queued (%u waiting)", (unsigned long long)p->id,
-            w->exec.queued);
+        el->head = p;
+    el->tail = p;
+    el->queued++;
+    HSC_LOG(HSC_LOG_INFO, "req %llu: queued (%u waiting)", (unsigned long long)p->id, el->queued);
     return 0;
 }
 
@@ -371,17 +375,17 @@ static void exec_cancel(hsc_answer_t *a)
     p->a = NULL;
     if (!p->spawned) {
         /* Still queued: unlink and free. */
-        hsc_worker_t *w = p->w;
-        exec_proc_t **pp = &w->exec.head, *prev = NULL;
+        exec_loop_t *el = p->el;
+        exec_proc_t **pp = &el->head, *prev = NULL;
         while (*pp != NULL && *pp != p) {
             prev = *pp;
             pp = &(*pp)->next;
         }
         if (*pp == p) {
             *pp = p->next;
-            if (w->exec.tail == p)
-                w->exec.tail = prev;
-            w->exec.queued--;
+            if (el->tail == p)
+                el->tail = prev;
+            el->queued--;
         }
         close_handle((uv_handle_t *)&p->timer);
         return;
@@ -396,5 +400,38 @@ static void exec_cancel(hsc_answer_t *a)
     proc_kill(p);
 }
 
-const hsc_responder_t hsc_exec_responder = {"exec", exec_start, exec_resume, exec_cancel,
-                                            exec_admit};
+/* --max-processes and --queue are split across the loops: no lock on the request path. */
+static int exec_loop_start(hsc_responder_loop_t *l)
+{
+    exec_loop_t *el = calloc(1, sizeof *el);
+    if (el == NULL)
+        return HSC_ENOMEM;
+    el->l = l;
+    el->limit = (l->cfg->max_processes + l->nloops - 1) / l->nloops;
+    el->qlimit = (l->cfg->queue + l->nloops - 1) / l->nloops;
+    l->data = el;
+    return 0;
+}
+
+/* Shutdown: queued requests stay queued (their clients are closed by --drain-timeout). */
+static void exec_loop_drain(hsc_responder_loop_t *l)
+{
+    exec_loop_t *el = l->data;
+    el->draining = true;
+}
+
+static void exec_loop_free(hsc_responder_loop_t *l)
+{
+    free(l->data);
+}
+
+const hsc_responder_t hsc_exec_responder = {
+    .name = "exec",
+    .start = exec_start,
+    .resume = exec_resume,
+    .cancel = exec_cancel,
+    .admit = exec_admit,
+    .loop_start = exec_loop_start,
+    .loop_drain = exec_loop_drain,
+    .loop_free = exec_loop_free,
+};

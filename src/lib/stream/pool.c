@@ -15,7 +15,7 @@
  * process is sent a cancel frame and stays busy until it answers end or error, its late pieces
  * dropped. Backpressure is the exec responder's: stdout stops being read while the client lags.
  */
-#include "internal.h"
+#include "stream/stream.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -39,7 +39,7 @@ typedef struct pool_proc_s {
     uv_pipe_t in, out, err;
     uv_timer_t timer;
     int timer_mode;
-    struct hsc_pool_s *pool;
+    struct pool_s *pool;
     unsigned index;
     int handles; /* process and pipes still open (the timer lives as long as the pool) */
     bool alive, busy, cancelled, paused, in_open, killing;
@@ -57,15 +57,15 @@ typedef struct pool_proc_s {
     hsc_lines_t err_lines;
 } pool_proc_t;
 
-struct hsc_pool_s {
-    hsc_worker_t *w;
+typedef struct pool_s {
+    hsc_responder_loop_t *l;
     pool_proc_t *procs;
     unsigned n;
     pool_job_t *head, *tail;
     unsigned queued, qlimit;
     bool stopping;
-    int timers_open;
-};
+    char rbuf[65536]; /* stdout and stderr reads: each is handed on before the next */
+} pool_t;
 
 typedef struct pool_write_s {
     uv_write_t req;
@@ -76,11 +76,11 @@ typedef struct pool_write_s {
 static void proc_spawn(pool_proc_t *p);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-static void pool_dispatch(hsc_pool_t *pool);
+static void pool_dispatch(pool_t *pool);
 
 static const hsc_server_config_t *cfg_of(pool_proc_t *p)
 {
-    return &p->pool->w->srv->cfg;
+    return p->pool->l->cfg;
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -238,7 +238,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     pool_proc_t *p = h->data;
-    *buf = uv_buf_init(p->pool->w->http.rbuf, sizeof p->pool->w->http.rbuf);
+    *buf = uv_buf_init(p->pool->rbuf, sizeof p->pool->rbuf);
 }
 
 static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -387,15 +387,14 @@ static void on_timer(uv_timer_t *t)
 
 static void proc_spawn(pool_proc_t *p)
 {
-    hsc_worker_t *w = p->pool->w;
-    uv_loop_t *loop = &w->loop;
+    uv_loop_t *loop = p->pool->l->loop;
     p->handles = 4; /* the process and its pipes, initialised whatever the spawn's result */
     p->head_len = 0;
     p->ftype = F_NONE;
     p->err_lines.len = 0;
     p->paused = false;
     p->started_ms = uv_now(loop);
-    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, w->srv->cfg.exec, NULL,
+    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, cfg_of(p)->exec, NULL,
                              on_exit_cb);
     p->in.data = p->out.data = p->err.data = p->proc.data = p;
     if (rc != 0) {
@@ -416,7 +415,7 @@ static void proc_spawn(pool_proc_t *p)
 }
 
 /* Hands waiting requests to idle processes. */
-static void pool_dispatch(hsc_pool_t *pool)
+static void pool_dispatch(pool_t *pool)
 {
     for (unsigned i = 0; i < pool->n && pool->head != NULL && !pool->stopping; i++) {
         pool_proc_t *p = &pool->procs[i];
@@ -450,14 +449,14 @@ static void pool_dispatch(hsc_pool_t *pool)
     }
 }
 
-static hsc_pool_t *pool_of(hsc_answer_t *a)
+static pool_t *pool_of(hsc_answer_t *a)
 {
-    return a->w->pool;
+    return hsc_answer_loop_data(a);
 }
 
 static int pool_admit(hsc_answer_t *a)
 {
-    hsc_pool_t *pool = pool_of(a);
+    pool_t *pool = pool_of(a);
     for (unsigned i = 0; i < pool->n; i++)
         if (pool->procs[i].alive && !pool->procs[i].busy)
             return 0;
@@ -466,7 +465,7 @@ static int pool_admit(hsc_answer_t *a)
 
 static int pool_start(hsc_answer_t *a)
 {
-    hsc_pool_t *pool = pool_of(a);
+    pool_t *pool = pool_of(a);
     pool_job_t *job = calloc(1, sizeof *job);
     if (job == NULL)
         return HSC_ENOMEM;
@@ -495,7 +494,7 @@ static void pool_cancel(hsc_answer_t *a)
 {
     pool_proc_t *p = a->state;
     if (p == NULL) {
-        hsc_pool_t *pool = pool_of(a);
+        pool_t *pool = pool_of(a);
         pool_job_t **pp = &pool->head, *prev = NULL;
         while (*pp != NULL && (*pp)->a != a) {
             prev = *pp;
@@ -522,44 +521,44 @@ static void pool_cancel(hsc_answer_t *a)
     send_frame(p, "cancel", "", 0);
 }
 
-const hsc_responder_t hsc_pool_responder = {"pool", pool_start, pool_resume, pool_cancel,
-                                            pool_admit};
-
-int hsc_pool_new(hsc_worker_t *w, unsigned nprocs, unsigned qlimit)
+/*
+ * The loop's share of the --pool processes (spread evenly over the loops; each process has a
+ * number unique across loops) and of --queue; they start at once, before any request.
+ */
+static int pool_loop_start(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = calloc(1, sizeof *pool);
-    if (pool == NULL)
-        return HSC_ENOMEM;
-    pool->procs = calloc(nprocs, sizeof *pool->procs);
-    if (pool->procs == NULL) {
+    const hsc_server_config_t *cfg = l->cfg;
+    unsigned n = cfg->pool / l->nloops + (l->index < cfg->pool % l->nloops);
+    pool_t *pool = calloc(1, sizeof *pool);
+    pool_proc_t *procs = calloc(n ? n : 1, sizeof *procs);
+    if (pool == NULL || procs == NULL) {
         free(pool);
+        free(procs);
         return HSC_ENOMEM;
     }
-    pool->w = w;
-    pool->n = nprocs;
-    pool->qlimit = qlimit;
-    w->pool = pool;
-    return 0;
-}
-
-void hsc_pool_start(hsc_worker_t *w)
-{
-    hsc_pool_t *pool = w->pool;
-    for (unsigned i = 0; i < pool->n; i++) {
-        pool_proc_t *p = &pool->procs[i];
+    pool->l = l;
+    pool->procs = procs;
+    pool->n = n;
+    pool->qlimit = (cfg->queue + l->nloops - 1) / l->nloops;
+    l->data = pool;
+    for (unsigned i = 0; i < n; i++) {
+        pool_proc_t *p = &procs[i];
         p->pool = pool;
-        p->index = w->index + i * w->srv->nworkers; /* unique across loops */
+        p->index = l->index + i * l->nloops;
         hsc_buf_init(&p->payload, POOL_MAX_FRAME);
-        uv_timer_init(&w->loop, &p->timer);
+        uv_timer_init(l->loop, &p->timer);
         p->timer.data = p;
         proc_spawn(p);
     }
+    return 0;
 }
 
-void hsc_pool_stop(hsc_worker_t *w)
+/* Shutdown: idle workers get EOF at once, busy ones after their answer; --drain-timeout, then
+ * SIGTERM and SIGKILL after --kill-grace. */
+static void pool_loop_drain(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = w->pool;
-    if (pool == NULL || pool->stopping)
+    pool_t *pool = l->data;
+    if (pool->stopping)
         return;
     pool->stopping = true;
     for (unsigned i = 0; i < pool->n; i++) {
@@ -569,7 +568,7 @@ void hsc_pool_stop(hsc_worker_t *w)
                 close_h(p, (uv_handle_t *)&p->in);
                 p->in_open = false;
             }
-            arm(p, PT_DRAIN, w->srv->cfg.drain_timeout_ms);
+            arm(p, PT_DRAIN, l->cfg->drain_timeout_ms);
         } else if (p->handles == 0 && !uv_is_closing((uv_handle_t *)&p->timer)) {
             uv_timer_stop(&p->timer);
             uv_close((uv_handle_t *)&p->timer, NULL);
@@ -577,14 +576,22 @@ void hsc_pool_stop(hsc_worker_t *w)
     }
 }
 
-void hsc_pool_free(hsc_worker_t *w)
+static void pool_loop_free(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = w->pool;
-    if (pool == NULL)
-        return;
+    pool_t *pool = l->data;
     for (unsigned i = 0; i < pool->n; i++)
         hsc_buf_dispose(&pool->procs[i].payload);
     free(pool->procs);
     free(pool);
-    w->pool = NULL;
 }
+
+const hsc_responder_t hsc_pool_responder = {
+    .name = "pool",
+    .start = pool_start,
+    .resume = pool_resume,
+    .cancel = pool_cancel,
+    .admit = pool_admit,
+    .loop_start = pool_loop_start,
+    .loop_drain = pool_loop_drain,
+    .loop_free = pool_loop_free,
+};

@@ -8,12 +8,38 @@
 #include "http/http.h"
 #include "policy/policy.h"
 
-typedef struct hsc_worker_s hsc_worker_t;
+/* ---- the stream context of one loop (answer.c) ---------------------------------------------- */
+
+/**
+ * What /v1/stream and the legacy GET need on one loop: the responder and its view of the loop.
+ * The server embeds one per loop and hands it to those routes as their context; it is touched by
+ * that loop's thread only.
+ */
+typedef struct hsc_stream_ctx_s {
+    const hsc_responder_t *responder;
+    hsc_responder_loop_t rl; /* rl.data: the responder's state for this loop */
+    int start_rc;            /* loop_start's result; not 0: this loop refuses answers (503) */
+    bool started;            /* loop_start was called */
+} hsc_stream_ctx_t;
+
+/** The responder a configuration asks for: its C responder, else the pool, exec or the demo. */
+const hsc_responder_t *hsc_stream_responder(const hsc_server_config_t *cfg);
+/** How many loops `r` can serve at most (the pool: one loop per worker process at least). */
+unsigned hsc_stream_max_loops(const hsc_responder_t *r, const hsc_server_config_t *cfg);
+/** Fills a loop's context; creates no handle. Borrows `loop` and `cfg` for its life. */
+void hsc_stream_init(hsc_stream_ctx_t *s, const hsc_responder_t *r, uv_loop_t *loop,
+                     const hsc_server_config_t *cfg, unsigned index, unsigned nloops);
+/** On the loop's thread, before it serves: the responder's loop_start. */
+void hsc_stream_start(hsc_stream_ctx_t *s);
+/** On the loop's thread, when shutdown begins: the responder's loop_drain. */
+void hsc_stream_drain(hsc_stream_ctx_t *s);
+/** On the loop's thread, after the loop has ended: the responder's loop_free. */
+void hsc_stream_dispose(hsc_stream_ctx_t *s);
 
 /* ---- answers and responders (answer.c, demo.c) ----------------------------------------------- */
 
 struct hsc_answer_s {
-    hsc_worker_t *w; /* the loop's */
+    hsc_stream_ctx_t *ctx; /* the loop's */
     hsc_res_t *res;
     hsc_req_t *req;
     uv_loop_t *loop;
@@ -48,20 +74,6 @@ typedef struct hsc_lines_s {
 } hsc_lines_t;
 void hsc_lines_feed(hsc_lines_t *l, const char *prefix, const char *p, size_t n);
 void hsc_lines_flush(hsc_lines_t *l, const char *prefix);
-
-/* The pool (pool.c): long-lived worker processes of one loop. */
-typedef struct hsc_pool_s hsc_pool_t;
-int hsc_pool_new(hsc_worker_t *w, unsigned nprocs, unsigned qlimit);
-void hsc_pool_start(hsc_worker_t *w); /* on the worker's thread, before its loop runs */
-void hsc_pool_stop(hsc_worker_t *w);  /* draining: stdin EOF, then kill after --drain-timeout */
-void hsc_pool_free(hsc_worker_t *w);
-
-/* Per-worker admission for --exec: at most `limit` processes, then a FIFO of `qlimit`. */
-typedef struct hsc_exec_slots_s {
-    unsigned running, limit;
-    unsigned queued, qlimit;
-    struct exec_proc_s *head, *tail;
-} hsc_exec_slots_t;
 
 /* Route handlers: /v1/stream and the template's GET /<text>. */
 void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
