@@ -94,8 +94,9 @@ HSC_EXPORT void *hsc_answer_loop_data(const hsc_answer_t *a);
 /**
  * Sends one piece (borrows `p`). In the SSE form the start of a UTF-8 character cut at the end of
  * `p` is held back and sent with the next piece, so no event ends inside a character. Returns 0,
- * or HSC_ECLOSED / HSC_EFULL when the client is gone or too slow: stop producing then; cancel()
- * follows.
+ * or HSC_ECLOSED / HSC_EFULL when the client is gone or too slow, HSC_ENOMEM when the piece could
+ * not be encoded: the answer is over then (the client is disconnected); stop producing, and
+ * cancel() follows.
  */
 HSC_EXPORT int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n);
 /**

@@ -156,12 +156,8 @@ static int emit(hsc_answer_t *a, const void *p, size_t n)
  * whatever is still held at the end goes out as it is. Plain text is passed through: the client
  * decodes the byte stream itself.
  */
-int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+static int write_sse(hsc_answer_t *a, const void *p, size_t n)
 {
-    if (n == 0)
-        return 0;
-    if (!a->sse)
-        return emit(a, p, n);
     const char *data = p;
     char *joined = NULL;
     if (a->carry_len > 0) {
@@ -178,6 +174,18 @@ int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
     memcpy(a->carry, data + ok, a->carry_len);
     int rc = ok > 0 ? emit(a, data, ok) : 0;
     free(joined);
+    return rc;
+}
+
+/* A piece that cannot be sent whole ends the answer: the connection closes (a client never
+ * takes a stream with a hole for a complete one) and cancel() follows, whatever the error. */
+int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int rc = a->sse ? write_sse(a, p, n) : emit(a, p, n);
+    if (rc != 0)
+        hsc_res_close(a->res);
     return rc;
 }
 
