@@ -486,8 +486,6 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
     for (int i = 0; i < F_COUNT; i++) {
         if (i == F_ADDR)
             o += (size_t)sprintf(out + o, "remote_addr=%s\n", peer);
-        if (i == F_ADDR || i == F_PORT || i == F_LENGTH || i == F_SOFTWARE)
-            continue;
         o += (size_t)sprintf(out + o, "%s=", field_names[i].meta);
         memcpy(out + o, f.v[i], f.n[i]);
         o += f.n[i];
