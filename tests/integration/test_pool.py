@@ -25,7 +25,9 @@ Proves that:
 - protocol garbage (bad header, unknown type, header too long, payload too large, negative
   length) and a frame outside a request fail the answer and restart the worker; a request that
   arrives while the broken worker is being killed waits for its replacement; an `error` frame
-  fails the answer with its reason and keeps the worker;
+  fails the answer with its reason and keeps the worker; a request that cannot be sent (a text
+  over the 1 MiB frame limit) fails its answer at once, reaches no worker, and the worker serves
+  the next one (a text of exactly 1 MiB is answered);
 - a client that leaves mid-answer (FIN or RST, plain or SSE) makes hscd send `cancel` within
   ~1 s; pieces the worker sends after it (even a worker that ignores the cancel) never reach the
   next request, which the same worker serves normally;
@@ -612,6 +614,33 @@ class Protocol(PoolCase):
                                       ("error", "the responder failed: model exploded badly")])
         self.assertEqual(self.ask_pid(srv, "after"), pid)
         self.assertEqual(self.pids(), [pid])
+
+
+    def test_request_that_cannot_be_sent_fails_its_answer(self):
+        # A request whose frames cannot be handed to a worker (out of memory, a write error, or
+        # here a text over the protocol's 1 MiB frame limit, which takes the same path) fails
+        # its answer at once, instead of waiting for --responder-timeout; the worker never sees
+        # it and serves the next one.
+        srv = self.start_pool(1, "--max-body-bytes", "2m", "--responder-timeout", "60s")
+        (pid,) = self.wait_workers(1)
+        limit = 1024 * 1024
+        reason = ("the request text is larger than the pool protocol's %d-byte frame limit"
+                  % limit)
+        too_big = "echo " + "x" * (limit - 4)
+        t0 = time.monotonic()
+        s = self.ask(srv, too_big, post=True, timeout=10)
+        self.assert_cut(s, [])
+        s = self.ask(srv, too_big, sse=True, post=True, timeout=10)
+        self.assertTrue(s.complete)
+        self.assertEqual(s.events(), [("error", reason)])
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
+        self.wait_log(srv, "failed after 0 piece(s): " + reason)
+        self.assertEqual(self.requests_seen(pid), [])
+        at_limit = "echo " + "y" * (limit - 5)  # exactly 1 MiB: sent, answered
+        s = self.ask(srv, at_limit, post=True)
+        self.assertTrue(s.complete)
+        self.assertEqual(s.body(), b"y" * (limit - 5))
+        self.assertEqual(self.ask_pid(srv, "after"), pid)
 
 
 class Cancellation(PoolCase):
