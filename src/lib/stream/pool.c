@@ -233,12 +233,12 @@ static void on_exited(hsc_proc_t *proc)
         fail_current(p, reason);
         p->busy = false;
     }
-    proc->req_id = 0;
     /* A running kill grace goes on: the shell may be gone while its child (the real worker)
      * ignores SIGTERM; the group gets its SIGKILL on time, and `closed` (the restart) waits. */
     disarm(p, PT_TIMEOUT);
     disarm(p, PT_DRAIN);
     hsc_proc_close(proc);
+    proc->req_id = 0;
 }
 
 static void spawn(pool_proc_t *p)

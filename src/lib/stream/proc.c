@@ -245,6 +245,7 @@ int hsc_proc_spawn(hsc_proc_t *p, char **env)
     uv_loop_t *loop = p->procs->loop;
     p->alive = p->out_eof = p->err_eof = p->stdin_open = false;
     p->paused = p->out_stopped = p->killed = false;
+    p->pgid = 0;
     p->status = 0;
     p->signal = 0;
     p->line_len = 0;
@@ -362,6 +363,7 @@ int hsc_proc_forward(hsc_proc_t *p, hsc_answer_t *a, const char *data, size_t n)
 
 void hsc_proc_close(hsc_proc_t *p)
 {
+    flush_line(p); /* a last line without its line end */
     p->closing = true;
     p->stdin_open = false;
     close_handle(p, (uv_handle_t *)&p->proc);
