@@ -185,13 +185,6 @@ static int exec_start(hsc_answer_t *a)
     return 0;
 }
 
-static void exec_resume(hsc_answer_t *a)
-{
-    exec_proc_t *p = a->state;
-    if (p != NULL)
-        hsc_proc_resume(&p->proc);
-}
-
 static void exec_cancel(hsc_answer_t *a)
 {
     exec_loop_t *el = hsc_answer_loop_data(a);
@@ -236,7 +229,7 @@ static void exec_loop_free(hsc_responder_loop_t *l)
 const hsc_responder_t hsc_exec_responder = {
     .name = "exec",
     .start = exec_start,
-    .resume = exec_resume,
+    .resume = hsc_proc_answer_resume,
     .cancel = exec_cancel,
     .admit = exec_admit,
     .loop_start = exec_loop_start,

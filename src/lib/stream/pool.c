@@ -369,13 +369,6 @@ static int pool_start(hsc_answer_t *a)
     return 0;
 }
 
-static void pool_resume(hsc_answer_t *a)
-{
-    pool_proc_t *p = a->state;
-    if (p != NULL)
-        hsc_proc_resume(&p->proc);
-}
-
 static void pool_cancel(hsc_answer_t *a)
 {
     pool_t *pool = hsc_answer_loop_data(a);
@@ -462,7 +455,7 @@ static void pool_loop_free(hsc_responder_loop_t *l)
 const hsc_responder_t hsc_pool_responder = {
     .name = "pool",
     .start = pool_start,
-    .resume = pool_resume,
+    .resume = hsc_proc_answer_resume,
     .cancel = pool_cancel,
     .admit = pool_admit,
     .loop_start = pool_loop_start,

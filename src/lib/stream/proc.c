@@ -347,6 +347,13 @@ void hsc_proc_resume(hsc_proc_t *p)
         uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
 }
 
+void hsc_proc_answer_resume(hsc_answer_t *a)
+{
+    hsc_proc_t *p = a->state;
+    if (p != NULL)
+        hsc_proc_resume(p);
+}
+
 void hsc_proc_stop_output(hsc_proc_t *p)
 {
     p->out_stopped = true;

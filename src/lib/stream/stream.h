@@ -146,6 +146,8 @@ void hsc_proc_close_stdin(hsc_proc_t *p);
 int hsc_proc_forward(hsc_proc_t *p, hsc_answer_t *a, const char *data, size_t n);
 void hsc_proc_pause(hsc_proc_t *p);
 void hsc_proc_resume(hsc_proc_t *p);
+/** A responder's resume() when the answer's state is NULL (waiting) or starts with its process. */
+void hsc_proc_answer_resume(hsc_answer_t *a);
 /** Stops reading stdout for good (the output makes no sense any more). */
 void hsc_proc_stop_output(hsc_proc_t *p);
 /** One-shot: `timer` after `ms`; replaces an earlier one. Ignored while a kill's grace runs. */
