@@ -98,7 +98,7 @@ void hsc_proc_init(hsc_proc_t *p, hsc_procs_t *procs, const hsc_proc_ops_t *ops)
     p->timer.data = p;
 }
 
-/* `closed` once the handles are closed and no grace runs: a SIGKILL is still due then. */
+/* `closed` once the handles are closed and no kill's grace runs: its SIGKILL comes first. */
 static void maybe_closed(hsc_proc_t *p)
 {
     if (!p->closing || p->open > 0 || p->grace)
@@ -115,9 +115,8 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_closed(p);
 }
 
-static void close_handle(hsc_proc_t *p, uv_handle_t *h)
+static void close_handle(uv_handle_t *h)
 {
-    (void)p;
     if (h->type != UV_UNKNOWN_HANDLE && !uv_is_closing(h))
         uv_close(h, on_handle_closed);
 }
@@ -328,7 +327,7 @@ int hsc_proc_send(hsc_proc_t *p, const uv_buf_t *bufs, unsigned n, bool then_clo
 void hsc_proc_close_stdin(hsc_proc_t *p)
 {
     p->stdin_open = false;
-    close_handle(p, (uv_handle_t *)&p->in);
+    close_handle((uv_handle_t *)&p->in);
 }
 
 void hsc_proc_pause(hsc_proc_t *p)
@@ -373,10 +372,10 @@ void hsc_proc_close(hsc_proc_t *p)
     flush_line(p); /* a last line without its line end */
     p->closing = true;
     p->stdin_open = false;
-    close_handle(p, (uv_handle_t *)&p->proc);
-    close_handle(p, (uv_handle_t *)&p->in);
-    close_handle(p, (uv_handle_t *)&p->out);
-    close_handle(p, (uv_handle_t *)&p->err);
+    close_handle((uv_handle_t *)&p->proc);
+    close_handle((uv_handle_t *)&p->in);
+    close_handle((uv_handle_t *)&p->out);
+    close_handle((uv_handle_t *)&p->err);
     maybe_closed(p); /* nothing was open */
 }
 
