@@ -1,5 +1,8 @@
 /*
  * stream: answers that arrive piece by piece (/v1/stream) and the responders behind them.
+ * answer.c turns pieces into chunks or SSE events and holds each loop's stream context; demo.c,
+ * exec.c (a process per request) and pool.c (long-lived workers) are the built-in responders;
+ * proc.c runs the child processes of the last two. Uses core, codec, http and policy only.
  */
 #ifndef HSC_STREAM_H
 #define HSC_STREAM_H
