@@ -6,6 +6,10 @@
  * Everything about one answer happens on one libuv loop (hsc_answer_loop()): start, resume and
  * cancel are called there, and hsc_answer_write/end/fail must be called there too. A responder
  * that produces pieces on another thread hands them to the loop itself (uv_async_t).
+ *
+ * A server runs several loops, one per worker thread. A responder that needs state of its own per
+ * loop (processes, queues, a connection to a model) keeps it there through the loop hooks, so that
+ * nothing is shared between threads and no lock is taken on the request path.
  */
 #ifndef HSC_RESPONDER_H
 #define HSC_RESPONDER_H
@@ -29,14 +33,47 @@ typedef struct hsc_answer_s hsc_answer_t;
  * `cancel` is called when the client goes away before the end: release everything and never
  * touch the answer again. `admit` (optional) is asked before the response headers go out:
  * returning non-zero (e.g. HSC_EFULL when a queue is full) answers 503 with Retry-After.
+ *
+ * The loop hooks are optional (NULL: nothing to do). While hsc_server_run() runs, each is called
+ * once per loop, in this order, on that loop's own thread (the one that also calls start, resume,
+ * cancel and admit for the loop's answers):
+ *
+ * - `loop_start` before the loop serves its first request: set `l->data` to the responder's
+ *   state for this loop (answers reach it with hsc_answer_loop_data()). A non-zero return is
+ *   logged and every answer on that loop is refused (503) while the other loops serve; release
+ *   what was taken before returning it, as neither hook below is called for that loop then.
+ * - `loop_drain` when shutdown begins (hsc_server_stop(), SIGINT or SIGTERM): take no new work,
+ *   let what runs finish or stop it (the config's drain_timeout_ms is the server's patience). The
+ *   loop ends once every handle is closed, the responder's included: close them all by then.
+ *   Answers already in progress still run; start may still be called for requests that arrived
+ *   before the drain.
+ * - `loop_free` after the loop has ended (every handle closed, no answer left): free the state.
+ *
+ * Fields added later go at the end, so a positional initialiser of the first five still works.
  */
+typedef struct hsc_responder_loop_s hsc_responder_loop_t;
 typedef struct hsc_responder_s {
     const char *name;
     int (*start)(hsc_answer_t *a);
     void (*resume)(hsc_answer_t *a);
     void (*cancel)(hsc_answer_t *a);
     int (*admit)(hsc_answer_t *a);
+    int (*loop_start)(hsc_responder_loop_t *l);
+    void (*loop_drain)(hsc_responder_loop_t *l);
+    void (*loop_free)(hsc_responder_loop_t *l);
 } hsc_responder_t;
+
+/**
+ * One loop as its responder sees it. The server owns it: the same pointer in every hook call for
+ * that loop, valid from loop_start until loop_free returns. Only `data` is the responder's to set.
+ */
+struct hsc_responder_loop_s {
+    void *data;                            /* the responder's state for this loop; NULL at first */
+    uv_loop_t *loop;                       /* the loop: the responder's handles go there */
+    unsigned index;                        /* which loop: 0 .. nloops - 1 */
+    unsigned nloops;                       /* how many loops the server runs */
+    const struct hsc_server_config_s *cfg; /* the server's configuration (include hsc/server.h) */
+};
 
 /** The request text: valid UTF-8, NUL-terminated, never empty. Valid until the answer ends. */
 HSC_EXPORT const char *hsc_answer_text(const hsc_answer_t *a, size_t *len);
@@ -51,12 +88,15 @@ HSC_EXPORT void *hsc_answer_data(const hsc_answer_t *a);
 HSC_EXPORT void hsc_answer_set_data(hsc_answer_t *a, void *data);
 /** The `responder_data` given in hsc_server_config_t. */
 HSC_EXPORT void *hsc_answer_responder_data(const hsc_answer_t *a);
+/** The responder's state for the answer's loop (what loop_start put in `l->data`), or NULL. */
+HSC_EXPORT void *hsc_answer_loop_data(const hsc_answer_t *a);
 
 /**
  * Sends one piece (borrows `p`). In the SSE form the start of a UTF-8 character cut at the end of
  * `p` is held back and sent with the next piece, so no event ends inside a character. Returns 0,
- * or HSC_ECLOSED / HSC_EFULL when the client is gone or too slow: stop producing then; cancel()
- * follows.
+ * or HSC_ECLOSED / HSC_EFULL when the client is gone or too slow, HSC_ENOMEM when the piece could
+ * not be encoded: the answer is over then (the client is disconnected); stop producing, and
+ * cancel() follows.
  */
 HSC_EXPORT int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n);
 /**

@@ -650,6 +650,36 @@ def is_connection_refused(port):
 SSE = [("Accept", "text/event-stream")]
 
 
+# ---- what a responder program learns about its request -----------------------------------------
+
+# docs/responders.md, "The request": every field, as an exec environment variable and as a key
+# of the pool's meta frame. The exec and pool tests both check against this one list.
+REQUEST_FIELDS = [
+    ("HSC_REQUEST_ID", "request_id"),
+    ("REQUEST_METHOD", "method"),
+    ("PATH_INFO", "path"),
+    ("QUERY_STRING", "query"),
+    ("REMOTE_ADDR", "remote_ip"),
+    ("REMOTE_PORT", "remote_port"),
+    ("CONTENT_LENGTH", "content_length"),
+    ("HSC_CONTENT_TYPE", "content_type"),
+    ("SERVER_SOFTWARE", "server_software"),
+]
+
+
+def hscd_version():
+    """hscd's version, as `hscd --version` prints it."""
+    rc, out, _ = run_hscd(["--version"])
+    return out.split()[-1]
+
+
+def request_fields(rid, method, query, port, text, sse, version, path="/v1/stream"):
+    """The values docs/responders.md promises for a request from 127.0.0.1:`port`, in the order
+    of REQUEST_FIELDS."""
+    return [str(rid), method, path, query, HOST, str(port), str(len(text.encode("utf-8"))),
+            "text/event-stream" if sse else "text/plain", "hsc/" + version]
+
+
 class StreamRequest:
     """One /v1/stream request on a connection of its own, read chunk by chunk with arrival
     times. `chunks` holds every chunk but the last (SSE comments included); `times` their

@@ -23,7 +23,9 @@ Proves that:
 - a client that leaves mid-answer (FIN or RST) gets its process group killed within ~1 s, SIGTERM
   ignored or not, grandchildren included, also after the shell itself has exited; a connected
   client that reads nothing (for longer than --idle-timeout) is not cancelled;
-- stderr lines are logged with the request id; the CGI-like environment is right;
+- stderr lines are logged with the request id; the CGI-like environment is right: the fields
+  of docs/responders.md, a query passed whole (60000 bytes under --max-header-bytes 65535), one
+  over --max-header-bytes refused with 431 before any process starts;
 - a responder that floods a slow reader is paused (hscd's RSS stays bounded, the reader is not
   dropped) and is killed when the reader leaves;
 - --max-processes/--queue: queued requests wait (SSE ones with keep-alive comments) without a
@@ -47,6 +49,7 @@ import unittest
 import urllib.parse
 
 from hscd import (
+    REQUEST_FIELDS,
     SSE,
     StreamRequest,
     SLOW,
@@ -54,7 +57,9 @@ from hscd import (
     RawConn,
     ServerTestCase,
     assert_error_response,
+    hscd_version,
     parse_sse,
+    request_fields,
     run_hscd,
     wait_for,
     rss_kb,
@@ -633,6 +638,46 @@ class Logging(ExecCase):
         self.assertEqual(env["CONTENT_LENGTH"], str(len(body.encode())))
         self.assertEqual(env["HSC_CONTENT_TYPE"], "text/event-stream")
         self.assertEqual(env["text"], body)
+
+
+class Request(ExecCase):
+    """What the program learns about its request is docs/responders.md's list, nothing cut."""
+
+    def env_of(self, srv, query):
+        with RawConn(srv.port) as c:
+            port = c.sock.getsockname()[1]
+            c.request("GET", "/v1/stream?" + query)
+            r = c.read_response()
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.complete, r)
+        return json.loads(r.body), port, r.header("X-Request-Id")
+
+    def test_long_query_is_passed_whole(self):
+        # Up to what --max-header-bytes lets in (65535 at most); QUERY_STRING used to vanish
+        # past about 4 KiB.
+        version = hscd_version()
+        srv = self.start_exec(responder("env"), "--max-header-bytes", "65535")
+        for size in (513, 5000, 60000):
+            with self.subTest(size=size):
+                query = "q=t&pad=" + "%41b" * ((size - 8) // 4)
+                query += "x" * (size - len(query))
+                env, port, rid = self.env_of(srv, query)
+                self.assertEqual(len(env["QUERY_STRING"]), size)
+                want = request_fields(rid, "GET", query, port, "t", False, version)
+                self.assertEqual({var: env[var] for var, _ in REQUEST_FIELDS},
+                                 {var: v for (var, _), v in zip(REQUEST_FIELDS, want)})
+
+    def test_query_over_the_head_limit_is_refused(self):
+        d = self.tmpdir()
+        srv = self.start_exec(responder("env", pid_dir=d))
+        with RawConn(srv.port) as c:
+            c.request("GET", "/v1/stream?q=t&pad=" + "x" * 17000)
+            r = c.read_response()
+        assert_error_response(self, r, 431)
+        self.assertEqual(r.body, b"request line and headers are too large\n")
+        self.assertEqual(os.listdir(d), [], "a process was started")
+        env, _, _ = self.env_of(srv, "q=t")
+        self.assertEqual(env["QUERY_STRING"], "q=t")
 
 
 class Backpressure(ExecCase):

@@ -25,7 +25,9 @@ Proves that:
 - protocol garbage (bad header, unknown type, header too long, payload too large, negative
   length) and a frame outside a request fail the answer and restart the worker; a request that
   arrives while the broken worker is being killed waits for its replacement; an `error` frame
-  fails the answer with its reason and keeps the worker;
+  fails the answer with its reason and keeps the worker; a request that cannot be sent (a text
+  over the 1 MiB frame limit) fails its answer at once, reaches no worker, and the worker serves
+  the next one (a text of exactly 1 MiB is answered);
 - a client that leaves mid-answer (FIN or RST, plain or SSE) makes hscd send `cancel` within
   ~1 s; pieces the worker sends after it (even a worker that ignores the cancel) never reach the
   next request, which the same worker serves normally;
@@ -36,8 +38,12 @@ Proves that:
   first; a request still queued is failed (never completed) by --drain-timeout; workers that
   ignore EOF (and SIGTERM) are killed after --drain-timeout (+ --kill-grace), shell or not; no
   worker is left;
-- the meta frame: request_id (= X-Request-Id), method, path, raw query, remote_addr,
-  content_type (SSE vs plain); worker stderr is logged with the worker or the request id;
+- the meta frame: every field of docs/responders.md (request_id = X-Request-Id, method, path,
+  raw query, remote_ip, remote_port, content_length, content_type for SSE vs plain,
+  server_software) plus remote_addr (IP:PORT), with the values an exec responder gets in its
+  environment for the same request; a query is passed whole (60000 bytes under
+  --max-header-bytes 65535), one over --max-header-bytes gets 431 and reaches no worker; worker
+  stderr is logged with the worker or the request id;
 - payloads are binary safe (newlines, frame-like text, NUL, CR LF, 300 KB pieces, frames
   dribbled one byte at a time): one chunk per piece, verbatim; an empty piece sends no chunk;
   the request text (newlines, frame-like lines) reaches the worker verbatim;
@@ -59,6 +65,7 @@ import unittest
 import urllib.parse
 
 from hscd import (
+    REQUEST_FIELDS,
     SSE,
     StreamRequest,
     SLOW,
@@ -66,7 +73,9 @@ from hscd import (
     RawConn,
     ServerTestCase,
     assert_error_response,
+    hscd_version,
     parse_sse,
+    request_fields,
     wait_for,
     rss_kb,
 )
@@ -607,12 +616,40 @@ class Protocol(PoolCase):
         self.assertEqual(self.pids(), [pid])
 
 
+    def test_request_that_cannot_be_sent_fails_its_answer(self):
+        # A request whose frames cannot be handed to a worker (out of memory, a write error, or
+        # here a text over the protocol's 1 MiB frame limit, which takes the same path) fails
+        # its answer at once, instead of waiting for --responder-timeout; the worker never sees
+        # it and serves the next one.
+        srv = self.start_pool(1, "--max-body-bytes", "2m", "--responder-timeout", "60s")
+        (pid,) = self.wait_workers(1)
+        limit = 1024 * 1024
+        reason = ("the request text is larger than the pool protocol's %d-byte frame limit"
+                  % limit)
+        too_big = "echo " + "x" * (limit - 4)
+        t0 = time.monotonic()
+        s = self.ask(srv, too_big, post=True, timeout=10)
+        self.assert_cut(s, [])
+        s = self.ask(srv, too_big, sse=True, post=True, timeout=10)
+        self.assertTrue(s.complete)
+        self.assertEqual(s.events(), [("error", reason)])
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
+        self.wait_log(srv, "failed after 0 piece(s): " + reason)
+        self.assertEqual(self.requests_seen(pid), [])
+        at_limit = "echo " + "y" * (limit - 5)  # exactly 1 MiB: sent, answered
+        s = self.ask(srv, at_limit, post=True)
+        self.assertTrue(s.complete)
+        self.assertEqual(s.body(), b"y" * (limit - 5))
+        self.assertEqual(self.ask_pid(srv, "after"), pid)
+
+
 class Cancellation(PoolCase):
     """A client that leaves: the worker gets `cancel`, and nothing of that answer leaks."""
 
     def test_client_gone_sends_cancel_and_nothing_leaks(self):
         srv = self.start_pool(1)
         (pid,) = self.wait_workers(1)
+        version = hscd_version()
         cases = [("stale", "fin", False), ("stubborn", "reset", True), ("error", "fin", True),
                  ("end", "reset", False)]
         for after, how, sse in cases:
@@ -800,6 +837,7 @@ class Metadata(PoolCase):
     def test_meta_frame(self):
         srv = self.start_pool(1)
         (pid,) = self.wait_workers(1)
+        version = hscd_version()
         cases = [
             ("GET", True, "q=meta&x=1%202&y=%E2%9C%93", "text/event-stream"),
             ("POST", False, "", "text/plain"),
@@ -815,16 +853,73 @@ class Metadata(PoolCase):
                 self.assertTrue(s.complete)
                 data = "".join(d for t, d in s.events()[:-1]) if sse else s.body().decode()
                 meta = dict(line.split("=", 1) for line in data.splitlines())
-                self.assertEqual(meta, {
-                    "request_id": s.rid,
-                    "method": method,
-                    "path": "/v1/stream",
-                    "query": query,
-                    "remote_addr": "127.0.0.1:%d" % port,
-                    "content_type": ctype,
-                })
+                expected = dict(zip((k for _, k in REQUEST_FIELDS), request_fields(
+                    s.rid, method, query, port, "meta", sse, version)))
+                expected["remote_addr"] = "127.0.0.1:%d" % port  # the first version's field
+                self.assertEqual(meta["content_type"], ctype)
+                self.assertEqual(meta, expected)
         fr = [f["ev"] for f in self.frames(pid) if f["ev"] != "start"]
         self.assertEqual(fr, ["meta", "request"] * 4)
+
+    def meta_of(self, srv, query, sse=False):
+        """The meta frame the worker got for GET /v1/stream?`query` (its text: "meta"), as a
+        dict, with the client's port and the request id."""
+        s = Stream(srv, "meta", sse=sse, query=query)
+        with s:
+            port = s.conn.sock.getsockname()[1]
+            s.read_all()
+        self.assertTrue(s.complete, s.chunks[:3])
+        data = "".join(d for t, d in s.events()[:-1]) if sse else s.body().decode()
+        return dict(line.split("=", 1) for line in data.splitlines()), port, s.rid
+
+    def test_same_fields_as_exec(self):
+        # One request shape to an exec responder (its environment) and to a pool worker (its
+        # meta frame): each field of docs/responders.md has the same value in both.
+        version = hscd_version()
+        query = "q=meta&x=1%202&y=%E2%9C%93"
+        exec_srv = self.start("--exec", "python3 -S %s env" % shlex.quote(
+            os.path.join(HERE, "responders", "responder.py")))
+        with Stream(exec_srv, "meta", sse=True, query=query) as s:
+            exec_port = s.conn.sock.getsockname()[1]
+            s.read_all()
+        self.assertTrue(s.complete)
+        env = json.loads("".join(d for t, d in s.events()[:-1]))
+        exec_rid = s.rid
+        pool_srv = self.start_pool(1)
+        self.wait_workers(1)
+        meta, pool_port, pool_rid = self.meta_of(pool_srv, query, sse=True)
+        exec_expected = request_fields(exec_rid, "GET", query, exec_port, "meta", True, version)
+        pool_expected = request_fields(pool_rid, "GET", query, pool_port, "meta", True, version)
+        for (var, key), want_exec, want_pool in zip(REQUEST_FIELDS, exec_expected, pool_expected):
+            with self.subTest(field=var):
+                self.assertEqual(env[var], want_exec)
+                self.assertEqual(meta[key], want_pool)
+
+    def test_long_query_is_passed_whole(self):
+        # Up to what --max-header-bytes lets in (65535 at most), the query reaches the worker
+        # byte for byte; it used to be cut at 512 bytes.
+        srv = self.start_pool(1, "--max-header-bytes", "65535")
+        self.wait_workers(1)
+        for size in (513, 12000, 60000):
+            with self.subTest(size=size):
+                query = "q=meta&pad=" + "%41b" * ((size - 11) // 4)
+                query += "x" * (size - len(query))
+                meta, port, rid = self.meta_of(srv, query)
+                self.assertEqual(len(meta["query"]), size)
+                self.assertEqual(meta["query"], query)
+                self.assertEqual(meta["request_id"], rid)
+
+    def test_query_over_the_head_limit_is_refused(self):
+        srv = self.start_pool(1)
+        (pid,) = self.wait_workers(1)
+        with RawConn(srv.port) as c:
+            c.request("GET", "/v1/stream?q=meta&pad=" + "x" * 17000)
+            r = c.read_response()
+        assert_error_response(self, r, 431)
+        self.assertEqual(r.body, b"request line and headers are too large\n")
+        self.assertEqual(self.requests_seen(pid), [])
+        meta, _, _ = self.meta_of(srv, "q=meta")  # the worker serves the next request
+        self.assertEqual(meta["query"], "q=meta")
 
     def test_stderr_is_logged(self):
         srv = self.start_pool(1, opts=["--hello"])

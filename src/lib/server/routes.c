@@ -12,13 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Where a route's handler finds its context: the worker itself, its hub, or the server. */
-enum { CTX_WORKER, CTX_HUB, CTX_SERVER, CTX_NONE };
+/* Where a route's handler finds its context: the worker itself, its hub, its stream context,
+ * or the server. */
+enum { CTX_WORKER, CTX_HUB, CTX_STREAM, CTX_SERVER, CTX_NONE };
 
 #define ALL_GET (HSC_M_GET | HSC_M_HEAD)
 
 static const hsc_route_t routes[] = {
-    {"/v1/stream", ALL_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_stream_handle, CTX_WORKER},
+    {"/v1/stream", ALL_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_stream_handle, CTX_STREAM},
     {"/v1/events", HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_events_handle, CTX_HUB},
     {"/healthz", ALL_GET, hsc_healthz_handle, CTX_NONE},
     {"/metrics", ALL_GET, hsc_metrics_handle, CTX_SERVER},
@@ -32,6 +33,8 @@ static void *route_ctx(hsc_worker_t *w, uintptr_t which)
         return w;
     case CTX_HUB:
         return &w->hub;
+    case CTX_STREAM:
+        return &w->stream;
     case CTX_SERVER:
         return w->srv;
     default:
@@ -73,7 +76,7 @@ static void on_request(void *ctx, hsc_req_t *r, hsc_res_t *res)
         return;
     }
     if (rc == HSC_ENOTFOUND && srv->cfg.legacy_get && (r->method & ALL_GET)) {
-        hsc_legacy_handle(w, r, res);
+        hsc_legacy_handle(&w->stream, r, res);
         return;
     }
     if (rc == HSC_EMETHOD) {

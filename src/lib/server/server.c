@@ -191,8 +191,7 @@ static void on_wake(uv_async_t *a)
     if (!atomic_load(&w->srv->stopping) || w->http.draining)
         return;
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
-    if (w->pool != NULL)
-        hsc_pool_stop(w);
+    hsc_stream_drain(&w->stream);
     hsc_http_drain(&w->http);
     hsc_hub_drain(&w->hub);
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->srv->cfg.drain_timeout_ms, 0);
@@ -202,9 +201,9 @@ static void on_wake(uv_async_t *a)
 static void worker_main(void *arg)
 {
     hsc_worker_t *w = arg;
-    if (w->pool != NULL)
-        hsc_pool_start(w);
+    hsc_stream_start(&w->stream);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    hsc_stream_dispose(&w->stream);
 }
 
 static void raise_fd_limit(hsc_server_t *srv)
@@ -288,13 +287,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     if (uv_cpu_info(&cpus, &ncpu) == 0)
         uv_free_cpu_info(cpus, ncpu);
     srv->nworkers = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-    srv->responder = cfg->responder               ? cfg->responder
-                     : cfg->exec && cfg->pool > 0 ? &hsc_pool_responder
-                     : cfg->exec                  ? &hsc_exec_responder
-                                                  : &hsc_demo_responder;
-    /* Each pool process belongs to one loop: never more loops than processes. */
-    if (srv->responder == &hsc_pool_responder && srv->nworkers > cfg->pool)
-        srv->nworkers = cfg->pool;
+    srv->responder = hsc_stream_responder(&srv->cfg);
+    if (srv->nworkers > hsc_stream_max_loops(srv->responder, &srv->cfg))
+        srv->nworkers = hsc_stream_max_loops(srv->responder, &srv->cfg);
     uv_loop_init(&srv->main_loop);
     uv_async_init(&srv->main_loop, &srv->stop_async, on_stop_async);
     srv->stop_async.data = srv;
@@ -328,16 +323,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         hsc_http_init(&w->http, &w->loop, &srv->cfg, &hsc_routes_owner, w, &srv->nconns,
                       &srv->next_req_id);
         hsc_hub_init(&w->hub, &w->loop, i, &srv->cfg, srv->engine);
-        /* --max-processes and --queue are split across workers: no lock on the request path. */
-        w->exec.limit = (cfg->max_processes + srv->nworkers - 1) / srv->nworkers;
-        w->exec.qlimit = (cfg->queue + srv->nworkers - 1) / srv->nworkers;
-        if (srv->responder == &hsc_pool_responder) {
-            unsigned share = cfg->pool / srv->nworkers + (i < cfg->pool % srv->nworkers);
-            if (hsc_pool_new(w, share, w->exec.qlimit) != 0) {
-                hsc_server_free(srv);
-                return HSC_ENOMEM;
-            }
-        }
+        hsc_stream_init(&w->stream, srv->responder, &w->loop, &srv->cfg, i, srv->nworkers);
         if ((rc = worker_listen(w)) != 0) {
             hsc_server_free(srv);
             return rc;
@@ -469,7 +455,6 @@ void hsc_server_free(hsc_server_t *srv)
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
             hsc_hub_dispose(&w->hub);
-            hsc_pool_free(w);
         }
         free(srv->workers);
     }

@@ -11,6 +11,9 @@
 
 /* ---- server and workers (server.c) ----------------------------------------------------------- */
 
+typedef struct hsc_worker_s hsc_worker_t;
+
+/* One worker thread: its loop, its listener, and each layer's share of that loop. */
 struct hsc_worker_s {
     hsc_server_t *srv;
     unsigned index;
@@ -19,10 +22,9 @@ struct hsc_worker_s {
     uv_async_t wake;
     uv_timer_t drain_timer;
     uv_thread_t thread;
-    hsc_http_t http; /* this loop's connections */
-    hsc_exec_slots_t exec;
-    hsc_pool_t *pool; /* --pool: this loop's share of the worker processes */
-    hsc_hub_t hub;    /* this loop's channel subscribers */
+    hsc_http_t http;         /* this loop's connections */
+    hsc_stream_ctx_t stream; /* /v1/stream on this loop: the responder and its loop state */
+    hsc_hub_t hub;           /* this loop's channel subscribers */
 };
 
 struct hsc_server_s {

@@ -12,10 +12,16 @@
  *
  * Lifetime: an answer is created here and freed by hsc_answer_end(), hsc_answer_fail() or, when
  * the client goes away first, by on_close after the responder's cancel().
+ *
+ * Each loop has a stream context (hsc_stream_ctx_t, embedded in the server's worker): the
+ * responder and its view of the loop, whose state the responder keeps through its loop hooks
+ * (loop_start, loop_drain, loop_free; include/hsc/responder.h). The handlers get that context,
+ * never the server.
  */
-#include "server/server.h"
+#include "stream/stream.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +39,15 @@ static void answer_free(hsc_answer_t *a)
     uv_close((uv_handle_t *)&a->keepalive, answer_closed);
 }
 
+/* ": keepalive" and an empty line: the comment stands alone, as an event would. */
 static void write_comment(hsc_answer_t *a)
 {
-    static const char comment[] = ": keepalive\n\n";
-    hsc_res_write(a->res, comment, sizeof comment - 1);
+    char line[16];
+    ssize_t n = hsc_sse_comment(line, sizeof line - 1, "keepalive");
+    if (n < 0 || (size_t)n >= sizeof line)
+        return;
+    line[n++] = '\n';
+    hsc_res_write(a->res, line, (size_t)n);
 }
 
 /* SSE: while the responder is silent (a model's prefill, a queue wait), a comment line every
@@ -84,6 +95,11 @@ void hsc_answer_set_data(hsc_answer_t *a, void *data)
 void *hsc_answer_responder_data(const hsc_answer_t *a)
 {
     return a->cfg->responder_data;
+}
+
+void *hsc_answer_loop_data(const hsc_answer_t *a)
+{
+    return a->ctx->rl.data;
 }
 
 static void on_close(hsc_res_t *res, void *user)
@@ -140,12 +156,8 @@ static int emit(hsc_answer_t *a, const void *p, size_t n)
  * whatever is still held at the end goes out as it is. Plain text is passed through: the client
  * decodes the byte stream itself.
  */
-int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+static int write_sse(hsc_answer_t *a, const void *p, size_t n)
 {
-    if (n == 0)
-        return 0;
-    if (!a->sse)
-        return emit(a, p, n);
     const char *data = p;
     char *joined = NULL;
     if (a->carry_len > 0) {
@@ -162,6 +174,18 @@ int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
     memcpy(a->carry, data + ok, a->carry_len);
     int rc = ok > 0 ? emit(a, data, ok) : 0;
     free(joined);
+    return rc;
+}
+
+/* A piece that cannot be sent whole ends the answer: the connection closes (a client never
+ * takes a stream with a hole for a complete one) and cancel() follows, whatever the error. */
+int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    int rc = a->sse ? write_sse(a, p, n) : emit(a, p, n);
+    if (rc != 0)
+        hsc_res_close(a->res);
     return rc;
 }
 
@@ -200,9 +224,14 @@ void hsc_answer_fail(hsc_answer_t *a, const char *reason)
     answer_free(a);
 }
 
-static void start_answer(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res, const char *text,
+static void start_answer(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, const char *text,
                          size_t len)
 {
+    if (ctx->start_rc != 0) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n",
+                      "the responder is not available on this thread; retry later", false);
+        return;
+    }
     if (len == 0) {
         hsc_res_error(res, 400, NULL, "the request text is empty", false);
         return;
@@ -225,11 +254,11 @@ static void start_answer(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res, const 
     a->text_len = len;
     a->req = req;
     a->res = res;
-    a->w = w;
-    a->loop = &w->loop;
-    a->cfg = &w->srv->cfg;
+    a->ctx = ctx;
+    a->loop = ctx->rl.loop;
+    a->cfg = ctx->rl.cfg;
     a->sse = hsc_req_accepts(req, "text/event-stream");
-    a->responder = w->srv->responder;
+    a->responder = ctx->responder;
     uv_timer_init(a->loop, &a->keepalive);
     a->keepalive.data = a;
     if (a->responder->admit != NULL && a->responder->admit(a) != 0) {
@@ -267,11 +296,11 @@ static void start_answer(hsc_worker_t *w, hsc_req_t *req, hsc_res_t *res, const 
 
 void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
-    hsc_worker_t *w = ctx;
-    if (hsc_auth_require(&w->srv->cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+    hsc_stream_ctx_t *s = ctx;
+    if (hsc_auth_require(s->rl.cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
         return;
     if (req->method == HSC_M_POST) {
-        start_answer(w, req, res, req->body.data ? req->body.data : "", req->body.len);
+        start_answer(s, req, res, req->body.data ? req->body.data : "", req->body.len);
         return;
     }
     char *q = malloc(req->query_len + 1);
@@ -288,14 +317,14 @@ void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     else if (n < 0)
         hsc_res_error(res, 400, NULL, "bad percent-encoding in the query string", false);
     else
-        start_answer(w, req, res, q, (size_t)n);
+        start_answer(s, req, res, q, (size_t)n);
     free(q);
 }
 
 void hsc_legacy_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
-    hsc_worker_t *w = ctx;
-    if (hsc_auth_require(&w->srv->cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
+    hsc_stream_ctx_t *s = ctx;
+    if (hsc_auth_require(s->rl.cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
         return;
     if (req->path_len < 1 || req->path[0] != '/') {
         hsc_res_error(res, 400, NULL, "the request target must start with '/'", false);
@@ -310,6 +339,59 @@ void hsc_legacy_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     if (n < 0)
         hsc_res_error(res, 400, NULL, "bad percent-encoding in the path", false);
     else
-        start_answer(w, req, res, text, (size_t)n);
+        start_answer(s, req, res, text, (size_t)n);
     free(text);
+}
+
+/* ---- the stream context of one loop ---------------------------------------------------------- */
+
+const hsc_responder_t *hsc_stream_responder(const hsc_server_config_t *cfg)
+{
+    if (cfg->responder != NULL)
+        return cfg->responder;
+    if (cfg->exec != NULL)
+        return cfg->pool > 0 ? &hsc_pool_responder : &hsc_exec_responder;
+    return &hsc_demo_responder;
+}
+
+unsigned hsc_stream_max_loops(const hsc_responder_t *r, const hsc_server_config_t *cfg)
+{
+    /* Each pool process belongs to one loop: never more loops than processes. */
+    return r == &hsc_pool_responder ? cfg->pool : UINT_MAX;
+}
+
+void hsc_stream_init(hsc_stream_ctx_t *s, const hsc_responder_t *r, uv_loop_t *loop,
+                     const hsc_server_config_t *cfg, unsigned index, unsigned nloops)
+{
+    memset(s, 0, sizeof *s);
+    s->responder = r;
+    s->rl.loop = loop;
+    s->rl.cfg = cfg;
+    s->rl.index = index;
+    s->rl.nloops = nloops;
+}
+
+void hsc_stream_start(hsc_stream_ctx_t *s)
+{
+    s->started = true;
+    if (s->responder->loop_start == NULL)
+        return;
+    s->start_rc = s->responder->loop_start(&s->rl);
+    if (s->start_rc != 0)
+        HSC_LOG(HSC_LOG_ERROR, "worker %u: the %s responder cannot start on this thread: %s",
+                s->rl.index, s->responder->name, hsc_strerror(s->start_rc));
+}
+
+void hsc_stream_drain(hsc_stream_ctx_t *s)
+{
+    if (s->started && s->start_rc == 0 && s->responder->loop_drain != NULL)
+        s->responder->loop_drain(&s->rl);
+}
+
+void hsc_stream_dispose(hsc_stream_ctx_t *s)
+{
+    if (s->started && s->start_rc == 0 && s->responder->loop_free != NULL)
+        s->responder->loop_free(&s->rl);
+    s->started = false;
+    s->rl.data = NULL;
 }

@@ -4,7 +4,7 @@
  * multi-byte UTF-8 around it, as a language model would emit tokens. It honours backpressure: when
  * the client's queue is above its high mark the timer stops until the answer's resume callback.
  */
-#include "internal.h"
+#include "stream/stream.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,17 +7,19 @@
  *     hscd -> worker: meta (key=value lines), request (the text), cancel
  *     worker -> hscd: piece (bytes of the answer), end, error (a one-line reason)
  *
- * Each process belongs to one worker thread's loop (hscd runs at most N threads in pool mode), so
- * nothing is shared across threads. Requests wait in a per-loop FIFO when every process is busy
- * (bounded by --queue split across threads; past it, 503). A process that exits or breaks the
+ * Each process belongs to one loop (hscd runs at most N loops in pool mode), so nothing is shared
+ * across threads; proc.c runs them. Requests wait in a per-loop FIFO when every process is busy
+ * (bounded by --queue split across loops; past it, 503). A process that exits or breaks the
  * protocol fails its current answer (the client is told) and is restarted with a backoff that
  * doubles while it keeps dying young. A client that goes away gets its request cancelled: the
  * process is sent a cancel frame and stays busy until it answers end or error, its late pieces
  * dropped. Backpressure is the exec responder's: stdout stops being read while the client lags.
+ *
+ * A request that cannot be handed over (its frames cannot be allocated or written, or its text is
+ * over the protocol's frame limit) fails its answer at once; the process stays idle for the next.
  */
-#include "internal.h"
+#include "stream/stream.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,25 +29,16 @@
 #define POOL_BACKOFF_MAX 5000
 
 enum { F_NONE, F_PIECE, F_END, F_ERROR };
-enum { PT_NONE, PT_RESTART, PT_TIMEOUT, PT_GRACE, PT_DRAIN };
+enum { PT_NONE, PT_RESTART, PT_TIMEOUT, PT_DRAIN };
 
-typedef struct pool_job_s {
-    hsc_answer_t *a;
-    struct pool_job_s *next;
-} pool_job_t;
+typedef struct pool_s pool_t;
 
 typedef struct pool_proc_s {
-    uv_process_t proc;
-    uv_pipe_t in, out, err;
-    uv_timer_t timer;
-    int timer_mode;
-    struct hsc_pool_s *pool;
-    unsigned index;
-    int handles; /* process and pipes still open (the timer lives as long as the pool) */
-    bool alive, busy, cancelled, paused, in_open, killing;
-    int pgid; /* the worker's process group (setsid): kills reach its children */
-    hsc_answer_t *a;
-    uint64_t req_id;
+    hsc_proc_t proc; /* first: the process's callbacks find the rest; proc.worker is its number */
+    pool_t *pool;
+    int timer_mode; /* what the process's timer means when it is ours */
+    bool busy, cancelled;
+    hsc_answer_t *a; /* NULL when idle, cancelled or failed */
     uint64_t started_ms;
     unsigned backoff_ms;
     /* stdout frame parser */
@@ -54,82 +47,37 @@ typedef struct pool_proc_s {
     int ftype;
     size_t fneed;
     hsc_buf_t payload;
-    hsc_lines_t err_lines;
 } pool_proc_t;
 
-struct hsc_pool_s {
-    hsc_worker_t *w;
-    pool_proc_t *procs;
+struct pool_s {
+    hsc_procs_t procs;
+    pool_proc_t *ps;
     unsigned n;
-    pool_job_t *head, *tail;
-    unsigned queued, qlimit;
+    hsc_waitq_t queue;
     bool stopping;
-    int timers_open;
 };
 
-typedef struct pool_write_s {
-    uv_write_t req;
-    char head[48];
-    char data[];
-} pool_write_t;
-
-static void proc_spawn(pool_proc_t *p);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-static void pool_dispatch(hsc_pool_t *pool);
+static void dispatch(pool_t *pool);
 
 static const hsc_server_config_t *cfg_of(pool_proc_t *p)
 {
-    return &p->pool->w->srv->cfg;
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    (void)status; /* a dead worker's EPIPE: its exit is handled by on_exit_cb */
-    free(req);
-}
-
-static void send_frame(pool_proc_t *p, const char *type, const void *data, size_t len)
-{
-    if (!p->in_open)
-        return;
-    pool_write_t *w = malloc(sizeof *w + len);
-    if (w == NULL)
-        return;
-    int hl = snprintf(w->head, sizeof w->head, "%s %zu\n", type, len);
-    memcpy(w->data, data, len);
-    uv_buf_t b[2] = {uv_buf_init(w->head, (unsigned)hl), uv_buf_init(w->data, (unsigned)len)};
-    if (uv_write(&w->req, (uv_stream_t *)&p->in, b, len ? 2 : 1, on_written) != 0)
-        free(w);
-}
-
-static void signal_group(pool_proc_t *p, int sig)
-{
-    hsc_child_signal(p->pgid, sig, p->alive);
-}
-
-static void on_timer(uv_timer_t *t);
-static void on_proc_handle_closed(uv_handle_t *h);
-
-/* Closes one of the process's four handles (once); the last one schedules the restart. */
-static void close_h(pool_proc_t *p, uv_handle_t *h)
-{
-    (void)p;
-    if (!uv_is_closing(h))
-        uv_close(h, on_proc_handle_closed);
+    return p->pool->procs.cfg;
 }
 
 static void arm(pool_proc_t *p, int mode, uint64_t ms)
 {
+    if (p->proc.grace)
+        return; /* a kill runs: `closed` comes after it */
     p->timer_mode = mode;
-    uv_timer_start(&p->timer, on_timer, ms, 0);
+    hsc_proc_arm(&p->proc, ms);
 }
 
-static void proc_kill(pool_proc_t *p)
+static void disarm(pool_proc_t *p, int mode)
 {
-    p->killing = true;
-    signal_group(p, SIGTERM);
-    arm(p, PT_GRACE, cfg_of(p)->kill_grace_ms);
+    if (p->timer_mode == mode) {
+        hsc_proc_disarm(&p->proc);
+        p->timer_mode = PT_NONE;
+    }
 }
 
 /* The current request is over (ended, failed, or cancelled and acknowledged). */
@@ -138,17 +86,12 @@ static void job_done(pool_proc_t *p)
     p->busy = false;
     p->a = NULL;
     p->cancelled = false;
-    if (p->timer_mode == PT_TIMEOUT)
-        uv_timer_stop(&p->timer), p->timer_mode = PT_NONE;
-    if (p->paused && p->alive) {
-        p->paused = false;
-        uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
-    }
-    if (p->pool->stopping && p->in_open) {
-        close_h(p, (uv_handle_t *)&p->in); /* EOF: the worker may exit */
-        p->in_open = false;
-    }
-    pool_dispatch(p->pool);
+    p->proc.req_id = 0;
+    disarm(p, PT_TIMEOUT);
+    hsc_proc_resume(&p->proc);
+    if (p->pool->stopping && p->proc.stdin_open)
+        hsc_proc_close_stdin(&p->proc); /* EOF: the worker may exit */
+    dispatch(p->pool);
 }
 
 static void fail_current(pool_proc_t *p, const char *reason)
@@ -162,12 +105,12 @@ static void fail_current(pool_proc_t *p, const char *reason)
 
 static void protocol_error(pool_proc_t *p, const char *what)
 {
-    HSC_LOG(HSC_LOG_ERROR, "pool worker %u (pid %d): protocol error: %s; restarting it", p->index,
-            p->proc.pid, what);
+    HSC_LOG(HSC_LOG_ERROR, "pool worker %d (pid %d): protocol error: %s; restarting it",
+            p->proc.worker, p->proc.proc.pid, what);
     fail_current(p, "the pool worker broke the responder protocol");
     p->busy = true; /* reserved until it has been replaced: no request may go to it */
-    uv_read_stop((uv_stream_t *)&p->out);
-    proc_kill(p);
+    hsc_proc_stop_output(&p->proc);
+    hsc_proc_kill(&p->proc);
 }
 
 /* One complete frame from the worker. */
@@ -181,13 +124,8 @@ static void on_frame(pool_proc_t *p)
     }
     switch (p->ftype) {
     case F_PIECE:
-        if (p->a == NULL || len == 0)
-            break;
-        hsc_answer_write(p->a, data, len);
-        if (p->a != NULL && !hsc_answer_writable(p->a) && !p->paused) {
-            uv_read_stop((uv_stream_t *)&p->out);
-            p->paused = true;
-        }
+        if (p->a != NULL && len > 0)
+            hsc_proc_forward(&p->proc, p->a, data, len); /* an error: cancel() follows */
         break;
     case F_END:
         if (p->a != NULL) {
@@ -234,23 +172,11 @@ static int parse_head(pool_proc_t *p)
     return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Bytes from the worker's stdout: frames, cut anywhere. */
+static void on_output(hsc_proc_t *proc, const char *d, size_t left)
 {
-    (void)suggested;
-    pool_proc_t *p = h->data;
-    *buf = uv_buf_init(p->pool->w->http.rbuf, sizeof p->pool->w->http.rbuf);
-}
-
-static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    pool_proc_t *p = s->data;
-    if (n < 0) {
-        uv_read_stop(s);
-        return; /* the exit callback handles the rest */
-    }
-    const char *d = buf->base;
-    size_t left = (size_t)n;
-    while (left > 0 && p->alive) {
+    pool_proc_t *p = (pool_proc_t *)proc;
+    while (left > 0 && proc->alive && !proc->out_stopped) {
         if (p->ftype == F_NONE) {
             const char *nl = memchr(d, '\n', left);
             size_t take = nl ? (size_t)(nl - d) : left;
@@ -271,8 +197,9 @@ static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             p->head_len = 0;
         }
         size_t take = left < p->fneed ? left : p->fneed;
-        if (take > 0 && hsc_buf_append(&p->payload, d, take) != 0) {
-            protocol_error(p, "frame too large");
+        int rc = take > 0 ? hsc_buf_append(&p->payload, d, take) : 0;
+        if (rc != 0) {
+            protocol_error(p, rc == HSC_ETOOBIG ? "frame too large" : "out of memory for a frame");
             return;
         }
         d += take;
@@ -285,306 +212,253 @@ static void on_stdout(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-static void on_stderr(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static void on_exited(hsc_proc_t *proc)
 {
-    pool_proc_t *p = s->data;
-    if (n < 0) {
-        uv_read_stop(s);
-        return;
-    }
-    char prefix[32];
-    if (p->busy)
-        snprintf(prefix, sizeof prefix, "req %llu", (unsigned long long)p->req_id);
-    else
-        snprintf(prefix, sizeof prefix, "pool worker %u", p->index);
-    hsc_lines_feed(&p->err_lines, prefix, buf->base, (size_t)n);
-}
-
-static void on_proc_handle_closed(uv_handle_t *h)
-{
-    pool_proc_t *p = h->data;
-    if (--p->handles > 0 || p->timer_mode == PT_GRACE)
-        return;
-    if (p->pool->stopping) {
-        uv_timer_stop(&p->timer);
-        if (!uv_is_closing((uv_handle_t *)&p->timer))
-            uv_close((uv_handle_t *)&p->timer, NULL);
-        return;
-    }
-    arm(p, PT_RESTART, p->backoff_ms);
-}
-
-static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
-{
-    pool_proc_t *p = proc->data;
-    p->alive = false;
-    uint64_t lived = uv_now(proc->loop) - p->started_ms;
+    pool_proc_t *p = (pool_proc_t *)proc;
+    pool_t *pool = p->pool;
+    uint64_t lived = uv_now(pool->procs.loop) - p->started_ms;
     p->backoff_ms =
         lived < 5000 ? (p->backoff_ms ? p->backoff_ms * 2 : POOL_BACKOFF_MIN) : POOL_BACKOFF_MIN;
     if (p->backoff_ms > POOL_BACKOFF_MAX)
         p->backoff_ms = POOL_BACKOFF_MAX;
-    if (!p->pool->stopping)
+    if (!pool->stopping)
         HSC_LOG(HSC_LOG_WARN,
-                "pool worker %u (pid %d) exited (status %lld, signal %d); restart in "
-                "%u ms",
-                p->index, proc->pid, (long long)status, sig, p->backoff_ms);
+                "pool worker %d (pid %d) exited (status %lld, signal %d); restart in %u ms",
+                proc->worker, proc->proc.pid, (long long)proc->status, proc->signal, p->backoff_ms);
     if (p->busy) {
         char reason[128];
         snprintf(reason, sizeof reason, "the pool worker crashed (%s %d)",
-                 sig ? "signal" : "exit status", sig ? sig : (int)status);
+                 proc->signal ? "signal" : "exit status",
+                 proc->signal ? proc->signal : (int)proc->status);
         fail_current(p, reason);
         p->busy = false;
     }
-    /* A pending kill grace keeps running: the shell may be gone while its child (the real
-     * worker) ignores SIGTERM; the group gets its SIGKILL on time, and the restart waits. */
-    if (p->timer_mode == PT_TIMEOUT || p->timer_mode == PT_DRAIN)
-        uv_timer_stop(&p->timer), p->timer_mode = PT_NONE;
-    p->in_open = false;
-    close_h(p, (uv_handle_t *)&p->proc);
-    close_h(p, (uv_handle_t *)&p->in);
-    close_h(p, (uv_handle_t *)&p->out);
-    close_h(p, (uv_handle_t *)&p->err);
-    if (!p->pool->stopping)
-        pool_dispatch(p->pool);
+    /* A running kill grace goes on: the shell may be gone while its child (the real worker)
+     * ignores SIGTERM; the group gets its SIGKILL on time, and `closed` (the restart) waits. */
+    disarm(p, PT_TIMEOUT);
+    disarm(p, PT_DRAIN);
+    hsc_proc_close(proc);
+    proc->req_id = 0;
 }
 
-static void on_timer(uv_timer_t *t)
+static void spawn(pool_proc_t *p)
 {
-    pool_proc_t *p = t->data;
+    p->head_len = 0;
+    p->ftype = F_NONE;
+    p->started_ms = uv_now(p->pool->procs.loop);
+    if (hsc_proc_spawn(&p->proc, NULL) != 0)
+        p->backoff_ms = POOL_BACKOFF_MAX; /* closed: `closed` arms the restart */
+}
+
+static void on_closed(hsc_proc_t *proc)
+{
+    pool_proc_t *p = (pool_proc_t *)proc;
+    if (p->pool->stopping)
+        hsc_proc_dispose(proc, NULL);
+    else
+        arm(p, PT_RESTART, p->backoff_ms);
+}
+
+static void on_timer(hsc_proc_t *proc)
+{
+    pool_proc_t *p = (pool_proc_t *)proc;
     int mode = p->timer_mode;
     p->timer_mode = PT_NONE;
     switch (mode) {
     case PT_RESTART:
-        proc_spawn(p);
-        pool_dispatch(p->pool);
+        spawn(p);
+        dispatch(p->pool);
         break;
     case PT_TIMEOUT: {
         char reason[96];
         snprintf(reason, sizeof reason, "the responder timed out after %llu ms",
                  (unsigned long long)cfg_of(p)->responder_timeout_ms);
         fail_current(p, reason);
-        proc_kill(p);
+        hsc_proc_kill(proc);
         break;
     }
     case PT_DRAIN:
-        proc_kill(p);
-        break;
-    case PT_GRACE:
-        signal_group(p, SIGKILL);
-        p->killing = false;
-        if (!p->alive && p->handles == 0) {
-            p->pgid = 0;
-            if (p->pool->stopping)
-                uv_close((uv_handle_t *)&p->timer, NULL);
-            else
-                arm(p, PT_RESTART, p->backoff_ms);
-        }
+        hsc_proc_kill(proc);
         break;
     default:
         break;
     }
 }
 
-static void proc_spawn(pool_proc_t *p)
+static const hsc_proc_ops_t pool_ops = {
+    .output = on_output,
+    .exited = on_exited,
+    .timer = on_timer,
+    .closed = on_closed,
+};
+
+/* The meta and request frames, in one write: a worker never sees one without the other. */
+static int send_request(pool_proc_t *p, hsc_answer_t *a)
 {
-    hsc_worker_t *w = p->pool->w;
-    uv_loop_t *loop = &w->loop;
-    p->handles = 4; /* the process and its pipes, initialised whatever the spawn's result */
-    p->head_len = 0;
-    p->ftype = F_NONE;
-    p->err_lines.len = 0;
-    p->paused = false;
-    p->started_ms = uv_now(loop);
-    int rc = hsc_child_spawn(loop, &p->proc, &p->in, &p->out, &p->err, w->srv->cfg.exec, NULL,
-                             on_exit_cb);
-    p->in.data = p->out.data = p->err.data = p->proc.data = p;
+    if (a->text_len > POOL_MAX_FRAME)
+        return HSC_ETOOBIG;
+    size_t meta_len;
+    char *meta = hsc_proc_meta(a, &meta_len);
+    if (meta == NULL)
+        return HSC_ENOMEM;
+    char h1[32], h2[32];
+    int n1 = snprintf(h1, sizeof h1, "meta %zu\n", meta_len);
+    int n2 = snprintf(h2, sizeof h2, "request %zu\n", a->text_len);
+    uv_buf_t b[4] = {uv_buf_init(h1, (unsigned)n1), uv_buf_init(meta, (unsigned)meta_len),
+                     uv_buf_init(h2, (unsigned)n2), uv_buf_init(a->text, (unsigned)a->text_len)};
+    int rc = hsc_proc_send(&p->proc, b, 4, false);
+    free(meta);
+    return rc;
+}
+
+static void hand_over(pool_proc_t *p, hsc_answer_t *a)
+{
+    int rc = send_request(p, a);
     if (rc != 0) {
-        HSC_LOG(HSC_LOG_ERROR, "pool worker %u: cannot start: %s", p->index, uv_strerror(rc));
-        p->backoff_ms = POOL_BACKOFF_MAX;
-        close_h(p, (uv_handle_t *)&p->proc);
-        close_h(p, (uv_handle_t *)&p->in);
-        close_h(p, (uv_handle_t *)&p->out);
-        close_h(p, (uv_handle_t *)&p->err);
+        char reason[160];
+        if (rc == HSC_ETOOBIG)
+            snprintf(reason, sizeof reason,
+                     "the request text is larger than the pool protocol's %d-byte frame limit",
+                     POOL_MAX_FRAME);
+        else
+            snprintf(reason, sizeof reason, "the request could not be sent to pool worker %d: %s",
+                     p->proc.worker, hsc_strerror(rc));
+        hsc_answer_fail(a, reason);
         return;
     }
-    p->alive = true;
-    p->in_open = true;
-    p->pgid = p->proc.pid;
-    HSC_LOG(HSC_LOG_INFO, "pool worker %u: pid %d started", p->index, p->proc.pid);
-    uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
-    uv_read_start((uv_stream_t *)&p->err, on_alloc, on_stderr);
+    p->busy = true;
+    p->a = a;
+    p->proc.req_id = a->req->id;
+    a->state = p;
+    if (cfg_of(p)->responder_timeout_ms > 0)
+        arm(p, PT_TIMEOUT, cfg_of(p)->responder_timeout_ms);
+    HSC_LOG(HSC_LOG_INFO, "req %llu: to pool worker %d (pid %d)", (unsigned long long)a->req->id,
+            p->proc.worker, p->proc.proc.pid);
 }
 
-/* Hands waiting requests to idle processes. */
-static void pool_dispatch(hsc_pool_t *pool)
+static pool_proc_t *idle_proc(pool_t *pool)
 {
-    for (unsigned i = 0; i < pool->n && pool->head != NULL && !pool->stopping; i++) {
-        pool_proc_t *p = &pool->procs[i];
-        if (!p->alive || p->busy)
-            continue;
-        pool_job_t *job = pool->head;
-        pool->head = job->next;
-        if (pool->head == NULL)
-            pool->tail = NULL;
-        pool->queued--;
-        hsc_answer_t *a = job->a;
-        free(job);
-        p->busy = true;
-        p->a = a;
-        p->req_id = a->req->id;
-        a->state = p;
-        char meta[1024];
-        const hsc_req_t *r = a->req;
-        int m = snprintf(meta, sizeof meta,
-                         "request_id=%llu\nmethod=%s\npath=%.*s\nquery=%.*s\nremote_addr=%s\n"
-                         "content_type=%s\n",
-                         (unsigned long long)r->id, r->method_name, (int)r->path_len, r->path,
-                         (int)(r->query_len > 512 ? 512 : r->query_len), r->query ? r->query : "",
-                         hsc_req_peer(r), a->sse ? "text/event-stream" : "text/plain");
-        send_frame(p, "meta", meta, m > 0 && (size_t)m < sizeof meta ? (size_t)m : 0);
-        send_frame(p, "request", a->text, a->text_len);
-        if (cfg_of(p)->responder_timeout_ms > 0)
-            arm(p, PT_TIMEOUT, cfg_of(p)->responder_timeout_ms);
-        HSC_LOG(HSC_LOG_INFO, "req %llu: to pool worker %u (pid %d)", (unsigned long long)p->req_id,
-                p->index, p->proc.pid);
-    }
+    for (unsigned i = 0; i < pool->n; i++)
+        if (pool->ps[i].proc.alive && !pool->ps[i].busy)
+            return &pool->ps[i];
+    return NULL;
 }
 
-static hsc_pool_t *pool_of(hsc_answer_t *a)
+/* Hands waiting requests to idle processes, oldest first. */
+static void dispatch(pool_t *pool)
 {
-    return a->w->pool;
+    pool_proc_t *p;
+    hsc_answer_t *a;
+    while (!pool->stopping && (p = idle_proc(pool)) != NULL &&
+           (a = hsc_waitq_pop(&pool->queue)) != NULL)
+        hand_over(p, a);
 }
 
 static int pool_admit(hsc_answer_t *a)
 {
-    hsc_pool_t *pool = pool_of(a);
-    for (unsigned i = 0; i < pool->n; i++)
-        if (pool->procs[i].alive && !pool->procs[i].busy)
-            return 0;
-    return pool->queued < pool->qlimit ? 0 : HSC_EFULL;
+    pool_t *pool = hsc_answer_loop_data(a);
+    return idle_proc(pool) != NULL || !hsc_waitq_full(&pool->queue) ? 0 : HSC_EFULL;
 }
 
 static int pool_start(hsc_answer_t *a)
 {
-    hsc_pool_t *pool = pool_of(a);
-    pool_job_t *job = calloc(1, sizeof *job);
-    if (job == NULL)
-        return HSC_ENOMEM;
-    job->a = a;
+    pool_t *pool = hsc_answer_loop_data(a);
     a->state = NULL;
-    if (pool->tail)
-        pool->tail->next = job;
-    else
-        pool->head = job;
-    pool->tail = job;
-    pool->queued++;
-    pool_dispatch(pool);
+    hsc_waitq_push(&pool->queue, a);
+    dispatch(pool);
     return 0;
-}
-
-static void pool_resume(hsc_answer_t *a)
-{
-    pool_proc_t *p = a->state;
-    if (p != NULL && p->paused && p->alive) {
-        p->paused = false;
-        uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
-    }
 }
 
 static void pool_cancel(hsc_answer_t *a)
 {
+    pool_t *pool = hsc_answer_loop_data(a);
     pool_proc_t *p = a->state;
     if (p == NULL) {
-        hsc_pool_t *pool = pool_of(a);
-        pool_job_t **pp = &pool->head, *prev = NULL;
-        while (*pp != NULL && (*pp)->a != a) {
-            prev = *pp;
-            pp = &(*pp)->next;
-        }
-        if (*pp != NULL) {
-            pool_job_t *job = *pp;
-            *pp = job->next;
-            if (pool->tail == job)
-                pool->tail = prev;
-            pool->queued--;
-            free(job);
-        }
+        hsc_waitq_remove(&pool->queue, a); /* never reached a worker */
         return;
     }
-    HSC_LOG(HSC_LOG_INFO, "req %llu: client gone, cancelling on pool worker %u",
-            (unsigned long long)p->req_id, p->index);
+    HSC_LOG(HSC_LOG_INFO, "req %llu: client gone, cancelling on pool worker %d",
+            (unsigned long long)p->proc.req_id, p->proc.worker);
     p->a = NULL;
     p->cancelled = true;
-    if (p->paused && p->alive) {
-        p->paused = false;
-        uv_read_start((uv_stream_t *)&p->out, on_alloc, on_stdout);
+    hsc_proc_resume(&p->proc);
+    static const char cancel[] = "cancel 0\n";
+    uv_buf_t b = uv_buf_init((char *)cancel, sizeof cancel - 1);
+    int rc = hsc_proc_send(&p->proc, &b, 1, false);
+    if (rc != 0) {
+        /* It would work on for nobody until its end or --responder-timeout: replace it. */
+        HSC_LOG(HSC_LOG_WARN, "pool worker %d: cannot send cancel (%s); restarting it",
+                p->proc.worker, hsc_strerror(rc));
+        hsc_proc_kill(&p->proc);
     }
-    send_frame(p, "cancel", "", 0);
 }
 
-const hsc_responder_t hsc_pool_responder = {"pool", pool_start, pool_resume, pool_cancel,
-                                            pool_admit};
-
-int hsc_pool_new(hsc_worker_t *w, unsigned nprocs, unsigned qlimit)
+/*
+ * The loop's share of the --pool processes (spread evenly over the loops; each process has a
+ * number unique across loops) and of --queue; they start at once, before any request.
+ */
+static int pool_loop_start(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = calloc(1, sizeof *pool);
-    if (pool == NULL)
-        return HSC_ENOMEM;
-    pool->procs = calloc(nprocs, sizeof *pool->procs);
-    if (pool->procs == NULL) {
+    const hsc_server_config_t *cfg = l->cfg;
+    unsigned n = cfg->pool / l->nloops + (l->index < cfg->pool % l->nloops);
+    pool_t *pool = calloc(1, sizeof *pool);
+    pool_proc_t *ps = calloc(n ? n : 1, sizeof *ps);
+    if (pool == NULL || ps == NULL) {
         free(pool);
+        free(ps);
         return HSC_ENOMEM;
     }
-    pool->w = w;
-    pool->n = nprocs;
-    pool->qlimit = qlimit;
-    w->pool = pool;
+    pool->procs.loop = l->loop;
+    pool->procs.cfg = cfg;
+    pool->ps = ps;
+    pool->n = n;
+    hsc_waitq_init(&pool->queue, (cfg->queue + l->nloops - 1) / l->nloops);
+    l->data = pool;
+    for (unsigned i = 0; i < n; i++) {
+        pool_proc_t *p = &ps[i];
+        p->pool = pool;
+        hsc_proc_init(&p->proc, &pool->procs, &pool_ops);
+        p->proc.worker = (int)(l->index + i * l->nloops);
+        hsc_buf_init(&p->payload, POOL_MAX_FRAME);
+        spawn(p);
+    }
     return 0;
 }
 
-void hsc_pool_start(hsc_worker_t *w)
+/* Shutdown: idle workers get EOF at once, busy ones after their answer; --drain-timeout, then
+ * SIGTERM and SIGKILL after --kill-grace. */
+static void pool_loop_drain(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = w->pool;
-    for (unsigned i = 0; i < pool->n; i++) {
-        pool_proc_t *p = &pool->procs[i];
-        p->pool = pool;
-        p->index = w->index + i * w->srv->nworkers; /* unique across loops */
-        hsc_buf_init(&p->payload, POOL_MAX_FRAME);
-        uv_timer_init(&w->loop, &p->timer);
-        p->timer.data = p;
-        proc_spawn(p);
-    }
-}
-
-void hsc_pool_stop(hsc_worker_t *w)
-{
-    hsc_pool_t *pool = w->pool;
-    if (pool == NULL || pool->stopping)
-        return;
+    pool_t *pool = l->data;
     pool->stopping = true;
     for (unsigned i = 0; i < pool->n; i++) {
-        pool_proc_t *p = &pool->procs[i];
-        if (p->alive) {
-            if (!p->busy && p->in_open) {
-                close_h(p, (uv_handle_t *)&p->in);
-                p->in_open = false;
-            }
-            arm(p, PT_DRAIN, w->srv->cfg.drain_timeout_ms);
-        } else if (p->handles == 0 && !uv_is_closing((uv_handle_t *)&p->timer)) {
-            uv_timer_stop(&p->timer);
-            uv_close((uv_handle_t *)&p->timer, NULL);
-        }
+        pool_proc_t *p = &pool->ps[i];
+        if (p->proc.alive) {
+            if (!p->busy && p->proc.stdin_open)
+                hsc_proc_close_stdin(&p->proc);
+            arm(p, PT_DRAIN, l->cfg->drain_timeout_ms);
+        } else if (!p->proc.closing) {
+            hsc_proc_dispose(&p->proc, NULL); /* waiting to restart */
+        } /* else closing (or a kill's grace runs): `closed` disposes of it */
     }
 }
 
-void hsc_pool_free(hsc_worker_t *w)
+static void pool_loop_free(hsc_responder_loop_t *l)
 {
-    hsc_pool_t *pool = w->pool;
-    if (pool == NULL)
-        return;
+    pool_t *pool = l->data;
     for (unsigned i = 0; i < pool->n; i++)
-        hsc_buf_dispose(&pool->procs[i].payload);
-    free(pool->procs);
+        hsc_buf_dispose(&pool->ps[i].payload);
+    free(pool->ps);
     free(pool);
-    w->pool = NULL;
 }
+
+const hsc_responder_t hsc_pool_responder = {
+    .name = "pool",
+    .start = pool_start,
+    .resume = hsc_proc_answer_resume,
+    .cancel = pool_cancel,
+    .admit = pool_admit,
+    .loop_start = pool_loop_start,
+    .loop_drain = pool_loop_drain,
+    .loop_free = pool_loop_free,
+};
