@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/buf.c: bounded byte buffers.
+ * Fuzz target for src/lib/core/buf.c: bounded byte buffers.
  *
  * Properties checked (abort() on a violation), over a random sequence of operations checked
  * against a plain model (an array of `max` bytes):

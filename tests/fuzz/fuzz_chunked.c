@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/chunked.c, the chunked transfer coding encoder.
+ * Fuzz target for src/lib/codec/chunked.c, the chunked transfer coding encoder.
  *
  * Properties checked (abort() on a violation):
  *  - hsc_chunked_header(out, len) for any non-zero size writes at most HSC_CHUNK_HEADER_MAX bytes

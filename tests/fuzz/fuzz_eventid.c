@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/eventid.c: channel names, event types and event ids.
+ * Fuzz target for src/lib/codec/eventid.c: channel names, event types and event ids.
  *
  * Properties checked (abort() on a violation), on an exact-size heap copy of the input (so a
  * read past `len` is caught):

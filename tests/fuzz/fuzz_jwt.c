@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/jwt.c: base64url and HS256 token verification.
+ * Fuzz target for src/lib/policy/jwt.c: base64url and HS256 token verification.
  *
  * Properties checked (abort() on a violation):
  *  - the input as a token: hsc_jwt_verify() returns 0 or -1, with claims set exactly on 0 and a

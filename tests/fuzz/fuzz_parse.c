@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/parse.c: durations and sizes as written on a command line.
+ * Fuzz target for src/lib/codec/parse.c: durations and sizes as written on a command line.
  *
  * Properties checked (abort() on a violation), on a NUL-terminated copy of the input:
  *  - neither parser crashes, reads past the NUL, or writes its result when it fails;

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/sse.c, the Server-Sent Events encoder.
+ * Fuzz target for src/lib/codec/sse.c, the Server-Sent Events encoder.
  *
  * Properties checked (abort() on a violation):
  *  - round trip: the encoding of an event, read by the small WHATWG event-stream parser below,

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/sseparse.c, the Server-Sent Events parser.
+ * Fuzz target for src/lib/codec/sseparse.c, the Server-Sent Events parser.
  *
  * Properties checked (abort() on a violation):
  *  - split invariance: the stream fed whole, in pieces cut where the input's seed says (empty

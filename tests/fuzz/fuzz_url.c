@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/url.c: percent-decoding and query strings.
+ * Fuzz target for src/lib/codec/url.c: percent-decoding and query strings.
  *
  * Properties checked (abort() on a violation):
  *  - hsc_url_decode() writes at most `len` bytes (the output is a heap block of exactly `len`

@@ -1,5 +1,5 @@
 /*
- * Fuzz target for src/lib/utf8.c: validation and the complete prefix.
+ * Fuzz target for src/lib/codec/utf8.c: validation and the complete prefix.
  *
  * Properties checked (abort() on a violation):
  *  - hsc_utf8_valid() agrees with the plain reference decoder below (RFC 3629: a code point per

@@ -1,6 +1,6 @@
 /*
- * Unit tests for src/lib/buf.c: the bounded buffer. The ceiling is the point: len never exceeds
- * max, and an append that would cross it fails without changing anything.
+ * Unit tests for src/lib/core/buf.c: the bounded buffer. The ceiling is the point: len never
+ * exceeds max, and an append that would cross it fails without changing anything.
  */
 #include <stdarg.h>
 #include <stddef.h>

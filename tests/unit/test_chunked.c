@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/chunked.c: the chunk-size line and the one-buffer chunk encoder.
+ * Unit tests for src/lib/codec/chunked.c: the chunk-size line and the one-buffer chunk encoder.
  * Sizes are checked around every hex-digit boundary, and the "snprintf" contract is checked with
  * guard bytes: a capacity that is too small returns the needed length and writes nothing.
  */

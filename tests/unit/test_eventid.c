@@ -1,7 +1,7 @@
 /*
- * Unit tests for src/lib/eventid.c: channel names, event types and event ids, the identifiers a
- * client sends back to the server. Inputs are copied into heap blocks of exactly their length
- * (no NUL after them), so under ASan a read past `len` fails the test.
+ * Unit tests for src/lib/codec/eventid.c: channel names, event types and event ids, the identifiers
+ * a client sends back to the server. Inputs are copied into heap blocks of exactly their length (no
+ * NUL after them), so under ASan a read past `len` fails the test.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/frame.c: reference-counted frames. The leak and use-after-free checks
+ * Unit tests for src/lib/core/frame.c: reference-counted frames. The leak and use-after-free checks
  * are ASan's: under the sanitizer build a frame that is not freed by its last unref, or freed
  * early, fails the test.
  */

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/history.c: a channel's history ring of reference-counted frames,
+ * Unit tests for src/lib/pubsub/history.c: a channel's history ring of reference-counted frames,
  * bounded by count, bytes and age, searched by sequence number.
  *
  * The tests hold their own reference to every frame they push, so the history's reference is

@@ -1,7 +1,7 @@
 /*
- * Unit tests for src/lib/jwt.c: base64url decoding, HS256 verification (the RFC 7515 appendix
- * A.1 example as a known vector, then tokens signed here with OpenSSL's HMAC), refusals (other
- * algorithms, bad signatures, malformed tokens, time claims), and channel patterns.
+ * Unit tests for src/lib/policy/jwt.c: base64url decoding, HS256 verification (the RFC 7515
+ * appendix A.1 example as a known vector, then tokens signed here with OpenSSL's HMAC), refusals
+ * (other algorithms, bad signatures, malformed tokens, time claims), and channel patterns.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/parse.c: durations and byte sizes as written on a command line. Both
+ * Unit tests for src/lib/codec/parse.c: durations and byte sizes as written on a command line. Both
  * are strict, so every rejected form is checked to leave the output untouched.
  */
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/router.c: method names and bits, the Allow header's list, and route
+ * Unit tests for src/lib/http/router.c: method names and bits, the Allow header's list, and route
  * matching (exact routes only, first match wins, 404 versus 405 with the allowed union).
  */
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/sse.c, the Server-Sent Events encoder.
+ * Unit tests for src/lib/codec/sse.c, the Server-Sent Events encoder.
  *
  * The property that matters: whatever bytes the data holds, the encoding is exactly one event,
  * made of "data:" lines, with one empty line at its very end; a payload can never forge a second

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/sseparse.c, the Server-Sent Events parser (WHATWG HTML, "9.2.6
+ * Unit tests for src/lib/codec/sseparse.c, the Server-Sent Events parser (WHATWG HTML, "9.2.6
  * Interpreting an event stream").
  *
  * The cases are data: each tests/data/sse-parse/NAME.sse is an event stream and NAME.json what

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/lib/url.c: strict percent-decoding, query-string iteration and lookup.
+ * Unit tests for src/lib/codec/url.c: strict percent-decoding, query-string iteration and lookup.
  */
 #include <stdarg.h>
 #include <stddef.h>

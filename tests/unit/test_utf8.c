@@ -1,6 +1,6 @@
 /*
- * Unit tests for src/lib/utf8.c: validation per RFC 3629 (and its Table 3-7 of well-formed byte
- * sequences) and the complete prefix used to cut a byte stream without splitting a character.
+ * Unit tests for src/lib/codec/utf8.c: validation per RFC 3629 (and its Table 3-7 of well-formed
+ * byte sequences) and the complete prefix used to cut a byte stream without splitting a character.
  */
 #include <stdarg.h>
 #include <stddef.h>
