@@ -1,7 +1,7 @@
 /*
  * hscd's flags: the table (`flags[]` below), the one function that sets a flag by name
- * (hscd_flags_apply), the argv parser on top of it, and the two renderings of the table:
- * `--help` and the Markdown section of docs/hscd.md (`--help-markdown`).
+ * (hscd_flags_apply) and the argv parser on top of it. help.c renders the table twice: `--help`
+ * and the Markdown section of docs/hscd.md (`--help-markdown`).
  *
  * Adding a flag is adding an entry: its spelling, kind, range, help text and default, then either
  * FIELD(member) of hsc_server_config_t or a handler. Nothing else lists flags; getopt_long()'s
@@ -28,24 +28,6 @@
 #include <string.h>
 
 /* ---- the table ---------------------------------------------------------------------------- */
-
-enum { G_LISTEN, G_RESPONDERS, G_CHANNELS, G_AUTH, G_LIMITS, G_COMPAT, G_OTHER, G_COUNT };
-
-/* --help's headings, in order; `note` follows the title in parentheses. */
-static const struct {
-    const char *title, *note;
-} groups[G_COUNT] = {
-    [G_LISTEN] = {"Listening", NULL},
-    [G_RESPONDERS] = {"Responders", "default: the built-in demo"},
-    [G_CHANNELS] = {"Channels", "/v1/events, docs/api.md"},
-    [G_AUTH] = {"Authorization", "docs/security.md; none by default: everyone may do everything"},
-    [G_LIMITS] = {"Limits", NULL},
-    [G_COMPAT] = {"Compatibility with the Python HTTP-Stream-Communicator template", NULL},
-    [G_OTHER] = {"Other", NULL},
-};
-
-/* The group whose listing ends with every alias, "alias of --NAME". */
-#define ALIAS_GROUP G_COMPAT
 
 #define FIELD(member)                                                                              \
     .offset = offsetof(hsc_server_config_t, member),                                               \
@@ -77,173 +59,173 @@ static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
 /* clang-format off */
 static const hscd_flag_t flags[] = {
     /* Listening */
-    {.name = "listen", .arg = HSCD_ARG_STRING, .metavar = "HOST:PORT", .group = G_LISTEN,
+    {.name = "listen", .arg = HSCD_ARG_STRING, .metavar = "HOST:PORT", .group = HSCD_GROUP_LISTEN,
      .help = "address to listen on; [::1]:PORT for IPv6, port 0 picks a free port",
      .default_shown = "127.0.0.1:8000", FIELD(listen),
      .fix = "HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000"},
-    {.name = "threads", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_LISTEN,
+    {.name = "threads", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_LISTEN,
      .help = "worker threads, one event loop each",
      .default_shown = "cores", FIELD(threads),
      .min = 1, .max = 256, .fix = "a number of threads from 1 to 256"},
 
     /* Responders */
-    {.name = "exec", .arg = HSCD_ARG_STRING, .metavar = "'CMD ARGS'", .group = G_RESPONDERS,
+    {.name = "exec", .arg = HSCD_ARG_STRING, .metavar = "'CMD ARGS'", .group = HSCD_GROUP_RESPONDERS,
      .help = "run CMD (with /bin/sh -c) for each request: the text on stdin, the answer from "
              "stdout (docs/responders.md)",
      FIELD(exec),
      .min = 1, .fix = "a command, e.g. 'python3 responder.py'"},
-    {.name = "pool", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_RESPONDERS,
+    {.name = "pool", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "run --exec as N long-lived workers that speak the framed protocol of "
              "docs/responder-protocol.md; without it, one process per request",
      .default_shown = "off", FIELD(pool),
      .min = 1, .max = 4096, .fix = "a number of workers from 1 to 4096"},
-    {.name = "max-processes", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_RESPONDERS,
+    {.name = "max-processes", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "--exec processes running at once",
      .default_shown = "64", FIELD(max_processes),
      .min = 1, .max = 100000, .fix = "a number of processes from 1 to 100000"},
-    {.name = "queue", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_RESPONDERS,
+    {.name = "queue", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "requests waiting for a responder; past it 503",
      .default_shown = "256", FIELD(queue),
      .max = 10000000, .fix = "a number of requests, 0 for no queue"},
     {.name = "responder-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR",
-     .group = G_RESPONDERS,
+     .group = HSCD_GROUP_RESPONDERS,
      .help = "an answer taking longer fails; 0 = none",
      .default_shown = "10m", FIELD(responder_timeout_ms),
      .fix = "a duration such as 500ms or 15s"},
-    {.name = "kill-grace", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_RESPONDERS,
+    {.name = "kill-grace", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_RESPONDERS,
      .help = "SIGTERM, then SIGKILL after this",
      .default_shown = "500ms", FIELD(kill_grace_ms),
      .fix = "a duration such as 500ms or 15s"},
-    {.name = "keepalive", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_RESPONDERS,
+    {.name = "keepalive", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_RESPONDERS,
      .help = "SSE answers and channels: a comment line while the stream is silent; 0 = never",
      .default_shown = "15s", FIELD(keepalive_ms),
      .fix = "a duration such as 500ms or 15s"},
     {.name = "max-gen-len", .aliases = {"max_gen_len"}, .arg = HSCD_ARG_UNSIGNED,
-     .metavar = "N", .group = G_RESPONDERS,
+     .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "demo: pieces per answer",
      .default_shown = "10", FIELD(max_gen_len),
      .max = 1000000, .fix = "a number of pieces from 0 to 1000000"},
-    {.name = "interval", .arg = HSCD_ARG_DURATION, .metavar = "DURATION", .group = G_RESPONDERS,
+    {.name = "interval", .arg = HSCD_ARG_DURATION, .metavar = "DURATION", .group = HSCD_GROUP_RESPONDERS,
      .help = "demo: time between pieces, e.g. 250ms",
      .default_shown = "200ms", FIELD(interval_ms),
      .fix = "a duration such as 250ms or 1s"},
 
     /* Channels */
-    {.name = "history", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_CHANNELS,
+    {.name = "history", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_CHANNELS,
      .help = "events kept per channel for resuming; 0 = none",
      .default_shown = "100", FIELD(history),
      .max = 1000000, .fix = "a number of events from 0 to 1000000"},
-    {.name = "history-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = G_CHANNELS,
+    {.name = "history-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = HSCD_GROUP_CHANNELS,
      .help = "encoded bytes kept per channel",
      .default_shown = "256k", FIELD(history_bytes),
      .max = FOUR_G, .fix = "a size up to 4g, e.g. 256k"},
-    {.name = "history-age", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_CHANNELS,
+    {.name = "history-age", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_CHANNELS,
      .help = "events older than this leave history",
      .default_shown = "1h", FIELD(history_age_ms),
      .min = 1, .fix = "a duration such as 10m or 1h"},
-    {.name = "max-event-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = G_CHANNELS,
+    {.name = "max-event-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = HSCD_GROUP_CHANNELS,
      .help = "one event's data; past it 413",
      .default_shown = "64k", FIELD(max_event_bytes),
      .max = 1ull << 30, .fix = "a size up to 1g, e.g. 64k"},
-    {.name = "max-channels", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_CHANNELS,
+    {.name = "max-channels", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_CHANNELS,
      .help = "channels existing at once; past it 503",
      .default_shown = "10000", FIELD(max_channels),
      .min = 1, .max = 100000000, .fix = "a positive number of channels"},
     {.name = "max-subscription-channels", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
-     .group = G_CHANNELS,
+     .group = HSCD_GROUP_CHANNELS,
      .help = "channels in one subscription; past it 400",
      .default_shown = "16", FIELD(max_subscription_channels),
      .min = 1, .max = 1024, .fix = "a number of channels from 1 to 1024"},
-    {.name = "retry", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_CHANNELS,
+    {.name = "retry", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_CHANNELS,
      .help = "reconnection delay told to subscribers, plus up to 50% random jitter",
      .default_shown = "2s", FIELD(retry_ms),
      .max = 86400000, .fix = "a duration such as 2s"},
-    {.name = "cors-origin", .arg = HSCD_ARG_STRING, .metavar = "ORIGINS", .group = G_CHANNELS,
+    {.name = "cors-origin", .arg = HSCD_ARG_STRING, .metavar = "ORIGINS", .group = HSCD_GROUP_CHANNELS,
      .help = "comma-separated origins (or *) whose pages may subscribe, publish and ask; "
              "repeatable",
      .default_shown = "none", .handler = add_cors_origin,
      .min = 1, .fix = "origins such as https://app.example, or *"},
 
     /* Authorization */
-    {.name = "publish-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = G_AUTH,
+    {.name = "publish-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
      .help = "publishing needs Authorization: Bearer TOKEN",
      .env = "HSC_PUBLISH_TOKEN", FIELD(publish_token),
      .fix = "1-4096 printable characters, no spaces"},
-    {.name = "subscribe-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = G_AUTH,
+    {.name = "subscribe-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
      .help = "the same for subscribing",
      .env = "HSC_SUBSCRIBE_TOKEN", FIELD(subscribe_token),
      .fix = "1-4096 printable characters, no spaces"},
-    {.name = "stream-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = G_AUTH,
+    {.name = "stream-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
      .help = "the same for /v1/stream",
      .env = "HSC_STREAM_TOKEN", FIELD(stream_token),
      .fix = "1-4096 printable characters, no spaces"},
-    {.name = "jwt-key-file", .arg = HSCD_ARG_STRING, .metavar = "PATH", .group = G_AUTH,
+    {.name = "jwt-key-file", .arg = HSCD_ARG_STRING, .metavar = "PATH", .group = HSCD_GROUP_AUTH,
      .help = "HS256 key for JWTs, read from a file; with a key every action needs a token "
              "whose claims allow it",
      .default_shown = "none", .handler = read_jwt_key,
      .fix = "a file holding the key"},
-    {.name = "jwt-key-env", .arg = HSCD_ARG_STRING, .metavar = "VAR", .group = G_AUTH,
+    {.name = "jwt-key-env", .arg = HSCD_ARG_STRING, .metavar = "VAR", .group = HSCD_GROUP_AUTH,
      .help = "the same, read from environment variable VAR",
      .default_shown = "none", .handler = read_jwt_key,
      .fix = "the name of an environment variable"},
 
     /* Limits */
-    {.name = "max-connections", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = G_LIMITS,
+    {.name = "max-connections", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_LIMITS,
      .help = "open connections; past it 503",
      .default_shown = "10000", FIELD(max_connections),
      .min = 1, .max = 10000000, .fix = "a positive number"},
-    {.name = "max-header-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = G_LIMITS,
+    {.name = "max-header-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = HSCD_GROUP_LIMITS,
      .help = "request line + headers; past it 431",
      .default_shown = "16k", FIELD(max_header_bytes),
      .min = 256, .max = 65535, .fix = "a size from 256 to 65535, e.g. 16k"},
-    {.name = "max-body-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = G_LIMITS,
+    {.name = "max-body-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = HSCD_GROUP_LIMITS,
      .help = "request body; past it 413",
      .default_shown = "1m", FIELD(max_body_bytes),
      .max = FOUR_G, .fix = "a size up to 4g, e.g. 1m"},
-    {.name = "max-queue-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = G_LIMITS,
+    {.name = "max-queue-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE", .group = HSCD_GROUP_LIMITS,
      .help = "unsent bytes per connection before it is dropped as too slow",
      .default_shown = "1m", FIELD(max_queue_bytes),
      .min = 4096, .max = FOUR_G, .fix = "a size from 4k to 4g, e.g. 1m"},
-    {.name = "header-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_LIMITS,
+    {.name = "header-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_LIMITS,
      .help = "time to send a request's head",
      .default_shown = "10s", FIELD(header_timeout_ms),
      .min = 1, .fix = "a duration such as 500ms or 10s"},
-    {.name = "idle-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_LIMITS,
+    {.name = "idle-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_LIMITS,
      .help = "keep-alive wait, body stall",
      .default_shown = "60s", FIELD(idle_timeout_ms),
      .min = 1, .fix = "a duration such as 500ms or 10s"},
-    {.name = "drain-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = G_LIMITS,
+    {.name = "drain-timeout", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_LIMITS,
      .help = "on SIGINT/SIGTERM, time streams may still run",
      .default_shown = "5s", FIELD(drain_timeout_ms),
      .fix = "a duration such as 500ms or 10s"},
 
     /* Compatibility */
-    {.name = "legacy-get", .arg = HSCD_ARG_NONE, .group = G_COMPAT,
+    {.name = "legacy-get", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_COMPAT,
      .help = "serve GET /<percent-encoded text> as an answer",
      FIELD(legacy_get)},
     {.name = "server-ip", .aliases = {"server_ip"}, .arg = HSCD_ARG_STRING, .metavar = "HOST",
-     .group = G_COMPAT,
+     .group = HSCD_GROUP_COMPAT,
      .help = "the host part of --listen",
      .handler = set_server_ip,
      .fix = "an IP address or localhost"},
     {.name = "server-port", .aliases = {"server_port"}, .arg = HSCD_ARG_UNSIGNED,
-     .metavar = "PORT", .group = G_COMPAT,
+     .metavar = "PORT", .group = HSCD_GROUP_COMPAT,
      .help = "the port part of --listen",
      .handler = set_server_port,
      .max = 65535, .fix = "a port number from 0 to 65535"},
 
     /* Other */
-    {.name = "log-level", .arg = HSCD_ARG_LOG_LEVEL, .metavar = "LEVEL", .group = G_OTHER,
+    {.name = "log-level", .arg = HSCD_ARG_LOG_LEVEL, .metavar = "LEVEL", .group = HSCD_GROUP_OTHER,
      .help = "error, warn, notice, info or debug",
      .default_shown = "notice", .handler = set_log_level,
      .fix = "one of error, warn, notice, info, debug"},
-    {.name = "help", .short_name = 'h', .arg = HSCD_ARG_NONE, .group = G_OTHER,
+    {.name = "help", .short_name = 'h', .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show this help",
      .handler = show_help},
-    {.name = "version", .arg = HSCD_ARG_NONE, .group = G_OTHER,
+    {.name = "version", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show the version",
      .handler = show_version},
-    {.name = "help-markdown", .arg = HSCD_ARG_NONE, .group = G_OTHER,
+    {.name = "help-markdown", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "print the flags as docs/hscd.md's Markdown section",
      .handler = show_markdown, .hidden = 1},
 };
@@ -252,15 +234,6 @@ static const hscd_flag_t flags[] = {
 #define N_FLAGS     (sizeof flags / sizeof flags[0])
 #define MAX_ALIASES (sizeof flags[0].aliases / sizeof flags[0].aliases[0] - 1)
 _Static_assert(N_FLAGS <= HSCD_FLAGS_MAX, "raise HSCD_FLAGS_MAX");
-
-static const char usage_head[] =
-    "Usage: hscd [OPTIONS]\n"
-    "\n"
-    "hsc's server: streams answers piece by piece over plain HTTP (chunked or\n"
-    "Server-Sent Events) and serves the demo page at /.\n";
-
-static const char units_note[] =
-    "Sizes take k, m or g (1024-based); durations ms, s, m or h (bare numbers are seconds).";
 
 const hscd_flag_t *hscd_flags_table(size_t *count)
 {
@@ -662,186 +635,4 @@ void hscd_flags_explain_bad_address(const hscd_flags_t *fl)
             "hscd: --listen: invalid address '%s' (use HOST:PORT with an IP address or "
             "localhost, e.g. 127.0.0.1:8000 or [::1]:8000)\n",
             fl->cfg.listen);
-}
-
-/* ---- --help ------------------------------------------------------------------------------- */
-
-enum { HELP_TEXT_COLUMN = 27, HELP_WIDTH = 80 };
-
-/*
- * Writes `text` word by word from column `col` (the cursor's), wrapping before HELP_WIDTH to
- * column `indent`. Returns the column after the last word.
- */
-static int wrap(FILE *out, const char *text, int col, int indent)
-{
-    const char *p = text;
-    bool first = true;
-    while (*p != '\0') {
-        int n = (int)strcspn(p, " ");
-        if (!first && col + 1 + n > HELP_WIDTH) {
-            col = fprintf(out, "\n%*s", indent, "") - 1;
-        } else if (!first) {
-            fputc(' ', out);
-            col++;
-        }
-        col += fprintf(out, "%.*s", n, p);
-        first = false;
-        p += n;
-        while (*p == ' ')
-            p++;
-    }
-    return col;
-}
-
-/* The default as shown: the entry's, else its environment variable's. NULL when neither. */
-static const char *shown_default(const hscd_flag_t *f, char *buf, size_t cap)
-{
-    if (f->default_shown != NULL)
-        return f->default_shown;
-    if (f->env != NULL) {
-        snprintf(buf, cap, "$%s", f->env);
-        return buf;
-    }
-    return NULL;
-}
-
-/*
- * One entry: "  -x, --name METAVAR" (`short_name` 0: no "-x, "), the text from column 27, the
- * default right-aligned.
- */
-static void help_entry(FILE *out, char short_name, const char *spelling, const hscd_flag_t *f,
-                       const char *text, const char *def)
-{
-    int col;
-    if (short_name != 0)
-        col = fprintf(out, "  -%c, --%s", short_name, spelling);
-    else
-        col = fprintf(out, "  --%s", spelling);
-    if (f->metavar != NULL)
-        col += fprintf(out, " %s", f->metavar);
-    if (col + 2 > HELP_TEXT_COLUMN) {
-        fputc('\n', out);
-        col = 0;
-    }
-    col += fprintf(out, "%*s", HELP_TEXT_COLUMN - col, "");
-    col = wrap(out, text, col, HELP_TEXT_COLUMN);
-    if (def != NULL) {
-        char d[128];
-        int n = snprintf(d, sizeof d, "(default %s)", def);
-        if (col + 1 + n > HELP_WIDTH) {
-            fputc('\n', out);
-            col = 0;
-        }
-        fprintf(out, "%*s%s", HELP_WIDTH - n - col, "", d);
-    }
-    fputc('\n', out);
-}
-
-void hscd_flags_print_help(FILE *out)
-{
-    fputs(usage_head, out);
-    for (unsigned g = 0; g < G_COUNT; g++) {
-        fprintf(out, "\n%s", groups[g].title);
-        if (groups[g].note != NULL)
-            fprintf(out, " (%s)", groups[g].note);
-        fputc('\n', out);
-        char buf[64];
-        for (size_t i = 0; i < N_FLAGS; i++)
-            if (flags[i].group == g && !flags[i].hidden)
-                help_entry(out, flags[i].short_name, flags[i].name, &flags[i], flags[i].help,
-                           shown_default(&flags[i], buf, sizeof buf));
-        if (g != ALIAS_GROUP)
-            continue;
-        for (size_t i = 0; i < N_FLAGS; i++) {
-            char text[96];
-            snprintf(text, sizeof text, "alias of --%s", flags[i].name);
-            for (size_t a = 0; flags[i].aliases[a] != NULL; a++)
-                help_entry(out, 0, flags[i].aliases[a], &flags[i], text, NULL);
-        }
-    }
-    char epilogue[256];
-    snprintf(epilogue, sizeof epilogue, "%s See docs/api.md for the HTTP API.", units_note);
-    fputc('\n', out);
-    wrap(out, epilogue, 0, 0);
-    fputc('\n', out);
-}
-
-/* ---- --help-markdown ---------------------------------------------------------------------- */
-
-/* Help text as Markdown: "--flag" becomes code, characters Markdown would act on are escaped. */
-static void md_text(FILE *out, const char *s)
-{
-    for (const char *p = s; *p != '\0'; p++) {
-        bool word_start = p == s || p[-1] == ' ' || p[-1] == '(';
-        if (word_start && p[0] == '-' && p[1] == '-' && p[2] >= 'a' && p[2] <= 'z') {
-            size_t n = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz0123456789-_");
-            fprintf(out, "`%.*s`", (int)n, p);
-            p += n - 1;
-        } else if (strchr("\\`*_[]<>|", *p) != NULL) {
-            fprintf(out, "\\%c", *p);
-        } else {
-            fputc(*p, out);
-        }
-    }
-}
-
-/* A code span in a table cell: only '|' needs escaping there. */
-static void md_code(FILE *out, const char *s)
-{
-    fputc('`', out);
-    for (const char *p = s; *p != '\0'; p++)
-        fprintf(out, *p == '|' ? "\\%c" : "%c", *p);
-    fputc('`', out);
-}
-
-static void md_row(FILE *out, char short_name, const char *spelling, const hscd_flag_t *f,
-                   const char *text, const char *def)
-{
-    fputs("| ", out);
-    if (short_name != 0)
-        fprintf(out, "`-%c`, ", short_name);
-    fprintf(out, "`--%s` | ", spelling);
-    if (f->metavar != NULL)
-        md_code(out, f->metavar);
-    fputs(" | ", out);
-    if (def != NULL)
-        md_code(out, def);
-    fputs(" | ", out);
-    md_text(out, text);
-    fputs(" |\n", out);
-}
-
-void hscd_flags_print_markdown(FILE *out)
-{
-    fputs("<!-- hscd-flags:begin -->\n"
-          "<!-- Generated from src/hscd/flags.c by scripts/gen-flag-docs.sh (hscd "
-          "--help-markdown); edit the table there, not here. -->\n",
-          out);
-    for (unsigned g = 0; g < G_COUNT; g++) {
-        fputs("\n**", out);
-        md_text(out, groups[g].title);
-        fputs("**", out);
-        if (groups[g].note != NULL) {
-            fputs(" (", out);
-            md_text(out, groups[g].note);
-            fputs(")", out);
-        }
-        fputs("\n\n| flag | value | default | what it does |\n| --- | --- | --- | --- |\n", out);
-        char buf[64];
-        for (size_t i = 0; i < N_FLAGS; i++)
-            if (flags[i].group == g && !flags[i].hidden)
-                md_row(out, flags[i].short_name, flags[i].name, &flags[i], flags[i].help,
-                       shown_default(&flags[i], buf, sizeof buf));
-        if (g != ALIAS_GROUP)
-            continue;
-        for (size_t i = 0; i < N_FLAGS; i++) {
-            char text[96];
-            snprintf(text, sizeof text, "alias of --%s", flags[i].name);
-            for (size_t a = 0; flags[i].aliases[a] != NULL; a++)
-                md_row(out, 0, flags[i].aliases[a], &flags[i], text, NULL);
-        }
-    }
-    fputc('\n', out);
-    md_text(out, units_note);
-    fputs("\n<!-- hscd-flags:end -->\n", out);
 }

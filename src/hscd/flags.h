@@ -43,6 +43,18 @@ typedef struct hscd_flag_s hscd_flag_t;
 typedef int (*hscd_flag_fn)(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                             const char *value, uint64_t n);
 
+/* The headings flags are listed under in --help and docs/hscd.md, in order (help.c). */
+enum {
+    HSCD_GROUP_LISTEN,
+    HSCD_GROUP_RESPONDERS,
+    HSCD_GROUP_CHANNELS,
+    HSCD_GROUP_AUTH,
+    HSCD_GROUP_LIMITS,
+    HSCD_GROUP_COMPAT,
+    HSCD_GROUP_OTHER,
+    HSCD_GROUP_COUNT
+};
+
 struct hscd_flag_s {
     const char *name;          /* without "--"; also the configuration file's key */
     const char *aliases[3];    /* other accepted spellings, NULL-terminated */
