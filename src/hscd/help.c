@@ -106,6 +106,27 @@ static void help_entry(FILE *out, char short_name, const char *spelling, const h
     fputc('\n', out);
 }
 
+typedef void (*row_fn)(FILE *out, char short_name, const char *spelling, const hscd_flag_t *f,
+                       const char *text, const char *def);
+
+/* One row per flag of group `g`, in table order; the aliases' group ends with every alias. */
+static void group_rows(FILE *out, const hscd_flag_t *t, size_t n, unsigned g, row_fn row)
+{
+    char buf[64];
+    for (size_t i = 0; i < n; i++)
+        if (t[i].group == g && !t[i].hidden)
+            row(out, t[i].short_name, t[i].name, &t[i], t[i].help,
+                shown_default(&t[i], buf, sizeof buf));
+    if (g != HSCD_GROUP_COMPAT)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char text[96];
+        snprintf(text, sizeof text, "alias of --%s", t[i].name);
+        for (size_t a = 0; t[i].aliases[a] != NULL; a++)
+            row(out, 0, t[i].aliases[a], &t[i], text, NULL);
+    }
+}
+
 void hscd_flags_print_help(FILE *out)
 {
     size_t n;
@@ -116,19 +137,7 @@ void hscd_flags_print_help(FILE *out)
         if (groups[g].note != NULL)
             fprintf(out, " (%s)", groups[g].note);
         fputc('\n', out);
-        char buf[64];
-        for (size_t i = 0; i < n; i++)
-            if (t[i].group == g && !t[i].hidden)
-                help_entry(out, t[i].short_name, t[i].name, &t[i], t[i].help,
-                           shown_default(&t[i], buf, sizeof buf));
-        if (g != HSCD_GROUP_COMPAT)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            char text[96];
-            snprintf(text, sizeof text, "alias of --%s", t[i].name);
-            for (size_t a = 0; t[i].aliases[a] != NULL; a++)
-                help_entry(out, 0, t[i].aliases[a], &t[i], text, NULL);
-        }
+        group_rows(out, t, n, g, help_entry);
     }
     char epilogue[256];
     snprintf(epilogue, sizeof epilogue, "%s See docs/api.md for the HTTP API.", units_note);
@@ -200,19 +209,7 @@ void hscd_flags_print_markdown(FILE *out)
             fputs(")", out);
         }
         fputs("\n\n| flag | value | default | what it does |\n| --- | --- | --- | --- |\n", out);
-        char buf[64];
-        for (size_t i = 0; i < n; i++)
-            if (t[i].group == g && !t[i].hidden)
-                md_row(out, t[i].short_name, t[i].name, &t[i], t[i].help,
-                       shown_default(&t[i], buf, sizeof buf));
-        if (g != HSCD_GROUP_COMPAT)
-            continue;
-        for (size_t i = 0; i < n; i++) {
-            char text[96];
-            snprintf(text, sizeof text, "alias of --%s", t[i].name);
-            for (size_t a = 0; t[i].aliases[a] != NULL; a++)
-                md_row(out, 0, t[i].aliases[a], &t[i], text, NULL);
-        }
+        group_rows(out, t, n, g, md_row);
     }
     fputc('\n', out);
     md_text(out, units_note);
