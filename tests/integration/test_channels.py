@@ -1362,10 +1362,16 @@ class Metrics(ChannelTestCase):
         for s in subs[:3]:
             s.wait_events(12)
         subs[3].wait_events(13)
+        # A worker counts a delivery just after its write: the client may read the event and
+        # ask /metrics (answered by another worker) a moment before the count moves.
+        delivered = 4 * 12 + 1
+        self.assertTrue(wait_for(lambda: metric(srv, "hsc_events_delivered_total") -
+                                 m1["hsc_events_delivered_total"] == delivered, 5),
+                        "hsc_events_delivered_total did not move by %d" % delivered)
         m2 = metrics(srv)
         self.assertEqual(m2["hsc_events_published_total"] - m1["hsc_events_published_total"], 13)
         self.assertEqual(m2["hsc_events_delivered_total"] - m1["hsc_events_delivered_total"],
-                         4 * 12 + 1)
+                         delivered)
         self.assertGreater(m2["hsc_bytes_out_total"], m1["hsc_bytes_out_total"] + 13 * 4 * 20)
         self.assertEqual(m2["hsc_history_events"], 10 + 1)
         self.assertGreater(m2["hsc_history_bytes"], 11 * 10)
