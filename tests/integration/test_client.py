@@ -157,6 +157,9 @@ class Send(ServerTestCase):
                 r = run_hsc(cmd)
                 self.assertEqual(r.returncode, 2, r.stderr)
                 self.assertIn(what, r.stderr)
+                # The hint names a command line that works: "hsc send --help", "hsc --help".
+                hint = "hsc %s--help" % (cmd[0] + " " if cmd[0] != "frobnicate" else "")
+                self.assertIn(("Try '%s'." % hint).encode(), r.stderr)
 
 
 class ListenPublish(ServerTestCase):
