@@ -130,6 +130,28 @@ static int report(const char *cmd, int result)
     }
 }
 
+/* The words argv[from..argc), joined with single spaces, as a shell user expects from
+ * `hsc send hello world`. Returns NULL when out of memory; free with free(). */
+static char *join_args(int argc, char **argv, int from)
+{
+    size_t cap = 1;
+    for (int i = from; i < argc; i++)
+        cap += strlen(argv[i]) + 1;
+    char *text = malloc(cap);
+    if (text == NULL)
+        return NULL;
+    size_t n = 0;
+    for (int i = from; i < argc; i++) {
+        if (i > from)
+            text[n++] = ' ';
+        size_t l = strlen(argv[i]);
+        memcpy(text + n, argv[i], l);
+        n += l;
+    }
+    text[n] = '\0';
+    return text;
+}
+
 /* Reads all of stdin (bounded). */
 static char *read_stdin(size_t max, size_t *len)
 {
@@ -254,18 +276,9 @@ static int cmd_send(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     if (optind < argc) {
-        size_t cap = 1;
-        for (int i = optind; i < argc; i++)
-            cap += strlen(argv[i]) + 1;
-        text = malloc(cap);
+        text = join_args(argc, argv, optind);
         if (text == NULL)
-            return EXIT_FAILED;
-        text[0] = '\0';
-        for (int i = optind; i < argc; i++) {
-            if (i > optind)
-                strcat(text, " ");
-            strcat(text, argv[i]);
-        }
+            return start_failed("send", HSC_ENOMEM);
         len = strlen(text);
     } else {
         text = read_stdin(64u << 20, &len);
@@ -561,11 +574,12 @@ static int cmd_listen(int argc, char **argv)
 
 static void publish_usage(FILE *out)
 {
-    fputs("Usage: hsc publish [OPTIONS] -c CHANNEL TEXT\n"
+    fputs("Usage: hsc publish [OPTIONS] -c CHANNEL TEXT...\n"
           "       hsc publish [OPTIONS] -c CHANNEL -\n"
           "\n"
-          "Publishes TEXT as one event to CHANNEL; with '-', publishes each line of stdin\n"
-          "as its own event as it is read (tail -f log | hsc publish -c logs -).\n"
+          "Publishes TEXT as one event to CHANNEL (several words are joined with spaces,\n"
+          "as send joins them); with '-', publishes each line of stdin as its own event\n"
+          "as it is read (tail -f log | hsc publish -c logs -).\n"
           "\n"
           "  -c, --channel NAME   the channel\n"
           "  --event TYPE         the event type (default: none, i.e. \"message\")\n"
@@ -635,8 +649,9 @@ static int cmd_publish(int argc, char **argv)
         return usage_error("publish", "%s", "which channel? give -c CHANNEL");
     if (optind >= argc)
         return usage_error("publish", "%s", "nothing to publish: give TEXT, or - for stdin");
-    if (optind + 1 < argc)
-        return usage_error("publish", "unexpected argument '%s' (quote the text)",
+    bool from_stdin = strcmp(argv[optind], "-") == 0;
+    if (from_stdin && optind + 1 < argc)
+        return usage_error("publish", "unexpected argument '%s' after '-' (stdin)",
                            argv[optind + 1]);
     char url[4096];
     build_url(url, sizeof url, base_url(url_flag), "/v1/events?channel=");
@@ -654,9 +669,11 @@ static int cmd_publish(int argc, char **argv)
     if (rc != 0)
         return start_failed("publish", rc);
     int status = EXIT_OK;
-    const char *text = argv[optind];
-    if (strcmp(text, "-") != 0) {
-        status = publish_one(text, strlen(text), verbose);
+    if (!from_stdin) {
+        char *text = join_args(argc, argv, optind);
+        status = text != NULL ? publish_one(text, strlen(text), verbose)
+                              : start_failed("publish", HSC_ENOMEM);
+        free(text);
     } else {
         char *line = NULL;
         size_t cap = 0;

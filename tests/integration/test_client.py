@@ -243,6 +243,18 @@ class ListenPublish(ServerTestCase):
         self.assertEqual([g["id"] for g in got], [first_id] + ids)
         self.assertEqual([g["type"] for g in got], ["message", "line", "line", "line"])
 
+    def test_publish_joins_words_as_send_does(self):
+        l = Listener(["--url", self.url, "-c", "words", "--count", "1", "-q"])
+        self.wait_subscribers(1)
+        r = run_hsc(["publish", "--url", self.url, "-c", "words", "hello", "world"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(l.proc.wait(15 * SLOW), 0, l.err)
+        l._t.join(5)
+        self.assertEqual(l.lines, ["hello world\n"])
+        # "-" is stdin only on its own.
+        r = run_hsc(["publish", "--url", self.url, "-c", "words", "-", "x"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_publish_refused_lines_are_reported_and_the_rest_published(self):
         r = run_hsc(["publish", "--url", self.url, "-c", "z", "-v", "-"],
                     input=b"good\n\xff\xfe bad\nalso good\n")
