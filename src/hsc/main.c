@@ -152,7 +152,8 @@ static char *join_args(int argc, char **argv, int from)
     return text;
 }
 
-/* Reads all of stdin (bounded). */
+/* Reads all of stdin (bounded). Returns NULL when it is over `max`, out of memory, or
+ * interrupted by Ctrl-C (g_interrupted says which). */
 static char *read_stdin(size_t max, size_t *len)
 {
     size_t cap = 4096, n = 0;
@@ -172,11 +173,15 @@ static char *read_stdin(size_t max, size_t *len)
             cap *= 2;
         }
         ssize_t r = read(0, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && errno == EINTR && !g_interrupted)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
+    }
+    if (g_interrupted) { /* the EINTR, or an end of input that came with the signal */
+        free(buf);
+        return NULL;
     }
     *len = n;
     return buf;
@@ -282,6 +287,8 @@ static int cmd_send(int argc, char **argv)
         len = strlen(text);
     } else {
         text = read_stdin(64u << 20, &len);
+        if (text == NULL && g_interrupted)
+            return EXIT_INTERRUPTED;
         if (text == NULL)
             return usage_error("send", "%s", "cannot read the text from stdin (over 64 MiB?)");
     }
@@ -690,6 +697,8 @@ static int cmd_publish(int argc, char **argv)
                 status = st; /* a refused line: say so, go on with the next */
         }
         free(line);
+        if (g_interrupted) /* getline() failed with EINTR, or a line was cut short */
+            status = EXIT_INTERRUPTED;
     }
     hsc_client_free(g_client);
     g_client = NULL;

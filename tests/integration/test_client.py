@@ -255,6 +255,36 @@ class ListenPublish(ServerTestCase):
         r = run_hsc(["publish", "--url", self.url, "-c", "words", "-", "x"])
         self.assertEqual(r.returncode, 2, r.stderr)
 
+    def interrupt(self, p, sig=signal.SIGINT):
+        """Sends `sig` to `p` and returns its exit status and stderr (bounded; killed by PID
+        when it does not stop)."""
+        p.send_signal(sig)
+        try:
+            _, err = p.communicate(timeout=5 * SLOW)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate(timeout=10)
+            raise AssertionError("hsc did not stop on signal %d" % sig)
+        no_sanitizer_report(self, err)
+        return p.returncode, err
+
+    def test_ctrl_c_while_publish_reads_stdin_exits_130(self):
+        p = subprocess.Popen([hsc_binary(), "publish", "--url", self.url, "-c", "c", "-v", "-"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        p.stdin.write(b"first\n")
+        p.stdin.flush()
+        self.assertTrue(p.stdout.readline().strip(), "the first line was not published")
+        rc, err = self.interrupt(p)  # hsc is back in getline(), waiting for the next line
+        self.assertEqual(rc, 130, err)
+
+    def test_ctrl_c_while_send_reads_stdin_exits_130(self):
+        p = subprocess.Popen([hsc_binary(), "send", "--url", self.url], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.5 * SLOW)  # hsc waits for the text on stdin
+        rc, err = self.interrupt(p)
+        self.assertEqual(rc, 130, err)
+
     def test_publish_refused_lines_are_reported_and_the_rest_published(self):
         r = run_hsc(["publish", "--url", self.url, "-c", "z", "-v", "-"],
                     input=b"good\n\xff\xfe bad\nalso good\n")
