@@ -101,7 +101,8 @@ static int start_failed(const char *cmd, int rc)
     return EXIT_FAILED;
 }
 
-/* Maps a client result to an exit status, saying why on stderr. */
+/* Maps a client result to an exit status, saying why on stderr after "hsc CMD: " (CMD may name
+ * more: "publish: line 3"). */
 static int report(const char *cmd, int result)
 {
     hsc_client_t *c = g_client;
@@ -600,13 +601,18 @@ static void publish_usage(FILE *out)
           out);
 }
 
-/* Publishes one event; prints the id with -v. Returns an exit status. */
-static int publish_one(const char *text, size_t len, bool verbose)
+/* Publishes one event; prints the id with -v. `line` is the line of stdin it came from (0 for
+ * TEXT), named in a failure's message. Returns an exit status. */
+static int publish_one(const char *text, size_t len, bool verbose, unsigned long line)
 {
     hsc_client_set_body(g_client, text, len);
     int result = hsc_client_run(g_client);
-    if (result != HSC_CLIENT_OK)
-        return report("publish", result);
+    if (result != HSC_CLIENT_OK) {
+        char where[64] = "publish";
+        if (line > 0)
+            snprintf(where, sizeof where, "publish: line %lu", line);
+        return report(where, result);
+    }
     if (verbose) {
         json_t *j = json_loads(hsc_client_body(g_client), 0, NULL);
         const char *id = json_string_value(json_object_get(j, "id"));
@@ -678,17 +684,19 @@ static int cmd_publish(int argc, char **argv)
     int status = EXIT_OK;
     if (!from_stdin) {
         char *text = join_args(argc, argv, optind);
-        status = text != NULL ? publish_one(text, strlen(text), verbose)
+        status = text != NULL ? publish_one(text, strlen(text), verbose, 0)
                               : start_failed("publish", HSC_ENOMEM);
         free(text);
     } else {
         char *line = NULL;
         size_t cap = 0;
         ssize_t n;
+        unsigned long lineno = 0;
         while (!g_interrupted && (n = getline(&line, &cap, stdin)) >= 0) {
+            lineno++;
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int st = publish_one(line, (size_t)n, verbose);
+            int st = publish_one(line, (size_t)n, verbose, lineno);
             if (st == EXIT_CONNECT || st == EXIT_INTERRUPTED) {
                 status = st;
                 break;

@@ -289,7 +289,8 @@ class ListenPublish(ServerTestCase):
         r = run_hsc(["publish", "--url", self.url, "-c", "z", "-v", "-"],
                     input=b"good\n\xff\xfe bad\nalso good\n")
         self.assertEqual(r.returncode, 4)
-        self.assertIn(b"HTTP 400: event data is not valid UTF-8", r.stderr)
+        self.assertIn(b"hsc publish: line 2: HTTP 400: event data is not valid UTF-8", r.stderr)
+        self.assertEqual(r.stderr.count(b"\n"), 1, r.stderr)
         self.assertEqual(len(r.stdout.split()), 2)
 
     def test_bad_channel_exits_4_with_the_reason(self):
