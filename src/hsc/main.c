@@ -341,6 +341,10 @@ static int cmd_send(int argc, char **argv)
 
 typedef enum { FMT_DATA, FMT_JSON, FMT_RAW } format_t;
 
+/* --max-line's range, and the largest event listen accepts (the client's default). */
+#define MAX_LINE_MIN 64
+#define MAX_EVENT    (16u << 20)
+
 typedef struct listen_state_s {
     format_t format;
     bool quiet;
@@ -410,7 +414,7 @@ static void listen_usage(FILE *out)
           "  --count N              stop after N events\n"
           "  --timeout DUR          stop after DUR (e.g. 10s, 5m)\n"
           "  --last-event-id ID     start after this event id\n"
-          "  --max-line SIZE        the longest line accepted       (default 1m)\n"
+          "  --max-line SIZE        the longest line accepted, 64 to 16m (default 1m)\n"
           "  -q, --quiet            no connection messages on stderr\n"
           "  --url URL              the server                (default $HSC_URL or\n"
           "                         http://127.0.0.1:8000)\n"
@@ -424,7 +428,7 @@ static void listen_usage(FILE *out)
 
 static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id)
 {
-    hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, 16u << 20, listen_event, NULL, NULL, st);
+    hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, MAX_EVENT, listen_event, NULL, NULL, st);
     if (p == NULL)
         return start_failed("listen", HSC_ENOMEM);
     int rc = last_id != NULL ? hsc_sse_parser_set_last_id(p, last_id) : 0;
@@ -522,8 +526,13 @@ static int cmd_listen(int argc, char **argv)
             last_id = optarg;
             break;
         case 'm':
-            if (hsc_parse_size(optarg, &max_line) != 0 || max_line < 64)
-                return usage_error("listen", "--max-line: invalid size '%s'", optarg);
+            /* Up to the largest event: a longer line could never be delivered anyway. */
+            if (hsc_parse_size(optarg, &max_line) != 0 || max_line < MAX_LINE_MIN ||
+                max_line > MAX_EVENT)
+                return usage_error("listen",
+                                   "--max-line: '%s' is not a size from 64 bytes to 16m "
+                                   "(e.g. 4k, 1m)",
+                                   optarg);
             break;
         case 'q':
             st.quiet = true;
@@ -564,6 +573,7 @@ static int cmd_listen(int argc, char **argv)
     cfg.last_event_id = last_id;
     cfg.timeout_ms = timeout;
     cfg.max_line = (size_t)max_line;
+    cfg.max_event = MAX_EVENT;
     cfg.on_event = listen_event;
     cfg.on_raw = listen_raw;
     cfg.on_notice = listen_notice;

@@ -534,6 +534,17 @@ class Foreign(unittest.TestCase):
             self.assertTrue(backoff / 2 - 0.05 <= w <= backoff + 0.05, (k, w, err))
         no_sanitizer_report(self, r.stderr)
 
+    def test_max_line_says_the_accepted_range(self):
+        for bad in ("10", "63", "17m", "1x", "-5"):
+            with self.subTest(bad=bad):
+                r = run_hsc(["listen", "--max-line", bad, "-"], input=b"")
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertRegex(r.stderr.decode(), r"--max-line: .*\b64 bytes to 16m\b")
+        for good in ("64", "16m", "1k"):
+            with self.subTest(good=good):
+                r = run_hsc(["listen", "--max-line", good, "-"], input=b"data: a\n\n")
+                self.assertEqual((r.returncode, r.stdout), (0, b"a\n"), r.stderr)
+
     def test_listen_stdin_line_too_long(self):
         r = run_hsc(["listen", "--max-line", "1k", "-"], input=b"data: " + b"x" * 5000 + b"\n\n")
         self.assertEqual(r.returncode, 5)
