@@ -72,7 +72,11 @@ HSC_EXPORT void hsc_client_stop(hsc_client_t *c);
 /** The last response's HTTP status (0 when none arrived). */
 HSC_EXPORT int hsc_client_status(const hsc_client_t *c);
 
-/** A one-line description of the last failure ("" when none): the server's reason, or curl's. */
+/**
+ * A one-line description of the last failure ("" when none): the server's reason ("HTTP 403:
+ * ..."), or what went wrong on the way, in hsc's words rather than curl's ("cannot connect to
+ * HOST:PORT: connection refused", "the server closed the stream before it ended").
+ */
 HSC_EXPORT const char *hsc_client_error(const hsc_client_t *c);
 
 /** The body of the last non-streamed response (publish answers), NUL-terminated, at most 64 KiB. */

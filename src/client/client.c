@@ -59,6 +59,7 @@ struct hsc_client_s {
     size_t scratch_cap;
     uint64_t retry_ms; /* the server's retry:, or the configured one */
     uint64_t rng;      /* xorshift64 state for the reconnection jitter, never 0 */
+    char where[300];   /* "HOST:PORT" of the URL, for messages */
     char error[512];
     char last_id_hdr[1100];
 };
@@ -120,6 +121,21 @@ static void seed_rng(hsc_client_t *c)
     c->rng = x != 0 ? x : 1;
 }
 
+/* Fills c->where with the URL's "HOST:PORT" (the scheme's port when the URL gives none). */
+static void find_where(hsc_client_t *c)
+{
+    snprintf(c->where, sizeof c->where, "the server");
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, c->cfg.url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+        snprintf(c->where, sizeof c->where, "%.200s:%s", host, port);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+}
+
 int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
 {
     static bool curl_ready;
@@ -142,6 +158,7 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         return HSC_ENOMEM;
     }
     c->body[0] = '\0';
+    find_where(c);
     if (cfg->sse) {
         c->parser = hsc_sse_parser_new(cfg->max_line, cfg->max_event, on_parsed_event,
                                        on_parsed_retry, NULL, c);
@@ -265,8 +282,11 @@ static int emit_text(hsc_client_t *c, const char *p, size_t n, bool final)
     size_t need = 3 * total + 1;
     if (need > c->scratch_cap) {
         char *s = realloc(c->scratch, need);
-        if (s == NULL)
+        if (s == NULL) {
+            snprintf(c->error, sizeof c->error, "out of memory");
+            c->nomem = true;
             return 1;
+        }
         c->scratch = s;
         c->scratch_cap = need;
     }
@@ -470,6 +490,82 @@ static uint64_t draw_upto(hsc_client_t *c, uint64_t n)
     return n == UINT64_MAX ? c->rng : c->rng % (n + 1);
 }
 
+/*
+ * Says in hsc's words why a transfer failed with `rc`: curl's own wording ("Couldn't connect to
+ * server", "Transferred a partial file") is written for curl's users, and names neither the
+ * server nor the system's reason. The common failures get a sentence; the rest keep curl's text
+ * after "the transfer failed: ".
+ */
+static void curl_failure(hsc_client_t *c, CURLcode rc)
+{
+    long oserr = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
+    char why[128] = "";
+    if (oserr != 0) {
+        snprintf(why, sizeof why, "%s", strerror((int)oserr));
+        if (why[0] >= 'A' && why[0] <= 'Z' && (why[1] < 'A' || why[1] > 'Z'))
+            why[0] = (char)(why[0] - 'A' + 'a'); /* "Connection refused", inside a sentence */
+    }
+    bool reached = c->status != 0;
+    char *e = c->error;
+    size_t n = sizeof c->error;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        snprintf(e, n, "cannot connect to %s: unknown host name", c->where);
+        break;
+    case CURLE_COULDNT_CONNECT:
+        snprintf(e, n, "cannot connect to %s: %s", c->where, why[0] ? why : "refused");
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (reached)
+            snprintf(e, n, "the server stopped answering (timed out)");
+        else
+            snprintf(e, n, "cannot connect to %s: no answer within %.1f s", c->where,
+                     (double)c->cfg.connect_timeout_ms / 1000.0);
+        break;
+    case CURLE_GOT_NOTHING:
+        snprintf(e, n, "%s closed the connection without answering", c->where);
+        break;
+    case CURLE_PARTIAL_FILE:
+        snprintf(e, n, "the server closed the stream before it ended");
+        break;
+    case CURLE_RECV_ERROR:
+        if (reached)
+            snprintf(e, n, "the connection broke before the stream ended%s%s%s", why[0] ? " (" : "",
+                     why, why[0] ? ")" : "");
+        else
+            snprintf(e, n, "the connection to %s broke before an answer%s%s%s", c->where,
+                     why[0] ? " (" : "", why, why[0] ? ")" : "");
+        break;
+    case CURLE_SEND_ERROR:
+        snprintf(e, n, "cannot send the request to %s%s%s%s", c->where, why[0] ? " (" : "", why,
+                 why[0] ? ")" : "");
+        break;
+    case CURLE_WEIRD_SERVER_REPLY:
+        snprintf(e, n, "%s does not answer in HTTP", c->where);
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(e, n, "%s does not answer in HTTP/1.x, or the URL's scheme is not supported",
+                 c->where);
+        break;
+    case CURLE_URL_MALFORMAT:
+        snprintf(e, n, "not a valid URL");
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        snprintf(e, n, "out of memory");
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(e, n, "cannot connect to %s: the TLS handshake failed", c->where);
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        snprintf(e, n, "cannot connect to %s: its certificate cannot be verified", c->where);
+        break;
+    default:
+        snprintf(e, n, "the transfer failed: %s", curl_easy_strerror(rc));
+        break;
+    }
+}
+
 /* The reason an error response gives: its first line. */
 static void http_error(hsc_client_t *c)
 {
@@ -505,7 +601,7 @@ int hsc_client_run(hsc_client_t *c)
         if (timed_out)
             return HSC_CLIENT_TIMEOUT;
         if (rc != CURLE_OK && c->error[0] == '\0')
-            snprintf(c->error, sizeof c->error, "%s", curl_easy_strerror(rc));
+            curl_failure(c, rc);
         if (!c->cfg.reconnect) {
             if (rc == CURLE_OK)
                 return HSC_CLIENT_OK;

@@ -113,11 +113,11 @@ static int report(const char *cmd, int result)
         return g_interrupted ? EXIT_INTERRUPTED : EXIT_OK;
     case HSC_CLIENT_TIMEOUT:
         return EXIT_OK;
-    case HSC_CLIENT_CUT:
-        fprintf(stderr, "hsc %s: the answer was cut short (%s)\n", cmd, hsc_client_error(c));
+    case HSC_CLIENT_CUT: /* "the server closed the stream before it ended" */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_FAILED;
-    case HSC_CLIENT_CONNECT:
-        fprintf(stderr, "hsc %s: cannot reach the server: %s\n", cmd, hsc_client_error(c));
+    case HSC_CLIENT_CONNECT: /* "cannot connect to HOST:PORT: connection refused" */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_CONNECT;
     case HSC_CLIENT_HTTP:
         fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));

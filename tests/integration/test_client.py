@@ -121,9 +121,12 @@ class Send(ServerTestCase):
             p.stdout.close()
 
     def test_server_down_exits_3(self):
-        r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, free_port()), "x"])
+        port = free_port()
+        r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, port), "x"])
         self.assertEqual(r.returncode, 3)
-        self.assertIn(b"cannot reach the server", r.stderr)
+        # hsc's words, naming the server and the system's reason; not curl's "Couldn't connect".
+        self.assertEqual(r.stderr.decode(),
+                         "hsc send: cannot connect to %s:%d: connection refused\n" % (HOST, port))
 
     def test_empty_text_is_a_usage_error(self):
         r = run_hsc(["send", "--url", self.url], input=b"")
@@ -306,8 +309,20 @@ class ListenPublish(ServerTestCase):
         self.assertIn(b"not an event stream", r.stderr)
 
     def test_publish_server_down_exits_3(self):
-        r = run_hsc(["publish", "--url", "http://%s:%d" % (HOST, free_port()), "-c", "a", "x"])
+        port = free_port()
+        r = run_hsc(["publish", "--url", "http://%s:%d" % (HOST, port), "-c", "a", "x"])
         self.assertEqual(r.returncode, 3)
+        self.assertEqual(r.stderr.decode(),
+                         "hsc publish: cannot connect to %s:%d: connection refused\n"
+                         % (HOST, port))
+
+    def test_listen_server_down_says_why_in_hsc_words(self):
+        port = free_port()
+        r = run_hsc(["listen", "--url", "http://%s:%d" % (HOST, port), "-c", "a",
+                     "--timeout", "1s"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("hsc listen: cannot subscribe (cannot connect to %s:%d: connection "
+                      "refused); retrying in " % (HOST, port), r.stderr.decode())
 
 
 class Restart(unittest.TestCase):
@@ -407,7 +422,16 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
         """A stand-in for /v1/stream whose answer cuts characters across writes and carries a
         bad byte; the body ends when the connection closes (HTTP/1.0)."""
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.startswith("/nothing/"):
+            return  # the connection closes without an answer
         self.send_response(200)
+        if self.path.startswith("/cut/"):
+            # 100 bytes announced, 8 sent, then the connection closes.
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"partial\n")
+            return
         if self.headers.get("Accept") == "text/event-stream":
             # `hsc send --sse`: a "done" type followed by a NUL is another type, not "done".
             self.send_header("Content-Type", "text/event-stream")
@@ -440,6 +464,14 @@ class ForeignSSE(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             self.wfile.write(b"retry: 400\ndata: x\n\n")
+            return
+        if self.path == "/cutsse":
+            # An event stream announcing more than it sends: cut by the close.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"retry: 50\ndata: x\n\n")
             return
         if self.path == "/nul":
             self.send_response(200)
@@ -560,6 +592,23 @@ class Foreign(unittest.TestCase):
     def test_not_an_event_stream(self):
         r = run_hsc(["listen", "-q", "http://%s:%d/text" % (HOST, self.port)], timeout=10)
         self.assertEqual(r.returncode, 5)
+
+    def test_transfer_failures_in_hsc_words(self):
+        """curl's wording ("Transferred a partial file", "Empty reply from server") never
+        reaches the user: each failure says what happened, and the exit status is the
+        documented one."""
+        base = "http://%s:%d" % (HOST, self.port)
+        r = run_hsc(["send", "--url", base + "/cut", "x"])
+        self.assertEqual((r.returncode, r.stdout), (1, b"partial\n"), r.stderr)
+        self.assertEqual(r.stderr, b"hsc send: the server closed the stream before it ended\n")
+        r = run_hsc(["send", "--url", base + "/nothing", "x"])
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertEqual(r.stderr.decode(), "hsc send: %s:%d closed the connection without "
+                         "answering\n" % (HOST, self.port))
+        r = run_hsc(["listen", "--count", "2", base + "/cutsse"])
+        self.assertEqual((r.returncode, r.stdout), (0, b"x\nx\n"), r.stderr)
+        self.assertIn(b"hsc listen: disconnected (the server closed the stream before it "
+                      b"ended); reconnecting in ", r.stderr)
 
 
 if __name__ == "__main__":
