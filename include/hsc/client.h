@@ -34,8 +34,16 @@ typedef struct hsc_client_config_s {
     const void *body;
     size_t body_len;
     const char *content_type; /* of the body; NULL for text/plain; charset=utf-8 */
-    int sse;                  /* the response is an event stream: on_event per event */
-    int reconnect;            /* sse: reconnect after every disconnect, like EventSource */
+    /* Sent as "Authorization: Bearer TOKEN" (docs/security.md); NULL: none. Must pass
+     * hsc_client_token_valid(). Never shown in a notice or an error. */
+    const char *token;
+    /* More request headers, each "Name: value", the array ended by a NULL; NULL: none. Each must
+     * pass hsc_client_header_valid(). One named like a header the client sends itself (Accept,
+     * Cache-Control, Content-Type, Last-Event-ID, User-Agent, Authorization when `token` is set)
+     * replaces it; "Name:" with an empty value removes it, as with curl -H. */
+    const char *const *headers;
+    int sse;       /* the response is an event stream: on_event per event */
+    int reconnect; /* sse: reconnect after every disconnect, like EventSource */
     const char *last_event_id;
     uint64_t retry_ms;           /* reconnection delay until the server sends retry: (2000) */
     uint64_t max_backoff_ms;     /* ceiling of the backoff while the server is down (30000) */
@@ -57,8 +65,34 @@ typedef struct hsc_client_s hsc_client_t;
 /** Fills `cfg` with the defaults above. */
 HSC_EXPORT void hsc_client_config_init(hsc_client_config_t *cfg);
 
-/** Creates a client (borrows `cfg`; its strings must outlive the client). Returns 0 or an error. */
+/**
+ * Creates a client. Borrows `cfg`: the struct is copied, but its strings, the `headers` array and
+ * the body must outlive the client. Returns 0, HSC_EINVAL (a token or a header that does not pass
+ * its check below, a last_event_id with CR, LF or invalid UTF-8) or HSC_ENOMEM.
+ */
 HSC_EXPORT int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out);
+
+/**
+ * Returns 1 when `token` can be sent as a bearer token: 1 to 4096 printable ASCII characters
+ * without spaces, what hscd accepts. Borrows `token`.
+ */
+HSC_EXPORT int hsc_client_token_valid(const char *token);
+
+/**
+ * Returns 1 when `line` is a request header the client can send: a name (an RFC 9110 token:
+ * letters, digits and !#$%&'*+-.^_`|~), a colon, then a value without CR, LF or another control
+ * character but tab. Borrows `line`.
+ */
+HSC_EXPORT int hsc_client_header_valid(const char *line);
+
+/**
+ * Copies `text` into `out` (capacity `cap` >= 1; cut to fit, always NUL-terminated) with the
+ * value of every access_token query parameter replaced by "***". The key is compared after
+ * percent-decoding and whatever its case (access_%74oken is access_token, as hscd reads it).
+ * The client's notices pass the URL through it; do the same before showing a URL that may carry
+ * a token. Returns `out`.
+ */
+HSC_EXPORT char *hsc_client_redact(char *out, size_t cap, const char *text);
 
 /** Replaces the request body (borrowed) for the next run; the connection is reused. */
 HSC_EXPORT void hsc_client_set_body(hsc_client_t *c, const void *body, size_t len);

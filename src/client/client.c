@@ -18,6 +18,11 @@
  * library must not reseed or draw from the process's rand().
  *
  * A 204 means the server wants no more reconnections; other 4xx are final.
+ *
+ * Credentials: the token goes in an Authorization header built once at hsc_client_new(); a URL
+ * is only ever shown redacted (hsc_client_redact()), since a token may ride in its access_token
+ * parameter. The caller's headers come after the client's own, which are left out when the
+ * caller names the same header.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "hsc/client.h"
@@ -60,6 +65,8 @@ struct hsc_client_s {
     uint64_t retry_ms; /* the server's retry:, or the configured one */
     uint64_t rng;      /* xorshift64 state for the reconnection jitter, never 0 */
     char where[300];   /* "HOST:PORT" of the URL, for messages */
+    char *shown_url;   /* the URL with access_token values redacted, for notices */
+    char *auth;        /* "Authorization: Bearer TOKEN", or NULL */
     char error[512];
     char last_id_hdr[1100];
 };
@@ -121,6 +128,106 @@ static void seed_rng(hsc_client_t *c)
     c->rng = x != 0 ? x : 1;
 }
 
+int hsc_client_token_valid(const char *token)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n > 4096)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] <= 0x20 || (unsigned char)token[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+int hsc_client_header_valid(const char *line)
+{
+    size_t i = 0;
+    while (is_tchar((unsigned char)line[i]))
+        i++;
+    if (i == 0 || line[i] != ':')
+        return 0;
+    for (i++; line[i] != '\0'; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0; /* CR and LF above all: they would start a header of their own */
+    }
+    return 1;
+}
+
+/* True when the caller's headers name `name` (compared without case). */
+static bool caller_sets(const hsc_client_t *c, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *const *h = c->cfg.headers; h != NULL && *h != NULL; h++)
+        if (strncasecmp(*h, name, n) == 0 && (*h)[n] == ':')
+            return true;
+    return false;
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* True when the `n` bytes at `k`, a query key, decode to access_token (without case). */
+static bool is_token_key(const char *k, size_t n)
+{
+    static const char want[] = "access_token";
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++, w++) {
+        int ch = (unsigned char)k[i];
+        if (ch == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)k[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)k[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return false;
+            ch = hi << 4 | lo;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (ch >= 'A' && ch <= 'Z')
+            ch += 'a' - 'A';
+        if (w >= sizeof want - 1 || ch != want[w])
+            return false;
+    }
+    return w == sizeof want - 1;
+}
+
+char *hsc_client_redact(char *out, size_t cap, const char *text)
+{
+    size_t o = 0;
+    const char *p = text;
+    while (*p != '\0' && o + 1 < cap) {
+        char ch = *p++;
+        out[o++] = ch;
+        if (ch != '?' && ch != '&')
+            continue;
+        /* A query key starts here: is it access_token? */
+        size_t k = strcspn(p, "=&# \t\r\n");
+        if (p[k] != '=' || !is_token_key(p, k))
+            continue;
+        for (size_t i = 0; i <= k && o + 1 < cap; i++)
+            out[o++] = p[i]; /* the key as written, and '=' */
+        for (const char *r = "***"; *r != '\0' && o + 1 < cap; r++)
+            out[o++] = *r;
+        p += k + 1;
+        p += strcspn(p, "&# \t\r\n"); /* the value, never copied */
+    }
+    if (cap > 0)
+        out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}
+
 /* Fills c->where with the URL's "HOST:PORT" (the scheme's port when the URL gives none). */
 static void find_where(hsc_client_t *c)
 {
@@ -145,6 +252,11 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         curl_ready = true;
     }
     *out = NULL;
+    if (cfg->token != NULL && !hsc_client_token_valid(cfg->token))
+        return HSC_EINVAL;
+    for (const char *const *h = cfg->headers; h != NULL && *h != NULL; h++)
+        if (!hsc_client_header_valid(*h))
+            return HSC_EINVAL;
     hsc_client_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return HSC_ENOMEM;
@@ -157,6 +269,16 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         hsc_client_free(c);
         return HSC_ENOMEM;
     }
+    /* A redacted value ("***") may be longer than the value: twice the length is plenty. */
+    size_t shown_cap = 2 * strlen(cfg->url) + 4;
+    if ((c->shown_url = malloc(shown_cap)) == NULL ||
+        (cfg->token != NULL && (c->auth = malloc(strlen(cfg->token) + 32)) == NULL)) {
+        hsc_client_free(c);
+        return HSC_ENOMEM;
+    }
+    hsc_client_redact(c->shown_url, shown_cap, cfg->url);
+    if (cfg->token != NULL)
+        sprintf(c->auth, "Authorization: Bearer %s", cfg->token);
     c->body[0] = '\0';
     find_where(c);
     if (cfg->sse) {
@@ -228,6 +350,8 @@ void hsc_client_free(hsc_client_t *c)
             close(c->stop_pipe[i]);
     free(c->body);
     free(c->scratch);
+    free(c->shown_url);
+    free(c->auth);
     free(c);
 }
 
@@ -268,7 +392,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
         if (c->status >= 200)
             c->headers_done = true;
         if (ok_status(c->status) && c->cfg.reconnect)
-            notice(c, "connected to %s", c->cfg.url);
+            notice(c, "connected to %s", c->shown_url);
     }
     return len;
 }
@@ -369,6 +493,22 @@ static void drain_pipe(hsc_client_t *c)
     }
 }
 
+/* Appends `line` to *list unless the caller's headers name the same header. On failure, keeps
+ * the list and sets c->nomem. */
+static void add_header(hsc_client_t *c, struct curl_slist **list, const char *line)
+{
+    char name[64];
+    size_t n = strcspn(line, ":");
+    snprintf(name, sizeof name, "%.*s", (int)n, line);
+    if (caller_sets(c, name))
+        return;
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l == NULL)
+        c->nomem = true;
+    else
+        *list = l;
+}
+
 /* Runs one request to its end. Returns the curl result. */
 static CURLcode attempt(hsc_client_t *c)
 {
@@ -387,20 +527,34 @@ static CURLcode attempt(hsc_client_t *c)
 
     struct curl_slist *hdrs = NULL;
     if (c->cfg.sse) {
-        hdrs = curl_slist_append(hdrs, "Accept: text/event-stream");
-        hdrs = curl_slist_append(hdrs, "Cache-Control: no-cache");
+        add_header(c, &hdrs, "Accept: text/event-stream");
+        add_header(c, &hdrs, "Cache-Control: no-cache");
         const char *id = hsc_sse_parser_last_id(c->parser);
         if (id[0] != '\0' && strlen(id) < sizeof c->last_id_hdr - 20) {
             snprintf(c->last_id_hdr, sizeof c->last_id_hdr, "Last-Event-ID: %s", id);
-            hdrs = curl_slist_append(hdrs, c->last_id_hdr);
+            add_header(c, &hdrs, c->last_id_hdr);
         }
     }
     if (c->cfg.body != NULL) {
         char ct[160];
         snprintf(ct, sizeof ct, "Content-Type: %s",
                  c->cfg.content_type ? c->cfg.content_type : "text/plain; charset=utf-8");
-        hdrs = curl_slist_append(hdrs, ct);
-        hdrs = curl_slist_append(hdrs, "Expect:");
+        add_header(c, &hdrs, ct);
+        add_header(c, &hdrs, "Expect:");
+    }
+    if (c->auth != NULL)
+        add_header(c, &hdrs, c->auth);
+    for (const char *const *h = c->cfg.headers; h != NULL && *h != NULL; h++) {
+        struct curl_slist *l = curl_slist_append(hdrs, *h);
+        if (l == NULL)
+            c->nomem = true;
+        else
+            hdrs = l;
+    }
+    if (c->nomem) {
+        curl_slist_free_all(hdrs);
+        snprintf(c->error, sizeof c->error, "out of memory");
+        return CURLE_OUT_OF_MEMORY;
     }
     curl_easy_setopt(e, CURLOPT_URL, c->cfg.url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
