@@ -77,12 +77,102 @@ static void build_url(char *out, size_t cap, const char *base, const char *path)
     snprintf(out, cap, "%.*s%s", (int)bl, base, path);
 }
 
+/* Says what is wrong with the command line (an access_token in an echoed URL redacted) and
+ * returns EXIT_USAGE. */
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
-    fprintf(stderr, "hsc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'hsc %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
+    char msg[1024], shown[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
+    fprintf(stderr, "hsc%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "",
+            hsc_client_redact(shown, sizeof shown, msg));
+    fprintf(stderr, "Try 'hsc %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
     return EXIT_USAGE;
+}
+
+/* An unknown option, or one missing its value, named without what follows a '=': that may be a
+ * secret (--tokn=SECRET). */
+static int bad_option(const char *cmd, const char *arg)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    return usage_error(cmd, "unknown option or missing value: '%s'", name);
+}
+
+/* ---- the server and the credentials: options every command takes ---------------------------- */
+
+#define MAX_HEADERS 64
+
+typedef struct server_opts_s {
+    const char *url;                      /* --url, or NULL */
+    const char *token;                    /* --token, or NULL */
+    const char *headers[MAX_HEADERS + 1]; /* -H, NULL-terminated */
+    unsigned nheaders;
+} server_opts_t;
+
+/* The long options of server_opts_t, for each command's table. */
+/* clang-format off */
+#define SERVER_OPTIONS                                                                             \
+    {"url", required_argument, NULL, 'u'},                                                         \
+    {"token", required_argument, NULL, 'T'},                                                       \
+    {"header", required_argument, NULL, 'H'}
+/* clang-format on */
+
+#define TOKEN_RULE "1 to 4096 printable ASCII characters, no spaces"
+
+/* Takes option `o` when it is one of SERVER_OPTIONS: returns 0, or EXIT_USAGE after saying what
+ * is wrong (never echoing a token or a header's value), or -1 when `o` is not one of them. */
+static int server_option(const char *cmd, int o, server_opts_t *so)
+{
+    switch (o) {
+    case 'u':
+        so->url = optarg;
+        return 0;
+    case 'T':
+        if (!hsc_client_token_valid(optarg))
+            return usage_error(cmd, "--token: not a valid token (%s)", TOKEN_RULE);
+        so->token = optarg;
+        return 0;
+    case 'H': {
+        if (so->nheaders == MAX_HEADERS)
+            return usage_error(cmd, "-H: at most %s headers", "64");
+        if (hsc_client_header_valid(optarg)) {
+            so->headers[so->nheaders++] = optarg;
+            return 0;
+        }
+        /* Name the header when its name is fine and its value is not; the value is not shown:
+         * it may be a credential. */
+        char name[128];
+        size_t n = strcspn(optarg, ":");
+        if (optarg[n] == ':' && n + 2 <= sizeof name) {
+            snprintf(name, sizeof name, "%.*s:", (int)n, optarg);
+            if (hsc_client_header_valid(name))
+                return usage_error(cmd, "-H %s the value holds CR, LF or another control character",
+                                   name);
+        }
+        return usage_error(cmd, "-H: %s",
+                           "not a header 'Name: value' (a name of letters, digits and "
+                           "!#$%&'*+-.^_`|~, a colon, a value without control characters)");
+    }
+    default:
+        return -1;
+    }
+}
+
+/* Puts the token and headers into `cfg`. $HSC_TOKEN, when --token is not given, goes only to the
+ * server of --url or $HSC_URL (`to_base`), whose credential it is, never to a URL given to
+ * `listen`. Returns 0, or EXIT_USAGE for a bad $HSC_TOKEN. */
+static int server_apply(const char *cmd, server_opts_t *so, bool to_base, hsc_client_config_t *cfg)
+{
+    const char *token = so->token;
+    const char *env = getenv("HSC_TOKEN");
+    if (token == NULL && to_base && env != NULL && env[0] != '\0') {
+        if (!hsc_client_token_valid(env))
+            return usage_error(cmd, "$HSC_TOKEN: not a valid token (%s)", TOKEN_RULE);
+        token = env;
+    }
+    cfg->token = token;
+    cfg->headers = so->nheaders > 0 ? so->headers : NULL;
+    return 0;
 }
 
 static int parse_seconds(const char *s, uint64_t *ms)
@@ -240,6 +330,9 @@ static void send_usage(FILE *out)
           "  --timeout DUR      give up after DUR (e.g. 30s)        (default: none)\n"
           "  --url URL          the server                (default $HSC_URL or\n"
           "                     http://127.0.0.1:8000)\n"
+          "  --token TOKEN      send Authorization: Bearer TOKEN (default $HSC_TOKEN)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                     send this request header too; repeatable\n"
           "  -h, --help         show this help\n"
           "\n"
           "Exit status: 0 complete answer, 1 failed or cut short, 2 usage, 3 server\n"
@@ -251,16 +344,21 @@ static int cmd_send(int argc, char **argv)
 {
     static const struct option opts[] = {{"sse", no_argument, NULL, 's'},
                                          {"timeout", required_argument, NULL, 't'},
-                                         {"url", required_argument, NULL, 'u'},
+                                         SERVER_OPTIONS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     bool sse = false;
-    const char *url_flag = NULL;
+    server_opts_t so = {0};
     uint64_t timeout = 0;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+hH:", opts, NULL)) != -1) {
+        int taken = server_option("send", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 's':
             sse = true;
@@ -269,14 +367,11 @@ static int cmd_send(int argc, char **argv)
             if (parse_seconds(optarg, &timeout) != 0)
                 return usage_error("send", "--timeout: invalid duration '%s'", optarg);
             break;
-        case 'u':
-            url_flag = optarg;
-            break;
         case 'h':
             send_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("send", "unknown option '%s'", argv[optind - 1]);
+            return bad_option("send", argv[optind - 1]);
         }
     }
     char *text = NULL;
@@ -298,10 +393,14 @@ static int cmd_send(int argc, char **argv)
         return usage_error("send", "%s", "the text is empty");
     }
     char url[2048];
-    build_url(url, sizeof url, base_url(url_flag), "/v1/stream");
+    build_url(url, sizeof url, base_url(so.url), "/v1/stream");
     send_state_t st = {0};
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("send", &so, true, &cfg) != 0) {
+        free(text);
+        return EXIT_USAGE;
+    }
     cfg.url = url;
     cfg.body = text;
     cfg.body_len = len;
@@ -418,6 +517,10 @@ static void listen_usage(FILE *out)
           "  -q, --quiet            no connection messages on stderr\n"
           "  --url URL              the server                (default $HSC_URL or\n"
           "                         http://127.0.0.1:8000)\n"
+          "  --token TOKEN          send Authorization: Bearer TOKEN (default\n"
+          "                         $HSC_TOKEN, sent only to the --url server)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                         send this request header too; repeatable\n"
           "  -h, --help             show this help\n"
           "\n"
           "Exit status: 0 stopped by --count, --timeout, Ctrl-C or the end of stdin;\n"
@@ -477,18 +580,24 @@ static int cmd_listen(int argc, char **argv)
                                          {"last-event-id", required_argument, NULL, 'l'},
                                          {"max-line", required_argument, NULL, 'm'},
                                          {"quiet", no_argument, NULL, 'q'},
-                                         {"url", required_argument, NULL, 'u'},
+                                         SERVER_OPTIONS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     listen_state_t st = {.format = FMT_DATA};
-    const char *url_flag = NULL, *last_id = NULL;
+    server_opts_t so = {0};
+    const char *last_id = NULL;
     uint64_t timeout = 0, max_line = 1u << 20;
     char query[4096] = "";
     unsigned nchannels = 0;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:qh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+c:qhH:", opts, NULL)) != -1) {
+        int taken = server_option("listen", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 'c':
             if (optarg[0] == '\0')
@@ -537,14 +646,11 @@ static int cmd_listen(int argc, char **argv)
         case 'q':
             st.quiet = true;
             break;
-        case 'u':
-            url_flag = optarg;
-            break;
         case 'h':
             listen_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("listen", "unknown option or missing value: '%s'", argv[optind - 1]);
+            return bad_option("listen", argv[optind - 1]);
         }
     }
     const char *target = optind < argc ? argv[optind] : NULL;
@@ -557,16 +663,18 @@ static int cmd_listen(int argc, char **argv)
     if (target != NULL && strcmp(target, "-") == 0)
         return listen_stdin(&st, (size_t)max_line, last_id);
     if (target != NULL && strstr(target, "://") == NULL)
-        return usage_error("listen", "'%s' is not a URL (http://...)", target);
+        return usage_error("listen", "not a URL (http://...): %s", target);
 
     char url[4096 + 1024];
     if (target != NULL)
         snprintf(url, sizeof url, "%s", target);
     else
-        build_url(url, sizeof url, base_url(url_flag), "/v1/events"),
+        build_url(url, sizeof url, base_url(so.url), "/v1/events"),
             strncat(url, query, sizeof url - strlen(url) - 1);
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("listen", &so, target == NULL, &cfg) != 0)
+        return EXIT_USAGE;
     cfg.url = url;
     cfg.sse = 1;
     cfg.reconnect = 1;
@@ -604,6 +712,9 @@ static void publish_usage(FILE *out)
           "  -v, --verbose        print each published event's id\n"
           "  --url URL            the server                (default $HSC_URL or\n"
           "                       http://127.0.0.1:8000)\n"
+          "  --token TOKEN        send Authorization: Bearer TOKEN (default $HSC_TOKEN)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                       send this request header too; repeatable\n"
           "  -h, --help           show this help\n"
           "\n"
           "Exit status: 0 all published, 2 usage, 3 server unreachable, 4 refused (the\n"
@@ -637,14 +748,20 @@ static int cmd_publish(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"channel", required_argument, NULL, 'c'}, {"event", required_argument, NULL, 'e'},
-        {"verbose", no_argument, NULL, 'v'},       {"url", required_argument, NULL, 'u'},
+        {"verbose", no_argument, NULL, 'v'},       SERVER_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *channel = NULL, *type = NULL, *url_flag = NULL;
+    const char *channel = NULL, *type = NULL;
+    server_opts_t so = {0};
     bool verbose = false;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+c:vhH:", opts, NULL)) != -1) {
+        int taken = server_option("publish", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 'c':
             if (channel != NULL)
@@ -657,15 +774,11 @@ static int cmd_publish(int argc, char **argv)
         case 'v':
             verbose = true;
             break;
-        case 'u':
-            url_flag = optarg;
-            break;
         case 'h':
             publish_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("publish", "unknown option or missing value: '%s'",
-                               argv[optind - 1]);
+            return bad_option("publish", argv[optind - 1]);
         }
     }
     if (channel == NULL || channel[0] == '\0')
@@ -677,7 +790,7 @@ static int cmd_publish(int argc, char **argv)
         return usage_error("publish", "unexpected argument '%s' after '-' (stdin)",
                            argv[optind + 1]);
     char url[4096];
-    build_url(url, sizeof url, base_url(url_flag), "/v1/events?channel=");
+    build_url(url, sizeof url, base_url(so.url), "/v1/events?channel=");
     append_encoded(url, sizeof url, channel);
     if (type != NULL) {
         strncat(url, "&event=", sizeof url - strlen(url) - 1);
@@ -685,6 +798,8 @@ static int cmd_publish(int argc, char **argv)
     }
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("publish", &so, true, &cfg) != 0)
+        return EXIT_USAGE;
     cfg.url = url;
     cfg.method = "POST";
     cfg.body = "";
@@ -738,9 +853,10 @@ static void usage(FILE *out)
           "  publish -c CHANNEL TEXT\n"
           "                       publish an event (TEXT '-': each line of stdin)\n"
           "\n"
-          "Every command takes --url URL (default $HSC_URL, else http://127.0.0.1:8000)\n"
-          "and --help. Exit statuses are listed in each command's --help and in\n"
-          "docs/cli.md.\n"
+          "Every command that talks to a server takes --url URL (default $HSC_URL, else\n"
+          "http://127.0.0.1:8000), --token TOKEN (default $HSC_TOKEN) and -H 'NAME: VALUE';\n"
+          "every command takes --help. Exit statuses are listed in each command's --help\n"
+          "and in docs/cli.md.\n"
           "\n"
           "  -h, --help           show this help\n"
           "  --version            show the version\n",

@@ -1,0 +1,236 @@
+"""hsc with credentials (docs/cli.md, docs/security.md): --token and $HSC_TOKEN (the flag wins)
+on send, listen and publish against an hscd started with static tokens; -H headers, checked
+before anything is sent; a token never printed, neither the one given nor one riding in a URL's
+access_token parameter (whatever the spelling of its key).
+
+The client binary comes from $HSC (set by ctest). Every subprocess is bounded by a timeout and
+stopped by its own PID.
+"""
+
+import http.server
+import json
+import os
+import socketserver
+import subprocess
+import threading
+import unittest
+
+from hscd import HOST, SLOW, ServerTestCase
+from test_client import Listener, hsc_binary, no_sanitizer_report
+
+PUB, SUB, ASK = "pub-s3cret", "sub-s3cret", "ask-s3cret"
+SECRETS = (PUB, SUB, ASK, "wrong-s3cret", "env-s3cret")
+
+
+def run(args, env=None, input=None, timeout=20.0):
+    """hsc ARGS, with $HSC_URL and $HSC_TOKEN unset unless `env` sets them."""
+    e = dict(os.environ)
+    e.pop("HSC_URL", None)
+    e.pop("HSC_TOKEN", None)
+    e.update(env or {})
+    return subprocess.run([hsc_binary()] + args, input=input, capture_output=True,
+                          timeout=timeout * SLOW, env=e)
+
+
+class Base(ServerTestCase):
+    def assert_nothing_secret(self, r):
+        for s in SECRETS:
+            self.assertNotIn(s.encode(), r.stdout + r.stderr, r.stderr)
+        no_sanitizer_report(self, r.stderr)
+
+
+class StaticTokens(Base):
+    def setUp(self):
+        self.srv = self.start("--publish-token", PUB, "--subscribe-token", SUB,
+                              "--stream-token", ASK, "--max-gen-len", "2", "--interval", "10ms")
+        self.url = "http://%s:%d" % (HOST, self.srv.port)
+
+    def publish(self, *extra, env=None):
+        r = run(["publish", "--url", self.url, "-c", "news"] + list(extra) + ["hello"], env=env)
+        self.assert_nothing_secret(r)
+        return r
+
+    def test_publish_with_token_flag_and_environment(self):
+        r = self.publish()
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 401", r.stderr)
+        self.assertEqual(self.publish("--token", PUB).returncode, 0)
+        self.assertEqual(self.publish(env={"HSC_TOKEN": PUB}).returncode, 0)
+        # The flag wins over the environment, both ways.
+        self.assertEqual(self.publish("--token", PUB, env={"HSC_TOKEN": "wrong-s3cret"})
+                         .returncode, 0)
+        r = self.publish("--token", "wrong-s3cret", env={"HSC_TOKEN": PUB})
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 401", r.stderr)
+        # -H sends any header: here the credential itself.
+        self.assertEqual(self.publish("-H", "Authorization: Bearer " + PUB).returncode, 0)
+
+    def test_send_with_token(self):
+        r = run(["send", "--url", self.url, "hi"])
+        self.assertEqual(r.returncode, 4, r.stderr)
+        r = run(["send", "--url", self.url, "--token", ASK, "hi"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count(b"\n"), 2, r.stdout)
+        self.assert_nothing_secret(r)
+        r = run(["send", "--url", self.url, "--sse", "hi"], env={"HSC_TOKEN": ASK})
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_listen_with_token(self):
+        r = run(["listen", "--url", self.url, "-c", "news", "-q"])
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 401", r.stderr)
+        for how in (["--token", SUB], ["-H", "authorization: Bearer " + SUB]):
+            with self.subTest(how=how[0]):
+                l = Listener(["--url", self.url, "-c", "news", "--count", "1"] + how)
+                try:
+                    # Published until the listener, once subscribed, has seen one.
+                    for _ in range(int(50 * SLOW)):
+                        self.assertEqual(self.publish("--token", PUB).returncode, 0)
+                        if l.wait_lines(1, timeout=0.2):
+                            break
+                    self.assertEqual(l.proc.wait(10 * SLOW), 0, l.err)
+                finally:
+                    l.stop()
+                self.assertEqual(l.lines[0], "hello\n")
+                self.assertIn(b"connected to", l.err)
+                for s in SECRETS:
+                    self.assertNotIn(s.encode(), l.err)
+
+
+class Redaction(Base):
+    """A token in a URL's access_token parameter is never printed: not in the 'connected to'
+    notice, not in a usage error that quotes the URL."""
+
+    def test_access_token_in_a_url_is_not_printed(self):
+        srv = self.start("--subscribe-token", SUB)
+        for key in ("access_token", "access_%74oken", "%61ccess_token"):
+            with self.subTest(key=key):
+                url = "http://%s:%d/v1/events?channel=news&%s=%s" % (HOST, srv.port, key, SUB)
+                r = run(["listen", "--timeout", "%ds" % max(1, int(SLOW)), url])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(("connected to http://%s:%d/v1/events?channel=news&%s=***"
+                               % (HOST, srv.port, key)).encode(), r.stderr)
+                self.assert_nothing_secret(r)
+        r = run(["listen", "localhost/v1/events?access_token=" + SUB])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"not a URL (http://...): localhost/v1/events?access_token=***\n",
+                      r.stderr)
+        self.assert_nothing_secret(r)
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Records each request's headers; answers a GET with one event, a POST with a publish
+    answer (JSON) or, on /v1/stream, a plain text answer."""
+
+    protocol_version = "HTTP/1.0"
+    seen = []
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, ctype, body):
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        Recorder.seen.append(("GET", self.headers.items()))
+        self.answer("text/event-stream", b"data: ok\n\n")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        Recorder.seen.append(("POST", self.headers.items()))
+        if self.path.startswith("/v1/stream"):
+            self.answer("text/plain; charset=utf-8", b"ok\n")
+        else:
+            self.answer("application/json", b'{"id":"1-1"}')
+
+
+class Headers(Base):
+    def setUp(self):
+        Recorder.seen = []
+        self.httpd = socketserver.ThreadingTCPServer((HOST, 0), Recorder)
+        self.httpd.daemon_threads = True
+        self.url = "http://%s:%d" % (HOST, self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def tearDown(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def headers_of_last(self, name):
+        return [v for k, v in Recorder.seen[-1][1] if k.lower() == name.lower()]
+
+    def test_every_command_sends_the_headers(self):
+        extra = ["-H", "X-Trace: 42", "--header", "X-Other:two words"]
+        for cmd in (["send"] + extra + ["hi"],
+                    ["publish", "-c", "a"] + extra + ["hi"],
+                    ["listen", "-c", "a", "--count", "1", "-q"] + extra):
+            with self.subTest(cmd=cmd[0]):
+                r = run(cmd[:1] + ["--url", self.url] + cmd[1:])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(self.headers_of_last("X-Trace"), ["42"])
+                self.assertEqual(self.headers_of_last("X-Other"), ["two words"])
+                self.assertEqual(self.headers_of_last("Authorization"), [])
+
+    def test_a_header_replaces_the_one_hsc_sends(self):
+        r = run(["listen", "--url", self.url, "-c", "a", "--count", "1", "-q",
+                 "--token", "ignored-s3cret", "-H", "Authorization: Bearer wrong-s3cret",
+                 "-H", "Accept: text/event-stream, */*"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.headers_of_last("Authorization"), ["Bearer wrong-s3cret"])
+        self.assertEqual(self.headers_of_last("Accept"), ["text/event-stream, */*"])
+        self.assert_nothing_secret(r)
+
+    def test_token_goes_where_it_belongs(self):
+        r = run(["publish", "--url", self.url, "-c", "a", "x"], env={"HSC_TOKEN": "env-s3cret"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.headers_of_last("Authorization"), ["Bearer env-s3cret"])
+        # $HSC_TOKEN belongs to the server of --url / $HSC_URL: it is not sent to a URL given to
+        # listen. --token, given for that URL, is.
+        r = run(["listen", "--count", "1", "-q", self.url + "/elsewhere"],
+                env={"HSC_TOKEN": "env-s3cret"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.headers_of_last("Authorization"), [])
+        r = run(["listen", "--count", "1", "-q", "--token", "wrong-s3cret",
+                 self.url + "/elsewhere"], env={"HSC_TOKEN": "env-s3cret"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.headers_of_last("Authorization"), ["Bearer wrong-s3cret"])
+        r = run(["listen", "--count", "1", "-q", "-c", "a"],
+                env={"HSC_TOKEN": "env-s3cret", "HSC_URL": self.url})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.headers_of_last("Authorization"), ["Bearer env-s3cret"])
+
+    def test_bad_headers_and_tokens_are_usage_errors_that_show_no_secret(self):
+        cases = [
+            (["-H", "NoColon-s3cret"], b"-H: not a header 'Name: value'"),
+            (["-H", "Bad Name-s3cret: v"], b"-H: not a header 'Name: value'"),
+            (["-H", ": wrong-s3cret"], b"-H: not a header 'Name: value'"),
+            (["-H", "X-A: wrong-s3cret\r\nX-Injected: 1"],
+             b"-H X-A: the value holds CR, LF or another control character"),
+            (["-H", "X-A: wrong-s3cret\nX-B: 1"], b"-H X-A: the value holds"),
+            (["--token", "two wrong-s3cret"], b"--token: not a valid token"),
+            (["--token", "wrong-s3cret\r\nX-Injected: 1"], b"--token: not a valid token"),
+            (["--token", ""], b"--token: not a valid token"),
+            (["--tokn=wrong-s3cret"], b"unknown option or missing value: '--tokn'"),
+        ]
+        for cmd in (["send"], ["publish", "-c", "a"], ["listen", "-c", "a"]):
+            for extra, what in cases:
+                with self.subTest(cmd=cmd[0], extra=extra):
+                    text = [] if cmd[0] == "listen" else ["x"]
+                    r = run(cmd + ["--url", self.url] + extra + text)
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(what, r.stderr)
+                    self.assertIn(b"Try 'hsc %s --help'." % cmd[0].encode(), r.stderr)
+                    self.assert_nothing_secret(r)
+        r = run(["publish", "--url", self.url, "-c", "a", "x"],
+                env={"HSC_TOKEN": "wrong-s3cret with a space"})
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"$HSC_TOKEN: not a valid token", r.stderr)
+        self.assert_nothing_secret(r)
+        self.assertEqual(Recorder.seen, [], "nothing is sent after a usage error")
+
+
+if __name__ == "__main__":
+    unittest.main()
