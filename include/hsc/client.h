@@ -121,6 +121,34 @@ HSC_EXPORT const char *hsc_client_last_event_id(const hsc_client_t *c);
 
 HSC_EXPORT void hsc_client_free(hsc_client_t *c);
 
+/* ---- tokens for hscd (docs/security.md) ------------------------------------------------------ */
+
+/** What a token minted by hsc_token_mint() allows; zeroed, it allows nothing. */
+typedef struct hsc_token_claims_s {
+    /* hsc_pub and hsc_sub: channel patterns, each array ended by a NULL; NULL: no claim. */
+    const char *const *publish;
+    const char *const *subscribe;
+    int stream;          /* non-zero: hsc_stream, may ask the responder */
+    const char *subject; /* sub, UTF-8 (hscd ignores it: it is for your records); NULL: none */
+    uint64_t expires;    /* exp, in seconds since the epoch; 0: no claim, the token never expires */
+} hsc_token_claims_t;
+
+/**
+ * Returns 1 when `pattern` is a channel pattern as hscd reads it: a channel name ("news"), the
+ * start of one followed by '*' ("user.42.*"), or "*" (every channel). Borrows `pattern`.
+ */
+HSC_EXPORT int hsc_token_pattern_valid(const char *pattern);
+
+/**
+ * Mints a JWT (HS256) that an hscd holding the same key (--jwt-key-file, --jwt-key-env) accepts
+ * for exactly what `claims` allow. Borrows `claims` and `key` (`key_len` bytes, 32 to 4096, the
+ * lengths hscd takes). On success *out is the token, NUL-terminated: free it with free().
+ * Returns 0, HSC_EINVAL (a key of another length, a pattern hsc_token_pattern_valid() refuses, a
+ * subject that is not UTF-8, an `expires` over INT64_MAX) or HSC_ENOMEM.
+ */
+HSC_EXPORT int hsc_token_mint(const hsc_token_claims_t *claims, const void *key, size_t key_len,
+                              char **out);
+
 #ifdef __cplusplus
 }
 #endif
