@@ -1,8 +1,10 @@
 /*
  * hsc: the command-line client. `send` asks a responder and prints the answer as it streams in,
- * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events.
+ * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events;
+ * `token` (src/hsc/token.c) mints a token for hscd.
  * Exit statuses are documented in docs/cli.md (and in `hsc --help`).
  */
+#include "cli.h"
 #include "hsc/client.h"
 
 #include <errno.h>
@@ -14,16 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-    EXIT_OK = 0,
-    EXIT_FAILED = 1,   /* the answer failed or was cut short */
-    EXIT_USAGE = 2,    /* a bad command line */
-    EXIT_CONNECT = 3,  /* the server could not be reached */
-    EXIT_REFUSED = 4,  /* the server answered with an error status */
-    EXIT_PROTOCOL = 5, /* not an event stream, or over a limit */
-    EXIT_INTERRUPTED = 130
-};
 
 static hsc_client_t *g_client;
 static volatile sig_atomic_t g_interrupted;
@@ -77,9 +69,7 @@ static void build_url(char *out, size_t cap, const char *base, const char *path)
     snprintf(out, cap, "%.*s%s", (int)bl, base, path);
 }
 
-/* Says what is wrong with the command line (an access_token in an echoed URL redacted) and
- * returns EXIT_USAGE. */
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
     char msg[1024], shown[1024];
     snprintf(msg, sizeof msg, fmt, arg);
@@ -89,9 +79,7 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-/* An unknown option, or one missing its value, named without what follows a '=': that may be a
- * secret (--tokn=SECRET). */
-static int bad_option(const char *cmd, const char *arg)
+int bad_option(const char *cmd, const char *arg)
 {
     char name[128];
     snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
@@ -852,6 +840,8 @@ static void usage(FILE *out)
           "                       reconnections (also: listen URL, listen -)\n"
           "  publish -c CHANNEL TEXT\n"
           "                       publish an event (TEXT '-': each line of stdin)\n"
+          "  token --key-file FILE --subscribe PATTERN ...\n"
+          "                       mint a token for an hscd holding the same key\n"
           "\n"
           "Every command that talks to a server takes --url URL (default $HSC_URL, else\n"
           "http://127.0.0.1:8000), --token TOKEN (default $HSC_TOKEN) and -H 'NAME: VALUE';\n"
@@ -885,5 +875,7 @@ int main(int argc, char **argv)
         return cmd_listen(argc - 1, argv + 1);
     if (strcmp(cmd, "publish") == 0)
         return cmd_publish(argc - 1, argv + 1);
-    return usage_error(NULL, "unknown command '%s' (send, listen or publish)", cmd);
+    if (strcmp(cmd, "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
+    return usage_error(NULL, "unknown command '%s' (send, listen, publish or token)", cmd);
 }

@@ -1,22 +1,30 @@
 """hsc with credentials (docs/cli.md, docs/security.md): --token and $HSC_TOKEN (the flag wins)
 on send, listen and publish against an hscd started with static tokens; -H headers, checked
 before anything is sent; a token never printed, neither the one given nor one riding in a URL's
-access_token parameter (whatever the spelling of its key).
+access_token parameter (whatever the spelling of its key); `hsc token` minting JWTs that an hscd
+holding the same key accepts for exactly the channels they name, and refuses once expired.
 
 The client binary comes from $HSC (set by ctest). Every subprocess is bounded by a timeout and
 stopped by its own PID.
 """
 
+import base64
+import hashlib
+import hmac
 import http.server
 import json
 import os
 import socketserver
 import subprocess
+import tempfile
 import threading
+import time
 import unittest
 
 from hscd import HOST, SLOW, ServerTestCase
 from test_client import Listener, hsc_binary, no_sanitizer_report
+
+KEY = b"an HS256 key of at least 32 bytes, for tests only"
 
 PUB, SUB, ASK = "pub-s3cret", "sub-s3cret", "ask-s3cret"
 SECRETS = (PUB, SUB, ASK, "wrong-s3cret", "env-s3cret")
@@ -116,6 +124,129 @@ class Redaction(Base):
         self.assertIn(b"not a URL (http://...): localhost/v1/events?access_token=***\n",
                       r.stderr)
         self.assert_nothing_secret(r)
+
+
+def unb64(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class MintedTokens(Base):
+    """`hsc token` against hscd --jwt-key-file: what it mints is checked here with Python's hmac
+    and json, independently of both, and hscd allows exactly what the token names."""
+
+    def setUp(self):
+        f = tempfile.NamedTemporaryFile(delete=False)
+        f.write(KEY + b"\n")  # the final line end is not part of the key, for both programs
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        self.key_file = f.name
+        self.srv = self.start("--jwt-key-file", f.name, "--max-gen-len", "2", "--interval",
+                              "10ms")
+        self.url = "http://%s:%d" % (HOST, self.srv.port)
+
+    def mint(self, *args, env=None):
+        r = run(["token"] + list(args), env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, b"")
+        self.assertNotIn(KEY, r.stdout)
+        token = r.stdout.decode()
+        self.assertTrue(token.endswith("\n") and token.count("\n") == 1, token)
+        return token.strip()
+
+    def cmd(self, token, *args):
+        r = run([args[0], "--url", self.url, "--token", token] + list(args[1:]))
+        self.assertNotIn(token.encode(), r.stdout + r.stderr)
+        no_sanitizer_report(self, r.stderr)
+        return r
+
+    def test_a_minted_token_is_what_its_claims_say(self):
+        t0 = int(time.time())
+        tok = self.mint("--key-file", self.key_file, "--publish", "user.42.*", "--subscribe",
+                        "news", "--subscribe", "user.42.inbox", "--subject", "user-42",
+                        "--ttl", "1h")
+        h, p, sig = tok.split(".")
+        self.assertEqual(json.loads(unb64(h)), {"alg": "HS256", "typ": "JWT"})
+        claims = json.loads(unb64(p))
+        exp = claims.pop("exp")
+        self.assertTrue(t0 + 3600 <= exp <= int(time.time()) + 3600, (t0, exp))
+        self.assertEqual(claims, {"sub": "user-42", "hsc_pub": ["user.42.*"],
+                                  "hsc_sub": ["news", "user.42.inbox"]})
+        want = hmac.new(KEY, (h + "." + p).encode(), hashlib.sha256).digest()
+        self.assertEqual(unb64(sig), want)
+        self.assertNotIn("=", tok)  # base64url without padding
+
+        # hscd allows exactly those channels.
+        self.assertEqual(self.cmd(tok, "publish", "-c", "user.42.outbox", "x").returncode, 0)
+        r = self.cmd(tok, "publish", "-c", "alerts", "x")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 403: the token does not allow publishing to channel alerts",
+                      r.stderr)
+        r = self.cmd(tok, "publish", "-c", "news", "x")  # subscribe is not publish
+        self.assertEqual(r.returncode, 4, r.stderr)
+        r = self.cmd(tok, "listen", "-c", "news", "-c", "user.42.inbox", "--timeout", "1s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"connected to", r.stderr)
+        r = self.cmd(tok, "listen", "-c", "news", "-c", "user.43.inbox", "-q")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 403: the token does not allow subscribing to channel user.43.inbox",
+                      r.stderr)
+        r = self.cmd(tok, "send", "hi")  # no --stream
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 403", r.stderr)
+
+    def test_stream_token_from_a_key_in_the_environment(self):
+        tok = self.mint("--key-env", "HSC_TEST_KEY", "--stream",
+                        env={"HSC_TEST_KEY": KEY.decode()})
+        self.assertEqual(json.loads(unb64(tok.split(".")[1]))["hsc_stream"], True)
+        r = self.cmd(tok, "send", "hi")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count(b"\n"), 2, r.stdout)
+        r = self.cmd(tok, "publish", "-c", "news", "x")
+        self.assertEqual(r.returncode, 4, r.stderr)
+
+    def test_an_expired_token_is_refused(self):
+        tok = self.mint("--key-file", self.key_file, "--publish", "*", "--ttl", "1s")
+        exp = json.loads(unb64(tok.split(".")[1]))["exp"]
+        self.assertEqual(self.cmd(tok, "publish", "-c", "news", "x").returncode, 0)
+        time.sleep(max(0.0, exp - time.time()) + 0.2)  # hscd refuses from the second exp on
+        r = self.cmd(tok, "publish", "-c", "news", "x")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 401", r.stderr)
+        self.assertIn(b"expired", r.stderr)
+
+    def test_another_key_is_refused(self):
+        tok = self.mint("--key-env", "K", "--publish", "*", env={"K": "x" * 32})
+        r = self.cmd(tok, "publish", "-c", "news", "x")
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertIn(b"HTTP 401", r.stderr)
+
+    def test_bad_command_lines(self):
+        short = tempfile.NamedTemporaryFile(delete=False)
+        short.write(b"short-s3cret\n")
+        short.close()
+        self.addCleanup(os.unlink, short.name)
+        kf = ["--key-file", self.key_file]
+        for args, what in (
+            (["--stream"], b"--key-file FILE or --key-env VAR"),
+            (kf + ["--key-env", "K", "--stream"], b"one of --key-file"),
+            (kf, b"would allow nothing"),
+            (kf + ["--subscribe", "bad name"], b"--subscribe: 'bad name' is not a channel pattern"),
+            (kf + ["--publish", "a*b"], b"--publish: 'a*b' is not a channel pattern"),
+            (kf + ["--stream", "--ttl", "0"], b"--ttl"),
+            (kf + ["--stream", "--ttl", "soon"], b"--ttl"),
+            (kf + ["--stream", "extra"], b"unexpected argument 'extra'"),
+            (["--key-file", short.name, "--stream"], b"the key must be 32 to 4096 bytes"),
+            (["--key-file", "/nonexistent/key", "--stream"], b"cannot read"),
+            (["--key-env", "HSC_TEST_UNSET_VARIABLE", "--stream"], b"is not set"),
+            (["--key=short-s3cret", "--stream"], b"'--key'"),  # no key on the command line
+        ):
+            with self.subTest(args=args):
+                r = run(["token"] + args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(what, r.stderr)
+                self.assertEqual(r.stdout, b"")
+                self.assertNotIn(b"short-s3cret", r.stderr)
+                self.assertNotIn(KEY, r.stderr)
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
