@@ -1,8 +1,8 @@
 /*
  * Unit tests for src/client/token.c: tokens minted by hsc_token_mint() against known answers
- * computed apart, with Python's hmac and json (the snippet docs/security.md used to show), and
- * what it refuses: bad patterns, keys of the wrong length, a subject that is not UTF-8.
- * tests/integration/test_client_auth.py shows hscd accepting them.
+ * computed apart with Python's hmac and json, and what it refuses: bad patterns, keys of the
+ * wrong length, a subject that is not UTF-8. tests/integration/test_client_auth.py shows hscd
+ * accepting them.
  */
 #include <stdarg.h>
 #include <stddef.h>
