@@ -89,8 +89,8 @@ HSC_EXPORT int hsc_client_header_valid(const char *line);
  * Copies `text` into `out` (capacity `cap` >= 1; cut to fit, always NUL-terminated) with the
  * value of every access_token query parameter replaced by "***". The key is compared after
  * percent-decoding and whatever its case (access_%74oken is access_token, as hscd reads it).
- * The client's notices pass the URL through it; do the same before showing a URL that may carry
- * a token. Returns `out`.
+ * The client's notices and hsc_client_error() pass through it; do the same before showing a URL
+ * that may carry a token. Returns `out`.
  */
 HSC_EXPORT char *hsc_client_redact(char *out, size_t cap, const char *text);
 

@@ -19,10 +19,10 @@
  *
  * A 204 means the server wants no more reconnections; other 4xx are final.
  *
- * Credentials: the token goes in an Authorization header built once at hsc_client_new(); a URL
- * is only ever shown redacted (hsc_client_redact()), since a token may ride in its access_token
- * parameter. The caller's headers come after the client's own, which are left out when the
- * caller names the same header.
+ * Credentials: the token goes in an Authorization header built once at hsc_client_new(); the
+ * notices and a server's error line are passed through hsc_client_redact(), since a token may
+ * ride in a URL's access_token parameter. The caller's headers come after the client's own, which
+ * are left out when the caller names the same header.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "hsc/client.h"
@@ -65,7 +65,6 @@ struct hsc_client_s {
     uint64_t retry_ms; /* the server's retry:, or the configured one */
     uint64_t rng;      /* xorshift64 state for the reconnection jitter, never 0 */
     char where[300];   /* "HOST:PORT" of the URL, for messages */
-    char *shown_url;   /* the URL with access_token values redacted, for notices */
     char *auth;        /* "Authorization: Bearer TOKEN", or NULL */
     char error[512];
     char last_id_hdr[1100];
@@ -269,16 +268,13 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         hsc_client_free(c);
         return HSC_ENOMEM;
     }
-    /* A redacted value ("***") may be longer than the value: twice the length is plenty. */
-    size_t shown_cap = 2 * strlen(cfg->url) + 4;
-    if ((c->shown_url = malloc(shown_cap)) == NULL ||
-        (cfg->token != NULL && (c->auth = malloc(strlen(cfg->token) + 32)) == NULL)) {
-        hsc_client_free(c);
-        return HSC_ENOMEM;
-    }
-    hsc_client_redact(c->shown_url, shown_cap, cfg->url);
-    if (cfg->token != NULL)
+    if (cfg->token != NULL) {
+        if ((c->auth = malloc(strlen(cfg->token) + 32)) == NULL) {
+            hsc_client_free(c);
+            return HSC_ENOMEM;
+        }
         sprintf(c->auth, "Authorization: Bearer %s", cfg->token);
+    }
     c->body[0] = '\0';
     find_where(c);
     if (cfg->sse) {
@@ -350,7 +346,6 @@ void hsc_client_free(hsc_client_t *c)
             close(c->stop_pipe[i]);
     free(c->body);
     free(c->scratch);
-    free(c->shown_url);
     free(c->auth);
     free(c);
 }
@@ -392,7 +387,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
         if (c->status >= 200)
             c->headers_done = true;
         if (ok_status(c->status) && c->cfg.reconnect)
-            notice(c, "connected to %s", c->shown_url);
+            notice(c, "connected to %s", c->cfg.url);
     }
     return len;
 }
@@ -474,16 +469,17 @@ static size_t on_body(char *p, size_t size, size_t n, void *user)
     return rc == 0 ? len : 0;
 }
 
+/* Hands a notice to on_notice, redacted: it may hold the URL, or a server's words about it. */
 static void notice(hsc_client_t *c, const char *fmt, ...)
 {
     if (c->cfg.on_notice == NULL)
         return;
-    char msg[600];
+    char msg[600], shown[700];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    c->cfg.on_notice(c->cfg.user, msg);
+    c->cfg.on_notice(c->cfg.user, hsc_client_redact(shown, sizeof shown, msg));
 }
 
 static void drain_pipe(hsc_client_t *c)
@@ -720,12 +716,14 @@ static void curl_failure(hsc_client_t *c, CURLcode rc)
     }
 }
 
-/* The reason an error response gives: its first line. */
+/* The reason an error response gives: its first line, redacted (a server may quote the URL). */
 static void http_error(hsc_client_t *c)
 {
+    char msg[sizeof c->error];
     size_t n = strcspn(c->body, "\r\n");
-    snprintf(c->error, sizeof c->error, "HTTP %d: %.*s", c->status, (int)(n > 400 ? 400 : n),
+    snprintf(msg, sizeof msg, "HTTP %d: %.*s", c->status, (int)(n > 400 ? 400 : n),
              n > 0 ? c->body : "(no reason given)");
+    hsc_client_redact(c->error, sizeof c->error, msg);
 }
 
 int hsc_client_run(hsc_client_t *c)

@@ -410,7 +410,9 @@ static int cmd_send(int argc, char **argv)
     } else if (result != HSC_CLIENT_OK) {
         status = report("send", result);
     } else if (sse && st.failed) {
-        fprintf(stderr, "hsc send: the answer failed: %s\n", st.reason);
+        char shown[600];
+        fprintf(stderr, "hsc send: the answer failed: %s\n",
+                hsc_client_redact(shown, sizeof shown, st.reason));
         status = EXIT_FAILED;
     } else if (sse && !st.done) {
         fprintf(stderr, "hsc send: the answer ended without its 'done' event\n");

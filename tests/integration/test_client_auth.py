@@ -267,6 +267,12 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         Recorder.seen.append(("GET", self.headers.items()))
+        if self.path.startswith("/deny"):  # a reason that quotes the request, token and all
+            self.send_response(403)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"no entry for " + self.path.encode() + b"\n")
+            return
         self.answer("text/event-stream", b"data: ok\n\n")
 
     def do_POST(self):
@@ -332,6 +338,13 @@ class Headers(Base):
                 env={"HSC_TOKEN": "env-s3cret", "HSC_URL": self.url})
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.headers_of_last("Authorization"), ["Bearer env-s3cret"])
+
+    def test_a_server_quoting_the_token_is_redacted(self):
+        r = run(["listen", self.url + "/deny?channel=a&access_%74oken=wrong-s3cret"])
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertEqual(r.stderr, b"hsc listen: HTTP 403: no entry for "
+                                   b"/deny?channel=a&access_%74oken=***\n")
+        self.assert_nothing_secret(r)
 
     def test_bad_headers_and_tokens_are_usage_errors_that_show_no_secret(self):
         cases = [
