@@ -231,6 +231,39 @@ static char *join_args(int argc, char **argv, int from)
     return text;
 }
 
+/*
+ * Refuses an option written after the text (`hsc publish -c news hello --token T`): getopt stops
+ * at the first word of the text, so the option would be sent as words of it, a token included,
+ * to everyone on the channel. A word that is one of `opts` ("--token", "--token=...") or one of
+ * the short options in `shorts` ("-H") is an error; after an explicit "--" the words are sent
+ * as they are. Returns 0, or EXIT_USAGE after naming the option (never its value).
+ */
+static int check_words(const char *cmd, int argc, char **argv, const struct option *opts,
+                       const char *shorts)
+{
+    if (optind > 1 && strcmp(argv[optind - 1], "--") == 0)
+        return 0;
+    for (int i = optind; i < argc; i++) {
+        const char *w = argv[i];
+        bool named = w[0] == '-' && w[1] != '\0' && w[1] != '-' && w[2] == '\0' &&
+                     strchr(shorts, w[1]) != NULL;
+        for (const struct option *o = opts; !named && o->name != NULL; o++) {
+            size_t n = strlen(o->name);
+            named = strncmp(w, "--", 2) == 0 && strncmp(w + 2, o->name, n) == 0 &&
+                    (w[2 + n] == '\0' || w[2 + n] == '=');
+        }
+        if (named) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(w, "="), w);
+            return usage_error(cmd,
+                               "'%s' after the text: options go before the text (after '--', "
+                               "words that start with '-' are sent as they are)",
+                               name);
+        }
+    }
+    return 0;
+}
+
 /* Reads all of stdin (bounded). Returns NULL when it is over `max`, out of memory, or
  * interrupted by Ctrl-C (g_interrupted says which). */
 static char *read_stdin(size_t max, size_t *len)
@@ -364,6 +397,8 @@ static int cmd_send(int argc, char **argv)
     }
     char *text = NULL;
     size_t len = 0;
+    if (check_words("send", argc, argv, opts, "hH") != 0)
+        return EXIT_USAGE;
     if (optind < argc) {
         text = join_args(argc, argv, optind);
         if (text == NULL)
@@ -775,6 +810,8 @@ static int cmd_publish(int argc, char **argv)
         return usage_error("publish", "%s", "which channel? give -c CHANNEL");
     if (optind >= argc)
         return usage_error("publish", "%s", "nothing to publish: give TEXT, or - for stdin");
+    if (check_words("publish", argc, argv, opts, "cvhH") != 0)
+        return EXIT_USAGE;
     bool from_stdin = strcmp(argv[optind], "-") == 0;
     if (from_stdin && optind + 1 < argc)
         return usage_error("publish", "unexpected argument '%s' after '-' (stdin)",

@@ -139,7 +139,7 @@ class Send(ServerTestCase):
         srv = self.start("--exec", "python3 %s fail" % script)
         for extra in ([], ["--sse"]):
             with self.subTest(form=extra):
-                r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, srv.port), "x"] + extra)
+                r = run_hsc(["send", "--url", "http://%s:%d" % (HOST, srv.port)] + extra + ["x"])
                 self.assertEqual(r.returncode, 1, r.stderr)
                 self.assertEqual(r.stdout, b"one\ntwo\n")
                 self.assertTrue(r.stderr.startswith(b"hsc send: "), r.stderr)

@@ -311,6 +311,26 @@ class Headers(Base):
                 self.assertEqual(self.headers_of_last("X-Other"), ["two words"])
                 self.assertEqual(self.headers_of_last("Authorization"), [])
 
+    def test_an_option_after_the_text_is_not_sent_as_text(self):
+        """getopt stops at the text: `publish -c a hello --token T` would publish the words
+        "hello --token T" to everyone on the channel. An option among the words is refused;
+        after `--`, the words are sent as they are."""
+        for cmd in (["send"], ["publish", "-c", "a"]):
+            for late in (["--token", "wrong-s3cret"], ["--token=wrong-s3cret"],
+                         ["-H", "Authorization: Bearer wrong-s3cret"], ["--url", self.url]):
+                with self.subTest(cmd=cmd[0], late=late[0]):
+                    r = run(cmd[:1] + ["--url", self.url] + cmd[1:] + ["hello"] + late)
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(b"options go before the text", r.stderr)
+                    self.assert_nothing_secret(r)
+        self.assertEqual(Recorder.seen, [], "nothing is sent after a usage error")
+        r = run(["publish", "--url", self.url, "-c", "a", "--", "hello", "--token", "x"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["send", "--url", self.url, "--", "-5", "degrees", "-H"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["send", "--url", self.url, "what", "is", "--tokenism?"])  # not an option
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_a_header_replaces_the_one_hsc_sends(self):
         r = run(["listen", "--url", self.url, "-c", "a", "--count", "1", "-q",
                  "--token", "ignored-s3cret", "-H", "Authorization: Bearer wrong-s3cret",
