@@ -232,14 +232,15 @@ static char *join_args(int argc, char **argv, int from)
 }
 
 /*
- * Refuses an option written after the text (`hsc publish -c news hello --token T`): getopt stops
- * at the first word of the text, so the option would be sent as words of it, a token included,
- * to everyone on the channel. A word that is one of `opts` ("--token", "--token=...") or one of
- * the short options in `shorts` ("-H") is an error; after an explicit "--" the words are sent
- * as they are. Returns 0, or EXIT_USAGE after naming the option (never its value).
+ * Refuses an option written after the text (`hsc publish -c news hello --token T`) or the URL
+ * (`what`): getopt stops at the first word of the text, so the option would be sent as words of
+ * it, a token included, to everyone on the channel. A word that is one of `opts` ("--token",
+ * "--token=...") or one of the short options in `shorts` ("-H") is an error; after an explicit "--"
+ * the words are sent as they are. Returns 0, or EXIT_USAGE after naming the option (never its
+ * value).
  */
-static int check_words(const char *cmd, int argc, char **argv, const struct option *opts,
-                       const char *shorts)
+static int check_words(const char *cmd, const char *what, int argc, char **argv,
+                       const struct option *opts, const char *shorts)
 {
     if (optind > 1 && strcmp(argv[optind - 1], "--") == 0)
         return 0;
@@ -253,12 +254,13 @@ static int check_words(const char *cmd, int argc, char **argv, const struct opti
                     (w[2 + n] == '\0' || w[2 + n] == '=');
         }
         if (named) {
-            char name[64];
+            char name[64], fmt[200];
             snprintf(name, sizeof name, "%.*s", (int)strcspn(w, "="), w);
-            return usage_error(cmd,
-                               "'%s' after the text: options go before the text (after '--', "
-                               "words that start with '-' are sent as they are)",
-                               name);
+            snprintf(fmt, sizeof fmt,
+                     "'%%s' after the %s: options go before the %s (after '--', words that "
+                     "start with '-' are taken as they are)",
+                     what, what);
+            return usage_error(cmd, fmt, name);
         }
     }
     return 0;
@@ -397,7 +399,7 @@ static int cmd_send(int argc, char **argv)
     }
     char *text = NULL;
     size_t len = 0;
-    if (check_words("send", argc, argv, opts, "hH") != 0)
+    if (check_words("send", "text", argc, argv, opts, "hH") != 0)
         return EXIT_USAGE;
     if (optind < argc) {
         text = join_args(argc, argv, optind);
@@ -678,6 +680,8 @@ static int cmd_listen(int argc, char **argv)
             return bad_option("listen", argv[optind - 1]);
         }
     }
+    if (check_words("listen", "URL", argc, argv, opts, "cqhH") != 0)
+        return EXIT_USAGE;
     const char *target = optind < argc ? argv[optind] : NULL;
     if (optind + 1 < argc)
         return usage_error("listen", "unexpected argument '%s'", argv[optind + 1]);
@@ -810,7 +814,7 @@ static int cmd_publish(int argc, char **argv)
         return usage_error("publish", "%s", "which channel? give -c CHANNEL");
     if (optind >= argc)
         return usage_error("publish", "%s", "nothing to publish: give TEXT, or - for stdin");
-    if (check_words("publish", argc, argv, opts, "cvhH") != 0)
+    if (check_words("publish", "text", argc, argv, opts, "cvhH") != 0)
         return EXIT_USAGE;
     bool from_stdin = strcmp(argv[optind], "-") == 0;
     if (from_stdin && optind + 1 < argc)
