@@ -172,8 +172,12 @@ int cmd_token(int argc, char **argv)
                            "--stream");
     claims.publish = npub > 0 ? pub : NULL;
     claims.subscribe = nsub > 0 ? sub : NULL;
-    /* Rounded up to a whole second: --ttl 1500ms is not cut to 1 s. */
-    claims.expires = (uint64_t)time(NULL) + (ttl_ms + 999) / 1000;
+    /* exp is a whole second, refused from its start on: rounded up, so that the token lasts at
+     * least --ttl (minted at 10.9 s with --ttl 1s, it expires at 12, not at 11). */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+    claims.expires = (now_ms + ttl_ms + 999) / 1000;
 
     static char key[KEY_MAX + 1];
     long key_len = read_key(key_file, key_env, key);
