@@ -5,6 +5,8 @@
  *
  *     build/embed --listen 127.0.0.1:8000 &
  *     curl -N 'http://127.0.0.1:8000/v1/stream?q=streams+of+words'
+ *
+ * `build/embed --help` says so; an unknown flag or a bad address exits 2, as hscd does.
  */
 #include <hsc/responder.h>
 #include <hsc/server.h>
@@ -83,16 +85,48 @@ static void words_cancel(hsc_answer_t *a)
 
 static const hsc_responder_t words = {"words", words_start, words_resume, words_cancel, NULL};
 
+static void usage(FILE *out, const char *listen)
+{
+    fprintf(out,
+            "Usage: embed [--listen ADDRESS]\n"
+            "\n"
+            "Serves /v1/stream with a responder written in C on hsc's library: each word of\n"
+            "the request text, reversed, every 100 ms. Ctrl-C stops it.\n"
+            "\n"
+            "  --listen ADDRESS   HOST:PORT or [V6]:PORT to listen on  (default %s)\n"
+            "  -h, --help         show this help\n",
+            listen);
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "embed: %s '%s'\nTry 'embed --help'.\n", what, arg);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     hsc_server_config_t cfg;
     hsc_server_config_init(&cfg);
-    if (argc == 3 && strcmp(argv[1], "--listen") == 0)
-        cfg.listen = argv[2];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout, cfg.listen);
+            return 0;
+        } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+            cfg.listen = argv[++i];
+        } else if (strcmp(argv[i], "--listen") == 0) {
+            return usage_error("a value is missing after", argv[i]);
+        } else {
+            return usage_error(argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                               argv[i]);
+        }
+    }
     cfg.responder = &words;
     hsc_server_t *srv;
     int rc = hsc_server_new(&cfg, &srv);
+    if (rc == HSC_EINVAL)
+        return usage_error("--listen: not an address (HOST:PORT or [V6]:PORT):", cfg.listen);
     if (rc != 0) {
         fprintf(stderr, "embed: cannot listen on %s: %s\n", cfg.listen, hsc_strerror(rc));
         return 1;

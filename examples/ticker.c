@@ -1,7 +1,9 @@
 /*
  * A program on hsc's C client API (include/hsc/client.h): follows a channel of hscd and prints
  * each event with its id, across disconnects and server restarts (the client reconnects with
- * Last-Event-ID, as a browser's EventSource does), until it has printed COUNT events.
+ * Last-Event-ID, as a browser's EventSource does), until it has printed COUNT events. hscd's
+ * hsc.gap notice (docs/api.md: history was lost, e.g. across a restart) is printed too, but it is
+ * not one of the channel's events and does not count.
  *
  *   build/ticker http://127.0.0.1:8000 news 5
  *
@@ -13,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static hsc_client_t *client;
 
@@ -25,6 +28,9 @@ static int on_event(void *user, const hsc_sse_msg_t *msg)
     ticker_t *t = user;
     printf("%s %s: %.*s\n", msg->id, msg->type, (int)msg->data_len, msg->data);
     fflush(stdout);
+    /* A type is byte-exact (it may hold a NUL): compare with its length. */
+    if (msg->type_len == 7 && memcmp(msg->type, "hsc.gap", 7) == 0)
+        return 0;          /* the server's notice, not an event of the channel */
     return --t->left <= 0; /* non-zero stops the run */
 }
 

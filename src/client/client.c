@@ -18,6 +18,11 @@
  * library must not reseed or draw from the process's rand().
  *
  * A 204 means the server wants no more reconnections; other 4xx are final.
+ *
+ * Credentials: the token goes in an Authorization header built once at hsc_client_new(); the
+ * notices and a server's error line are passed through hsc_client_redact(), since a token may
+ * ride in a URL's access_token parameter. The caller's headers come after the client's own, which
+ * are left out when the caller names the same header.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "hsc/client.h"
@@ -59,6 +64,8 @@ struct hsc_client_s {
     size_t scratch_cap;
     uint64_t retry_ms; /* the server's retry:, or the configured one */
     uint64_t rng;      /* xorshift64 state for the reconnection jitter, never 0 */
+    char where[300];   /* "HOST:PORT" of the URL, for messages */
+    char *auth;        /* "Authorization: Bearer TOKEN", or NULL */
     char error[512];
     char last_id_hdr[1100];
 };
@@ -120,6 +127,121 @@ static void seed_rng(hsc_client_t *c)
     c->rng = x != 0 ? x : 1;
 }
 
+int hsc_client_token_valid(const char *token)
+{
+    size_t n = strlen(token);
+    if (n == 0 || n > 4096)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] <= 0x20 || (unsigned char)token[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+int hsc_client_header_valid(const char *line)
+{
+    size_t i = 0;
+    while (is_tchar((unsigned char)line[i]))
+        i++;
+    if (i == 0 || line[i] != ':')
+        return 0;
+    for (i++; line[i] != '\0'; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 0; /* CR and LF above all: they would start a header of their own */
+    }
+    return 1;
+}
+
+/* True when the caller's headers name `name` (compared without case). */
+static bool caller_sets(const hsc_client_t *c, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *const *h = c->cfg.headers; h != NULL && *h != NULL; h++)
+        if (strncasecmp(*h, name, n) == 0 && (*h)[n] == ':')
+            return true;
+    return false;
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch |= 0x20;
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* True when the `n` bytes at `k`, a query key, decode to access_token (without case). */
+static bool is_token_key(const char *k, size_t n)
+{
+    static const char want[] = "access_token";
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++, w++) {
+        int ch = (unsigned char)k[i];
+        if (ch == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)k[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)k[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return false;
+            ch = hi << 4 | lo;
+            i += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (ch >= 'A' && ch <= 'Z')
+            ch += 'a' - 'A';
+        if (w >= sizeof want - 1 || ch != want[w])
+            return false;
+    }
+    return w == sizeof want - 1;
+}
+
+char *hsc_client_redact(char *out, size_t cap, const char *text)
+{
+    size_t o = 0;
+    const char *p = text;
+    while (*p != '\0' && o + 1 < cap) {
+        char ch = *p++;
+        out[o++] = ch;
+        if (ch != '?' && ch != '&')
+            continue;
+        /* A query key starts here: is it access_token? */
+        size_t k = strcspn(p, "=&# \t\r\n");
+        if (p[k] != '=' || !is_token_key(p, k))
+            continue;
+        for (size_t i = 0; i <= k && o + 1 < cap; i++)
+            out[o++] = p[i]; /* the key as written, and '=' */
+        for (const char *r = "***"; *r != '\0' && o + 1 < cap; r++)
+            out[o++] = *r;
+        p += k + 1;
+        p += strcspn(p, "&# \t\r\n"); /* the value, never copied */
+    }
+    if (cap > 0)
+        out[o < cap ? o : cap - 1] = '\0';
+    return out;
+}
+
+/* Fills c->where with the URL's "HOST:PORT" (the scheme's port when the URL gives none). */
+static void find_where(hsc_client_t *c)
+{
+    snprintf(c->where, sizeof c->where, "the server");
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    if (u != NULL && curl_url_set(u, CURLUPART_URL, c->cfg.url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
+        snprintf(c->where, sizeof c->where, "%.200s:%s", host, port);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+}
+
 int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
 {
     static bool curl_ready;
@@ -129,6 +251,11 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         curl_ready = true;
     }
     *out = NULL;
+    if (cfg->token != NULL && !hsc_client_token_valid(cfg->token))
+        return HSC_EINVAL;
+    for (const char *const *h = cfg->headers; h != NULL && *h != NULL; h++)
+        if (!hsc_client_header_valid(*h))
+            return HSC_EINVAL;
     hsc_client_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return HSC_ENOMEM;
@@ -141,7 +268,15 @@ int hsc_client_new(const hsc_client_config_t *cfg, hsc_client_t **out)
         hsc_client_free(c);
         return HSC_ENOMEM;
     }
+    if (cfg->token != NULL) {
+        if ((c->auth = malloc(strlen(cfg->token) + 32)) == NULL) {
+            hsc_client_free(c);
+            return HSC_ENOMEM;
+        }
+        sprintf(c->auth, "Authorization: Bearer %s", cfg->token);
+    }
     c->body[0] = '\0';
+    find_where(c);
     if (cfg->sse) {
         c->parser = hsc_sse_parser_new(cfg->max_line, cfg->max_event, on_parsed_event,
                                        on_parsed_retry, NULL, c);
@@ -211,6 +346,7 @@ void hsc_client_free(hsc_client_t *c)
             close(c->stop_pipe[i]);
     free(c->body);
     free(c->scratch);
+    free(c->auth);
     free(c);
 }
 
@@ -265,8 +401,11 @@ static int emit_text(hsc_client_t *c, const char *p, size_t n, bool final)
     size_t need = 3 * total + 1;
     if (need > c->scratch_cap) {
         char *s = realloc(c->scratch, need);
-        if (s == NULL)
+        if (s == NULL) {
+            snprintf(c->error, sizeof c->error, "out of memory");
+            c->nomem = true;
             return 1;
+        }
         c->scratch = s;
         c->scratch_cap = need;
     }
@@ -330,16 +469,17 @@ static size_t on_body(char *p, size_t size, size_t n, void *user)
     return rc == 0 ? len : 0;
 }
 
+/* Hands a notice to on_notice, redacted: it may hold the URL, or a server's words about it. */
 static void notice(hsc_client_t *c, const char *fmt, ...)
 {
     if (c->cfg.on_notice == NULL)
         return;
-    char msg[600];
+    char msg[600], shown[700];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    c->cfg.on_notice(c->cfg.user, msg);
+    c->cfg.on_notice(c->cfg.user, hsc_client_redact(shown, sizeof shown, msg));
 }
 
 static void drain_pipe(hsc_client_t *c)
@@ -347,6 +487,22 @@ static void drain_pipe(hsc_client_t *c)
     char buf[64];
     while (read(c->stop_pipe[0], buf, sizeof buf) > 0) {
     }
+}
+
+/* Appends `line` to *list unless the caller's headers name the same header. On failure, keeps
+ * the list and sets c->nomem. */
+static void add_header(hsc_client_t *c, struct curl_slist **list, const char *line)
+{
+    char name[64];
+    size_t n = strcspn(line, ":");
+    snprintf(name, sizeof name, "%.*s", (int)n, line);
+    if (caller_sets(c, name))
+        return;
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (l == NULL)
+        c->nomem = true;
+    else
+        *list = l;
 }
 
 /* Runs one request to its end. Returns the curl result. */
@@ -367,20 +523,34 @@ static CURLcode attempt(hsc_client_t *c)
 
     struct curl_slist *hdrs = NULL;
     if (c->cfg.sse) {
-        hdrs = curl_slist_append(hdrs, "Accept: text/event-stream");
-        hdrs = curl_slist_append(hdrs, "Cache-Control: no-cache");
+        add_header(c, &hdrs, "Accept: text/event-stream");
+        add_header(c, &hdrs, "Cache-Control: no-cache");
         const char *id = hsc_sse_parser_last_id(c->parser);
         if (id[0] != '\0' && strlen(id) < sizeof c->last_id_hdr - 20) {
             snprintf(c->last_id_hdr, sizeof c->last_id_hdr, "Last-Event-ID: %s", id);
-            hdrs = curl_slist_append(hdrs, c->last_id_hdr);
+            add_header(c, &hdrs, c->last_id_hdr);
         }
     }
     if (c->cfg.body != NULL) {
         char ct[160];
         snprintf(ct, sizeof ct, "Content-Type: %s",
                  c->cfg.content_type ? c->cfg.content_type : "text/plain; charset=utf-8");
-        hdrs = curl_slist_append(hdrs, ct);
-        hdrs = curl_slist_append(hdrs, "Expect:");
+        add_header(c, &hdrs, ct);
+        add_header(c, &hdrs, "Expect:");
+    }
+    if (c->auth != NULL)
+        add_header(c, &hdrs, c->auth);
+    for (const char *const *h = c->cfg.headers; h != NULL && *h != NULL; h++) {
+        struct curl_slist *l = curl_slist_append(hdrs, *h);
+        if (l == NULL)
+            c->nomem = true;
+        else
+            hdrs = l;
+    }
+    if (c->nomem) {
+        curl_slist_free_all(hdrs);
+        snprintf(c->error, sizeof c->error, "out of memory");
+        return CURLE_OUT_OF_MEMORY;
     }
     curl_easy_setopt(e, CURLOPT_URL, c->cfg.url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
@@ -470,12 +640,90 @@ static uint64_t draw_upto(hsc_client_t *c, uint64_t n)
     return n == UINT64_MAX ? c->rng : c->rng % (n + 1);
 }
 
-/* The reason an error response gives: its first line. */
+/*
+ * Says in hsc's words why a transfer failed with `rc`: curl's own wording ("Couldn't connect to
+ * server", "Transferred a partial file") is written for curl's users, and names neither the
+ * server nor the system's reason. The common failures get a sentence; the rest keep curl's text
+ * after "the transfer failed: ".
+ */
+static void curl_failure(hsc_client_t *c, CURLcode rc)
+{
+    long oserr = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_OS_ERRNO, &oserr);
+    char why[128] = "";
+    if (oserr != 0) {
+        snprintf(why, sizeof why, "%s", strerror((int)oserr));
+        if (why[0] >= 'A' && why[0] <= 'Z' && (why[1] < 'A' || why[1] > 'Z'))
+            why[0] = (char)(why[0] - 'A' + 'a'); /* "Connection refused", inside a sentence */
+    }
+    bool reached = c->status != 0;
+    char *e = c->error;
+    size_t n = sizeof c->error;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        snprintf(e, n, "cannot connect to %s: unknown host name", c->where);
+        break;
+    case CURLE_COULDNT_CONNECT:
+        snprintf(e, n, "cannot connect to %s: %s", c->where, why[0] ? why : "refused");
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        if (reached)
+            snprintf(e, n, "the server stopped answering (timed out)");
+        else
+            snprintf(e, n, "cannot connect to %s: no answer within %.1f s", c->where,
+                     (double)c->cfg.connect_timeout_ms / 1000.0);
+        break;
+    case CURLE_GOT_NOTHING:
+        snprintf(e, n, "%s closed the connection without answering", c->where);
+        break;
+    case CURLE_PARTIAL_FILE:
+        snprintf(e, n, "the server closed the stream before it ended");
+        break;
+    case CURLE_RECV_ERROR:
+        if (reached)
+            snprintf(e, n, "the connection broke before the stream ended%s%s%s", why[0] ? " (" : "",
+                     why, why[0] ? ")" : "");
+        else
+            snprintf(e, n, "the connection to %s broke before an answer%s%s%s", c->where,
+                     why[0] ? " (" : "", why, why[0] ? ")" : "");
+        break;
+    case CURLE_SEND_ERROR:
+        snprintf(e, n, "cannot send the request to %s%s%s%s", c->where, why[0] ? " (" : "", why,
+                 why[0] ? ")" : "");
+        break;
+    case CURLE_WEIRD_SERVER_REPLY:
+        snprintf(e, n, "%s does not answer in HTTP", c->where);
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(e, n, "%s does not answer in HTTP/1.x, or the URL's scheme is not supported",
+                 c->where);
+        break;
+    case CURLE_URL_MALFORMAT:
+        snprintf(e, n, "not a valid URL");
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        snprintf(e, n, "out of memory");
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+        snprintf(e, n, "cannot connect to %s: the TLS handshake failed", c->where);
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        snprintf(e, n, "cannot connect to %s: its certificate cannot be verified", c->where);
+        break;
+    default:
+        snprintf(e, n, "the transfer failed: %s", curl_easy_strerror(rc));
+        break;
+    }
+}
+
+/* The reason an error response gives: its first line, redacted (a server may quote the URL). */
 static void http_error(hsc_client_t *c)
 {
+    char msg[sizeof c->error];
     size_t n = strcspn(c->body, "\r\n");
-    snprintf(c->error, sizeof c->error, "HTTP %d: %.*s", c->status, (int)(n > 400 ? 400 : n),
+    snprintf(msg, sizeof msg, "HTTP %d: %.*s", c->status, (int)(n > 400 ? 400 : n),
              n > 0 ? c->body : "(no reason given)");
+    hsc_client_redact(c->error, sizeof c->error, msg);
 }
 
 int hsc_client_run(hsc_client_t *c)
@@ -505,7 +753,7 @@ int hsc_client_run(hsc_client_t *c)
         if (timed_out)
             return HSC_CLIENT_TIMEOUT;
         if (rc != CURLE_OK && c->error[0] == '\0')
-            snprintf(c->error, sizeof c->error, "%s", curl_easy_strerror(rc));
+            curl_failure(c, rc);
         if (!c->cfg.reconnect) {
             if (rc == CURLE_OK)
                 return HSC_CLIENT_OK;

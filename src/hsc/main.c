@@ -1,8 +1,10 @@
 /*
  * hsc: the command-line client. `send` asks a responder and prints the answer as it streams in,
- * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events.
+ * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events;
+ * `token` (src/hsc/token.c) mints a token for hscd.
  * Exit statuses are documented in docs/cli.md (and in `hsc --help`).
  */
+#include "cli.h"
 #include "hsc/client.h"
 
 #include <errno.h>
@@ -14,16 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-    EXIT_OK = 0,
-    EXIT_FAILED = 1,   /* the answer failed or was cut short */
-    EXIT_USAGE = 2,    /* a bad command line */
-    EXIT_CONNECT = 3,  /* the server could not be reached */
-    EXIT_REFUSED = 4,  /* the server answered with an error status */
-    EXIT_PROTOCOL = 5, /* not an event stream, or over a limit */
-    EXIT_INTERRUPTED = 130
-};
 
 static hsc_client_t *g_client;
 static volatile sig_atomic_t g_interrupted;
@@ -77,12 +69,98 @@ static void build_url(char *out, size_t cap, const char *base, const char *path)
     snprintf(out, cap, "%.*s%s", (int)bl, base, path);
 }
 
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
-    fprintf(stderr, "hsc%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'hsc %s--help'.\n", cmd ? cmd : "");
+    char msg[1024], shown[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
+    fprintf(stderr, "hsc%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "",
+            hsc_client_redact(shown, sizeof shown, msg));
+    fprintf(stderr, "Try 'hsc %s%s--help'.\n", cmd ? cmd : "", cmd ? " " : "");
     return EXIT_USAGE;
+}
+
+int bad_option(const char *cmd, const char *arg)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)strcspn(arg, "="), arg);
+    return usage_error(cmd, "unknown option or missing value: '%s'", name);
+}
+
+/* ---- the server and the credentials: options every command takes ---------------------------- */
+
+#define MAX_HEADERS 64
+
+typedef struct server_opts_s {
+    const char *url;                      /* --url, or NULL */
+    const char *token;                    /* --token, or NULL */
+    const char *headers[MAX_HEADERS + 1]; /* -H, NULL-terminated */
+    unsigned nheaders;
+} server_opts_t;
+
+/* The long options of server_opts_t, for each command's table. */
+/* clang-format off */
+#define SERVER_OPTIONS                                                                             \
+    {"url", required_argument, NULL, 'u'},                                                         \
+    {"token", required_argument, NULL, 'T'},                                                       \
+    {"header", required_argument, NULL, 'H'}
+/* clang-format on */
+
+#define TOKEN_RULE "1 to 4096 printable ASCII characters, no spaces"
+
+/* Takes option `o` when it is one of SERVER_OPTIONS: returns 0, or EXIT_USAGE after saying what
+ * is wrong (never echoing a token or a header's value), or -1 when `o` is not one of them. */
+static int server_option(const char *cmd, int o, server_opts_t *so)
+{
+    switch (o) {
+    case 'u':
+        so->url = optarg;
+        return 0;
+    case 'T':
+        if (!hsc_client_token_valid(optarg))
+            return usage_error(cmd, "--token: not a valid token (%s)", TOKEN_RULE);
+        so->token = optarg;
+        return 0;
+    case 'H': {
+        if (so->nheaders == MAX_HEADERS)
+            return usage_error(cmd, "-H: at most %s headers", "64");
+        if (hsc_client_header_valid(optarg)) {
+            so->headers[so->nheaders++] = optarg;
+            return 0;
+        }
+        /* Name the header when its name is fine and its value is not; the value is not shown:
+         * it may be a credential. */
+        char name[128];
+        size_t n = strcspn(optarg, ":");
+        if (optarg[n] == ':' && n + 2 <= sizeof name) {
+            snprintf(name, sizeof name, "%.*s:", (int)n, optarg);
+            if (hsc_client_header_valid(name))
+                return usage_error(cmd, "-H %s the value holds CR, LF or another control character",
+                                   name);
+        }
+        return usage_error(cmd, "-H: %s",
+                           "not a header 'Name: value' (a name of letters, digits and "
+                           "!#$%&'*+-.^_`|~, a colon, a value without control characters)");
+    }
+    default:
+        return -1;
+    }
+}
+
+/* Puts the token and headers into `cfg`. $HSC_TOKEN, when --token is not given, goes only to the
+ * server of --url or $HSC_URL (`to_base`), whose credential it is, never to a URL given to
+ * `listen`. Returns 0, or EXIT_USAGE for a bad $HSC_TOKEN. */
+static int server_apply(const char *cmd, server_opts_t *so, bool to_base, hsc_client_config_t *cfg)
+{
+    const char *token = so->token;
+    const char *env = getenv("HSC_TOKEN");
+    if (token == NULL && to_base && env != NULL && env[0] != '\0') {
+        if (!hsc_client_token_valid(env))
+            return usage_error(cmd, "$HSC_TOKEN: not a valid token (%s)", TOKEN_RULE);
+        token = env;
+    }
+    cfg->token = token;
+    cfg->headers = so->nheaders > 0 ? so->headers : NULL;
+    return 0;
 }
 
 static int parse_seconds(const char *s, uint64_t *ms)
@@ -101,7 +179,8 @@ static int start_failed(const char *cmd, int rc)
     return EXIT_FAILED;
 }
 
-/* Maps a client result to an exit status, saying why on stderr. */
+/* Maps a client result to an exit status, saying why on stderr after "hsc CMD: " (CMD may name
+ * more: "publish: line 3"). */
 static int report(const char *cmd, int result)
 {
     hsc_client_t *c = g_client;
@@ -112,11 +191,11 @@ static int report(const char *cmd, int result)
         return g_interrupted ? EXIT_INTERRUPTED : EXIT_OK;
     case HSC_CLIENT_TIMEOUT:
         return EXIT_OK;
-    case HSC_CLIENT_CUT:
-        fprintf(stderr, "hsc %s: the answer was cut short (%s)\n", cmd, hsc_client_error(c));
+    case HSC_CLIENT_CUT: /* "the server closed the stream before it ended" */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_FAILED;
-    case HSC_CLIENT_CONNECT:
-        fprintf(stderr, "hsc %s: cannot reach the server: %s\n", cmd, hsc_client_error(c));
+    case HSC_CLIENT_CONNECT: /* "cannot connect to HOST:PORT: connection refused" */
+        fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
         return EXIT_CONNECT;
     case HSC_CLIENT_HTTP:
         fprintf(stderr, "hsc %s: %s\n", cmd, hsc_client_error(c));
@@ -130,7 +209,65 @@ static int report(const char *cmd, int result)
     }
 }
 
-/* Reads all of stdin (bounded). */
+/* The words argv[from..argc), joined with single spaces, as a shell user expects from
+ * `hsc send hello world`. Returns NULL when out of memory; free with free(). */
+static char *join_args(int argc, char **argv, int from)
+{
+    size_t cap = 1;
+    for (int i = from; i < argc; i++)
+        cap += strlen(argv[i]) + 1;
+    char *text = malloc(cap);
+    if (text == NULL)
+        return NULL;
+    size_t n = 0;
+    for (int i = from; i < argc; i++) {
+        if (i > from)
+            text[n++] = ' ';
+        size_t l = strlen(argv[i]);
+        memcpy(text + n, argv[i], l);
+        n += l;
+    }
+    text[n] = '\0';
+    return text;
+}
+
+/*
+ * Refuses an option written after the text (`hsc publish -c news hello --token T`) or the URL
+ * (`what`): getopt stops at the first word of the text, so the option would be sent as words of
+ * it, a token included, to everyone on the channel. A word that is one of `opts` ("--token",
+ * "--token=...") or one of the short options in `shorts` ("-H") is an error; after an explicit "--"
+ * the words are sent as they are. Returns 0, or EXIT_USAGE after naming the option (never its
+ * value).
+ */
+static int check_words(const char *cmd, const char *what, int argc, char **argv,
+                       const struct option *opts, const char *shorts)
+{
+    if (optind > 1 && strcmp(argv[optind - 1], "--") == 0)
+        return 0;
+    for (int i = optind; i < argc; i++) {
+        const char *w = argv[i];
+        bool named = w[0] == '-' && w[1] != '\0' && w[1] != '-' && w[2] == '\0' &&
+                     strchr(shorts, w[1]) != NULL;
+        for (const struct option *o = opts; !named && o->name != NULL; o++) {
+            size_t n = strlen(o->name);
+            named = strncmp(w, "--", 2) == 0 && strncmp(w + 2, o->name, n) == 0 &&
+                    (w[2 + n] == '\0' || w[2 + n] == '=');
+        }
+        if (named) {
+            char name[64], fmt[200];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(w, "="), w);
+            snprintf(fmt, sizeof fmt,
+                     "'%%s' after the %s: options go before the %s (after '--', words that "
+                     "start with '-' are taken as they are)",
+                     what, what);
+            return usage_error(cmd, fmt, name);
+        }
+    }
+    return 0;
+}
+
+/* Reads all of stdin (bounded). Returns NULL when it is over `max`, out of memory, or
+ * interrupted by Ctrl-C (g_interrupted says which). */
 static char *read_stdin(size_t max, size_t *len)
 {
     size_t cap = 4096, n = 0;
@@ -150,11 +287,15 @@ static char *read_stdin(size_t max, size_t *len)
             cap *= 2;
         }
         ssize_t r = read(0, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && errno == EINTR && !g_interrupted)
             continue;
         if (r <= 0)
             break;
         n += (size_t)r;
+    }
+    if (g_interrupted) { /* the EINTR, or an end of input that came with the signal */
+        free(buf);
+        return NULL;
     }
     *len = n;
     return buf;
@@ -212,6 +353,9 @@ static void send_usage(FILE *out)
           "  --timeout DUR      give up after DUR (e.g. 30s)        (default: none)\n"
           "  --url URL          the server                (default $HSC_URL or\n"
           "                     http://127.0.0.1:8000)\n"
+          "  --token TOKEN      send Authorization: Bearer TOKEN (default $HSC_TOKEN)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                     send this request header too; repeatable\n"
           "  -h, --help         show this help\n"
           "\n"
           "Exit status: 0 complete answer, 1 failed or cut short, 2 usage, 3 server\n"
@@ -223,16 +367,21 @@ static int cmd_send(int argc, char **argv)
 {
     static const struct option opts[] = {{"sse", no_argument, NULL, 's'},
                                          {"timeout", required_argument, NULL, 't'},
-                                         {"url", required_argument, NULL, 'u'},
+                                         SERVER_OPTIONS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     bool sse = false;
-    const char *url_flag = NULL;
+    server_opts_t so = {0};
     uint64_t timeout = 0;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+hH:", opts, NULL)) != -1) {
+        int taken = server_option("send", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 's':
             sse = true;
@@ -241,34 +390,26 @@ static int cmd_send(int argc, char **argv)
             if (parse_seconds(optarg, &timeout) != 0)
                 return usage_error("send", "--timeout: invalid duration '%s'", optarg);
             break;
-        case 'u':
-            url_flag = optarg;
-            break;
         case 'h':
             send_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("send", "unknown option '%s'", argv[optind - 1]);
+            return bad_option("send", argv[optind - 1]);
         }
     }
     char *text = NULL;
     size_t len = 0;
+    if (check_words("send", "text", argc, argv, opts, "hH") != 0)
+        return EXIT_USAGE;
     if (optind < argc) {
-        size_t cap = 1;
-        for (int i = optind; i < argc; i++)
-            cap += strlen(argv[i]) + 1;
-        text = malloc(cap);
+        text = join_args(argc, argv, optind);
         if (text == NULL)
-            return EXIT_FAILED;
-        text[0] = '\0';
-        for (int i = optind; i < argc; i++) {
-            if (i > optind)
-                strcat(text, " ");
-            strcat(text, argv[i]);
-        }
+            return start_failed("send", HSC_ENOMEM);
         len = strlen(text);
     } else {
         text = read_stdin(64u << 20, &len);
+        if (text == NULL && g_interrupted)
+            return EXIT_INTERRUPTED;
         if (text == NULL)
             return usage_error("send", "%s", "cannot read the text from stdin (over 64 MiB?)");
     }
@@ -277,10 +418,14 @@ static int cmd_send(int argc, char **argv)
         return usage_error("send", "%s", "the text is empty");
     }
     char url[2048];
-    build_url(url, sizeof url, base_url(url_flag), "/v1/stream");
+    build_url(url, sizeof url, base_url(so.url), "/v1/stream");
     send_state_t st = {0};
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("send", &so, true, &cfg) != 0) {
+        free(text);
+        return EXIT_USAGE;
+    }
     cfg.url = url;
     cfg.body = text;
     cfg.body_len = len;
@@ -302,7 +447,9 @@ static int cmd_send(int argc, char **argv)
     } else if (result != HSC_CLIENT_OK) {
         status = report("send", result);
     } else if (sse && st.failed) {
-        fprintf(stderr, "hsc send: the answer failed: %s\n", st.reason);
+        char shown[600];
+        fprintf(stderr, "hsc send: the answer failed: %s\n",
+                hsc_client_redact(shown, sizeof shown, st.reason));
         status = EXIT_FAILED;
     } else if (sse && !st.done) {
         fprintf(stderr, "hsc send: the answer ended without its 'done' event\n");
@@ -319,6 +466,10 @@ static int cmd_send(int argc, char **argv)
 /* ---- listen ---------------------------------------------------------------------------------- */
 
 typedef enum { FMT_DATA, FMT_JSON, FMT_RAW } format_t;
+
+/* --max-line's range, and the largest event listen accepts (the client's default). */
+#define MAX_LINE_MIN 64
+#define MAX_EVENT    (16u << 20)
 
 typedef struct listen_state_s {
     format_t format;
@@ -389,10 +540,14 @@ static void listen_usage(FILE *out)
           "  --count N              stop after N events\n"
           "  --timeout DUR          stop after DUR (e.g. 10s, 5m)\n"
           "  --last-event-id ID     start after this event id\n"
-          "  --max-line SIZE        the longest line accepted       (default 1m)\n"
+          "  --max-line SIZE        the longest line accepted, 64 to 16m (default 1m)\n"
           "  -q, --quiet            no connection messages on stderr\n"
           "  --url URL              the server                (default $HSC_URL or\n"
           "                         http://127.0.0.1:8000)\n"
+          "  --token TOKEN          send Authorization: Bearer TOKEN (default\n"
+          "                         $HSC_TOKEN, sent only to the --url server)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                         send this request header too; repeatable\n"
           "  -h, --help             show this help\n"
           "\n"
           "Exit status: 0 stopped by --count, --timeout, Ctrl-C or the end of stdin;\n"
@@ -403,7 +558,7 @@ static void listen_usage(FILE *out)
 
 static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id)
 {
-    hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, 16u << 20, listen_event, NULL, NULL, st);
+    hsc_sse_parser_t *p = hsc_sse_parser_new(max_line, MAX_EVENT, listen_event, NULL, NULL, st);
     if (p == NULL)
         return start_failed("listen", HSC_ENOMEM);
     int rc = last_id != NULL ? hsc_sse_parser_set_last_id(p, last_id) : 0;
@@ -452,18 +607,24 @@ static int cmd_listen(int argc, char **argv)
                                          {"last-event-id", required_argument, NULL, 'l'},
                                          {"max-line", required_argument, NULL, 'm'},
                                          {"quiet", no_argument, NULL, 'q'},
-                                         {"url", required_argument, NULL, 'u'},
+                                         SERVER_OPTIONS,
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     listen_state_t st = {.format = FMT_DATA};
-    const char *url_flag = NULL, *last_id = NULL;
+    server_opts_t so = {0};
+    const char *last_id = NULL;
     uint64_t timeout = 0, max_line = 1u << 20;
     char query[4096] = "";
     unsigned nchannels = 0;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:qh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+c:qhH:", opts, NULL)) != -1) {
+        int taken = server_option("listen", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 'c':
             if (optarg[0] == '\0')
@@ -501,22 +662,26 @@ static int cmd_listen(int argc, char **argv)
             last_id = optarg;
             break;
         case 'm':
-            if (hsc_parse_size(optarg, &max_line) != 0 || max_line < 64)
-                return usage_error("listen", "--max-line: invalid size '%s'", optarg);
+            /* Up to the largest event: a longer line could never be delivered anyway. */
+            if (hsc_parse_size(optarg, &max_line) != 0 || max_line < MAX_LINE_MIN ||
+                max_line > MAX_EVENT)
+                return usage_error("listen",
+                                   "--max-line: '%s' is not a size from 64 bytes to 16m "
+                                   "(e.g. 4k, 1m)",
+                                   optarg);
             break;
         case 'q':
             st.quiet = true;
-            break;
-        case 'u':
-            url_flag = optarg;
             break;
         case 'h':
             listen_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("listen", "unknown option or missing value: '%s'", argv[optind - 1]);
+            return bad_option("listen", argv[optind - 1]);
         }
     }
+    if (check_words("listen", "URL", argc, argv, opts, "cqhH") != 0)
+        return EXIT_USAGE;
     const char *target = optind < argc ? argv[optind] : NULL;
     if (optind + 1 < argc)
         return usage_error("listen", "unexpected argument '%s'", argv[optind + 1]);
@@ -527,22 +692,25 @@ static int cmd_listen(int argc, char **argv)
     if (target != NULL && strcmp(target, "-") == 0)
         return listen_stdin(&st, (size_t)max_line, last_id);
     if (target != NULL && strstr(target, "://") == NULL)
-        return usage_error("listen", "'%s' is not a URL (http://...)", target);
+        return usage_error("listen", "not a URL (http://...): %s", target);
 
     char url[4096 + 1024];
     if (target != NULL)
         snprintf(url, sizeof url, "%s", target);
     else
-        build_url(url, sizeof url, base_url(url_flag), "/v1/events"),
+        build_url(url, sizeof url, base_url(so.url), "/v1/events"),
             strncat(url, query, sizeof url - strlen(url) - 1);
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("listen", &so, target == NULL, &cfg) != 0)
+        return EXIT_USAGE;
     cfg.url = url;
     cfg.sse = 1;
     cfg.reconnect = 1;
     cfg.last_event_id = last_id;
     cfg.timeout_ms = timeout;
     cfg.max_line = (size_t)max_line;
+    cfg.max_event = MAX_EVENT;
     cfg.on_event = listen_event;
     cfg.on_raw = listen_raw;
     cfg.on_notice = listen_notice;
@@ -561,17 +729,21 @@ static int cmd_listen(int argc, char **argv)
 
 static void publish_usage(FILE *out)
 {
-    fputs("Usage: hsc publish [OPTIONS] -c CHANNEL TEXT\n"
+    fputs("Usage: hsc publish [OPTIONS] -c CHANNEL TEXT...\n"
           "       hsc publish [OPTIONS] -c CHANNEL -\n"
           "\n"
-          "Publishes TEXT as one event to CHANNEL; with '-', publishes each line of stdin\n"
-          "as its own event as it is read (tail -f log | hsc publish -c logs -).\n"
+          "Publishes TEXT as one event to CHANNEL (several words are joined with spaces,\n"
+          "as send joins them); with '-', publishes each line of stdin as its own event\n"
+          "as it is read (tail -f log | hsc publish -c logs -).\n"
           "\n"
           "  -c, --channel NAME   the channel\n"
           "  --event TYPE         the event type (default: none, i.e. \"message\")\n"
           "  -v, --verbose        print each published event's id\n"
           "  --url URL            the server                (default $HSC_URL or\n"
           "                       http://127.0.0.1:8000)\n"
+          "  --token TOKEN        send Authorization: Bearer TOKEN (default $HSC_TOKEN)\n"
+          "  -H, --header 'NAME: VALUE'\n"
+          "                       send this request header too; repeatable\n"
           "  -h, --help           show this help\n"
           "\n"
           "Exit status: 0 all published, 2 usage, 3 server unreachable, 4 refused (the\n"
@@ -579,13 +751,18 @@ static void publish_usage(FILE *out)
           out);
 }
 
-/* Publishes one event; prints the id with -v. Returns an exit status. */
-static int publish_one(const char *text, size_t len, bool verbose)
+/* Publishes one event; prints the id with -v. `line` is the line of stdin it came from (0 for
+ * TEXT), named in a failure's message. Returns an exit status. */
+static int publish_one(const char *text, size_t len, bool verbose, unsigned long line)
 {
     hsc_client_set_body(g_client, text, len);
     int result = hsc_client_run(g_client);
-    if (result != HSC_CLIENT_OK)
-        return report("publish", result);
+    if (result != HSC_CLIENT_OK) {
+        char where[64] = "publish";
+        if (line > 0)
+            snprintf(where, sizeof where, "publish: line %lu", line);
+        return report(where, result);
+    }
     if (verbose) {
         json_t *j = json_loads(hsc_client_body(g_client), 0, NULL);
         const char *id = json_string_value(json_object_get(j, "id"));
@@ -600,14 +777,20 @@ static int cmd_publish(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"channel", required_argument, NULL, 'c'}, {"event", required_argument, NULL, 'e'},
-        {"verbose", no_argument, NULL, 'v'},       {"url", required_argument, NULL, 'u'},
+        {"verbose", no_argument, NULL, 'v'},       SERVER_OPTIONS,
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    const char *channel = NULL, *type = NULL, *url_flag = NULL;
+    const char *channel = NULL, *type = NULL;
+    server_opts_t so = {0};
     bool verbose = false;
     int o;
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:vh", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "+c:vhH:", opts, NULL)) != -1) {
+        int taken = server_option("publish", o, &so);
+        if (taken > 0)
+            return taken;
+        if (taken == 0)
+            continue;
         switch (o) {
         case 'c':
             if (channel != NULL)
@@ -620,26 +803,25 @@ static int cmd_publish(int argc, char **argv)
         case 'v':
             verbose = true;
             break;
-        case 'u':
-            url_flag = optarg;
-            break;
         case 'h':
             publish_usage(stdout);
             return EXIT_OK;
         default:
-            return usage_error("publish", "unknown option or missing value: '%s'",
-                               argv[optind - 1]);
+            return bad_option("publish", argv[optind - 1]);
         }
     }
     if (channel == NULL || channel[0] == '\0')
         return usage_error("publish", "%s", "which channel? give -c CHANNEL");
     if (optind >= argc)
         return usage_error("publish", "%s", "nothing to publish: give TEXT, or - for stdin");
-    if (optind + 1 < argc)
-        return usage_error("publish", "unexpected argument '%s' (quote the text)",
+    if (check_words("publish", "text", argc, argv, opts, "cvhH") != 0)
+        return EXIT_USAGE;
+    bool from_stdin = strcmp(argv[optind], "-") == 0;
+    if (from_stdin && optind + 1 < argc)
+        return usage_error("publish", "unexpected argument '%s' after '-' (stdin)",
                            argv[optind + 1]);
     char url[4096];
-    build_url(url, sizeof url, base_url(url_flag), "/v1/events?channel=");
+    build_url(url, sizeof url, base_url(so.url), "/v1/events?channel=");
     append_encoded(url, sizeof url, channel);
     if (type != NULL) {
         strncat(url, "&event=", sizeof url - strlen(url) - 1);
@@ -647,6 +829,8 @@ static int cmd_publish(int argc, char **argv)
     }
     hsc_client_config_t cfg;
     hsc_client_config_init(&cfg);
+    if (server_apply("publish", &so, true, &cfg) != 0)
+        return EXIT_USAGE;
     cfg.url = url;
     cfg.method = "POST";
     cfg.body = "";
@@ -654,17 +838,21 @@ static int cmd_publish(int argc, char **argv)
     if (rc != 0)
         return start_failed("publish", rc);
     int status = EXIT_OK;
-    const char *text = argv[optind];
-    if (strcmp(text, "-") != 0) {
-        status = publish_one(text, strlen(text), verbose);
+    if (!from_stdin) {
+        char *text = join_args(argc, argv, optind);
+        status = text != NULL ? publish_one(text, strlen(text), verbose, 0)
+                              : start_failed("publish", HSC_ENOMEM);
+        free(text);
     } else {
         char *line = NULL;
         size_t cap = 0;
         ssize_t n;
+        unsigned long lineno = 0;
         while (!g_interrupted && (n = getline(&line, &cap, stdin)) >= 0) {
+            lineno++;
             while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
                 n--;
-            int st = publish_one(line, (size_t)n, verbose);
+            int st = publish_one(line, (size_t)n, verbose, lineno);
             if (st == EXIT_CONNECT || st == EXIT_INTERRUPTED) {
                 status = st;
                 break;
@@ -673,6 +861,8 @@ static int cmd_publish(int argc, char **argv)
                 status = st; /* a refused line: say so, go on with the next */
         }
         free(line);
+        if (g_interrupted) /* getline() failed with EINTR, or a line was cut short */
+            status = EXIT_INTERRUPTED;
     }
     hsc_client_free(g_client);
     g_client = NULL;
@@ -693,10 +883,13 @@ static void usage(FILE *out)
           "                       reconnections (also: listen URL, listen -)\n"
           "  publish -c CHANNEL TEXT\n"
           "                       publish an event (TEXT '-': each line of stdin)\n"
+          "  token --key-file FILE --subscribe PATTERN ...\n"
+          "                       mint a token for an hscd holding the same key\n"
           "\n"
-          "Every command takes --url URL (default $HSC_URL, else http://127.0.0.1:8000)\n"
-          "and --help. Exit statuses are listed in each command's --help and in\n"
-          "docs/cli.md.\n"
+          "Every command that talks to a server takes --url URL (default $HSC_URL, else\n"
+          "http://127.0.0.1:8000), --token TOKEN (default $HSC_TOKEN) and -H 'NAME: VALUE';\n"
+          "every command takes --help. Exit statuses are listed in each command's --help\n"
+          "and in docs/cli.md.\n"
           "\n"
           "  -h, --help           show this help\n"
           "  --version            show the version\n",
@@ -725,5 +918,7 @@ int main(int argc, char **argv)
         return cmd_listen(argc - 1, argv + 1);
     if (strcmp(cmd, "publish") == 0)
         return cmd_publish(argc - 1, argv + 1);
-    return usage_error(NULL, "unknown command '%s' (send, listen or publish)", cmd);
+    if (strcmp(cmd, "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
+    return usage_error(NULL, "unknown command '%s' (send, listen, publish or token)", cmd);
 }

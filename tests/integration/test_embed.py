@@ -4,11 +4,12 @@ leaves mid-answer cancels it (the program then exits cleanly: under ASan, withou
 
 import os
 import socket
+import subprocess
 import time
 import unittest
 import urllib.parse
 
-from hscd import HOST, RawConn, ServerTestCase, binary, parse_sse
+from hscd import HOST, SLOW, RawConn, ServerTestCase, binary, parse_sse
 
 
 def embed_binary():
@@ -52,6 +53,36 @@ class Embed(ServerTestCase):
         with RawConn(srv.port) as c:  # still serving
             c.request("GET", "/healthz")
             self.assertEqual(c.read_response().body, b"ok\n")
+
+
+class CommandLine(unittest.TestCase):
+    """embed --help helps instead of serving; a flag it does not know is an error (exit 2)."""
+
+    def run_embed(self, args):
+        try:
+            return subprocess.run([embed_binary()] + args, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=5 * SLOW)
+        except subprocess.TimeoutExpired:  # subprocess.run() has killed it
+            raise AssertionError("embed %s did not exit: it is serving" % " ".join(args))
+
+    def test_help(self):
+        for flag in ("--help", "-h"):
+            with self.subTest(flag=flag):
+                r = self.run_embed([flag])
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn(b"Usage: embed [--listen ADDRESS]", r.stdout)
+                self.assertIn(b"--listen", r.stdout)
+                self.assertEqual(r.stderr, b"")
+
+    def test_bad_flags_exit_2(self):
+        for args, what in ((["--bogus"], b"--bogus"), (["--listen"], b"--listen"),
+                           (["stray"], b"stray"), (["--listen", "nope"], b"nope")):
+            with self.subTest(args=args):
+                r = self.run_embed(args)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(what, r.stderr)
+                self.assertIn(b"embed --help", r.stderr)
+                self.assertNotIn(b"listening", r.stderr)
 
 
 if __name__ == "__main__":
