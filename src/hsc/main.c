@@ -17,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static hsc_client_t *g_client;
-static volatile sig_atomic_t g_interrupted;
+hsc_client_t *g_client;
+volatile sig_atomic_t g_interrupted;
 
 static void on_signal(int sig)
 {
@@ -38,7 +38,7 @@ static void catch_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static const char *base_url(const char *flag)
+const char *base_url(const char *flag)
 {
     if (flag != NULL)
         return flag;
@@ -46,8 +46,7 @@ static const char *base_url(const char *flag)
     return env != NULL && env[0] != '\0' ? env : "http://127.0.0.1:8000";
 }
 
-/* Percent-encodes a query value (RFC 3986 unreserved characters pass). */
-static void append_encoded(char *out, size_t cap, const char *s)
+void append_encoded(char *out, size_t cap, const char *s)
 {
     size_t o = strlen(out);
     for (; *s != '\0' && o + 4 < cap; s++) {
@@ -61,7 +60,7 @@ static void append_encoded(char *out, size_t cap, const char *s)
     out[o] = '\0';
 }
 
-static void build_url(char *out, size_t cap, const char *base, const char *path)
+void build_url(char *out, size_t cap, const char *base, const char *path)
 {
     size_t bl = strlen(base);
     while (bl > 0 && base[bl - 1] == '/')
@@ -88,28 +87,9 @@ int bad_option(const char *cmd, const char *arg)
 
 /* ---- the server and the credentials: options every command takes ---------------------------- */
 
-#define MAX_HEADERS 64
-
-typedef struct server_opts_s {
-    const char *url;                      /* --url, or NULL */
-    const char *token;                    /* --token, or NULL */
-    const char *headers[MAX_HEADERS + 1]; /* -H, NULL-terminated */
-    unsigned nheaders;
-} server_opts_t;
-
-/* The long options of server_opts_t, for each command's table. */
-/* clang-format off */
-#define SERVER_OPTIONS                                                                             \
-    {"url", required_argument, NULL, 'u'},                                                         \
-    {"token", required_argument, NULL, 'T'},                                                       \
-    {"header", required_argument, NULL, 'H'}
-/* clang-format on */
-
 #define TOKEN_RULE "1 to 4096 printable ASCII characters, no spaces"
 
-/* Takes option `o` when it is one of SERVER_OPTIONS: returns 0, or EXIT_USAGE after saying what
- * is wrong (never echoing a token or a header's value), or -1 when `o` is not one of them. */
-static int server_option(const char *cmd, int o, server_opts_t *so)
+int server_option(const char *cmd, int o, server_opts_t *so)
 {
     switch (o) {
     case 'u':
@@ -146,10 +126,7 @@ static int server_option(const char *cmd, int o, server_opts_t *so)
     }
 }
 
-/* Puts the token and headers into `cfg`. $HSC_TOKEN, when --token is not given, goes only to the
- * server of --url or $HSC_URL (`to_base`), whose credential it is, never to a URL given to
- * `listen`. Returns 0, or EXIT_USAGE for a bad $HSC_TOKEN. */
-static int server_apply(const char *cmd, server_opts_t *so, bool to_base, hsc_client_config_t *cfg)
+int server_apply(const char *cmd, server_opts_t *so, bool to_base, hsc_client_config_t *cfg)
 {
     const char *token = so->token;
     const char *env = getenv("HSC_TOKEN");
@@ -163,7 +140,7 @@ static int server_apply(const char *cmd, server_opts_t *so, bool to_base, hsc_cl
     return 0;
 }
 
-static int parse_seconds(const char *s, uint64_t *ms)
+int parse_seconds(const char *s, uint64_t *ms)
 {
     uint64_t v;
     if (hsc_parse_duration(s, &v) != 0)
@@ -172,16 +149,13 @@ static int parse_seconds(const char *s, uint64_t *ms)
     return 0;
 }
 
-/* Setting up (hsc_client_new(), a parser) failed with the hsc code `rc`: says why on stderr. */
-static int start_failed(const char *cmd, int rc)
+int start_failed(const char *cmd, int rc)
 {
     fprintf(stderr, "hsc %s: cannot start: %s\n", cmd, hsc_strerror(rc));
     return EXIT_FAILED;
 }
 
-/* Maps a client result to an exit status, saying why on stderr after "hsc CMD: " (CMD may name
- * more: "publish: line 3"). */
-static int report(const char *cmd, int result)
+int report(const char *cmd, int result)
 {
     hsc_client_t *c = g_client;
     switch (result) {
@@ -209,9 +183,7 @@ static int report(const char *cmd, int result)
     }
 }
 
-/* The words argv[from..argc), joined with single spaces, as a shell user expects from
- * `hsc send hello world`. Returns NULL when out of memory; free with free(). */
-static char *join_args(int argc, char **argv, int from)
+char *join_args(int argc, char **argv, int from)
 {
     size_t cap = 1;
     for (int i = from; i < argc; i++)
@@ -231,16 +203,8 @@ static char *join_args(int argc, char **argv, int from)
     return text;
 }
 
-/*
- * Refuses an option written after the text (`hsc publish -c news hello --token T`) or the URL
- * (`what`): getopt stops at the first word of the text, so the option would be sent as words of
- * it, a token included, to everyone on the channel. A word that is one of `opts` ("--token",
- * "--token=...") or one of the short options in `shorts` ("-H") is an error; after an explicit "--"
- * the words are sent as they are. Returns 0, or EXIT_USAGE after naming the option (never its
- * value).
- */
-static int check_words(const char *cmd, const char *what, int argc, char **argv,
-                       const struct option *opts, const char *shorts)
+int check_words(const char *cmd, const char *what, int argc, char **argv, const struct option *opts,
+                const char *shorts)
 {
     if (optind > 1 && strcmp(argv[optind - 1], "--") == 0)
         return 0;
@@ -264,6 +228,12 @@ static int check_words(const char *cmd, const char *what, int argc, char **argv,
         }
     }
     return 0;
+}
+
+bool type_is(const hsc_sse_msg_t *m, const char *t)
+{
+    size_t n = strlen(t);
+    return m->type_len == n && memcmp(m->type, t, n) == 0;
 }
 
 /* Reads all of stdin (bounded). Returns NULL when it is over `max`, out of memory, or
@@ -316,13 +286,6 @@ static int send_piece(void *user, const char *p, size_t n)
     return 0;
 }
 
-/* The event's type is `t`, byte for byte: a type may hold a NUL, which strcmp() would stop at. */
-static bool type_is(const hsc_sse_msg_t *m, const char *t)
-{
-    size_t n = strlen(t);
-    return m->type_len == n && memcmp(m->type, t, n) == 0;
-}
-
 static int send_event(void *user, const hsc_sse_msg_t *m)
 {
     send_state_t *st = user;
@@ -363,7 +326,7 @@ static void send_usage(FILE *out)
           out);
 }
 
-static int cmd_send(int argc, char **argv)
+int cmd_send(int argc, char **argv)
 {
     static const struct option opts[] = {{"sse", no_argument, NULL, 's'},
                                          {"timeout", required_argument, NULL, 't'},
@@ -598,7 +561,7 @@ static int listen_stdin(listen_state_t *st, size_t max_line, const char *last_id
     return status;
 }
 
-static int cmd_listen(int argc, char **argv)
+int cmd_listen(int argc, char **argv)
 {
     static const struct option opts[] = {{"channel", required_argument, NULL, 'c'},
                                          {"format", required_argument, NULL, 'f'},
@@ -773,7 +736,7 @@ static int publish_one(const char *text, size_t len, bool verbose, unsigned long
     return EXIT_OK;
 }
 
-static int cmd_publish(int argc, char **argv)
+int cmd_publish(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"channel", required_argument, NULL, 'c'}, {"event", required_argument, NULL, 'e'},
