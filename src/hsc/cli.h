@@ -111,9 +111,9 @@ bool type_is(const hsc_sse_msg_t *m, const char *t);
 
 /* ---- the commands: each returns an exit status ----------------------------------------------- */
 
-int cmd_send(int argc, char **argv);   /* src/hsc/send.c */
-int cmd_listen(int argc, char **argv); /* src/hsc/listen.c */
-int cmd_publish(int argc, char **argv);
-int cmd_token(int argc, char **argv); /* src/hsc/token.c */
+int cmd_send(int argc, char **argv);    /* src/hsc/send.c */
+int cmd_listen(int argc, char **argv);  /* src/hsc/listen.c */
+int cmd_publish(int argc, char **argv); /* src/hsc/publish.c */
+int cmd_token(int argc, char **argv);   /* src/hsc/token.c */
 
 #endif
