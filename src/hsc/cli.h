@@ -1,7 +1,8 @@
 /*
  * What the files of the hsc command (src/hsc/) share: the exit statuses docs/cli.md lists, the
  * usage error every command reports the same way, the options every command that talks to a
- * server takes, and the helpers main.c holds for all of them.
+ * server takes, and the helpers main.c holds for all of them. send.c, listen.c, publish.c and
+ * token.c hold one command each.
  */
 #ifndef HSC_CLI_H
 #define HSC_CLI_H

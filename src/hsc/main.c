@@ -1,21 +1,23 @@
 /*
- * hsc: the command-line client. `send` asks a responder and prints the answer as it streams in,
- * `listen` prints a channel's events and keeps going across disconnects, `publish` posts events;
- * `token` (src/hsc/token.c) mints a token for hscd.
+ * hsc: the command-line client, and what its commands share. main() sets up signals (SIGINT and
+ * SIGTERM stop the running client, g_client, and set g_interrupted; SIGPIPE is ignored) and hands
+ * the command line to one command: `send` (send.c) asks a responder and prints the answer as it
+ * streams in, `listen` (listen.c) prints a channel's events and keeps going across disconnects,
+ * `publish` (publish.c) posts events, `token` (token.c) mints a token for hscd. The rest of this
+ * file is what those commands share, declared in cli.h: the server options (--url or $HSC_URL,
+ * --token or $HSC_TOKEN, -H), usage errors that never echo a secret, the refusal of an option
+ * written after the text, and the mapping of a client result to an exit status.
  * Exit statuses are documented in docs/cli.md (and in `hsc --help`).
  */
 #include "cli.h"
 #include "hsc/client.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 hsc_client_t *g_client;
 volatile sig_atomic_t g_interrupted;
