@@ -60,13 +60,17 @@ static void conn_dispatch(hsc_conn_t *c)
 }
 
 /* A request that could not be parsed or broke a limit: answer and close, since the rest of the
- * connection's bytes cannot be trusted to start a new request. */
-static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
+ * connection's bytes cannot be trusted to start a new request. `framing` is the framing checker's
+ * reason, or NULL for llhttp's error `err` or a limit a callback recorded. */
+static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *framing)
 {
     hsc_req_t *r = &c->req;
     int status = r->error_status;
     char reason[160];
-    if (status != 0) {
+    if (framing != NULL) {
+        status = 400;
+        snprintf(reason, sizeof reason, "malformed request: %s", framing);
+    } else if (status != 0) {
         snprintf(reason, sizeof reason, "%s", r->error_reason);
     } else {
         const char *why = llhttp_get_error_reason(&c->parser);
@@ -91,7 +95,11 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
                   true);
 }
 
-/* Parses `data` (never pointing into c->pending), dispatching each complete request. */
+/*
+ * Parses `data` (never pointing into c->pending), dispatching each complete request. The framing
+ * checker reads the bytes first and llhttp gets only what it accepted, up to the end of a head or
+ * of a message; both must then agree on where the message ends.
+ */
 static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
 {
     while (!c->closing) {
@@ -109,14 +117,35 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
         }
         if (len == 0)
             return;
-        llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK)
+        ssize_t n = hsc_framing_scan(&c->framing, data, len);
+        if (n < 0) {
+            conn_parse_error(c, HPE_USER, c->framing.error);
             return;
+        }
+        if (n == 0) { /* the checker saw a head or a message end that llhttp did not */
+            conn_parse_error(c, HPE_USER, "ambiguous framing");
+            return;
+        }
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)n);
+        if (err == HPE_OK) {
+            if (hsc_framing_done(&c->framing)) {
+                conn_parse_error(c, HPE_USER, "ambiguous framing");
+                return;
+            }
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
         if (err == HPE_PAUSED_UPGRADE)
             return; /* the upgraded request was dispatched already; the rest is not HTTP */
         if (err == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             llhttp_resume(&c->parser);
+            if (pos != data + n || !hsc_framing_done(&c->framing)) {
+                conn_parse_error(c, HPE_USER, "ambiguous framing");
+                return;
+            }
+            hsc_framing_start(&c->framing);
             len -= (size_t)(pos - data);
             data = pos;
             if (c->upgrade)
@@ -126,7 +155,7 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
             c->dispatching = false;
             continue;
         }
-        conn_parse_error(c, err);
+        conn_parse_error(c, err, NULL);
         return;
     }
 }
@@ -214,7 +243,7 @@ static void on_timer(uv_timer_t *t)
             HSC_LOG(HSC_LOG_INFO, "conn %s: request head not received in time", c->peer);
             c->req.error_status = 408;
             c->req.error_reason = "request head not received within --header-timeout";
-            conn_parse_error(c, HPE_USER);
+            conn_parse_error(c, HPE_USER, NULL);
         } else {
             hsc_conn_close(c); /* connected but never sent a byte */
         }
@@ -222,7 +251,7 @@ static void on_timer(uv_timer_t *t)
     case T_BODY:
         c->req.error_status = 408;
         c->req.error_reason = "request body stalled longer than --idle-timeout";
-        conn_parse_error(c, HPE_USER);
+        conn_parse_error(c, HPE_USER, NULL);
         break;
     case T_IDLE:
     case T_CLOSE:
@@ -474,6 +503,7 @@ static void conn_start(hsc_conn_t *c)
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
     hsc_conn_parser_init(c);
+    hsc_framing_start(&c->framing);
     hsc_buf_init(&c->pending, HSC_PENDING_STOP + sizeof h->rbuf);
     hsc_buf_init(&c->req.head,
                  cfg->max_header_bytes < HSC_HEAD_MAX ? cfg->max_header_bytes : HSC_HEAD_MAX);

@@ -8,6 +8,30 @@
 
 #include "http/http.h"
 
+/* ---- message framing, read strictly (framing.c) ---------------------------------------------- */
+
+/** Where a connection's checker is in the current message's framing (framing.c's essay). */
+typedef struct hsc_framing_s {
+    int state;
+    unsigned digits;   /* hex digits of the current chunk size */
+    uint64_t left;     /* body bytes (Content-Length, or the current chunk's data) still to come */
+    const char *error; /* why the framing was refused (a static string) */
+} hsc_framing_t;
+
+/** Expects a new message: a head, perhaps after empty lines. */
+void hsc_framing_start(hsc_framing_t *f);
+/**
+ * Reads `len` bytes of framing. Returns how many of them belong to what the checker may accept
+ * now: it stops right after a head (until hsc_framing_body()) and right after a message (until
+ * hsc_framing_start()). Returns HSC_EINVAL when the framing is refused; f->error says why.
+ */
+ssize_t hsc_framing_scan(hsc_framing_t *f, const char *data, size_t len);
+/** After a head: its body is chunked, or `length` bytes long (0 for none). */
+void hsc_framing_body(hsc_framing_t *f, bool chunked, uint64_t length);
+/** Whether the checker stopped after a head, or after a complete message. */
+bool hsc_framing_head_done(const hsc_framing_t *f);
+bool hsc_framing_done(const hsc_framing_t *f);
+
 /* ---- connections (conn.c) -------------------------------------------------------------------- */
 
 /* Where a connection is: between requests, reading a head or a body, answering, or closing. */
@@ -21,7 +45,8 @@ struct hsc_conn_s {
     hsc_http_t *h;
     hsc_conn_t *prev, *next; /* on h->conns */
     llhttp_t parser;
-    hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
+    hsc_framing_t framing; /* reads the bytes before llhttp does: framing.c */
+    hsc_buf_t pending;     /* received, not yet parsed: pipelined requests wait here */
     hsc_req_t req;
     hsc_res_t res;
     int state;      /* CONN_* */

@@ -265,6 +265,11 @@ static int on_headers_complete(llhttp_t *p)
             hsc_conn_send(c, &b, 1);
         }
     }
+    if (!hsc_framing_head_done(&c->framing))
+        return req_fail(r, 400, "malformed request: ambiguous framing");
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    hsc_framing_body(&c->framing, chunked,
+                     (p->flags & F_CONTENT_LENGTH) && !chunked ? p->content_length : 0);
     c->state = CONN_BODY;
     hsc_conn_arm(c, T_BODY, cfg->idle_timeout_ms);
     return 0;
