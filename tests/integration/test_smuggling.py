@@ -2,8 +2,9 @@
 
 hscd's llhttp is built without its strict mode (which would refuse raw UTF-8 in a query), so hscd
 checks the framing itself (src/lib/http/framing.c): every line of a head and of a chunked body
-ends in CRLF, chunk data is followed by CRLF, no obs-fold. Anything else is 400 and the connection
-closes, since the bytes that follow cannot be trusted to start a request.
+ends in CRLF, chunk data is followed by CRLF, no obs-fold, one Transfer-Encoding that is exactly
+`chunked`, none on HTTP/1.0. Anything else is 400 (501 for a coding hscd does not implement) and
+the connection closes, since the bytes that follow cannot be trusted to start a request.
 
 Proves that:
 - sent straight to hscd, each ambiguous request of the battery below is refused and closes the
@@ -89,9 +90,19 @@ BATTERY = [
      b"Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     ("Transfer-Encoding twice",
      chunked_head(extra=b"Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n" + SMUGGLED, 400),
+    ("Transfer-Encoding gzip, then chunked",
+     chunked_head(extra=b"Transfer-Encoding: gzip\r\n") + b"0\r\n\r\n" + SMUGGLED, 501),
+    ("Transfer-Encoding: gzip, chunked",
+     b"POST /v1/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
+     b"\r\n0\r\n\r\n" + SMUGGLED, 501),
+    ("Transfer-Encoding: chunked, then empty",
+     chunked_head() [:-2] + b"Transfer-Encoding: \r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     ("Content-Length and Transfer-Encoding",
      chunked_head(extra=b"Content-Length: %d\r\n" % (5 + len(SMUGGLED)))
      + b"0\r\n\r\n" + SMUGGLED, 400),
+    ("HTTP/1.0 with Transfer-Encoding",
+     b"POST /v1/stream HTTP/1.0\r\nConnection: keep-alive\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     # obs-fold and bare line ends in a head.
     ("obs-fold in a header",
      b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + HIDDEN, 400),

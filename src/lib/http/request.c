@@ -234,6 +234,54 @@ static void split_target(hsc_req_t *r)
     r->query_len = q ? len - r->path_len - 1 : 0;
 }
 
+/*
+ * Transfer-Encoding, read strictly (RFC 9112 §6.1): hscd decodes `chunked` and nothing else, so the
+ * field must appear once and list exactly that coding. Another coding (gzip, chunked) is 501, and
+ * a list with an empty element, a second field or HTTP/1.0 (whose framing RFC 9112 then calls
+ * faulty) is 400; both close the connection. llhttp has already refused codings after chunked and
+ * chunked twice.
+ */
+static int check_transfer_encoding(hsc_req_t *r)
+{
+    unsigned fields = 0, chunked = 0, other = 0, empty = 0;
+    for (unsigned i = 0; i < r->nhdr_done; i++) {
+        const hsc_header_ref_t *h = &r->hdr[i];
+        if (h->name_len != 17 ||
+            strncasecmp(r->head.data + h->name_off, "transfer-encoding", 17) != 0)
+            continue;
+        fields++;
+        const char *v = r->head.data + h->value_off, *end = v + h->value_len;
+        for (;;) {
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *e = v;
+            while (e < end && *e != ',')
+                e++;
+            const char *t = e;
+            while (t > v && (t[-1] == ' ' || t[-1] == '\t'))
+                t--;
+            if (t == v)
+                empty++;
+            else if (t - v == 7 && strncasecmp(v, "chunked", 7) == 0)
+                chunked++;
+            else
+                other++;
+            if (e == end)
+                break;
+            v = e + 1;
+        }
+    }
+    if (fields == 0)
+        return 0;
+    if (r->http_major == 1 && r->http_minor == 0)
+        return req_fail(r, 400, "malformed request: Transfer-Encoding on an HTTP/1.0 request");
+    if (other > 0)
+        return req_fail(r, 501, "only Transfer-Encoding: chunked is supported");
+    if (fields > 1 || chunked != 1 || empty > 0)
+        return req_fail(r, 400, "malformed request: Transfer-Encoding must be 'chunked', once");
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     hsc_conn_t *c = conn_of_parser(p);
@@ -252,6 +300,8 @@ static int on_headers_complete(llhttp_t *p)
     if (r->method == HSC_M_OTHER && llhttp_get_method(p) == HTTP_CONNECT)
         return req_fail(r, 405, "CONNECT is not supported");
 
+    if (check_transfer_encoding(r) != 0)
+        return -1;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cfg->max_body_bytes)
         return req_fail(r, 413, "request body is larger than --max-body-bytes");
 
