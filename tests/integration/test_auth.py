@@ -121,6 +121,25 @@ class StaticTokens(Base):
         self.assertEqual(self.stream_status(srv, self.bearer("ask-secret")).status, 200)
         self.assertEqual(self.publish(srv, "news").status, 200)
 
+    def test_trailer_fields_carry_no_credentials(self):
+        # RFC 9110 §6.5.1: trailer fields are not merged into the header section. A token in a
+        # chunked body's trailer authorises nothing.
+        srv = self.start("--publish-token", "pub-secret")
+        head = (b"POST /v1/events?channel=news HTTP/1.1\r\nHost: x\r\n%s"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n%s\r\n")
+        for trailer in (b"Authorization: Bearer pub-secret\r\n", b"Cookie: hsc_token=pub-secret\r\n",
+                        b"X-A: 1\r\nAuthorization: Bearer pub-secret\r\n"):
+            with self.subTest(trailer=trailer), RawConn(srv.port) as c:
+                c.send(head % (b"", trailer))
+                self.assert_401(c.read_response())
+                c.send(head % (b"Authorization: Bearer pub-secret\r\n", trailer))
+                self.assertEqual(c.read_response().status, 200)
+        # A wrong token in the trailer does not undo the right one in the header either.
+        with RawConn(srv.port) as c:
+            c.send(head % (b"Authorization: Bearer pub-secret\r\n",
+                           b"Authorization: Bearer wrong\r\n"))
+            self.assertEqual(c.read_response().status, 200)
+
     def test_tokens_from_the_environment_and_bad_values(self):
         env = dict(os.environ, HSC_PUBLISH_TOKEN="from-env")
         srv = self.start(env=env)

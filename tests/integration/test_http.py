@@ -420,6 +420,36 @@ class Limits(ServerTestCase):
         self.assertEqual(r.text(), "".join(pieces(2, text)))
 
 
+class Trailers(Base):
+    """Trailer fields of a chunked request body are checked and dropped, never taken for header
+    fields (RFC 9110 §6.5.1; the credentials case is in test_auth.py)."""
+
+    HEAD = b"POST /v1/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def test_a_trailer_changes_nothing(self):
+        with self.srv.connect() as c:
+            c.send(self.HEAD + b"2\r\nhi\r\n0\r\nAccept: text/event-stream\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+            self.assertEqual(r.text(), "".join(pieces(3, "hi")))
+
+    def test_trailer_limits(self):
+        srv = self.start("--max-header-bytes", "2k")
+        for trailer, status in [(b"X-Big: " + b"t" * 3000 + b"\r\n", 431),
+                                (b"X-Many: tttttttttt\r\n" * 200, 431),
+                                (b": no name\r\n", 400),
+                                (b"Bad Name: x\r\n", 400)]:
+            with self.subTest(trailer=trailer[:20]), srv.connect() as c:
+                c.send(self.HEAD + b"2\r\nhi\r\n0\r\n" + trailer + b"\r\n")
+                r = c.read_response()
+                assert_error_response(self, r, status)
+                self.assertEqual(c.wait_closed(timeout=10) in ("fin", "reset"), True)
+        # Under the limit, in several fields: fine.
+        with srv.connect() as c:
+            c.send(self.HEAD + b"2\r\nhi\r\n0\r\n" + b"X-T: tttttttttt\r\n" * 50 + b"\r\n")
+            self.assertEqual(c.read_response().status, 200)
+
+
 class StreamRequestErrors(Base):
 
     def test_400s_keep_the_connection(self):

@@ -10,10 +10,14 @@
  * queue); CONNECT with 405. A callback that hits a limit records the status and reason once
  * (req_fail) and stops the parser; conn.c answers with them and closes.
  *
- * Pointers into the head (target, path, query) are taken once the head is complete and shrunk;
- * trailer fields of a chunked body may move the storage later, and head_append() takes them
- * again. hsc_req_header() sees only fields whose value is complete: a parse error can stop in
- * the middle of one.
+ * Pointers into the head (target, path, query) are taken once the head is complete and shrunk.
+ * hsc_req_header() sees only fields whose value is complete: a parse error can stop in the middle
+ * of one.
+ *
+ * Trailer fields of a chunked body are not header fields (RFC 9110 §6.5.1: a recipient must not
+ * merge them into the header section): a token or a cookie there authorises nothing. No route asks
+ * for them, so they are checked (names as in the head, their size against --max-header-bytes)
+ * and dropped.
  *
  * on_message_complete pauses the parser: conn.c dispatches the request and resumes parsing the
  * connection's next bytes only after the response has ended. Log lines show the target with an
@@ -40,6 +44,8 @@ void hsc_req_reset(hsc_req_t *r)
     r->last_cb = 0;
     r->error_status = 0;
     r->error_reason = NULL;
+    r->trailer_bytes = 0;
+    r->trailer_name_len = 0;
     r->target = r->path = r->query = NULL;
     r->target_len = r->path_len = r->query_len = 0;
     r->head_only = false;
@@ -56,20 +62,34 @@ static int req_fail(hsc_req_t *r, int status, const char *reason)
     return -1;
 }
 
-static void split_target(hsc_req_t *r);
-
 static int head_append(hsc_req_t *r, const char *at, size_t len)
 {
-    const char *before = r->head.data;
     int rc = hsc_buf_append(&r->head, at, len);
     if (rc == HSC_ETOOBIG)
         return req_fail(r, 431, "request line and headers are too large");
     if (rc != 0)
         return req_fail(r, 503, "out of memory");
-    /* Trailer fields arrive after the head is complete and its pointers are taken: when the
-     * storage moved, they are taken again. */
-    if (r->target != NULL && r->head.data != before)
-        split_target(r);
+    return 0;
+}
+
+/* Whether the parser is in the trailer section: fields that arrive once the head is complete. */
+static bool in_trailers(const hsc_conn_t *c)
+{
+    return c->state == CONN_BODY;
+}
+
+/* A piece of a trailer field (name or value): counted, never kept. */
+static int trailer_piece(hsc_conn_t *c, const char *at, size_t len, bool name)
+{
+    hsc_req_t *r = &c->req;
+    r->trailer_bytes += len;
+    if (r->trailer_bytes > c->h->cfg->max_header_bytes)
+        return req_fail(r, 431, "trailer section is too large");
+    if (name) {
+        r->trailer_name_len += len;
+        if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL)
+            return req_fail(r, 400, "malformed request: whitespace in a trailer field name");
+    }
     return 0;
 }
 
@@ -162,7 +182,10 @@ static int on_url_complete(llhttp_t *p)
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-    hsc_req_t *r = &conn_of_parser(p)->req;
+    hsc_conn_t *c = conn_of_parser(p);
+    hsc_req_t *r = &c->req;
+    if (in_trailers(c))
+        return trailer_piece(c, at, len, true);
     if (r->last_cb != 2) {
         if (r->nhdr == HSC_MAX_HEADERS)
             return req_fail(r, 431, "too many header fields");
@@ -174,7 +197,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_field_complete(llhttp_t *p)
 {
-    hsc_req_t *r = &conn_of_parser(p)->req;
+    hsc_conn_t *c = conn_of_parser(p);
+    hsc_req_t *r = &c->req;
+    if (in_trailers(c)) {
+        bool empty = r->trailer_name_len == 0;
+        r->trailer_name_len = 0;
+        return empty ? req_fail(r, 400, "malformed request: a trailer field without a name") : 0;
+    }
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
     h->name_len = (uint16_t)(r->head.len - h->name_off);
     r->last_cb = 4;
@@ -188,7 +217,10 @@ static int on_header_field_complete(llhttp_t *p)
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-    hsc_req_t *r = &conn_of_parser(p)->req;
+    hsc_conn_t *c = conn_of_parser(p);
+    hsc_req_t *r = &c->req;
+    if (in_trailers(c))
+        return trailer_piece(c, at, len, false);
     if (r->last_cb != 3) {
         r->hdr[r->nhdr - 1].value_off = (uint16_t)r->head.len;
         r->last_cb = 3;
@@ -198,7 +230,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_value_complete(llhttp_t *p)
 {
-    hsc_req_t *r = &conn_of_parser(p)->req;
+    hsc_conn_t *c = conn_of_parser(p);
+    hsc_req_t *r = &c->req;
+    if (in_trailers(c))
+        return 0;
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
     if (r->last_cb != 3)
         h->value_off = (uint16_t)r->head.len; /* an empty value: no on_header_value call */
@@ -288,8 +323,7 @@ static int on_headers_complete(llhttp_t *p)
     hsc_req_t *r = &c->req;
     const hsc_server_config_t *cfg = c->h->cfg;
 
-    /* The head lives as long as the response (a subscriber's: hours); keep only its bytes
-     * (trailer fields appended later move it again: head_append() retakes the pointers). */
+    /* The head lives as long as the response (a subscriber's: hours); keep only its bytes. */
     hsc_buf_shrink(&r->head);
     split_target(r);
     r->method_name = llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
