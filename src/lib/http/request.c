@@ -93,18 +93,46 @@ static int trailer_piece(hsc_conn_t *c, const char *at, size_t len, bool name)
     return 0;
 }
 
+/* Whether a raw query key names the token: compared after percent-decoding, as auth.c reads it
+ * (hsc_query_get()), so that access_%74oken is one too. */
+static bool is_token_key(const char *k, size_t n)
+{
+    static const char name[] = "access_token";
+    char buf[sizeof name * 3];
+    if (n > sizeof buf)
+        return false; /* decodes to more than the name's length: not it */
+    ssize_t d = hsc_url_decode(buf, k, n, 1);
+    return d == (ssize_t)sizeof name - 1 && memcmp(buf, name, sizeof name - 1) == 0;
+}
+
+static void out_append(char *out, size_t cap, size_t *o, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && *o + 1 < cap; i++)
+        out[(*o)++] = p[i];
+}
+
 void hsc_req_log_target(const char *t, size_t n, char *out, size_t cap)
 {
     size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        out[o++] = t[i];
-        if ((t[i] == '?' || t[i] == '&') && n - i - 1 >= 13 &&
-            memcmp(t + i + 1, "access_token=", 13) == 0) {
-            for (const char *r = "access_token=***"; *r != '\0' && o + 1 < cap; r++)
-                out[o++] = *r;
-            i += 13;
-            while (i + 1 < n && t[i + 1] != '&')
-                i++;
+    const char *q = memchr(t, '?', n);
+    size_t path_len = q != NULL ? (size_t)(q - t) + 1 : n;
+    out_append(out, cap, &o, t, path_len);
+    /* The query pair by pair, as hsc_query_next() splits it: a token's value becomes "***". */
+    for (size_t i = path_len; i < n;) {
+        const char *pair = t + i, *amp = memchr(pair, '&', n - i);
+        size_t len = amp != NULL ? (size_t)(amp - pair) : n - i;
+        const char *eq = memchr(pair, '=', len);
+        size_t klen = eq != NULL ? (size_t)(eq - pair) : len;
+        if (klen > 0 && is_token_key(pair, klen)) {
+            out_append(out, cap, &o, pair, klen);
+            out_append(out, cap, &o, "=***", 4);
+        } else {
+            out_append(out, cap, &o, pair, len);
+        }
+        i += len;
+        if (i < n) {
+            out_append(out, cap, &o, "&", 1);
+            i++;
         }
     }
     out[o] = '\0';
