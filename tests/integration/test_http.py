@@ -332,6 +332,59 @@ class MalformedRequests(Base):
             with self.subTest(data=data):
                 self.check_400_close(data)
 
+    def test_host_is_required_once(self):
+        # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any request with more
+        # than one Host or an invalid one.
+        for data in [b"GET /healthz HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nX-A: b\r\n\r\n",
+                     b"GET http://127.0.0.1/healthz HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+                     b"GET /healthz HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a/b\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a@b\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+        for data in [b"GET /healthz HTTP/1.0\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHOST: [::1]:8000\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n"]:
+            with self.subTest(data=data), self.srv.connect() as c:
+                c.send(data)
+                r = c.read_response()
+                self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+    def test_versions_other_than_1_are_505(self):
+        for version in (b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0", b"HTTP/0.9", b"HTTP/9.9",
+                        b"HTTP/1.9"):
+            with self.subTest(version=version):
+                r = self.check_400_close(b"GET /healthz " + version + b"\r\nHost: x\r\n\r\n",
+                                         status=505)
+                self.assertIn(b"HTTP/1.1", r.body)
+        # HTTP/2's connection preface, sent to an HTTP/1.1 server.
+        r = self.check_400_close(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", status=505)
+        self.assertIn(b"HTTP/1.1", r.body)
+        # No version at all (an HTTP/0.9 request line) is malformed.
+        self.check_400_close(b"GET /healthz\r\n\r\n")
+
+    def test_empty_header_name_is_400(self):
+        for data in [b"GET /healthz HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\n: v\r\nHost: x\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n:\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+
+    def test_tab_in_target_is_400(self):
+        # As a space there is: a request line has exactly two single spaces.
+        for data in [b"GET /heal\tthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /healthz\tHTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /v1/stream?q=a\tb HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /heal thz HTTP/1.1\r\nHost: x\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+
     def test_whitespace_in_header_name_is_400(self):
         # RFC 9112 5.1: "A server MUST reject, with a response status code of 400 (Bad Request),
         # any received request message that contains whitespace between a header field name and

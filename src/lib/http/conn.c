@@ -76,9 +76,12 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *fram
         const char *why = llhttp_get_error_reason(&c->parser);
         if (why == NULL)
             why = llhttp_errno_name(err);
-        /* 505 only for a well-formed but unsupported version (HTTP/2.0 as text); junk is 400. */
+        /* 505 only for a well-formed but unsupported version (HTTP/1.2); junk is 400. */
         status = err == HPE_INVALID_VERSION && strcmp(why, "Invalid HTTP version") == 0 ? 505 : 400;
-        snprintf(reason, sizeof reason, "malformed request: %s", why);
+        if (status == 505)
+            snprintf(reason, sizeof reason, "%s", HSC_VERSION_REASON);
+        else
+            snprintf(reason, sizeof reason, "malformed request: %s", why);
     }
     HSC_LOG(HSC_LOG_INFO, "conn %s: %d %s", c->peer, status, reason);
     hsc_conn_disarm(c);

@@ -88,6 +88,8 @@ void hsc_conn_finish(hsc_conn_t *c);
 
 /* ---- requests (request.c) -------------------------------------------------------------------- */
 
+/** The reason of every 505: which versions hscd speaks. */
+#define HSC_VERSION_REASON "HTTP version not supported: hscd speaks HTTP/1.1"
 /** Sets up the connection's llhttp parser with the request callbacks (settings made once). */
 void hsc_conn_parser_init(hsc_conn_t *c);
 /** Forgets a request for the next one on the connection, keeping its buffers' storage. */

@@ -25,6 +25,7 @@
  */
 #include "http/conn.h"
 
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -205,7 +206,22 @@ static int on_url_complete(llhttp_t *p)
         r->target_off = (uint16_t)r->head.len;
     r->target_len = r->head.len - r->target_off;
     r->last_cb = 0;
+    /* Lenient llhttp lets a tab through (and a tab before the version makes the request line an
+     * HTTP/0.9 one); a space there is already refused. */
+    const unsigned char *t = (const unsigned char *)r->head.data + r->target_off;
+    for (size_t i = 0; i < r->target_len; i++)
+        if (t[i] < 0x20 || t[i] == 0x7f)
+            return req_fail(r, 400, "malformed request: a control character in the request target");
     return head_append(r, "", 1);
+}
+
+/* hscd speaks HTTP/1.x only: HTTP/2.0 as text (and any other major version) is 505. */
+static int on_version_complete(llhttp_t *p)
+{
+    hsc_req_t *r = &conn_of_parser(p)->req;
+    if (llhttp_get_http_major(p) != 1)
+        return req_fail(r, 505, HSC_VERSION_REASON);
+    return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -232,6 +248,8 @@ static int on_header_field_complete(llhttp_t *p)
         r->trailer_name_len = 0;
         return empty ? req_fail(r, 400, "malformed request: a trailer field without a name") : 0;
     }
+    if (r->last_cb != 2 || r->head.len == r->hdr[r->nhdr - 1].name_off)
+        return req_fail(r, 400, "malformed request: a header field without a name");
     hsc_header_ref_t *h = &r->hdr[r->nhdr - 1];
     h->name_len = (uint16_t)(r->head.len - h->name_off);
     r->last_cb = 4;
@@ -345,6 +363,29 @@ static int check_transfer_encoding(hsc_req_t *r)
     return 0;
 }
 
+/*
+ * Host (RFC 9112 §3.2): an HTTP/1.1 request without one, any request with two, or one whose value
+ * is not a host and port (reg-name, IPv4 or IP-literal characters only) is 400.
+ */
+static int check_host(hsc_req_t *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->nhdr_done; i++) {
+        const hsc_header_ref_t *h = &r->hdr[i];
+        if (h->name_len != 4 || strncasecmp(r->head.data + h->name_off, "host", 4) != 0)
+            continue;
+        if (++n > 1)
+            return req_fail(r, 400, "malformed request: more than one Host header");
+        const unsigned char *v = (const unsigned char *)r->head.data + h->value_off;
+        for (size_t k = 0; k < h->value_len; k++)
+            if (!(isalnum(v[k]) || strchr("-._~!$&'()*+,;=:[]%", v[k]) != NULL) || v[k] == 0)
+                return req_fail(r, 400, "malformed request: the Host header is not a host");
+    }
+    if (n == 0 && r->http_minor >= 1)
+        return req_fail(r, 400, "malformed request: no Host header (HTTP/1.1)");
+    return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     hsc_conn_t *c = conn_of_parser(p);
@@ -359,8 +400,12 @@ static int on_headers_complete(llhttp_t *p)
     r->head_only = r->method == HSC_M_HEAD;
     r->http_major = llhttp_get_http_major(p);
     r->http_minor = llhttp_get_http_minor(p);
+    if (r->http_major != 1) /* no version at all: an HTTP/0.9 request line */
+        return req_fail(r, 400, "malformed request: no HTTP version in the request line");
     if (r->method == HSC_M_OTHER && llhttp_get_method(p) == HTTP_CONNECT)
         return req_fail(r, 405, "CONNECT is not supported");
+    if (check_host(r) != 0)
+        return -1;
 
     if (check_transfer_encoding(r) != 0)
         return -1;
@@ -419,6 +464,7 @@ static void settings_init(void)
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
     parser_settings.on_url_complete = on_url_complete;
+    parser_settings.on_version_complete = on_version_complete;
     parser_settings.on_header_field = on_header_field;
     parser_settings.on_header_field_complete = on_header_field_complete;
     parser_settings.on_header_value = on_header_value;
