@@ -138,6 +138,27 @@ class KeepAliveAndPipelining(Base):
             t.join(timeout=30 * SLOW)
         self.assertEqual(sender_error, [])
 
+    def test_pipelining_behind_a_long_response(self):
+        # A response still running a second after pipelined bytes arrived behind it is
+        # long-lived: a few KiB may wait for it (answered after it), more are dropped and the
+        # connection closes once it ends, so that hscd never stops reading such a client.
+        srv = self.start("--max-gen-len", "3", "--interval", "700ms")
+        slow = make_request("GET", "/v1/stream?q=slow")
+        with srv.connect() as c:
+            c.send(slow + make_request("GET", "/healthz"))
+            self.assertEqual(c.read_response().text(), "".join(pieces(3, "slow")))
+            self.assertEqual(c.read_response().body, b"ok\n")
+            c.request("GET", "/healthz")  # still open
+            self.assertEqual(c.read_response().body, b"ok\n")
+        pad = make_request("GET", "/healthz", [("X-Pad", "p" * 1000)])
+        with srv.connect() as c:
+            c.send(slow + pad * 20)
+            r = c.read_response()
+            self.assertTrue(r.complete)
+            self.assertEqual(r.text(), "".join(pieces(3, "slow")))
+            rest, how = c.read_eof(timeout=10)
+            self.assertEqual((rest, how), (b"", "fin"))
+
     def test_pipelined_requests_split_across_writes(self):
         # the second request arrives in pieces while the first stream is running
         with self.srv.connect() as c:

@@ -4,13 +4,21 @@
  * its timers and closing it. What llhttp reports becomes a request in request.c; what the
  * connection sends goes through the output queue in outq.c.
  *
- * Reading. Bytes go to llhttp as they arrive. When a request is complete, on_message_complete
- * pauses the parser and the request is handed to the owner's on_request; while its response runs,
- * further bytes (pipelined requests) wait in `pending`, bounded: past HSC_PENDING_STOP bytes the
- * connection stops reading until the response is done. Reading otherwise goes on during a
- * response, so a client that goes away is noticed at once (EOF) and its producer is cancelled
- * through the response's on_close callback. Responses finish in request order because only one
- * runs at a time.
+ * Reading. Bytes go to llhttp as they arrive (after the framing checker, framing.c). When a
+ * request is complete, on_message_complete pauses the parser and the request is handed to the
+ * owner's on_request; while its response runs, further bytes (pipelined requests) wait in
+ * `pending`. Reading goes on during a response, so a client that goes away is noticed at once
+ * (EOF or reset) and its producer is cancelled through the response's on_close callback.
+ * Responses finish in request order because only one runs at a time.
+ *
+ * Pipelined bytes are bounded twice. Past HSC_PENDING_STOP of them the connection stops reading
+ * until the response is done (backpressure: a long pipeline behind short responses is served
+ * whole). And a response still running HSC_PIPELINE_WAIT_MS after the first pipelined byte
+ * arrived behind it counts as long-lived (a subscription lasts hours): from then on at most
+ * HSC_PENDING_KEEP bytes may wait behind it. Past that, or if reading had stopped, the pipelined
+ * requests are dropped unanswered, the connection reads and discards whatever else comes (so the
+ * client's leaving is still seen at once) and closes when the response ends. So no connection
+ * holds more than a few KiB of pipelined input for long, and none stops reading for long.
  *
  * Timers. One uv_timer_t per connection, armed for one purpose at a time (hsc_conn_arm()): the
  * head of a request must arrive within header_timeout (from accept, or from the request's first
@@ -32,8 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HSC_PENDING_STOP (128 * 1024)
-#define HSC_LINGER_MS    2000
+#define HSC_PENDING_STOP     (128 * 1024)
+#define HSC_PENDING_KEEP     (8 * 1024)
+#define HSC_PIPELINE_WAIT_MS 1000
+#define HSC_LINGER_MS        2000
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
@@ -43,6 +53,7 @@ static void conn_dispatch(hsc_conn_t *c)
     hsc_req_t *r = &c->req;
     hsc_conn_disarm(c);
     c->state = CONN_RESPONDING;
+    c->pipeline_timed = c->pipeline_long = c->discarding = false;
     r->id = atomic_fetch_add_explicit(h->next_req_id, 1, memory_order_relaxed) + 1;
     HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
@@ -98,6 +109,44 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *fram
                   true);
 }
 
+/* Gives up on the requests pipelined behind a long-lived response (the essay above). */
+static void conn_drop_pipeline(hsc_conn_t *c)
+{
+    HSC_LOG(HSC_LOG_INFO,
+            "conn %s: %zu pipelined bytes behind a long-lived response dropped; closing after it",
+            c->peer, c->pending.len);
+    size_t max = c->pending.max;
+    hsc_buf_dispose(&c->pending);
+    hsc_buf_init(&c->pending, max);
+    c->discarding = true;
+    c->keep_alive = false;
+    if (!c->reading)
+        hsc_conn_start_reading(c);
+}
+
+/* Bytes that arrive while a response runs: pipelined requests, kept for later within bounds. */
+static void conn_hold(hsc_conn_t *c, const char *data, size_t len)
+{
+    if (c->discarding)
+        return;
+    if (hsc_buf_append(&c->pending, data, len) != 0) {
+        hsc_conn_close(c);
+        return;
+    }
+    if (c->pipeline_long && c->pending.len > HSC_PENDING_KEEP) {
+        conn_drop_pipeline(c);
+        return;
+    }
+    if (!c->pipeline_timed) {
+        c->pipeline_timed = true;
+        hsc_conn_arm(c, T_PIPELINE, HSC_PIPELINE_WAIT_MS);
+    }
+    if (c->pending.len >= HSC_PENDING_STOP && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
 /*
  * Parses `data` (never pointing into c->pending), dispatching each complete request. The framing
  * checker reads the bytes first and llhttp gets only what it accepted, up to the end of a head or
@@ -107,15 +156,8 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
 {
     while (!c->closing) {
         if (c->state == CONN_RESPONDING || c->state == CONN_CLOSING) {
-            if (c->state == CONN_RESPONDING && len > 0 &&
-                hsc_buf_append(&c->pending, data, len) != 0) {
-                hsc_conn_close(c);
-                return;
-            }
-            if (c->pending.len >= HSC_PENDING_STOP && c->reading) {
-                uv_read_stop((uv_stream_t *)&c->tcp);
-                c->reading = false;
-            }
+            if (c->state == CONN_RESPONDING && len > 0)
+                conn_hold(c, data, len);
             return;
         }
         if (len == 0)
@@ -267,6 +309,14 @@ static void on_timer(uv_timer_t *t)
     case T_SEND:
         HSC_LOG(HSC_LOG_INFO, "conn %s: client read nothing for --idle-timeout, closing", c->peer);
         hsc_conn_close(c);
+        break;
+    case T_PIPELINE:
+        if (c->state != CONN_RESPONDING)
+            break;
+        c->pipeline_long = true;
+        if (c->pending.len > HSC_PENDING_KEEP || !c->reading)
+            conn_drop_pipeline(c);
+        hsc_conn_watch_send(c); /* the timer is free again for the output queue */
         break;
     default:
         break;

@@ -37,7 +37,7 @@ bool hsc_framing_done(const hsc_framing_t *f);
 /* Where a connection is: between requests, reading a head or a body, answering, or closing. */
 enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING };
 /* What the connection's one timer is armed for (conn.c's essay). */
-enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND };
+enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND, T_PIPELINE };
 
 struct hsc_conn_s {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -56,6 +56,9 @@ struct hsc_conn_s {
     bool upgrade;     /* the current request asked for Upgrade: close after it */
     bool dispatching; /* inside conn_dispatch(): a response ending now is picked up there */
     bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
+    /* Pipelined bytes behind the current response (conn.c's essay): the wait for it is timed,
+     * it turned out long-lived, and what the client sends now is discarded. */
+    bool pipeline_timed, pipeline_long, discarding;
     /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
     hsc_outq_item_t *q;
     size_t q_head, q_count, q_cap;
@@ -118,6 +121,12 @@ void hsc_conn_uncork(hsc_conn_t *c);
  */
 int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
 size_t hsc_conn_low_water(const hsc_conn_t *c);
+/**
+ * While a response runs: arms T_SEND when output waits (the client must make progress within
+ * idle_timeout), disarms it when nothing does. Leaves the timer alone when armed for another
+ * purpose.
+ */
+void hsc_conn_watch_send(hsc_conn_t *c);
 size_t hsc_conn_high_water(const hsc_conn_t *c);
 /** Releases what is still queued (after libuv has cancelled the writes) and the ring itself. */
 void hsc_conn_outq_dispose(hsc_conn_t *c);
