@@ -23,8 +23,10 @@
  * Timers. One uv_timer_t per connection, armed for one purpose at a time (hsc_conn_arm()): the
  * head of a request must arrive within header_timeout (from accept, or from the request's first
  * byte), a body read may stall for idle_timeout, a keep-alive connection may wait idle_timeout for
- * its next request, and output waiting on the queue must make progress within idle_timeout
- * (outq.c). Otherwise no timer runs during a response: the producer has its own. The same timer
+ * its next request, output waiting on the queue must make progress within idle_timeout (outq.c),
+ * and the first pipelined byte behind a response starts its HSC_PIPELINE_WAIT_MS (above), which
+ * hands the timer back to the output queue's watch when it fires. Otherwise no timer runs during a
+ * response: the producer has its own. The same timer
  * also runs the zero-delay steps (next request, deferred close) so that they never re-enter a
  * producer.
  *

@@ -98,8 +98,8 @@ void hsc_conn_parser_init(hsc_conn_t *c);
 /** Forgets a request for the next one on the connection, keeping its buffers' storage. */
 void hsc_req_reset(hsc_req_t *r);
 /**
- * The request target as logged: at most cap - 1 bytes, with the value of an access_token query
- * parameter (a credential, docs/security.md) replaced by "***".
+ * The request target as logged: at most cap - 1 bytes, with the value of every query parameter
+ * whose key percent-decodes to access_token (a credential, docs/security.md) replaced by "***".
  */
 void hsc_req_log_target(const char *t, size_t n, char *out, size_t cap);
 

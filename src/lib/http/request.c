@@ -7,8 +7,11 @@
  * hours by a subscriber costs a few bytes a header. Past --max-header-bytes or HSC_MAX_HEADERS the
  * request fails with 431; a body past --max-body-bytes with 413; an Expect other than
  * 100-continue with 417 (an HTTP/1.1 "100-continue" is answered at once, through the output
- * queue); CONNECT with 405. A callback that hits a limit records the status and reason once
- * (req_fail) and stops the parser; conn.c answers with them and closes.
+ * queue); CONNECT with 405. RFC 9112's musts are 400s: no Host on HTTP/1.1, two Hosts or a bad
+ * one, a field without a name, a control character in the target, a Transfer-Encoding other than
+ * one `chunked` (501 for another coding), Transfer-Encoding on HTTP/1.0; a version other than
+ * 1.x is 505. A callback that hits a limit records the status and reason once (req_fail) and stops
+ * the parser; conn.c answers with them and closes.
  *
  * Pointers into the head (target, path, query) are taken once the head is complete and shrunk.
  * hsc_req_header() sees only fields whose value is complete: a parse error can stop in the middle
