@@ -158,7 +158,8 @@ class StaticTokens(Base):
         srv = self.start("--publish-token", "pub-secret")
         head = (b"POST /v1/events?channel=news HTTP/1.1\r\nHost: x\r\n%s"
                 b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n%s\r\n")
-        for trailer in (b"Authorization: Bearer pub-secret\r\n", b"Cookie: hsc_token=pub-secret\r\n",
+        for trailer in (b"Authorization: Bearer pub-secret\r\n",
+                        b"Cookie: hsc_token=pub-secret\r\n",
                         b"X-A: 1\r\nAuthorization: Bearer pub-secret\r\n"):
             with self.subTest(trailer=trailer), RawConn(srv.port) as c:
                 c.send(head % (b"", trailer))

@@ -96,7 +96,7 @@ BATTERY = [
      b"POST /v1/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
      b"\r\n0\r\n\r\n" + SMUGGLED, 501),
     ("Transfer-Encoding: chunked, then empty",
-     chunked_head() [:-2] + b"Transfer-Encoding: \r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
+     chunked_head()[:-2] + b"Transfer-Encoding: \r\n\r\n0\r\n\r\n" + SMUGGLED, 400),
     ("Content-Length and Transfer-Encoding",
      chunked_head(extra=b"Content-Length: %d\r\n" % (5 + len(SMUGGLED)))
      + b"0\r\n\r\n" + SMUGGLED, 400),
@@ -193,15 +193,15 @@ class Direct(ServerTestCase):
 
     def test_well_formed_framing_still_works(self):
         for name, data in [
-            ("chunks", chunked_head("/v1/stream") + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            ("chunks", chunked_head() + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
             # (llhttp 8.1 takes one extension a chunk)
-            ("extensions", chunked_head("/v1/stream") + b"3;a=b\r\nabc\r\n2;x\r\nde\r\n"
-                                                        b"0;end=\"1\"\r\n\r\n"),
-            ("trailers", chunked_head("/v1/stream") + b"5\r\nabcde\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"),
-            ("upper-case size", chunked_head("/v1/stream") + b"A\r\nabcdeabcde\r\n0\r\n\r\n"),
+            ("extensions",
+             chunked_head() + b"3;a=b\r\nabc\r\n2;x\r\nde\r\n0;end=\"1\"\r\n\r\n"),
+            ("trailers", chunked_head() + b"5\r\nabcde\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"),
+            ("upper-case size", chunked_head() + b"A\r\nabcdeabcde\r\n0\r\n\r\n"),
             ("Chunked in capitals",
-             chunked_head("/v1/stream").replace(b"chunked", b"Chunked") + b"5\r\nabcde\r\n0\r\n\r\n"),
-            ("empty lines before the request", b"\r\n\r\n" + chunked_head("/v1/stream")
+             chunked_head().replace(b"chunked", b"Chunked") + b"5\r\nabcde\r\n0\r\n\r\n"),
+            ("empty lines before the request", b"\r\n\r\n" + chunked_head()
              + b"5\r\nabcde\r\n0\r\n\r\n"),
         ]:
             with self.subTest(name), self.srv.connect() as c:
@@ -214,7 +214,7 @@ class Direct(ServerTestCase):
 
     def test_chunk_sizes_cut_across_reads(self):
         body = b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in (b"a" * 300, b"b" * 17, b"c"))
-        data = chunked_head("/v1/stream") + body + b"0\r\nX-T: y\r\n\r\n"
+        data = chunked_head() + body + b"0\r\nX-T: y\r\n\r\n"
         text = "a" * 300 + "b" * 17 + "c"
         for step in (1, 2, 3, 7):
             with self.subTest(step=step), self.srv.connect() as c:
