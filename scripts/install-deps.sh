@@ -16,6 +16,7 @@ packages=(
     python3 curl      # integration tests use real clients
     nodejs            # the npm eventsource client (tests/js, scripts/install-js.sh)
     chromium          # headless browser for tests/integration/test_browser.py
+    nginx             # a real front end for tests/integration/test_smuggling.py
 )
 
 missing=()
@@ -34,5 +35,14 @@ else
     SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Debian's nginx starts its service (on port 80) when installed; the tests start their own on
+# loopback. A policy-rc.d that answers 101 ("action forbidden") keeps every service from starting
+# during the install; it is removed afterwards, and one that was already there is left alone.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -8,7 +8,8 @@ the baseline (not under ASan, whose quarantine keeps freed memory on purpose).
 
 Covered here: slowloris, a thousand idle connections, header and body floods, a connection
 flood past --max-connections, pipelined garbage, path traversal against the static files,
-100,000 publishes to distinct channels, a responder flooding a client that never reads.
+100,000 publishes to distinct channels, a responder flooding a client that never reads, 50
+subscribers pipelining 256 KiB each behind their never-ending response, then leaving.
 Elsewhere: invalid UTF-8 and newline injection in publishes, and a subscriber that never reads
 (test_channels.py); slow bodies and the 503 details (test_limits.py).
 """
@@ -16,6 +17,7 @@ Elsewhere: invalid UTF-8 and newline injection in publishes, and a subscriber th
 import os
 import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -289,6 +291,56 @@ class Abuse(ServerTestCase):
             c.request("GET", "/metrics")
             for line in c.read_response().body.decode().splitlines():
                 if line.startswith("hsc_channels "):
+                    return int(float(line.split()[1]))
+        return -1
+
+    def test_pipelined_bytes_behind_subscriptions_hide_no_disconnect(self):
+        # 50 subscribers each pipeline 256 KiB behind their GET (a never-ending response). hscd
+        # keeps reading them (and drops what cannot be answered before the response ends), so
+        # memory stays near that of idle subscribers, and their leaving is seen at once.
+        srv, base, good = self.begin()
+        n, extra = 50, 256 * 1024
+        socks = []
+        for k in range(n):
+            s = socket.create_connection((HOST, srv.port), timeout=10 * SLOW)
+            socks.append(s)
+            head = b"GET /v1/events?channel=pipe-%d HTTP/1.1\r\nHost: x\r\n\r\n" % k
+            pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % (b"p" * 1000)
+            data = head + pipelined * (extra // len(pipelined) + 1)
+            s.settimeout(5 * SLOW)
+            try:
+                s.sendall(data)
+            except socket.timeout:
+                self.fail("hscd stopped reading subscriber %d for good" % k)
+            s.settimeout(10 * SLOW)
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 200 "), k)
+        self.assertTrue(wait_for(lambda: self._metric(srv, "hsc_subscribers") == n, timeout=10))
+        time.sleep(2.5)  # past the moment pipelined bytes are given up on
+        held = rss_kb(srv.proc.pid)
+        if not SANITIZE:
+            # Idle subscribers cost a few KiB each; the pipelined bytes (12.5 MiB) are gone.
+            self.assertLess(held - base, n * 48, "%d KiB for %d subscribers" % (held - base, n))
+        good.stop()
+        for k, s in enumerate(socks):
+            if k % 2:  # a reset
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        t0 = time.monotonic()
+        gone = wait_for(lambda: (self._metric(srv, "hsc_connections"),
+                                 self._metric(srv, "hsc_subscribers")) == (1, 0), timeout=5)
+        self.assertTrue(gone, "still %d connections, %d subscribers after the clients left"
+                        % (self._metric(srv, "hsc_connections"),
+                           self._metric(srv, "hsc_subscribers")))
+        sys.stderr.write("abuse: 50 subscribers with 256 KiB pipelined each: RSS baseline %d KiB, "
+                         "with them %d KiB, all gone %.2f s after they left\n"
+                         % (base, held, time.monotonic() - t0))
+        self.end(srv, base, good)
+
+    def _metric(self, srv, name):
+        with RawConn(srv.port) as c:
+            c.request("GET", "/metrics")
+            for line in c.read_response().body.decode().splitlines():
+                if line.startswith(name + " "):
                     return int(float(line.split()[1]))
         return -1
 

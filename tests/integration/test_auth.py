@@ -10,12 +10,24 @@ import hashlib
 import hmac
 import json
 import os
+import subprocess
 import tempfile
 import time
 import unittest
 import urllib.parse
 
-from hscd import HOST, RawConn, ServerTestCase, assert_error_response, run_hscd
+from hscd import (
+    HOST,
+    Hscd,
+    RawConn,
+    ServerTestCase,
+    assert_error_response,
+    binary,
+    free_port,
+    is_connection_refused,
+    run_hscd,
+    wait_for,
+)
 
 KEY = b"an HS256 key of at least 32 bytes, for tests only"
 
@@ -67,6 +79,25 @@ class Base(ServerTestCase):
         self.assertTrue((r.header("WWW-Authenticate") or "").startswith("Bearer"), r.headers)
         if reason is not None:
             self.assertIn(reason.encode(), r.body)
+
+    def start_quiet(self, *args):
+        """A server whose log level may hide 'listening on': on a port chosen here, ready once
+        it accepts a connection."""
+        port = free_port()
+        srv = Hscd(*args, listen=None)
+        srv.args = ["--listen", "%s:%d" % (HOST, port)] + srv.args
+        self._servers.append(srv)
+        self.addCleanup(self.stop_clean, srv)
+        fd, srv._log_path = tempfile.mkstemp(prefix="hscd-", suffix=".log")
+        try:
+            srv.proc = subprocess.Popen([binary()] + srv.args, stdin=subprocess.DEVNULL,
+                                        stdout=fd, stderr=fd, close_fds=True)
+        finally:
+            os.close(fd)
+        srv.port = port
+        self.assertTrue(wait_for(lambda: not is_connection_refused(port), timeout=10),
+                        srv.describe())
+        return srv
 
     def bearer(self, token):
         return [("Authorization", "Bearer " + token)]
@@ -120,6 +151,58 @@ class StaticTokens(Base):
         self.assert_401(self.stream_status(srv))
         self.assertEqual(self.stream_status(srv, self.bearer("ask-secret")).status, 200)
         self.assertEqual(self.publish(srv, "news").status, 200)
+
+    def test_trailer_fields_carry_no_credentials(self):
+        # RFC 9110 §6.5.1: trailer fields are not merged into the header section. A token in a
+        # chunked body's trailer authorises nothing.
+        srv = self.start("--publish-token", "pub-secret")
+        head = (b"POST /v1/events?channel=news HTTP/1.1\r\nHost: x\r\n%s"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n%s\r\n")
+        for trailer in (b"Authorization: Bearer pub-secret\r\n",
+                        b"Cookie: hsc_token=pub-secret\r\n",
+                        b"X-A: 1\r\nAuthorization: Bearer pub-secret\r\n"):
+            with self.subTest(trailer=trailer), RawConn(srv.port) as c:
+                c.send(head % (b"", trailer))
+                self.assert_401(c.read_response())
+                c.send(head % (b"Authorization: Bearer pub-secret\r\n", trailer))
+                self.assertEqual(c.read_response().status, 200)
+        # A wrong token in the trailer does not undo the right one in the header either.
+        with RawConn(srv.port) as c:
+            c.send(head % (b"Authorization: Bearer pub-secret\r\n",
+                           b"Authorization: Bearer wrong\r\n"))
+            self.assertEqual(c.read_response().status, 200)
+
+    def test_a_token_never_reaches_the_log(self):
+        # Wherever a token may be given, in whatever spelling hscd accepts (the query is
+        # percent-decoded: access_%74oken is access_token), and at every log level.
+        secret = "s3cret-Tok3n"
+        places = [
+            ([("Authorization", "Bearer " + secret)], ""),
+            ([("Cookie", "a=1; hsc_token=" + secret)], ""),
+            ([], "&access_token=" + secret),
+            ([], "&access_%74oken=" + secret),
+            ([], "&%61ccess_token=" + secret),
+            ([], "&%61%63%63%65%73%73%5F%74%6F%6B%65%6E=" + secret),
+            ([], "&access_token=" + q(secret).replace("3", "%33")),
+            ([], "&access_token=x&access_token=" + secret + "&b=2"),
+        ]
+        for level in ("error", "warn", "notice", "info", "debug"):
+            with self.subTest(level=level):
+                srv = self.start_quiet("--publish-token", secret, "--log-level", level,
+                                       "--max-gen-len", "1", "--interval", "1ms")
+                for headers, extra in places:
+                    status = 401 if extra.startswith("&access_token=x") else 200
+                    self.assertEqual(self.publish(srv, "news", headers, extra).status, status,
+                                     (headers, extra))
+                    self.assertEqual(self.subscribe_status(srv, ["news"], headers, extra)[0],
+                                     200)
+                    self.assertEqual(self.stream_status(srv, headers).status, 200)
+                srv.stop()
+                log = srv.log()
+                self.assertNotIn(secret, log)
+                self.assertNotIn(secret.replace("3", "%33"), log)
+                if level in ("info", "debug"):
+                    self.assertIn("access_%74oken=***", log)  # the requests were logged
 
     def test_tokens_from_the_environment_and_bad_values(self):
         env = dict(os.environ, HSC_PUBLISH_TOKEN="from-env")

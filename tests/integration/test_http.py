@@ -138,6 +138,27 @@ class KeepAliveAndPipelining(Base):
             t.join(timeout=30 * SLOW)
         self.assertEqual(sender_error, [])
 
+    def test_pipelining_behind_a_long_response(self):
+        # A response still running a second after pipelined bytes arrived behind it is
+        # long-lived: a few KiB may wait for it (answered after it), more are dropped and the
+        # connection closes once it ends, so that hscd never stops reading such a client.
+        srv = self.start("--max-gen-len", "3", "--interval", "700ms")
+        slow = make_request("GET", "/v1/stream?q=slow")
+        with srv.connect() as c:
+            c.send(slow + make_request("GET", "/healthz"))
+            self.assertEqual(c.read_response().text(), "".join(pieces(3, "slow")))
+            self.assertEqual(c.read_response().body, b"ok\n")
+            c.request("GET", "/healthz")  # still open
+            self.assertEqual(c.read_response().body, b"ok\n")
+        pad = make_request("GET", "/healthz", [("X-Pad", "p" * 1000)])
+        with srv.connect() as c:
+            c.send(slow + pad * 20)
+            r = c.read_response()
+            self.assertTrue(r.complete)
+            self.assertEqual(r.text(), "".join(pieces(3, "slow")))
+            rest, how = c.read_eof(timeout=10)
+            self.assertEqual((rest, how), (b"", "fin"))
+
     def test_pipelined_requests_split_across_writes(self):
         # the second request arrives in pieces while the first stream is running
         with self.srv.connect() as c:
@@ -332,6 +353,59 @@ class MalformedRequests(Base):
             with self.subTest(data=data):
                 self.check_400_close(data)
 
+    def test_host_is_required_once(self):
+        # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any request with more
+        # than one Host or an invalid one.
+        for data in [b"GET /healthz HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nX-A: b\r\n\r\n",
+                     b"GET http://127.0.0.1/healthz HTTP/1.1\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+                     b"GET /healthz HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a/b\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: a@b\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+        for data in [b"GET /healthz HTTP/1.0\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: \r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHOST: [::1]:8000\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: xn--bcher-kva.example\r\n\r\n"]:
+            with self.subTest(data=data), self.srv.connect() as c:
+                c.send(data)
+                r = c.read_response()
+                self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+    def test_versions_other_than_1_are_505(self):
+        for version in (b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0", b"HTTP/0.9", b"HTTP/9.9",
+                        b"HTTP/1.9"):
+            with self.subTest(version=version):
+                r = self.check_400_close(b"GET /healthz " + version + b"\r\nHost: x\r\n\r\n",
+                                         status=505)
+                self.assertIn(b"HTTP/1.1", r.body)
+        # HTTP/2's connection preface, sent to an HTTP/1.1 server.
+        r = self.check_400_close(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", status=505)
+        self.assertIn(b"HTTP/1.1", r.body)
+        # No version at all (an HTTP/0.9 request line) is malformed.
+        self.check_400_close(b"GET /healthz\r\n\r\n")
+
+    def test_empty_header_name_is_400(self):
+        for data in [b"GET /healthz HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\n: v\r\nHost: x\r\n\r\n",
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n:\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+
+    def test_tab_in_target_is_400(self):
+        # As a space there is: a request line has exactly two single spaces.
+        for data in [b"GET /heal\tthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /healthz\tHTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /v1/stream?q=a\tb HTTP/1.1\r\nHost: x\r\n\r\n",
+                     b"GET /heal thz HTTP/1.1\r\nHost: x\r\n\r\n"]:
+            with self.subTest(data=data):
+                self.check_400_close(data)
+
     def test_whitespace_in_header_name_is_400(self):
         # RFC 9112 5.1: "A server MUST reject, with a response status code of 400 (Bad Request),
         # any received request message that contains whitespace between a header field name and
@@ -418,6 +492,36 @@ class Limits(ServerTestCase):
         text = "b" * 1024
         r, _ = self.send(make_request("POST", "/v1/stream", [("Connection", "close")], text))
         self.assertEqual(r.text(), "".join(pieces(2, text)))
+
+
+class Trailers(Base):
+    """Trailer fields of a chunked request body are checked and dropped, never taken for header
+    fields (RFC 9110 §6.5.1; the credentials case is in test_auth.py)."""
+
+    HEAD = b"POST /v1/stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def test_a_trailer_changes_nothing(self):
+        with self.srv.connect() as c:
+            c.send(self.HEAD + b"2\r\nhi\r\n0\r\nAccept: text/event-stream\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+            self.assertEqual(r.text(), "".join(pieces(3, "hi")))
+
+    def test_trailer_limits(self):
+        srv = self.start("--max-header-bytes", "2k")
+        for trailer, status in [(b"X-Big: " + b"t" * 3000 + b"\r\n", 431),
+                                (b"X-Many: tttttttttt\r\n" * 200, 431),
+                                (b": no name\r\n", 400),
+                                (b"Bad Name: x\r\n", 400)]:
+            with self.subTest(trailer=trailer[:20]), srv.connect() as c:
+                c.send(self.HEAD + b"2\r\nhi\r\n0\r\n" + trailer + b"\r\n")
+                r = c.read_response()
+                assert_error_response(self, r, status)
+                self.assertEqual(c.wait_closed(timeout=10) in ("fin", "reset"), True)
+        # Under the limit, in several fields: fine.
+        with srv.connect() as c:
+            c.send(self.HEAD + b"2\r\nhi\r\n0\r\n" + b"X-T: tttttttttt\r\n" * 50 + b"\r\n")
+            self.assertEqual(c.read_response().status, 200)
 
 
 class StreamRequestErrors(Base):

@@ -4,19 +4,29 @@
  * its timers and closing it. What llhttp reports becomes a request in request.c; what the
  * connection sends goes through the output queue in outq.c.
  *
- * Reading. Bytes go to llhttp as they arrive. When a request is complete, on_message_complete
- * pauses the parser and the request is handed to the owner's on_request; while its response runs,
- * further bytes (pipelined requests) wait in `pending`, bounded: past HSC_PENDING_STOP bytes the
- * connection stops reading until the response is done. Reading otherwise goes on during a
- * response, so a client that goes away is noticed at once (EOF) and its producer is cancelled
- * through the response's on_close callback. Responses finish in request order because only one
- * runs at a time.
+ * Reading. Bytes go to llhttp as they arrive (after the framing checker, framing.c). When a
+ * request is complete, on_message_complete pauses the parser and the request is handed to the
+ * owner's on_request; while its response runs, further bytes (pipelined requests) wait in
+ * `pending`. Reading goes on during a response, so a client that goes away is noticed at once
+ * (EOF or reset) and its producer is cancelled through the response's on_close callback.
+ * Responses finish in request order because only one runs at a time.
+ *
+ * Pipelined bytes are bounded twice. Past HSC_PENDING_STOP of them the connection stops reading
+ * until the response is done (backpressure: a long pipeline behind short responses is served
+ * whole). And a response still running HSC_PIPELINE_WAIT_MS after the first pipelined byte
+ * arrived behind it counts as long-lived (a subscription lasts hours): from then on at most
+ * HSC_PENDING_KEEP bytes may wait behind it. Past that, or if reading had stopped, the pipelined
+ * requests are dropped unanswered, the connection reads and discards whatever else comes (so the
+ * client's leaving is still seen at once) and closes when the response ends. So no connection
+ * holds more than a few KiB of pipelined input for long, and none stops reading for long.
  *
  * Timers. One uv_timer_t per connection, armed for one purpose at a time (hsc_conn_arm()): the
  * head of a request must arrive within header_timeout (from accept, or from the request's first
  * byte), a body read may stall for idle_timeout, a keep-alive connection may wait idle_timeout for
- * its next request, and output waiting on the queue must make progress within idle_timeout
- * (outq.c). Otherwise no timer runs during a response: the producer has its own. The same timer
+ * its next request, output waiting on the queue must make progress within idle_timeout (outq.c),
+ * and the first pipelined byte behind a response starts its HSC_PIPELINE_WAIT_MS (above), which
+ * hands the timer back to the output queue's watch when it fires. Otherwise no timer runs during a
+ * response: the producer has its own. The same timer
  * also runs the zero-delay steps (next request, deferred close) so that they never re-enter a
  * producer.
  *
@@ -32,8 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HSC_PENDING_STOP (128 * 1024)
-#define HSC_LINGER_MS    2000
+#define HSC_PENDING_STOP     (128 * 1024)
+#define HSC_PENDING_KEEP     (8 * 1024)
+#define HSC_PIPELINE_WAIT_MS 1000
+#define HSC_LINGER_MS        2000
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
@@ -43,6 +55,7 @@ static void conn_dispatch(hsc_conn_t *c)
     hsc_req_t *r = &c->req;
     hsc_conn_disarm(c);
     c->state = CONN_RESPONDING;
+    c->pipeline_timed = c->pipeline_long = c->discarding = false;
     r->id = atomic_fetch_add_explicit(h->next_req_id, 1, memory_order_relaxed) + 1;
     HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
@@ -60,21 +73,28 @@ static void conn_dispatch(hsc_conn_t *c)
 }
 
 /* A request that could not be parsed or broke a limit: answer and close, since the rest of the
- * connection's bytes cannot be trusted to start a new request. */
-static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
+ * connection's bytes cannot be trusted to start a new request. `framing` is the framing checker's
+ * reason, or NULL for llhttp's error `err` or a limit a callback recorded. */
+static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *framing)
 {
     hsc_req_t *r = &c->req;
     int status = r->error_status;
     char reason[160];
-    if (status != 0) {
+    if (framing != NULL) {
+        status = 400;
+        snprintf(reason, sizeof reason, "malformed request: %s", framing);
+    } else if (status != 0) {
         snprintf(reason, sizeof reason, "%s", r->error_reason);
     } else {
         const char *why = llhttp_get_error_reason(&c->parser);
         if (why == NULL)
             why = llhttp_errno_name(err);
-        /* 505 only for a well-formed but unsupported version (HTTP/2.0 as text); junk is 400. */
+        /* 505 only for a well-formed but unsupported version (HTTP/1.2); junk is 400. */
         status = err == HPE_INVALID_VERSION && strcmp(why, "Invalid HTTP version") == 0 ? 505 : 400;
-        snprintf(reason, sizeof reason, "malformed request: %s", why);
+        if (status == 505)
+            snprintf(reason, sizeof reason, "%s", HSC_VERSION_REASON);
+        else
+            snprintf(reason, sizeof reason, "malformed request: %s", why);
     }
     HSC_LOG(HSC_LOG_INFO, "conn %s: %d %s", c->peer, status, reason);
     hsc_conn_disarm(c);
@@ -91,32 +111,88 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err)
                   true);
 }
 
-/* Parses `data` (never pointing into c->pending), dispatching each complete request. */
+/* Gives up on the requests pipelined behind a long-lived response (the essay above). */
+static void conn_drop_pipeline(hsc_conn_t *c)
+{
+    HSC_LOG(HSC_LOG_INFO,
+            "conn %s: %zu pipelined bytes behind a long-lived response dropped; closing after it",
+            c->peer, c->pending.len);
+    size_t max = c->pending.max;
+    hsc_buf_dispose(&c->pending);
+    hsc_buf_init(&c->pending, max);
+    c->discarding = true;
+    c->keep_alive = false;
+    if (!c->reading)
+        hsc_conn_start_reading(c);
+}
+
+/* Bytes that arrive while a response runs: pipelined requests, kept for later within bounds. */
+static void conn_hold(hsc_conn_t *c, const char *data, size_t len)
+{
+    if (c->discarding)
+        return;
+    if (hsc_buf_append(&c->pending, data, len) != 0) {
+        hsc_conn_close(c);
+        return;
+    }
+    if (c->pipeline_long && c->pending.len > HSC_PENDING_KEEP) {
+        conn_drop_pipeline(c);
+        return;
+    }
+    if (!c->pipeline_timed) {
+        c->pipeline_timed = true;
+        hsc_conn_arm(c, T_PIPELINE, HSC_PIPELINE_WAIT_MS);
+    }
+    if (c->pending.len >= HSC_PENDING_STOP && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/*
+ * Parses `data` (never pointing into c->pending), dispatching each complete request. The framing
+ * checker reads the bytes first and llhttp gets only what it accepted, up to the end of a head or
+ * of a message; both must then agree on where the message ends.
+ */
 static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
 {
     while (!c->closing) {
         if (c->state == CONN_RESPONDING || c->state == CONN_CLOSING) {
-            if (c->state == CONN_RESPONDING && len > 0 &&
-                hsc_buf_append(&c->pending, data, len) != 0) {
-                hsc_conn_close(c);
-                return;
-            }
-            if (c->pending.len >= HSC_PENDING_STOP && c->reading) {
-                uv_read_stop((uv_stream_t *)&c->tcp);
-                c->reading = false;
-            }
+            if (c->state == CONN_RESPONDING && len > 0)
+                conn_hold(c, data, len);
             return;
         }
         if (len == 0)
             return;
-        llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-        if (err == HPE_OK)
+        ssize_t n = hsc_framing_scan(&c->framing, data, len);
+        if (n < 0) {
+            conn_parse_error(c, HPE_USER, c->framing.error);
             return;
+        }
+        if (n == 0) { /* the checker saw a head or a message end that llhttp did not */
+            conn_parse_error(c, HPE_USER, "ambiguous framing");
+            return;
+        }
+        llhttp_errno_t err = llhttp_execute(&c->parser, data, (size_t)n);
+        if (err == HPE_OK) {
+            if (hsc_framing_done(&c->framing)) {
+                conn_parse_error(c, HPE_USER, "ambiguous framing");
+                return;
+            }
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
         if (err == HPE_PAUSED_UPGRADE)
             return; /* the upgraded request was dispatched already; the rest is not HTTP */
         if (err == HPE_PAUSED) {
             const char *pos = llhttp_get_error_pos(&c->parser);
             llhttp_resume(&c->parser);
+            if (pos != data + n || !hsc_framing_done(&c->framing)) {
+                conn_parse_error(c, HPE_USER, "ambiguous framing");
+                return;
+            }
+            hsc_framing_start(&c->framing);
             len -= (size_t)(pos - data);
             data = pos;
             if (c->upgrade)
@@ -126,7 +202,7 @@ static void conn_feed(hsc_conn_t *c, const char *data, size_t len)
             c->dispatching = false;
             continue;
         }
-        conn_parse_error(c, err);
+        conn_parse_error(c, err, NULL);
         return;
     }
 }
@@ -214,7 +290,7 @@ static void on_timer(uv_timer_t *t)
             HSC_LOG(HSC_LOG_INFO, "conn %s: request head not received in time", c->peer);
             c->req.error_status = 408;
             c->req.error_reason = "request head not received within --header-timeout";
-            conn_parse_error(c, HPE_USER);
+            conn_parse_error(c, HPE_USER, NULL);
         } else {
             hsc_conn_close(c); /* connected but never sent a byte */
         }
@@ -222,7 +298,7 @@ static void on_timer(uv_timer_t *t)
     case T_BODY:
         c->req.error_status = 408;
         c->req.error_reason = "request body stalled longer than --idle-timeout";
-        conn_parse_error(c, HPE_USER);
+        conn_parse_error(c, HPE_USER, NULL);
         break;
     case T_IDLE:
     case T_CLOSE:
@@ -235,6 +311,14 @@ static void on_timer(uv_timer_t *t)
     case T_SEND:
         HSC_LOG(HSC_LOG_INFO, "conn %s: client read nothing for --idle-timeout, closing", c->peer);
         hsc_conn_close(c);
+        break;
+    case T_PIPELINE:
+        if (c->state != CONN_RESPONDING)
+            break;
+        c->pipeline_long = true;
+        if (c->pending.len > HSC_PENDING_KEEP || !c->reading)
+            conn_drop_pipeline(c);
+        hsc_conn_watch_send(c); /* the timer is free again for the output queue */
         break;
     default:
         break;
@@ -474,6 +558,7 @@ static void conn_start(hsc_conn_t *c)
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
     hsc_conn_parser_init(c);
+    hsc_framing_start(&c->framing);
     hsc_buf_init(&c->pending, HSC_PENDING_STOP + sizeof h->rbuf);
     hsc_buf_init(&c->req.head,
                  cfg->max_header_bytes < HSC_HEAD_MAX ? cfg->max_header_bytes : HSC_HEAD_MAX);

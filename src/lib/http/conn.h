@@ -8,12 +8,36 @@
 
 #include "http/http.h"
 
+/* ---- message framing, read strictly (framing.c) ---------------------------------------------- */
+
+/** Where a connection's checker is in the current message's framing (framing.c's essay). */
+typedef struct hsc_framing_s {
+    int state;
+    unsigned digits;   /* hex digits of the current chunk size */
+    uint64_t left;     /* body bytes (Content-Length, or the current chunk's data) still to come */
+    const char *error; /* why the framing was refused (a static string) */
+} hsc_framing_t;
+
+/** Expects a new message: a head, perhaps after empty lines. */
+void hsc_framing_start(hsc_framing_t *f);
+/**
+ * Reads `len` bytes of framing. Returns how many of them belong to what the checker may accept
+ * now: it stops right after a head (until hsc_framing_body()) and right after a message (until
+ * hsc_framing_start()). Returns HSC_EINVAL when the framing is refused; f->error says why.
+ */
+ssize_t hsc_framing_scan(hsc_framing_t *f, const char *data, size_t len);
+/** After a head: its body is chunked, or `length` bytes long (0 for none). */
+void hsc_framing_body(hsc_framing_t *f, bool chunked, uint64_t length);
+/** Whether the checker stopped after a head, or after a complete message. */
+bool hsc_framing_head_done(const hsc_framing_t *f);
+bool hsc_framing_done(const hsc_framing_t *f);
+
 /* ---- connections (conn.c) -------------------------------------------------------------------- */
 
 /* Where a connection is: between requests, reading a head or a body, answering, or closing. */
 enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING };
 /* What the connection's one timer is armed for (conn.c's essay). */
-enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND };
+enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND, T_PIPELINE };
 
 struct hsc_conn_s {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -21,7 +45,8 @@ struct hsc_conn_s {
     hsc_http_t *h;
     hsc_conn_t *prev, *next; /* on h->conns */
     llhttp_t parser;
-    hsc_buf_t pending; /* received, not yet parsed: pipelined requests wait here */
+    hsc_framing_t framing; /* reads the bytes before llhttp does: framing.c */
+    hsc_buf_t pending;     /* received, not yet parsed: pipelined requests wait here */
     hsc_req_t req;
     hsc_res_t res;
     int state;      /* CONN_* */
@@ -31,6 +56,9 @@ struct hsc_conn_s {
     bool upgrade;     /* the current request asked for Upgrade: close after it */
     bool dispatching; /* inside conn_dispatch(): a response ending now is picked up there */
     bool close_pending; /* hsc_conn_close_soon() was called: nothing else may re-arm the timer */
+    /* Pipelined bytes behind the current response (conn.c's essay): the wait for it is timed,
+     * it turned out long-lived, and what the client sends now is discarded. */
+    bool pipeline_timed, pipeline_long, discarding;
     /* Output queue: a ring of frame slices; `queued` counts unsent bytes, in flight included. */
     hsc_outq_item_t *q;
     size_t q_head, q_count, q_cap;
@@ -63,13 +91,15 @@ void hsc_conn_finish(hsc_conn_t *c);
 
 /* ---- requests (request.c) -------------------------------------------------------------------- */
 
+/** The reason of every 505: which versions hscd speaks. */
+#define HSC_VERSION_REASON "HTTP version not supported: hscd speaks HTTP/1.1"
 /** Sets up the connection's llhttp parser with the request callbacks (settings made once). */
 void hsc_conn_parser_init(hsc_conn_t *c);
 /** Forgets a request for the next one on the connection, keeping its buffers' storage. */
 void hsc_req_reset(hsc_req_t *r);
 /**
- * The request target as logged: at most cap - 1 bytes, with the value of an access_token query
- * parameter (a credential, docs/security.md) replaced by "***".
+ * The request target as logged: at most cap - 1 bytes, with the value of every query parameter
+ * whose key percent-decodes to access_token (a credential, docs/security.md) replaced by "***".
  */
 void hsc_req_log_target(const char *t, size_t n, char *out, size_t cap);
 
@@ -91,6 +121,12 @@ void hsc_conn_uncork(hsc_conn_t *c);
  */
 int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n);
 size_t hsc_conn_low_water(const hsc_conn_t *c);
+/**
+ * While a response runs: arms T_SEND when output waits (the client must make progress within
+ * idle_timeout), disarms it when nothing does. Leaves the timer alone when armed for another
+ * purpose.
+ */
+void hsc_conn_watch_send(hsc_conn_t *c);
 size_t hsc_conn_high_water(const hsc_conn_t *c);
 /** Releases what is still queued (after libuv has cancelled the writes) and the ring itself. */
 void hsc_conn_outq_dispose(hsc_conn_t *c);

@@ -82,9 +82,11 @@ struct hsc_req_s {
     uint32_t target_off;
     hsc_header_ref_t hdr[HSC_MAX_HEADERS];
     unsigned nhdr;
-    unsigned nhdr_done; /* headers whose value is complete: a parse error can stop mid-header */
-    int last_cb;        /* 0 none, 1 target, 2 header field, 3 header value */
-    int error_status;   /* a limit hit while parsing: 413, 431 ... */
+    unsigned nhdr_done;   /* headers whose value is complete: a parse error can stop mid-header */
+    int last_cb;          /* 0 none, 1 target, 2 header field, 3 header value */
+    size_t trailer_bytes; /* trailer fields: counted against max_header_bytes, dropped */
+    size_t trailer_name_len; /* the current trailer field name's length so far */
+    int error_status;        /* a limit hit while parsing: 413, 431 ... */
     const char *error_reason;
 };
 

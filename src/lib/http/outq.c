@@ -74,7 +74,7 @@ static void outq_pop(hsc_conn_t *c)
  * While a response runs and output waits, the client must keep reading: no progress for
  * idle_timeout closes the connection, so a stalled reader cannot hold a slot forever.
  */
-static void watch_send(hsc_conn_t *c)
+void hsc_conn_watch_send(hsc_conn_t *c)
 {
     if (c->state != CONN_RESPONDING || (c->timer_mode != T_NONE && c->timer_mode != T_SEND))
         return;
@@ -105,7 +105,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     if (c->q_count > 0)
         conn_flush(c);
-    watch_send(c);
+    hsc_conn_watch_send(c);
     if (c->res.want_drain && c->queued <= hsc_conn_low_water(c)) {
         c->res.want_drain = false;
         if (c->res.on_drain != NULL && !c->res.ended)
@@ -165,7 +165,7 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
         return HSC_ENOMEM;
     }
     conn_flush(c);
-    watch_send(c);
+    hsc_conn_watch_send(c);
     return 0;
 }
 
@@ -220,7 +220,7 @@ void hsc_conn_uncork(hsc_conn_t *c)
         return;
     c->corked = false;
     conn_flush(c);
-    watch_send(c);
+    hsc_conn_watch_send(c);
 }
 
 int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
@@ -257,7 +257,7 @@ int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
         taken = i + 1;
     }
     conn_flush(c);
-    watch_send(c);
+    hsc_conn_watch_send(c);
     return (int)taken;
 }
 
