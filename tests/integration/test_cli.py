@@ -7,7 +7,9 @@ Proves that:
 - listening on an address in use (a plain socket, or another hscd) exits 1 with a clear message;
 - SIGTERM/SIGINT: hscd stops accepting, closes idle connections at once, lets a stream finish
   within --drain-timeout, cuts one that does not (chunked: no last chunk; SSE: no done event;
-  HTTP/1.0: a reset, not an orderly close) and exits 0 within a bounded time.
+  HTTP/1.0: a reset, not an orderly close) and exits 0 within a bounded time;
+- SIGHUP (there is no reload yet) is ignored with one notice line, also during the drain: the
+  stream in progress goes on and hscd keeps serving.
 """
 
 import re
@@ -263,6 +265,34 @@ class Shutdown(ServerTestCase):
         r = c.read_response(timeout=20)
         c.close()
         self.assertTrue(r.complete)
+        self.assertEqual(srv.wait(10 * SLOW), 0, srv.describe())
+
+    def test_sighup_is_ignored_with_a_notice(self):
+        srv = self.start("--max-gen-len", "4", "--interval", "200ms")
+        c = self.stream_started(srv)
+        srv.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: "SIGHUP" in srv.log(), timeout=5), srv.describe())
+        r = c.read_response(timeout=20)
+        c.close()
+        self.assertTrue(r.complete, "the stream was cut by SIGHUP: %r" % r)
+        self.assertEqual(r.text(), "".join(pieces(4, "drain")))
+        self.assertTrue(srv.running(), "hscd exited on SIGHUP\n" + srv.describe())
+        with srv.connect() as h:
+            h.request("GET", "/healthz")
+            self.assertEqual(h.read_response().body, b"ok\n")
+        lines = [l for l in srv.log().splitlines() if "SIGHUP" in l]
+        self.assertEqual(len(lines), 1, srv.log())
+        self.assertRegex(lines[0], r"notice: SIGHUP ignored: .*reload")
+        self.assertNotIn("draining", srv.log())
+        # During the drain too: the stream in progress still finishes and hscd exits 0.
+        c = self.stream_started(srv)
+        srv.send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: "SIGTERM: draining" in srv.log(), timeout=5),
+                        srv.describe())
+        srv.send_signal(signal.SIGHUP)
+        r = c.read_response(timeout=20)
+        c.close()
+        self.assertTrue(r.complete, "the drained stream was cut by SIGHUP: %r" % r)
         self.assertEqual(srv.wait(10 * SLOW), 0, srv.describe())
 
     def test_idle_server_exits_at_once(self):

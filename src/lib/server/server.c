@@ -15,6 +15,11 @@
  * through its uv_async_t, closes its listener, closes idle connections, lets busy ones finish
  * their current response (then close), and after drain_timeout closes whatever is left. A worker's
  * loop ends when its last handle is closed; hsc_server_run() joins the threads and returns.
+ *
+ * SIGHUP would end the process at once (its default action), with no drain and no word. There is
+ * no reload yet, so it is caught and logged as ignored. Its handle is unreferenced: it does not
+ * keep the main loop running, and it stays installed until the workers are joined, so a SIGHUP
+ * during the drain is ignored too (silently: the main loop has ended by then).
  */
 #include "server/server.h"
 
@@ -377,6 +382,14 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    HSC_LOG(HSC_LOG_NOTICE, "SIGHUP ignored: hscd cannot reload its configuration yet "
+                            "(restart it to apply changes; SIGTERM stops it cleanly)");
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     hsc_server_t *srv = s->data;
@@ -396,6 +409,9 @@ int hsc_server_run(hsc_server_t *srv)
         srv->sigint.data = srv->sigterm.data = srv;
         uv_signal_start(&srv->sigint, on_signal, SIGINT);
         uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+        uv_signal_init(&srv->main_loop, &srv->sighup);
+        uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+        uv_unref((uv_handle_t *)&srv->sighup);
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -412,6 +428,10 @@ int hsc_server_run(hsc_server_t *srv)
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_thread_join(&srv->workers[i].thread);
+    if (srv->cfg.handle_signals) {
+        uv_close((uv_handle_t *)&srv->sighup, NULL);
+        uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+    }
     uv_loop_close(&srv->main_loop);
     HSC_LOG(HSC_LOG_NOTICE, "stopped");
     return 0;
