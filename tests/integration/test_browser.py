@@ -153,6 +153,8 @@ class Browser:
         self.replies.put({"t": "eof"})
 
     def stderr_text(self):
+        if self.stderr.closed:  # after close(): what it kept
+            return self.stderr_final
         self.stderr.seek(0)
         return self.stderr.read().decode("utf-8", "replace")
 
@@ -251,6 +253,7 @@ class Browser:
         finally:
             self._reader.join(10)
             self.proc.stdout.close()
+            self.stderr_final = self.stderr_text()  # for describe() when the test has failed
             self.stderr.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
