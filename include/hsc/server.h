@@ -62,6 +62,7 @@ typedef struct hsc_server_config_s {
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
+    int cors_credentials;    /* the exact cors_origin origins may send cookies (not "*") */
     /* Authorization (docs/security.md); all NULL / 0: everyone may do everything. */
     const char *publish_token;   /* static bearer token for publishing; NULL = none */
     const char *subscribe_token; /* ... for subscribing */

@@ -114,6 +114,10 @@ class BadCommandLines(unittest.TestCase):
         (["--threads"], "--threads"),  # missing value
         (["--listen"], "--listen"),
         (["stray"], "stray"),
+        # credentials only ever go to exact origins
+        (["--cors-credentials"], "--cors-credentials"),
+        (["--cors-credentials", "--cors-origin", "*"], "--cors-credentials"),
+        (["--cors-credentials", "--cors-origin", " * , "], "--cors-credentials"),
     ]
 
     def check(self, args, name):

@@ -300,7 +300,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->stop_async.data = srv;
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
-    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin)) != 0 ||
+    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin, srv->cfg.cors_credentials)) != 0 ||
         (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0) {
         hsc_server_free(srv);
         return rc;
