@@ -8,10 +8,13 @@ Proves that:
 - SIGTERM/SIGINT: hscd stops accepting, closes idle connections at once, lets a stream finish
   within --drain-timeout, cuts one that does not (chunked: no last chunk; SSE: no done event;
   HTTP/1.0: a reset, not an orderly close) and exits 0 within a bounded time;
+- listening on an address that is not loopback with no token or JWT key logs a warning that says
+  what is open and how to protect it; loopback, or any token or key, does not;
 - SIGHUP (there is no reload yet) is ignored with one notice line, also during the drain: the
   stream in progress goes on and hscd keeps serving.
 """
 
+import os
 import re
 import signal
 import socket
@@ -184,6 +187,39 @@ class ListenForms(ServerTestCase):
         with srv.connect() as c:
             c.request("GET", "/healthz")
             self.assertEqual(c.read_response().body, b"ok\n")
+
+    # Every interface, but the test only ever connects through 127.0.0.1.
+    OPEN_WARNING = r"warn: .*not loopback.*no token or JWT key"
+
+    def test_every_interface_without_tokens_is_a_warning(self):
+        for listen in ("0.0.0.0:0", ":0"):
+            with self.subTest(listen=listen):
+                srv = self.start(listen=listen)
+                self.assertIn("listening on http://0.0.0.0:%d" % srv.port, srv.log())
+                lines = [l for l in srv.log().splitlines() if re.search(self.OPEN_WARNING, l)]
+                self.assertEqual(len(lines), 1, srv.log())
+                w = lines[0]
+                # what is open, and how to protect it
+                for word in ("0.0.0.0", "every interface", "port %d" % srv.port, "publish",
+                             "subscribe", "/v1/stream", "/metrics", "--publish-token",
+                             "--subscribe-token", "--stream-token", "--jwt-key-file",
+                             "docs/security.md", "127.0.0.1"):
+                    self.assertIn(word, w)
+                with srv.connect() as c:
+                    c.request("GET", "/healthz")
+                    self.assertEqual(c.read_response().body, b"ok\n")
+                self.stop_clean(srv)
+
+    def test_no_warning_on_loopback_or_with_a_token(self):
+        for listen, args in (("127.0.0.1:0", ()), ("127.8.9.10:0", ()),
+                             ("0.0.0.0:0", ("--publish-token", "s3cret")),
+                             ("0.0.0.0:0", ("--stream-token", "s3cret")),
+                             ("0.0.0.0:0", ("--jwt-key-env", "HSC_TEST_KEY"))):
+            with self.subTest(listen=listen, args=args):
+                env = dict(os.environ, HSC_TEST_KEY="k" * 32)
+                srv = self.start(*args, listen=listen, env=env)
+                self.assertNotRegex(srv.log(), self.OPEN_WARNING)
+                self.stop_clean(srv)
 
     def test_threads_flag_is_reported(self):
         srv = self.start("--threads", "3")

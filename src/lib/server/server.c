@@ -382,6 +382,35 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+/* Whether the address is reachable from this machine only: 127.0.0.0/8, ::1, ::ffff:127.x. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/*
+ * Everything is open by default (docs/security.md), which is what the demo on 127.0.0.1 wants;
+ * on an address other machines can reach, say so once, before the "listening on" line.
+ */
+static void warn_if_open(const hsc_server_t *srv)
+{
+    const hsc_server_config_t *c = &srv->cfg;
+    if (is_loopback(&srv->addr) || c->publish_token != NULL || c->subscribe_token != NULL ||
+        c->stream_token != NULL || c->jwt_key_len > 0)
+        return;
+    bool any = strcmp(srv->host, "0.0.0.0") == 0 || strcmp(srv->host, "::") == 0;
+    HSC_LOG(HSC_LOG_WARN,
+            "%s%s is not loopback and no token or JWT key is set: anyone who can reach port %d "
+            "may publish, subscribe to every channel and ask the responder (/v1/stream). "
+            "Protect them with --publish-token, --subscribe-token and --stream-token, or "
+            "--jwt-key-file (docs/security.md), or listen on 127.0.0.1; /metrics stays open "
+            "either way (keep the port private or put it behind a proxy)",
+            srv->host, any ? " (every interface)" : "", srv->port);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)s;
@@ -421,6 +450,7 @@ int hsc_server_run(hsc_server_t *srv)
             abort();
         }
     }
+    warn_if_open(srv);
     HSC_LOG(HSC_LOG_NOTICE, "listening on http://%s%s%s:%d (%u thread%s)",
             srv->addr.ss_family == AF_INET6 ? "[" : "", srv->host,
             srv->addr.ss_family == AF_INET6 ? "]" : "", srv->port, srv->nworkers,
