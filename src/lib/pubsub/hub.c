@@ -24,8 +24,8 @@
  * counted, and resumes from history when it comes back. Nobody else waits for it.
  *
  * Keep-alive comments come from one timer that visits the subscribers; one that wrote nothing
- * since the last tick gets ": keep-alive". On shutdown the same timer ends the subscriptions,
- * spread over time (hsc_hub_drain()).
+ * since the last tick gets HSC_SSE_KEEPALIVE (": keep-alive", as answers). On shutdown the same
+ * timer ends the subscriptions, spread over time (hsc_hub_drain()).
  */
 #include "pubsub/pubsub.h"
 
@@ -465,7 +465,7 @@ static void on_keepalive(uv_timer_t *t)
     hsc_hub_t *hub = t->data;
     for (hsc_sub_t *s = hub->subs; s != NULL; s = s->next) {
         if (!s->active && !s->dropped && s->bl_count == 0 && hsc_res_writable(s->res))
-            hsc_res_write(s->res, hub->keepalive_text, hub->keepalive_len);
+            hsc_res_write(s->res, HSC_SSE_KEEPALIVE, HSC_SSE_KEEPALIVE_LEN);
         s->active = false;
     }
 }
@@ -482,10 +482,6 @@ void hsc_hub_init(hsc_hub_t *hub, uv_loop_t *loop, unsigned index, const hsc_ser
     hub->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)index + 1) * 0x9e3779b97f4a7c15u;
     if (hub->rng == 0)
         hub->rng = 1;
-    /* A comment, then the empty line that ends the "event" (ignored by every parser). */
-    ssize_t n = hsc_sse_comment(hub->keepalive_text, sizeof hub->keepalive_text - 1, "keep-alive");
-    hub->keepalive_text[n] = '\n';
-    hub->keepalive_len = (size_t)n + 1;
     uv_mutex_init(&hub->mu);
     uv_async_init(loop, &hub->wake, on_inbox);
     hub->wake.data = hub;
