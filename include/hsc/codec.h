@@ -55,10 +55,19 @@ typedef struct hsc_sse_event_s {
 HSC_EXPORT ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *ev);
 
 /**
- * Encodes a comment line (": text\n"), which every SSE parser ignores; used as a keep-alive.
+ * Encodes a comment line (": text\n"), which every SSE parser ignores.
  * `text` must not contain CR or LF (HSC_EINVAL). Returns the length as hsc_sse_encode() does.
  */
 HSC_EXPORT ssize_t hsc_sse_comment(char *out, size_t cap, const char *text);
+
+/**
+ * The keep-alive hscd writes on a silent event stream, answers and channels alike: a comment
+ * line and the empty line that ends it, so that it stands alone as an event would. Every parser
+ * ignores it; proxies and clients see bytes and keep the stream open. One spelling, this one.
+ */
+#define HSC_SSE_KEEPALIVE ": keep-alive\n\n"
+/** Its length in bytes. */
+#define HSC_SSE_KEEPALIVE_LEN (sizeof HSC_SSE_KEEPALIVE - 1)
 
 /* ---- Server-Sent Events parser (WHATWG HTML, "interpreting an event stream") -------------- */
 

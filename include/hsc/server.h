@@ -52,7 +52,7 @@ typedef struct hsc_server_config_s {
     uint64_t keepalive_ms;         /* SSE answers: a comment line while the responder is silent */
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
-    int handle_signals;                      /* hsc_server_run() stops on SIGINT/SIGTERM */
+    int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */
     /* Channels (/v1/events). */
     size_t history;                     /* events kept per channel for resuming; 0 = none */
     size_t history_bytes;               /* encoded bytes kept per channel */
@@ -62,6 +62,7 @@ typedef struct hsc_server_config_s {
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
+    int cors_credentials;    /* the exact cors_origin origins may send cookies (not "*") */
     /* Authorization (docs/security.md); all NULL / 0: everyone may do everything. */
     const char *publish_token;   /* static bearer token for publishing; NULL = none */
     const char *subscribe_token; /* ... for subscribing */
@@ -97,7 +98,8 @@ HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);
 /**
  * Runs the worker threads and blocks until the server is stopped (hsc_server_stop(), or
  * SIGINT/SIGTERM when cfg.handle_signals): it then stops accepting, lets streams in progress
- * finish for up to cfg.drain_timeout_ms, closes the rest, and returns 0.
+ * finish for up to cfg.drain_timeout_ms, closes the rest, and returns 0. With cfg.handle_signals
+ * it also catches SIGHUP until it returns, logs it and ignores it (there is no reload).
  */
 HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
 

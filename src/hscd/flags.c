@@ -145,6 +145,9 @@ static const hscd_flag_t flags[] = {
              "repeatable",
      .default_shown = "none", .handler = add_cors_origin,
      .min = 1, .fix = "origins such as https://app.example, or *"},
+    {.name = "cors-credentials", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_CHANNELS,
+     .help = "let the exact --cors-origin origins (not *) send cookies, e.g. the hsc_token cookie",
+     FIELD(cors_credentials)},
 
     /* Authorization */
     {.name = "publish-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
@@ -602,11 +605,32 @@ int hscd_flags_parse_argv(hscd_flags_t *fl, int argc, char **argv)
 
 /* ---- after all flags ---------------------------------------------------------------------- */
 
+/* Whether a --cors-origin list names an origin other than "*". */
+static bool has_exact_origin(const char *list)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        size_t k = n;
+        while (k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+            k--;
+        if (k > 0 && !(k == 1 && *p == '*'))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 int hscd_flags_finish(hscd_flags_t *fl)
 {
     hsc_server_config_t *cfg = &fl->cfg;
     if (cfg->pool > 0 && cfg->exec == NULL) {
         fprintf(stderr, "hscd: --pool needs --exec 'CMD' (the worker program)\n");
+        return HSC_EINVAL;
+    }
+    if (cfg->cors_credentials && !has_exact_origin(cfg->cors_origin)) {
+        fprintf(stderr, "hscd: --cors-credentials needs --cors-origin with exact origins such as "
+                        "https://app.example (credentials are never allowed to *)\n");
         return HSC_EINVAL;
     }
     if (fl->ip[0] != '\0' || fl->port[0] != '\0') {

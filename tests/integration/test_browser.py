@@ -28,13 +28,23 @@ Proves that:
   to "reconnecting", comes back "live" by itself, shows the epoch notice
   (li.notice[data-reason=epoch]), and chat works again with ids of the new epoch;
 - the npm `eventsource` client subscribed to the room receives the messages sent from the page,
-  with the same ids and the page's JSON ({"name", "text"}).
+  with the same ids and the page's JSON ({"name", "text"});
+- cross-origin (pages served by a small Python server on other loopback ports): a page of an
+  origin given to --cors-origin subscribes (EventSource), publishes (a preflighted JSON fetch)
+  and asks /v1/stream, reading every answer; a page of another origin reads nothing (its
+  EventSource fails, its fetches reject, a preflighted publish is never sent), though a simple
+  no-cors POST still publishes (CORS is not access control: docs/security.md). Credentials as
+  documented: without --cors-credentials the page's hsc_token cookie authorizes nothing
+  cross-origin (a withCredentials EventSource fails even though the cookie is valid; a token in
+  the query or the Authorization header works); with it, the allowed origin's credentialed
+  EventSource and fetch work with the cookie alone, and the other origin still reads nothing.
 Missing Chromium, node or playwright-core is a failure, never a skip. The browser (every process
 of it) is killed in each test's cleanup, and each test asserts that the pages had no uncaught
 JavaScript error.
 """
 
 import glob
+import http.server
 import json
 import os
 import queue
@@ -153,6 +163,8 @@ class Browser:
         self.replies.put({"t": "eof"})
 
     def stderr_text(self):
+        if self.stderr.closed:  # after close(): what it kept
+            return self.stderr_final
         self.stderr.seek(0)
         return self.stderr.read().decode("utf-8", "replace")
 
@@ -251,6 +263,7 @@ class Browser:
         finally:
             self._reader.join(10)
             self.proc.stdout.close()
+            self.stderr_final = self.stderr_text()  # for describe() when the test has failed
             self.stderr.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -298,6 +311,54 @@ def png_size(path):
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         raise AssertionError("%s is not a PNG: %r" % (path, head))
     return struct.unpack(">II", head[16:24])
+
+
+class PageServer:
+    """A blank HTML page on a loopback port of its own: the origin of a cross-origin page
+    (http://127.0.0.1:PORT, another origin than hscd's). Python's http.server, in a thread."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<!doctype html><meta charset=utf-8><title>a page</title>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.origin = "http://%s:%d" % (HOST, self.port)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+# An EventSource named `name` on `url`; window.__got[name] collects its data and errors.
+OPEN_ES = """({name, url, creds}) => {
+  window.__es = window.__es || {}; window.__got = window.__got || {};
+  const es = new EventSource(url, {withCredentials: creds});
+  window.__es[name] = es; window.__got[name] = [];
+  es.onmessage = (e) => window.__got[name].push(e.data);
+  es.onerror = () => window.__got[name].push('error:' + es.readyState);
+  return true;
+}"""
+# fetch(url, init): {status, type, body} when the page may read the answer, {error} otherwise.
+FETCH = """async ({url, init}) => {
+  try {
+    const r = await fetch(url, init);
+    return {status: r.status, type: r.type, body: await r.text()};
+  } catch (e) { return {error: e.name}; }
+}"""
 
 
 class BrowserCase(ServerTestCase):
@@ -697,6 +758,131 @@ class Connection(BrowserCase):
                             "the new message's id is not of a new epoch")
         self.assertEqual(b.eval("p", "() => document.querySelectorAll('li.notice').length"), 1)
         self.assertEqual(metric(srv2, "hsc_subscribers"), 1)
+
+
+class CrossOrigin(BrowserCase):
+    """Pages of other origins than hscd's, with and without --cors-credentials."""
+
+    TOKEN = "cookie-s3cret"
+
+    def setup_pages(self, *args):
+        """hscd allowing one origin (args added), and a browser with two blank pages in one
+        context (one cookie jar): "ok" on the allowed origin, "evil" on another."""
+        ok, evil = PageServer(), PageServer()
+        self.addCleanup(evil.close)
+        self.addCleanup(ok.close)
+        srv = self.start("--cors-origin", ok.origin, "--subscribe-token", self.TOKEN,
+                         "--publish-token", self.TOKEN, "--max-gen-len", "3",
+                         "--interval", "20ms", *args)
+        b = self.browser()
+        self.assertEqual(b.open("ok", ok.origin + "/", context="p"), 200)
+        self.assertEqual(b.open("evil", evil.origin + "/", context="p"), 200)
+        return srv, b
+
+    def es(self, b, page, name, url, creds=False):
+        b.eval(page, OPEN_ES, {"name": name, "url": url, "creds": creds})
+
+    def es_state(self, b, page, name, state):
+        """Waits until EventSource `name` is OPEN (1) or CLOSED (2, it failed)."""
+        b.wait(page, "(a) => window.__es[a.name].readyState === a.state",
+               {"name": name, "state": state}, timeout=10,
+               what="%s's EventSource %s is not in state %d: %r" % (
+                   page, name, state, b.eval(page, "() => window.__got")))
+
+    def fetch(self, b, page, url, **init):
+        return b.eval(page, FETCH, {"url": url, "init": init})
+
+    def set_cookie(self, b, page):
+        # The hsc_token cookie of the page's host (127.0.0.1): a browser sends it to hscd's port
+        # too, when a request carries credentials (cookies ignore ports; same site).
+        b.eval(page, "(t) => { document.cookie = 'hsc_token=' + t + '; path=/; SameSite=Strict';"
+                     " return document.cookie; }", self.TOKEN)
+
+    def test_allowed_origin_works_without_credentials_others_read_nothing(self):
+        srv, b = self.setup_pages()
+        api = srv.url("/v1/events?channel=x")
+        auth = {"Authorization": "Bearer " + self.TOKEN}
+
+        # The allowed origin: subscribe (token in the query), publish (a preflighted JSON fetch
+        # with the token in a header), ask; every answer readable.
+        self.es(b, "ok", "sub", api + "&access_token=" + self.TOKEN)
+        self.es_state(b, "ok", "sub", 1)
+        r = self.fetch(b, "ok", api, method="POST", body='{"n":1}',
+                       headers=dict(auth, **{"Content-Type": "application/json"}))
+        self.assertEqual(r.get("status"), 200, r)
+        self.assertEqual(json.loads(r["body"])["subscribers"], 1, r)
+        b.wait("ok", "() => window.__got.sub.length > 0", timeout=10, what="no event on ok")
+        self.assertEqual(b.eval("ok", "() => window.__got.sub"), ['{"n":1}'])
+        r = self.fetch(b, "ok", srv.url("/v1/stream"), method="POST", body="cors")
+        self.assertEqual(r.get("status"), 200, r)
+        self.assertEqual(r["body"], "".join(pieces(3, "cors")))
+
+        # Credentials are not allowed: the valid hsc_token cookie does not make a cross-origin
+        # EventSource work, with credentials (hscd accepts the cookie, the browser refuses the
+        # answer) or without (no cookie is sent: 401).
+        self.set_cookie(b, "ok")
+        self.es(b, "ok", "cookie", srv.url("/v1/events?channel=y"), creds=True)
+        self.es(b, "ok", "nocookie", srv.url("/v1/events?channel=y"))
+        self.es_state(b, "ok", "cookie", 2)
+        self.es_state(b, "ok", "nocookie", 2)
+        # A credentialed publish: its preflight is not allowed credentials, so it is not sent.
+        published = metric(srv, "hsc_events_published_total")
+        r = self.fetch(b, "ok", api, method="POST", body='{"n":0}', credentials="include",
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r, {"error": "TypeError"}, "a credentialed fetch was allowed")
+
+        # Another origin reads nothing, even with the token.
+        self.es(b, "evil", "sub", api + "&access_token=" + self.TOKEN)
+        self.es_state(b, "evil", "sub", 2)
+        r = self.fetch(b, "evil", api, method="POST", body='{"n":2}',
+                       headers=dict(auth, **{"Content-Type": "application/json"}))
+        self.assertEqual(r, {"error": "TypeError"})
+        r = self.fetch(b, "evil", srv.url("/v1/stream"), method="POST", body="cors")
+        self.assertEqual(r, {"error": "TypeError"})
+        self.assertEqual(metric(srv, "hsc_events_published_total"), published,
+                         "a refused preflight still published")
+        # What CORS does not do: a simple request (no preflight) is sent, only its answer is
+        # hidden. Here the token in the query authorizes it; without a token it would be open.
+        r = self.fetch(b, "evil", api + "&access_token=" + self.TOKEN, method="POST",
+                       body="simple", mode="no-cors")
+        self.assertEqual(r, {"status": 0, "type": "opaque", "body": ""})
+        self.assertTrue(wait_for(lambda: metric(srv, "hsc_events_published_total")
+                                 == published + 1, 5))
+        b.wait("ok", "() => window.__got.sub.length > 1", timeout=10, what="no event on ok")
+        self.assertEqual(b.eval("ok", "() => window.__got.sub"), ['{"n":1}', "simple"])
+        self.assertEqual(b.eval("evil", "() => window.__got.sub"), ["error:2"])
+
+    def test_cors_credentials_lets_the_allowed_origin_use_its_cookie(self):
+        srv, b = self.setup_pages("--cors-credentials")
+        api = srv.url("/v1/events?channel=x")
+        self.set_cookie(b, "ok")
+
+        # The cookie alone: a credentialed EventSource and fetch.
+        self.es(b, "ok", "cookie", api, creds=True)
+        self.es_state(b, "ok", "cookie", 1)
+        r = self.fetch(b, "ok", api, method="POST", body='{"n":1}', credentials="include",
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r.get("status"), 200, r)
+        self.assertEqual(json.loads(r["body"])["subscribers"], 1, r)
+        b.wait("ok", "() => window.__got.cookie.length > 0", timeout=10, what="no event")
+        self.assertEqual(b.eval("ok", "() => window.__got.cookie"), ['{"n":1}'])
+        # Without credentials no cookie goes: 401, which the page may read.
+        self.es(b, "ok", "nocookie", api)
+        self.es_state(b, "ok", "nocookie", 2)
+        r = self.fetch(b, "ok", api, method="POST", body="x")
+        self.assertEqual(r.get("status"), 401, r)
+
+        # The other origin, with the same cookie jar: its credentialed requests carry the cookie,
+        # but it reads nothing and its preflighted publish is never sent.
+        published = metric(srv, "hsc_events_published_total")
+        self.es(b, "evil", "cookie", api, creds=True)
+        self.es_state(b, "evil", "cookie", 2)
+        r = self.fetch(b, "evil", api, method="POST", body='{"n":2}', credentials="include",
+                       headers={"Content-Type": "application/json"})
+        self.assertEqual(r, {"error": "TypeError"})
+        self.assertEqual(metric(srv, "hsc_events_published_total"), published)
+        self.assertEqual(b.eval("evil", "() => window.__got.cookie"), ["error:2"])
+        self.assertEqual(b.eval("ok", "() => window.__got.cookie"), ['{"n":1}'])
 
 
 if __name__ == "__main__":

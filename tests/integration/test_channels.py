@@ -22,7 +22,8 @@ Proves that:
   and nothing is published (no event reaches a subscriber, the published counter and the id
   sequence do not move);
 - CORS with --cors-origin (exact origins, repeated flag, `*`), the OPTIONS preflight, and no
-  CORS headers without the flag;
+  CORS headers without the flag; no Access-Control-Allow-Credentials unless --cors-credentials,
+  and then only for exact origins (test_browser.py shows what a browser does with them);
 - /metrics counters and gauges move: published, delivered, bytes out, history, resumes and
   misses, subscribers back to 0, channels freed once they have no subscribers and no history;
 - a subscriber that never reads (small SO_RCVBUF) is dropped and counted while 100 others get
@@ -1298,8 +1299,11 @@ class Cors(ChannelTestCase):
                 r = request(srv, "POST", publish_target("c"), [("Origin", origin)], body="x")
                 self.assertEqual(r.status, 200)
                 self.assertEqual(r.header("Access-Control-Allow-Origin"), origin)
-                r = request(srv, "GET", "/v1/stream?q=hi", [("Origin", origin)])
-                self.assertEqual(r.header("Access-Control-Allow-Origin"), origin)
+                r2 = request(srv, "GET", "/v1/stream?q=hi", [("Origin", origin)])
+                self.assertEqual(r2.header("Access-Control-Allow-Origin"), origin)
+                # docs/security.md: --cors-origin alone does not allow credentials.
+                for resp in (h, r, r2):
+                    self.assertIsNone(resp.header("Access-Control-Allow-Credentials"), resp)
         published = metric(srv, "hsc_events_published_total")
         pre = request(srv, "OPTIONS", publish_target("c"),
                       [("Origin", "https://app.example")] + self.PREFLIGHT)
@@ -1310,6 +1314,7 @@ class Cors(ChannelTestCase):
                                                          "").split(",")}
         self.assertTrue({"content-type", "last-event-id"} <= allowed, pre.headers)
         self.assertEqual(pre.header("Access-Control-Max-Age"), "600")
+        self.assertIsNone(pre.header("Access-Control-Allow-Credentials"), pre)
         self.assertEqual(metric(srv, "hsc_events_published_total"), published,
                          "a preflight published")
         for origin in ("https://evil.example", "https://app.example.evil", "null",
@@ -1320,6 +1325,25 @@ class Cors(ChannelTestCase):
                 pre = request(srv, "OPTIONS", publish_target("c"),
                               [("Origin", origin)] + self.PREFLIGHT)
                 self.assertIsNone(pre.header("Access-Control-Allow-Origin"), pre)
+
+    def test_credentials_only_with_the_flag_and_only_for_exact_origins(self):
+        srv = self.start("--cors-origin", "https://app.example,*", "--cors-credentials")
+        origin = [("Origin", "https://app.example")]
+        with Sub(srv, ["c"], headers=origin) as s:
+            h = s.head()
+        r = request(srv, "POST", publish_target("c"), origin, body="x")
+        pre = request(srv, "OPTIONS", publish_target("c"), origin + self.PREFLIGHT)
+        for resp in (h, r, pre):
+            self.assertEqual(resp.header("Access-Control-Allow-Origin"), "https://app.example")
+            self.assertEqual(resp.header("Access-Control-Allow-Credentials"), "true", resp)
+        # Another origin, allowed through "*": never with credentials.
+        other = [("Origin", "https://other.example")]
+        with Sub(srv, ["c"], headers=other) as s:
+            h = s.head()
+        pre = request(srv, "OPTIONS", publish_target("c"), other + self.PREFLIGHT)
+        for resp in (h, pre):
+            self.assertEqual(resp.header("Access-Control-Allow-Origin"), "*", resp)
+            self.assertIsNone(resp.header("Access-Control-Allow-Credentials"), resp)
 
     def test_any_origin(self):
         srv = self.start("--cors-origin", "*")
@@ -1334,6 +1358,8 @@ class Cors(ChannelTestCase):
         self.assertIn(pre.header("Access-Control-Allow-Origin"), ("*", origin))
         self.assertEqual(pre.header("Access-Control-Allow-Methods"), "GET, POST, OPTIONS")
         self.assertEqual(pre.header("Access-Control-Max-Age"), "600")
+        for resp in (h, r, pre):
+            self.assertIsNone(resp.header("Access-Control-Allow-Credentials"), resp)
 
 
 class Metrics(ChannelTestCase):

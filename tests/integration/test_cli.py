@@ -7,9 +7,14 @@ Proves that:
 - listening on an address in use (a plain socket, or another hscd) exits 1 with a clear message;
 - SIGTERM/SIGINT: hscd stops accepting, closes idle connections at once, lets a stream finish
   within --drain-timeout, cuts one that does not (chunked: no last chunk; SSE: no done event;
-  HTTP/1.0: a reset, not an orderly close) and exits 0 within a bounded time.
+  HTTP/1.0: a reset, not an orderly close) and exits 0 within a bounded time;
+- listening on an address that is not loopback with no token or JWT key logs a warning that says
+  what is open and how to protect it; loopback, or any token or key, does not;
+- SIGHUP (there is no reload yet) is ignored with one notice line, also during the drain: the
+  stream in progress goes on and hscd keeps serving.
 """
 
+import os
 import re
 import signal
 import socket
@@ -112,6 +117,10 @@ class BadCommandLines(unittest.TestCase):
         (["--threads"], "--threads"),  # missing value
         (["--listen"], "--listen"),
         (["stray"], "stray"),
+        # credentials only ever go to exact origins
+        (["--cors-credentials"], "--cors-credentials"),
+        (["--cors-credentials", "--cors-origin", "*"], "--cors-credentials"),
+        (["--cors-credentials", "--cors-origin", " * , "], "--cors-credentials"),
     ]
 
     def check(self, args, name):
@@ -178,6 +187,39 @@ class ListenForms(ServerTestCase):
         with srv.connect() as c:
             c.request("GET", "/healthz")
             self.assertEqual(c.read_response().body, b"ok\n")
+
+    # Every interface, but the test only ever connects through 127.0.0.1.
+    OPEN_WARNING = r"warn: .*not loopback.*no token or JWT key"
+
+    def test_every_interface_without_tokens_is_a_warning(self):
+        for listen in ("0.0.0.0:0", ":0"):
+            with self.subTest(listen=listen):
+                srv = self.start(listen=listen)
+                self.assertIn("listening on http://0.0.0.0:%d" % srv.port, srv.log())
+                lines = [l for l in srv.log().splitlines() if re.search(self.OPEN_WARNING, l)]
+                self.assertEqual(len(lines), 1, srv.log())
+                w = lines[0]
+                # what is open, and how to protect it
+                for word in ("0.0.0.0", "every interface", "port %d" % srv.port, "publish",
+                             "subscribe", "/v1/stream", "/metrics", "--publish-token",
+                             "--subscribe-token", "--stream-token", "--jwt-key-file",
+                             "docs/security.md", "127.0.0.1"):
+                    self.assertIn(word, w)
+                with srv.connect() as c:
+                    c.request("GET", "/healthz")
+                    self.assertEqual(c.read_response().body, b"ok\n")
+                self.stop_clean(srv)
+
+    def test_no_warning_on_loopback_or_with_a_token(self):
+        for listen, args in (("127.0.0.1:0", ()), ("127.8.9.10:0", ()),
+                             ("0.0.0.0:0", ("--publish-token", "s3cret")),
+                             ("0.0.0.0:0", ("--stream-token", "s3cret")),
+                             ("0.0.0.0:0", ("--jwt-key-env", "HSC_TEST_KEY"))):
+            with self.subTest(listen=listen, args=args):
+                env = dict(os.environ, HSC_TEST_KEY="k" * 32)
+                srv = self.start(*args, listen=listen, env=env)
+                self.assertNotRegex(srv.log(), self.OPEN_WARNING)
+                self.stop_clean(srv)
 
     def test_threads_flag_is_reported(self):
         srv = self.start("--threads", "3")
@@ -263,6 +305,34 @@ class Shutdown(ServerTestCase):
         r = c.read_response(timeout=20)
         c.close()
         self.assertTrue(r.complete)
+        self.assertEqual(srv.wait(10 * SLOW), 0, srv.describe())
+
+    def test_sighup_is_ignored_with_a_notice(self):
+        srv = self.start("--max-gen-len", "4", "--interval", "200ms")
+        c = self.stream_started(srv)
+        srv.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: "SIGHUP" in srv.log(), timeout=5), srv.describe())
+        r = c.read_response(timeout=20)
+        c.close()
+        self.assertTrue(r.complete, "the stream was cut by SIGHUP: %r" % r)
+        self.assertEqual(r.text(), "".join(pieces(4, "drain")))
+        self.assertTrue(srv.running(), "hscd exited on SIGHUP\n" + srv.describe())
+        with srv.connect() as h:
+            h.request("GET", "/healthz")
+            self.assertEqual(h.read_response().body, b"ok\n")
+        lines = [l for l in srv.log().splitlines() if "SIGHUP" in l]
+        self.assertEqual(len(lines), 1, srv.log())
+        self.assertRegex(lines[0], r"notice: SIGHUP ignored: .*reload")
+        self.assertNotIn("draining", srv.log())
+        # During the drain too: the stream in progress still finishes and hscd exits 0.
+        c = self.stream_started(srv)
+        srv.send_signal(signal.SIGTERM)
+        self.assertTrue(wait_for(lambda: "SIGTERM: draining" in srv.log(), timeout=5),
+                        srv.describe())
+        srv.send_signal(signal.SIGHUP)
+        r = c.read_response(timeout=20)
+        c.close()
+        self.assertTrue(r.complete, "the drained stream was cut by SIGHUP: %r" % r)
         self.assertEqual(srv.wait(10 * SLOW), 0, srv.describe())
 
     def test_idle_server_exits_at_once(self):

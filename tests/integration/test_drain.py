@@ -2,6 +2,10 @@
 (about one per millisecond per thread, within 3/4 of --drain-timeout) rather than all at once,
 and tells each, with a last `retry:` line, to come back after that window plus jitter. A
 subscription attempted while it drains gets 503 with Retry-After.
+
+Whatever their number (1, 2, 3 or 1,000 on one thread), every subscriber gets its parting
+`retry:` and the last chunk, and hscd exits 0 long before --drain-timeout: the spread never
+leaves a subscriber waiting for the drain timeout to cut it.
 """
 
 import selectors
@@ -106,6 +110,83 @@ class Drain(ServerTestCase):
         first, last = order[: N // 4], order[-N // 4:]
         self.assertGreater(sum(r for _, r in first) / len(first),
                            sum(r for _, r in last) / len(last))
+
+
+    def read_until_closed(self, socks, deadline):
+        """Reads every socket until the server closes it; returns, per socket, the bytes read
+        after the preamble, the time of the close (from now) and how it closed."""
+        sel = selectors.DefaultSelector()
+        states = []
+        for s in socks:
+            st = {"data": b"", "closed": None, "how": None}
+            states.append(st)
+            sel.register(s, selectors.EVENT_READ, st)
+        t0 = time.monotonic()
+        open_count = len(socks)
+        while open_count and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                st = key.data
+                try:
+                    chunk = key.fileobj.recv(65536)
+                    how = "fin"
+                except ConnectionResetError:
+                    chunk, how = b"", "reset"
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    st["data"] += chunk
+                else:
+                    st["closed"], st["how"] = time.monotonic() - t0, how
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()
+                    open_count -= 1
+        sel.close()
+        for s in socks:
+            s.close()
+        return states
+
+    def drain(self, n):
+        """n subscribers on one thread, then SIGTERM: each ends cleanly and hscd exits soon.
+        Returns the close times (seconds after the signal)."""
+        drain_timeout = 10 * SLOW
+        srv = self.start("--threads", "1", "--drain-timeout", "%ds" % drain_timeout,
+                         "--retry", "1s")
+        socks = self.open_subscribers(srv, n)
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        states = self.read_until_closed(socks, t0 + drain_timeout + 5 * SLOW)
+        rc = srv.wait(drain_timeout + 5 * SLOW)
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, srv.describe())
+        # The window is about 1 ms per subscriber (n ms here); the drain timeout is far longer.
+        bound = n / 1000 + 2 * SLOW
+        self.assertLess(took, bound, "hscd took %.3f s to exit\n%s" % (took, srv.describe()))
+        self.assertNotIn("--drain-timeout reached", srv.log())
+        for i, st in enumerate(states):
+            self.assertIsNotNone(st["closed"], "subscriber %d still open" % i)
+            self.assertEqual(st["how"], "fin", "subscriber %d: %r" % (i, st))
+            body = st["data"]
+            # The parting advice, then the last chunk: a complete chunked body.
+            self.assertRegex(body, rb"\A[0-9a-f]+\r\nretry: \d+\n\n\r\n0\r\n\r\n\Z",
+                             "subscriber %d: %r" % (i, body[-200:]))
+        return [st["closed"] for st in states]
+
+    def test_one_subscriber_ends_at_once(self):
+        self.drain(1)
+
+    def test_two_subscribers_end_at_once(self):
+        self.drain(2)
+
+    def test_three_subscribers_end_at_once(self):
+        self.drain(3)
+
+    def test_a_thousand_subscribers_on_one_thread_end_spread_out(self):
+        closes = self.drain(1000)
+        # A window of about one second, one tick every 10 ms: not all in one tick.
+        spread = max(closes) - min(closes)
+        self.assertGreater(spread, 0.3, "1,000 subscribers ended within %.3f s" % spread)
+        buckets = {round(c / 0.01) for c in closes}
+        self.assertGreater(len(buckets), 10, "1,000 subscribers ended in %d ticks" % len(buckets))
 
 
 if __name__ == "__main__":

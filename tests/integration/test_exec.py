@@ -19,7 +19,7 @@ Proves that:
   gone, also when it ignores SIGTERM and when the shell has exited but a child still holds stdout;
 - a responder that never reads a 200 KB text does not hang the answer or the server;
 - SSE: one event per piece, `done` with the counts, UTF-8 characters cut across writes arrive
-  whole, `: keepalive` comments while the responder is silent (at once, then every --keepalive);
+  whole, `: keep-alive` comments while the responder is silent (at once, then every --keepalive);
 - a client that leaves mid-answer (FIN or RST) gets its process group killed within ~1 s, SIGTERM
   ignored or not, grandchildren included, also after the shell itself has exited; a connected
   client that reads nothing (for longer than --idle-timeout) is not cancelled;
@@ -69,7 +69,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RESPONDER = os.path.join(HERE, "responders", "responder.py")
 EXAMPLES = os.path.join(ROOT, "examples", "responders")
-KEEPALIVE = b": keepalive\n\n"
+KEEPALIVE = b": keep-alive\n\n"  # docs/api.md: the one spelling, answers and channels alike
 
 
 def responder(mode, *args, pid_dir=None, exec_=False):

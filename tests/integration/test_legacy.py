@@ -7,12 +7,17 @@ Proves that:
   醒醒，Neo, the first arriving before the last;
 - the template's flags mean what the modern ones mean (--server_ip/--server_port = --listen,
   --max_gen_len = --max-gen-len): same answers, byte for byte;
+- examples/streamclient.py (the README's template client) reaches a server on another port
+  through HSC_PORT, as the README says;
 - with --legacy-get the regular routes keep priority; without it GET /<text> is a 404; a bad
   escape in the path is a 400.
 """
 
 import codecs
 import http.client
+import os
+import subprocess
+import sys
 import time
 import unittest
 import urllib.parse
@@ -94,6 +99,16 @@ class Legacy(ServerTestCase):
             if t_first is None and "\n" in acc:
                 t_first = t  # when piece 1 was complete
         self.assertGreater(events[-1][0] - t_first, 0.4)
+
+    def test_example_client_takes_its_port_from_hsc_port(self):
+        srv = self.start_template_server("--interval", "10ms")
+        self.assertNotEqual(srv.port, 8000)
+        client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                              "streamclient.py")
+        p = subprocess.run([sys.executable, client, QUESTION], capture_output=True,
+                           env=dict(os.environ, HSC_PORT=str(srv.port)), timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode("utf-8"), "".join(pieces(10, QUESTION)))
 
     def test_template_flags_equal_modern_flags(self):
         """Same answers from `--server_ip/--server_port/--max_gen_len` and `--listen/--max-gen-len`

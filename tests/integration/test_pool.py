@@ -84,7 +84,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "pool_workers", "worker.py")
 EXAMPLES = os.path.join(ROOT, "examples", "responders")
-KEEPALIVE = b": keepalive\n\n"
+KEEPALIVE = b": keep-alive\n\n"  # docs/api.md: the one spelling, answers and channels alike
 
 
 # ---- /proc -------------------------------------------------------------------------------------

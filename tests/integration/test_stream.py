@@ -9,7 +9,9 @@ Proves that:
   with the streaming headers (Cache-Control: no-store, X-Accel-Buffering: no, X-Request-Id);
 - the SSE form sends one event per piece (line breaks, CR and CRLF included, become several
   data lines and come back as LF; a text cannot inject an event) and a final `event: done` whose
-  JSON counts pieces and bytes;
+  JSON counts pieces and bytes; each event's data is the piece exactly: a demo piece is a line,
+  so its event ends with an empty `data:` line, and the events' data joined is the plain body;
+- SSE answers are kept alive with `: keep-alive`, the very bytes channels send;
 - HEAD answers the headers only, at once; HTTP/1.0 gets a close-delimited body ended by an
   orderly close; --max-gen-len 0 is a complete, empty answer.
 A complete answer is recognised by its last chunk (SSE: done event; HTTP/1.0: FIN); the failed
@@ -32,6 +34,7 @@ from hscd import (
 )
 
 TEXT = "héllo wörld 你好 🚀"
+KEEPALIVE = b": keep-alive\n\n"  # docs/api.md: the one spelling, answers and channels alike
 
 
 class CurlStreaming(ServerTestCase):
@@ -235,6 +238,38 @@ class SSEForm(ServerTestCase):
     def test_accept_list_with_parameters(self):
         r = self.sse("/v1/stream?q=z", accept="text/html, text/event-stream;q=0.9")
         self.check_events(r, "z")
+
+    def test_a_demo_piece_is_a_line_its_newline_an_empty_last_data_line(self):
+        r = self.sse("/v1/stream?q=z")
+        self.check_events(r, "z")
+        # The keep-alive sent at once with the headers, then the first piece's event, byte-exact.
+        self.assertEqual(r.chunks[0], KEEPALIVE)
+        self.assertEqual(r.chunks[1], "data: [1/4] «z» → 回声 ✓\ndata: \n\n".encode("utf-8"))
+        with self.srv.connect() as c:
+            c.request("GET", "/v1/stream?q=z")
+            plain = c.read_response()
+        self.assertEqual("".join(d for t, d in parse_sse(r.body) if t == "message"),
+                         plain.text())
+
+    def test_keepalive_is_spelled_as_on_channels(self):
+        srv = self.start("--max-gen-len", "2", "--interval", "700ms", "--keepalive", "200ms")
+        with srv.connect(timeout=10) as c:
+            c.request("GET", "/v1/stream?q=k", [("Accept", "text/event-stream")])
+            r = c.read_response()
+        self.assertTrue(r.complete, r)
+        comments = [ch for ch in r.chunks if ch.startswith(b":")]
+        self.assertGreaterEqual(len(comments), 2, r.chunks)  # one at once, more while silent
+        self.assertEqual(set(comments), {KEEPALIVE})
+        # A silent subscription on the same server gets the very same bytes.
+        with srv.connect(timeout=10) as c:
+            c.request("GET", "/v1/events?channel=k")
+            self.assertEqual(c.read_response(head_only=True).status, 200)
+            deadline = time.monotonic() + 5 * SLOW
+            chunks = []
+            while not any(ch.startswith(b": k") for ch in chunks):
+                size = int(c.read_line(deadline), 16)
+                chunks.append(c.read_exact(size + 2, deadline)[:-2])
+        self.assertEqual(chunks[-1], KEEPALIVE)
 
     def test_max_gen_len_zero_done_only(self):
         srv = self.start("--max-gen-len", "0")

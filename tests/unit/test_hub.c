@@ -625,6 +625,26 @@ static void test_drain_ends_subscriptions_then_refuses_new_ones(void **state)
     world_end(w);
 }
 
+/* One subscriber is a window shorter than a tick: it ends at the first tick, never at the drain
+ * timeout (a minute here, far beyond RUN_UNTIL's 5 s). */
+static void test_drain_ends_a_lone_subscriber_at_once(void **state)
+{
+    (void)state;
+    world_t *w = world_new();
+    w->cfg.drain_timeout_ms = 60000;
+    world_start(w);
+    client_t *c = subscriber(w, "channel=a", NULL);
+    RUN_UNTIL(w, w->hub.nsubs == 1);
+    hsc_http_drain(&w->http);
+    hsc_hub_drain(&w->hub);
+    RUN_UNTIL(w, c->eof);
+    assert_non_null(memmem(c->buf, c->len, "\r\nretry: ", 9));
+    assert_true(c->len > 5);
+    assert_memory_equal(c->buf + c->len - 5, "0\r\n\r\n", 5);
+    assert_int_equal(w->hub.nsubs, 0);
+    world_end(w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +656,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_subscribe_client_gone_before_the_answer),
         cmocka_unit_test(test_subscriber_that_does_not_read_is_dropped),
         cmocka_unit_test(test_drain_ends_subscriptions_then_refuses_new_ones),
+        cmocka_unit_test(test_drain_ends_a_lone_subscriber_at_once),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -621,6 +621,32 @@ static void test_comment_small_cap(void **state)
         assert_int_equal(out[i], '#');
 }
 
+/* The keep-alive of answers and channels: one comment line ending an "event" of its own, between
+ * two events it changes nothing. */
+static void test_keepalive_is_one_comment_standing_alone(void **state)
+{
+    (void)state;
+    assert_int_equal(HSC_SSE_KEEPALIVE_LEN, 14);
+    assert_memory_equal(HSC_SSE_KEEPALIVE, ": keep-alive\n\n", 14);
+    char wire[128];
+    ssize_t n = hsc_sse_comment(wire, sizeof wire, "keep-alive");
+    assert_int_equal(n + 1, HSC_SSE_KEEPALIVE_LEN);
+    assert_memory_equal(wire, HSC_SSE_KEEPALIVE, (size_t)n);
+    hsc_sse_event_t ev = DATA_EVENT("x");
+    size_t len = 0;
+    len += (size_t)hsc_sse_encode(wire + len, sizeof wire - len, &ev);
+    memcpy(wire + len, HSC_SSE_KEEPALIVE, HSC_SSE_KEEPALIVE_LEN);
+    len += HSC_SSE_KEEPALIVE_LEN;
+    len += (size_t)hsc_sse_encode(wire + len, sizeof wire - len, &ev);
+    ref_parse_t r;
+    ref_parse(&r, wire, len);
+    assert_int_equal(r.comments, 1);
+    assert_int_equal(r.nevents, 2);
+    assert_string_equal(r.ev[0].data, "x");
+    assert_string_equal(r.ev[1].data, "x");
+    ref_free(&r);
+}
+
 /* ---- the reference parser itself ----------------------------------------------------------- */
 
 static void test_ref_parser_follows_whatwg(void **state)
@@ -756,6 +782,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_comment_is_ignored_by_parser),
         cmocka_unit_test(test_comment_with_line_break_rejected),
         cmocka_unit_test(test_comment_small_cap),
+        cmocka_unit_test(test_keepalive_is_one_comment_standing_alone),
         cmocka_unit_test(test_ref_parser_follows_whatwg),
         cmocka_unit_test(test_golden_wire_files),
     };

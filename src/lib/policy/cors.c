@@ -4,6 +4,13 @@
  * (or any Origin with "*") gets Access-Control-Allow-Origin naming that origin, and OPTIONS
  * preflights are answered for the route's methods. Origins are compared exactly, as browsers
  * send them ("https://app.example:8443", no path).
+ *
+ * Credentials (cookies, such as the hsc_token cookie) are not allowed cross-origin unless
+ * --cors-credentials asks for it, and then only to the exact origins listed, never to "*": a
+ * browser then sends a page's cookies along with its EventSource (withCredentials) or fetch
+ * (credentials: "include") and lets the page read the answer. Without it, pages of the listed
+ * origins still subscribe, publish and ask, with a token in the Authorization header or the
+ * query (docs/security.md).
  */
 #include "policy/policy.h"
 
@@ -11,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int hsc_cors_setup(hsc_cors_t *cors, const char *list)
+int hsc_cors_setup(hsc_cors_t *cors, const char *list, bool credentials)
 {
     memset(cors, 0, sizeof *cors);
+    cors->credentials = credentials;
     if (list == NULL)
         return 0;
     for (const char *p = list; *p != '\0';) {
@@ -82,11 +90,8 @@ void hsc_cors_headers(const hsc_cors_t *cors, const hsc_req_t *req, char *out, s
     if (any)
         n = snprintf(out + len, cap - len, "Access-Control-Allow-Origin: *\r\n");
     else
-        n = snprintf(out + len, cap - len,
-                     "Access-Control-Allow-Origin: %s\r\n"
-                     "Access-Control-Allow-Credentials: true\r\n"
-                     "Vary: Origin\r\n",
-                     origin);
+        n = snprintf(out + len, cap - len, "Access-Control-Allow-Origin: %s\r\n%sVary: Origin\r\n",
+                     origin, cors->credentials ? "Access-Control-Allow-Credentials: true\r\n" : "");
     if (n < 0 || (size_t)n >= cap - len)
         out[len] = '\0'; /* all or nothing */
 }

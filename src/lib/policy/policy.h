@@ -32,10 +32,14 @@ typedef struct hsc_cors_s {
     char **origins;
     size_t n;
     bool any;
+    bool credentials; /* --cors-credentials: the exact origins (never "*") may send cookies */
 } hsc_cors_t;
 
-/** Fills `cors` from a comma-separated list (NULL: none). Returns 0, HSC_EINVAL or HSC_ENOMEM. */
-int hsc_cors_setup(hsc_cors_t *cors, const char *list);
+/**
+ * Fills `cors` from a comma-separated list (NULL: none); `credentials` allows the exact origins
+ * to make credentialed requests. Returns 0, HSC_EINVAL or HSC_ENOMEM.
+ */
+int hsc_cors_setup(hsc_cors_t *cors, const char *list, bool credentials);
 void hsc_cors_dispose(hsc_cors_t *cors);
 /** Appends the CORS response headers for the request's Origin to `out` (NUL-terminated). */
 void hsc_cors_headers(const hsc_cors_t *cors, const hsc_req_t *req, char *out, size_t cap);

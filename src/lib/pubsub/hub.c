@@ -24,8 +24,8 @@
  * counted, and resumes from history when it comes back. Nobody else waits for it.
  *
  * Keep-alive comments come from one timer that visits the subscribers; one that wrote nothing
- * since the last tick gets ": keep-alive". On shutdown the same timer ends the subscriptions,
- * spread over time (hsc_hub_drain()).
+ * since the last tick gets HSC_SSE_KEEPALIVE (": keep-alive", as answers). On shutdown the same
+ * timer ends the subscriptions, spread over time (hsc_hub_drain()).
  */
 #include "pubsub/pubsub.h"
 
@@ -465,7 +465,7 @@ static void on_keepalive(uv_timer_t *t)
     hsc_hub_t *hub = t->data;
     for (hsc_sub_t *s = hub->subs; s != NULL; s = s->next) {
         if (!s->active && !s->dropped && s->bl_count == 0 && hsc_res_writable(s->res))
-            hsc_res_write(s->res, hub->keepalive_text, hub->keepalive_len);
+            hsc_res_write(s->res, HSC_SSE_KEEPALIVE, HSC_SSE_KEEPALIVE_LEN);
         s->active = false;
     }
 }
@@ -482,10 +482,6 @@ void hsc_hub_init(hsc_hub_t *hub, uv_loop_t *loop, unsigned index, const hsc_ser
     hub->rng = (uint64_t)uv_hrtime() ^ ((uint64_t)index + 1) * 0x9e3779b97f4a7c15u;
     if (hub->rng == 0)
         hub->rng = 1;
-    /* A comment, then the empty line that ends the "event" (ignored by every parser). */
-    ssize_t n = hsc_sse_comment(hub->keepalive_text, sizeof hub->keepalive_text - 1, "keep-alive");
-    hub->keepalive_text[n] = '\n';
-    hub->keepalive_len = (size_t)n + 1;
     uv_mutex_init(&hub->mu);
     uv_async_init(loop, &hub->wake, on_inbox);
     hub->wake.data = hub;
@@ -513,19 +509,28 @@ static void sub_end(hsc_sub_t *s, uint64_t retry_ms)
     hsc_res_end(res);
 }
 
-/* Each tick ends the share of subscribers due by now, so the ends are spread over the window. */
+/* The drain's timer period: about 100 ticks over the window, at least 10 ms apart. */
+static uint64_t drain_tick(const hsc_hub_t *hub)
+{
+    return hub->drain_window / 100 < 10 ? 10 : hub->drain_window / 100;
+}
+
+/*
+ * Each tick ends the subscribers due before the next tick, so the ends are spread over the
+ * window, the first at once and the last within it; a window no longer than a tick (a few
+ * subscribers, or a drain timeout of a few milliseconds) is ended whole by the first tick.
+ */
 static void on_drain_tick(uv_timer_t *t)
 {
     hsc_hub_t *hub = t->data;
-    uint64_t now = uv_now(hub->loop);
-    uint64_t elapsed = now - hub->drain_start;
-    size_t due = elapsed >= hub->drain_window
+    uint64_t elapsed = uv_now(hub->loop) - hub->drain_start;
+    uint64_t until = elapsed + drain_tick(hub);
+    size_t due = until >= hub->drain_window
                      ? hub->drain_total
-                     : (size_t)(((uint64_t)hub->drain_total * elapsed + hub->drain_window - 1) /
+                     : (size_t)(((uint64_t)hub->drain_total * until + hub->drain_window - 1) /
                                 hub->drain_window);
     uint64_t retry = hub->cfg->retry_ms;
-    uint64_t base =
-        retry + (hub->drain_window - (elapsed < hub->drain_window ? elapsed : hub->drain_window));
+    uint64_t base = retry + (elapsed < hub->drain_window ? hub->drain_window - elapsed : 0);
     while (hub->subs != NULL && hub->drain_closed < due) {
         sub_end(hub->subs, base + hsc_hub_random(hub, hub->drain_window + retry / 2 + 1));
         hub->drain_closed++;
@@ -543,15 +548,8 @@ void hsc_hub_drain(hsc_hub_t *hub)
     hub->drain_start = uv_now(hub->loop);
     hub->drain_window = hub->nsubs < limit ? hub->nsubs : limit; /* about 1 ms per subscriber */
     uv_timer_stop(&hub->keepalive);
-    if (hub->drain_total == 0)
-        return;
-    if (hub->drain_window < 2) { /* nothing to spread */
-        hub->drain_window = 1;
-        on_drain_tick(&hub->keepalive);
-        return;
-    }
-    uint64_t tick = hub->drain_window / 100 < 10 ? 10 : hub->drain_window / 100;
-    uv_timer_start(&hub->keepalive, on_drain_tick, 0, tick);
+    if (hub->drain_total > 0)
+        uv_timer_start(&hub->keepalive, on_drain_tick, 0, drain_tick(hub));
 }
 
 void hsc_hub_close(hsc_hub_t *hub)

@@ -82,8 +82,6 @@ typedef struct hsc_hub_s {
     /* Shutdown: subscribers are ended a few at a time over drain_window ms (hsc_hub_drain). */
     uint64_t drain_start, drain_window;
     size_t drain_total, drain_closed;
-    char keepalive_text[16]; /* ": keep-alive\n\n" */
-    size_t keepalive_len;
     /* Counters: written by this loop's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_delivered, st_slow_dropped, st_resumes, st_missed;
     atomic_uint st_subscribers;

@@ -15,6 +15,11 @@
  * through its uv_async_t, closes its listener, closes idle connections, lets busy ones finish
  * their current response (then close), and after drain_timeout closes whatever is left. A worker's
  * loop ends when its last handle is closed; hsc_server_run() joins the threads and returns.
+ *
+ * SIGHUP would end the process at once (its default action), with no drain and no word. There is
+ * no reload yet, so it is caught and logged as ignored. Its handle is unreferenced: it does not
+ * keep the main loop running, and it stays installed until the workers are joined, so a SIGHUP
+ * during the drain is ignored too (silently: the main loop has ended by then).
  */
 #include "server/server.h"
 
@@ -295,7 +300,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->stop_async.data = srv;
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
-    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin)) != 0 ||
+    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin, srv->cfg.cors_credentials)) != 0 ||
         (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0) {
         hsc_server_free(srv);
         return rc;
@@ -377,6 +382,43 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+/* Whether the address is reachable from this machine only: 127.0.0.0/8, ::1, ::ffff:127.x. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/*
+ * Everything is open by default (docs/security.md), which is what the demo on 127.0.0.1 wants;
+ * on an address other machines can reach, say so once, before the "listening on" line.
+ */
+static void warn_if_open(const hsc_server_t *srv)
+{
+    const hsc_server_config_t *c = &srv->cfg;
+    if (is_loopback(&srv->addr) || c->publish_token != NULL || c->subscribe_token != NULL ||
+        c->stream_token != NULL || c->jwt_key_len > 0)
+        return;
+    bool any = strcmp(srv->host, "0.0.0.0") == 0 || strcmp(srv->host, "::") == 0;
+    HSC_LOG(HSC_LOG_WARN,
+            "%s%s is not loopback and no token or JWT key is set: anyone who can reach port %d "
+            "may publish, subscribe to every channel and ask the responder (/v1/stream). "
+            "Protect them with --publish-token, --subscribe-token and --stream-token, or "
+            "--jwt-key-file (docs/security.md), or listen on 127.0.0.1; /metrics stays open "
+            "either way (keep the port private or put it behind a proxy)",
+            srv->host, any ? " (every interface)" : "", srv->port);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    HSC_LOG(HSC_LOG_NOTICE, "SIGHUP ignored: hscd cannot reload its configuration yet "
+                            "(restart it to apply changes; SIGTERM stops it cleanly)");
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     hsc_server_t *srv = s->data;
@@ -396,6 +438,9 @@ int hsc_server_run(hsc_server_t *srv)
         srv->sigint.data = srv->sigterm.data = srv;
         uv_signal_start(&srv->sigint, on_signal, SIGINT);
         uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+        uv_signal_init(&srv->main_loop, &srv->sighup);
+        uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+        uv_unref((uv_handle_t *)&srv->sighup);
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -405,6 +450,7 @@ int hsc_server_run(hsc_server_t *srv)
             abort();
         }
     }
+    warn_if_open(srv);
     HSC_LOG(HSC_LOG_NOTICE, "listening on http://%s%s%s:%d (%u thread%s)",
             srv->addr.ss_family == AF_INET6 ? "[" : "", srv->host,
             srv->addr.ss_family == AF_INET6 ? "]" : "", srv->port, srv->nworkers,
@@ -412,6 +458,10 @@ int hsc_server_run(hsc_server_t *srv)
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_thread_join(&srv->workers[i].thread);
+    if (srv->cfg.handle_signals) {
+        uv_close((uv_handle_t *)&srv->sighup, NULL);
+        uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+    }
     uv_loop_close(&srv->main_loop);
     HSC_LOG(HSC_LOG_NOTICE, "stopped");
     return 0;

@@ -42,7 +42,7 @@ struct hsc_server_s {
     bool ran;
     uv_loop_t main_loop;
     uv_async_t stop_async;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup; /* sighup: unreferenced, it outlives the main loop */
     const hsc_responder_t *responder;
     hsc_engine_t *engine; /* channels: ids, history, resume (pubsub/engine.h) */
     uv_timer_t sweep_timer;

@@ -39,15 +39,10 @@ static void answer_free(hsc_answer_t *a)
     uv_close((uv_handle_t *)&a->keepalive, answer_closed);
 }
 
-/* ": keepalive" and an empty line: the comment stands alone, as an event would. */
+/* The keep-alive comment channels send too (HSC_SSE_KEEPALIVE). */
 static void write_comment(hsc_answer_t *a)
 {
-    char line[16];
-    ssize_t n = hsc_sse_comment(line, sizeof line - 1, "keepalive");
-    if (n < 0 || (size_t)n >= sizeof line)
-        return;
-    line[n++] = '\n';
-    hsc_res_write(a->res, line, (size_t)n);
+    hsc_res_write(a->res, HSC_SSE_KEEPALIVE, HSC_SSE_KEEPALIVE_LEN);
 }
 
 /* SSE: while the responder is silent (a model's prefill, a queue wait), a comment line every

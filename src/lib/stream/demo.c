@@ -3,6 +3,10 @@
  * one every --interval (the first at once), each echoing the request text with a counter and
  * multi-byte UTF-8 around it, as a language model would emit tokens. It honours backpressure: when
  * the client's queue is above its high mark the timer stops until the answer's resume callback.
+ *
+ * Each piece is a line, newline included, so that the plain form (the template's GET included)
+ * reads as lines; the SSE form keeps the newline in each event's data (an empty last "data:"
+ * line), so that the events' data joined is the plain body (docs/api.md).
  */
 #include "stream/stream.h"
 
