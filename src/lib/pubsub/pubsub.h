@@ -120,8 +120,8 @@ uint64_t hsc_hub_random(hsc_hub_t *hub, uint64_t n);
  * The replay (r->replay) is the hub's: it follows as soon as this returns 0.
  */
 typedef int (*hsc_hub_start_fn)(hsc_hub_t *hub, hsc_res_t *res, const hsc_subscribe_t *r);
-/** What a subscription asks for (hsc_hub_subscribe()); the fields mean what they mean in
- * hsc_subscribe_t. */
+
+/** What a subscription asks for (hsc_hub_subscribe()); each field as in hsc_subscribe_t. */
 typedef struct hsc_hub_sub_s {
     const char *names; /* n distinct valid channel names, NUL-terminated, `stride` bytes apart */
     size_t stride, n;
