@@ -92,13 +92,15 @@ function onGap(e) {
   showNotice(info.reason || "unknown", texts[info.reason] || texts.unknown);
 }
 
-// One EventSource for the room. The browser reconnects by itself (sending Last-Event-ID); when it
-// gives up (a 5xx while hscd restarts, say), a new one resumes with lastEventId= after a backoff.
+// One EventSource for the room. A room just joined starts with the messages it still holds
+// (lastEventId=earliest), so a new tab is not empty. The browser reconnects by itself, sending
+// Last-Event-ID, which wins over that; when it gives up (a 5xx while hscd restarts, say), a new
+// one resumes with lastEventId= the last id seen, after a backoff.
 function connect() {
   clearTimeout(chat.timer);
   if (chat.es) chat.es.close();
-  let url = "/v1/events?channel=" + encodeURIComponent(chat.room);
-  if (chat.lastId) url += "&lastEventId=" + encodeURIComponent(chat.lastId);
+  const url = "/v1/events?channel=" + encodeURIComponent(chat.room) +
+    "&lastEventId=" + encodeURIComponent(chat.lastId || "earliest");
   const es = new EventSource(url);
   chat.es = es;
   setConn(chat.lastId ? "reconnecting" : "connecting");

@@ -28,18 +28,34 @@ typedef struct listen_state_s {
     format_t format;
     bool quiet;
     uint64_t count, seen;
+    const char *only;                  /* the one channel of -c: every event's */
+    char channel[HSC_CHANNEL_MAX + 1]; /* else the one of the last hsc.channel tag, or "" */
 } listen_state_t;
 
+/*
+ * Prints an event as --format asks. hscd's channel tags (tag=channel, docs/api.md "Which
+ * channel") are not events: each says which channel the events after it are on, for the json
+ * format's "channel" key, and is neither printed (but by raw) nor counted.
+ */
 static int listen_event(void *user, const hsc_sse_msg_t *m)
 {
     listen_state_t *st = user;
+    if (type_is(m, "hsc.channel")) {
+        bool ok = hsc_channel_name_valid(m->data, m->data_len);
+        memcpy(st->channel, m->data, ok ? m->data_len : 0);
+        st->channel[ok ? m->data_len : 0] = '\0';
+        return 0;
+    }
     bool gap = type_is(m, "hsc.gap");
     if (gap && !st->quiet)
         fprintf(stderr, "hsc listen: history notice: %s\n", m->data);
     if (st->format == FMT_JSON) {
-        /* Type and data byte-exact: a NUL in either is written as \u0000. */
-        json_t *j = json_pack("{s:s%,s:s%,s:s}", "type", m->type, m->type_len, "data", m->data,
-                              m->data_len, "id", m->id);
+        /* Type and data byte-exact: a NUL in either is written as \u0000. The channel: null
+         * when unknown, and for hscd's notices, which are about no one channel. */
+        const char *ch = gap ? NULL : st->only ? st->only : st->channel[0] ? st->channel : NULL;
+        json_t *j =
+            json_pack("{s:s%,s:s%,s:s,s:o}", "type", m->type, m->type_len, "data", m->data,
+                      m->data_len, "id", m->id, "channel", ch ? json_string(ch) : json_null());
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (s != NULL) {
@@ -88,11 +104,14 @@ static void listen_usage(FILE *out)
           "\n"
           "  -c, --channel NAME     a channel to subscribe to; repeatable\n"
           "  --format FORMAT        data: each event's data, then a newline (default)\n"
-          "                         json: one {\"type\",\"data\",\"id\"} object per line\n"
+          "                         json: one {\"type\",\"data\",\"id\",\"channel\"} object\n"
+          "                         per line (channel null when unknown)\n"
           "                         raw:  the event stream as received\n"
           "  --count N              stop after N events\n"
           "  --timeout DUR          stop after DUR (e.g. 10s, 5m)\n"
-          "  --last-event-id ID     start after this event id\n"
+          "  --last-event-id ID     start after this event id ('earliest': with every\n"
+          "                         event the channels still hold)\n"
+          "  --history N            -c: start with the N newest events the channels hold\n"
           "  --max-line SIZE        the longest line accepted, 64 to 16m (default 1m)\n"
           "  -q, --quiet            no connection messages on stderr\n"
           "  --url URL              the server                (default $HSC_URL or\n"
@@ -158,6 +177,7 @@ int cmd_listen(int argc, char **argv)
                                          {"count", required_argument, NULL, 'n'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"last-event-id", required_argument, NULL, 'l'},
+                                         {"history", required_argument, NULL, 'y'},
                                          {"max-line", required_argument, NULL, 'm'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          SERVER_OPTIONS,
@@ -168,6 +188,7 @@ int cmd_listen(int argc, char **argv)
     const char *last_id = NULL;
     uint64_t timeout = 0, max_line = 1u << 20;
     char query[4096] = "";
+    const char *history = NULL, *first = NULL;
     unsigned nchannels = 0;
     int o;
     opterr = 0;
@@ -185,6 +206,13 @@ int cmd_listen(int argc, char **argv)
             strncat(query,
                     nchannels++ ? "&channel=" : "?channel=", sizeof query - strlen(query) - 1);
             append_encoded(query, sizeof query, optarg);
+            first = first ? first : optarg;
+            break;
+        case 'y':
+            if (optarg[0] == '\0' || strspn(optarg, "0123456789") != strlen(optarg) ||
+                strlen(optarg) > 19)
+                return usage_error("listen", "--history: '%s' is not a number of events", optarg);
+            history = optarg;
             break;
         case 'f':
             if (strcmp(optarg, "data") == 0)
@@ -242,6 +270,17 @@ int cmd_listen(int argc, char **argv)
         return usage_error("listen", "%s", "give either -c CHANNEL or a URL, not both");
     if (target == NULL && nchannels == 0)
         return usage_error("listen", "%s", "nothing to listen to: give -c CHANNEL, a URL or -");
+    if (target != NULL && history != NULL)
+        return usage_error("listen", "%s", "--history goes with -c CHANNEL, not with a URL");
+    /* One channel: every event is on it. Several: hscd tags them (docs/api.md). */
+    if (nchannels == 1)
+        st.only = first;
+    else if (nchannels > 1)
+        strncat(query, "&tag=channel", sizeof query - strlen(query) - 1);
+    if (history != NULL) {
+        strncat(query, "&history=", sizeof query - strlen(query) - 1);
+        strncat(query, history, sizeof query - strlen(query) - 1);
+    }
     if (target != NULL && strcmp(target, "-") == 0)
         return listen_stdin(&st, (size_t)max_line, last_id);
     if (target != NULL && strstr(target, "://") == NULL)

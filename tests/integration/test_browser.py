@@ -38,6 +38,10 @@ Proves that:
   cross-origin (a withCredentials EventSource fails even though the cookie is valid; a token in
   the query or the Authorization header works); with it, the allowed origin's credentialed
   EventSource and fetch work with the cookie alone, and the other origin still reads nothing.
+- a tab opened after messages were sent shows the room's recent messages (what --history keeps,
+  typed and untyped, with the same ids and none of another room), then live ones, each once, and
+  no notice; the page asks with lastEventId=earliest, and when Chromium reconnects by itself its
+  Last-Event-ID wins over that (the cut test above sees the same URL with the header).
 Missing Chromium, node or playwright-core is a failure, never a skip. The browser (every process
 of it) is killed in each test's cleanup, and each test asserts that the pages had no uncaught
 JavaScript error.
@@ -457,6 +461,42 @@ class Chat(BrowserCase):
         self.assertGreater(os.path.getsize(path), 10000)
         sys.stderr.write("[artifact] %s (%dx%d, Chromium %s)\n" % (path, width, height, b.version))
 
+    def test_a_new_tab_shows_the_recent_messages(self):
+        srv = self.start("--history", "4")
+        b = self.browser()
+        self.join(b, "alice", srv.port, "recent", "alice")
+        for t in ("one", "two", "three"):
+            self.say(b, "alice", t)
+        pub = Publisher(srv)
+        self.addCleanup(pub.close)
+        pub.publish("recent", "four")  # untyped, as curl -d or hsc publish sends it
+        pub.publish("recent", chat_body("zoe", "five"), event="chat")
+        pub.publish("other-room", chat_body("zoe", "not here"), event="chat")
+        shown_a = self.messages(b, "alice", 5)
+        self.assertEqual([m["text"] for m in shown_a], ["one", "two", "three", "four", "five"])
+        # A tab opened now shows what the room still holds (--history 4: the last four), in
+        # order, with the same ids; then it is live like the first one, each message once.
+        self.join(b, "bob", srv.port, "recent", "bob")
+        shown_b = self.messages(b, "bob", 4)
+
+        def key(msgs):
+            return [(m["id"], m["who"], m["text"]) for m in msgs]
+        self.assertEqual(key(shown_b), key(shown_a[1:]))
+        self.say(b, "bob", "hi, I just came")
+        shown_a = self.messages(b, "alice", 6)
+        shown_b = self.messages(b, "bob", 5)
+        time.sleep(0.3 * SLOW)  # nothing more arrives
+        shown_a, shown_b = b.eval("alice", MESSAGES), b.eval("bob", MESSAGES)
+        self.assertEqual(len(shown_a), 6)
+        self.assertEqual(key(shown_b), key(shown_a[1:]))
+        self.assertEqual(shown_b[-1]["text"], "hi, I just came")
+        self.assertTrue(shown_b[-1]["mine"])
+        for page in ("alice", "bob"):
+            self.assertEqual(b.eval(page, "() => document.querySelectorAll('li.notice').length"),
+                             0, "an explicit 'earliest' is not a resume: no notice")
+        # Its last id is the newest message's: a reconnection resumes after it.
+        self.assertEqual(b.eval("bob", "() => window.hscChat.lastId"), shown_b[-1]["id"])
+
     def test_npm_eventsource_client_receives_what_the_page_sends(self):
         srv = self.start()
         texts = ["one", "héllo wörld 🚀", 'quotes " and \\ backslash']
@@ -620,6 +660,8 @@ class Connection(BrowserCase):
             headers = {k.strip().lower(): v.strip() for k, _, v in
                        (line.partition(":") for line in events[0].split("\r\n")[1:])}
             self.assertEqual(headers.get("last-event-id"), last_shown, events[0])
+            # The same URL, which asks for the room's recent messages: the header wins.
+            self.assertIn("&lastEventId=earliest ", events[0], events[0])
         time.sleep(0.3 * SLOW)
         shown = b.eval("p", MESSAGES)
         ids = [m["id"] for m in shown]

@@ -15,6 +15,12 @@ Proves that:
   holds, and with nothing to replay; the `hsc.gap` event (no id) says `epoch` after a restart,
   `unknown` for malformed, future or later-run ids, `expired` when --history, --history-age
   evicted what was missed, and `replayed` counts what follows it;
+- lastEventId=earliest (query or header) and history=N replay what the channels hold (all, or
+  the N newest across them, in id order; curl and http.client), then live events, with no
+  hsc.gap and no resume counted; a real id wins over both; a bad history= or tag= is a one-line
+  400; tag=channel puts an hsc.channel event (no id) before each run of one channel's events
+  (curl, HTTP/1.0); while two publishers run flat out, subscriptions asking for recent events,
+  tagged, each receive a contiguous run of what was published, under the right tags;
 - a publish body with CR, LF, CRLF or forged fields arrives as ONE event with the exact data
   (line ends normalised to LF);
 - bad input gets a one-line 400 (names, types, UTF-8, channel counts, percent-encoding), 413
@@ -37,6 +43,7 @@ Every test ends with SIGTERM and asserts exit status 0 (no leak under ASan).
 """
 
 import collections
+import http.client
 import json
 import os
 import random
@@ -1653,6 +1660,181 @@ class ResumeRace(ChannelTestCase):
         sys_print("resume race: %d events from 2 flat-out publishers over %d connections "
                   "(%d reset, %d cut mid-stream)" % (len(published), connections, resets,
                                                      partial_cuts))
+
+
+def tagged(events):
+    """(channel, event) for each event of a tag=channel stream: the channel of the last
+    hsc.channel tag before it (None before any), as an EventSource client keeps it."""
+    out, channel = [], None
+    for e in events:
+        if e.type == "hsc.channel":
+            if e.id is not None:
+                raise AssertionError("a channel tag must not carry an id: %r" % (e,))
+            channel = e.data
+        else:
+            out.append((channel, e))
+    return out
+
+
+class RecentEvents(ChannelTestCase):
+    """lastEventId=earliest, history=N and tag=channel (docs/api.md, "Recent events" and
+    "Which channel")."""
+
+    def curl_stream(self, srv, target, headers=()):
+        """What curl receives from `target` in one second (then it gives up: status 28)."""
+        args = ["curl", "-sSN", "--max-time", str(1 * SLOW)]
+        for h in headers:
+            args += ["-H", h]
+        p = subprocess.run(args + [srv.url(target)], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20 * SLOW)
+        self.assertEqual(p.returncode, 28, p.stderr)  # still streaming when --max-time hit
+        parser = SseParser()
+        parser.feed(p.stdout)
+        return parser.events
+
+    def test_earliest_and_history_with_curl_and_http_client(self):
+        srv = self.start("--history", "5")
+        p = self.publisher(srv)
+        sent = {"r": [], "s": []}
+        for i in range(7):
+            for ch in ("r", "s", "t"):
+                ans = p.publish(ch, "%s%d" % (ch, i), event="upd" if ch == "s" else None)
+                if ch in sent:
+                    sent[ch].append((ans["id"], "%s%d" % (ch, i)))
+        before = metrics(srv)
+        # curl: everything r still holds (5 of 7), in the query or as Last-Event-ID.
+        for headers, target in (((), "/v1/events?channel=r&lastEventId=earliest"),
+                                (("Last-Event-ID: earliest",), "/v1/events?channel=r")):
+            evs = self.curl_stream(srv, target, headers)
+            self.assertEqual([(e.type, e.id, e.data) for e in evs],
+                             [("message", i, d) for i, d in sent["r"][2:]], target)
+        # curl: the 4 newest of r and s together, in id order, types kept.
+        evs = self.curl_stream(srv, "/v1/events?channel=s&channel=r&history=4")
+        both = sorted(sent["r"] + sent["s"], key=lambda e: seq_of(e[0]))
+        self.assertEqual([(e.id, e.data) for e in evs], both[-4:])
+        self.assertEqual([e.type for e in evs], ["message", "upd", "message", "upd"])
+        # http.client: history=3 of r, then a live event once, nothing else, no hsc.gap.
+        conn = http.client.HTTPConnection(HOST, srv.port, timeout=10 * SLOW)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/v1/events?channel=r&history=3")
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.getheader("Content-Type"), "text/event-stream; charset=utf-8")
+        parser = SseParser()
+        while len(parser.events) < 3:
+            parser.feed(resp.read1(65536))
+        live = p.publish("r", "live")
+        while len(parser.events) < 4:
+            parser.feed(resp.read1(65536))
+        self.assertEqual([(e.id, e.data) for e in parser.events],
+                         sent["r"][4:] + [(live["id"], "live")])
+        # Explicit requests are not resumes: no hsc.gap (history did evict r0 and r1), and the
+        # resume counters do not move.
+        after = metrics(srv)
+        for name in ("hsc_resumes_total", "hsc_resumes_missed_total"):
+            self.assertEqual(after[name], before[name], name)
+        # A real id wins over both: a resume after it.
+        s = self.subscribed(srv, ["r"], last_event_id=sent["r"][5][0],
+                            target="/v1/events?channel=r&history=5&lastEventId=earliest")
+        s.wait_events(2)
+        s.listen(0.2)
+        self.assertEqual([(e.id, e.data) for e in s.events],
+                         [sent["r"][6], (live["id"], "live")])
+        self.assertEqual(metrics(srv)["hsc_resumes_total"], before["hsc_resumes_total"] + 1)
+
+    def test_bad_history_or_tag_is_400_and_history_0_is_live(self):
+        srv = self.start("--history", "5")
+        for extra, reason in (("history=6", b"bad history: use history=N, N from 0 to 5 "
+                                            b"(--history)\n"),
+                              ("history=abc", b"bad history"), ("history=-1", b"bad history"),
+                              ("history=", b"bad history"), ("history=2.5", b"bad history"),
+                              ("tag=name", b"bad tag: the only one is tag=channel\n"),
+                              ("tag=", b"bad tag")):
+            with self.subTest(extra):
+                r = request(srv, "GET", events_target(["a"], extra=extra))
+                assert_error_response(self, r, 400, extra)
+                self.assertTrue(r.body.startswith(reason), r.body)
+        p = self.publisher(srv)
+        p.publish("a", "old")
+        s = self.subscribed(srv, ["a"], target="/v1/events?channel=a&history=0")
+        s.listen(0.2)
+        self.assertEqual(s.events, [])
+        live = p.publish("a", "new")
+        self.assertEqual([(e.id, e.data) for e in s.wait_events(1)], [(live["id"], "new")])
+
+    def test_tags_name_each_events_channel_curl_and_http10(self):
+        srv = self.start()
+        p = self.publisher(srv)
+        sent = [(ch, p.publish(ch, "%s%d" % (ch, i), event="upd" if i % 2 else None))
+                for i, ch in enumerate(["a", "a", "b", "c", "a", "b", "b"])]
+        mine = [(ch, a["id"]) for ch, a in sent if ch != "c"]
+        # curl, everything (earliest) of a and b, tagged.
+        evs = self.curl_stream(srv, "/v1/events?channel=a&channel=b&lastEventId=earliest"
+                                    "&tag=channel")
+        self.assertEqual([(ch, e.id) for ch, e in tagged(evs)], mine)
+        # A tag only where the channel changes.
+        self.assertEqual([e.data for e in evs if e.type == "hsc.channel"], ["a", "b", "a", "b"])
+        # HTTP/1.0 (close-delimited): the same stream; live events too.
+        s = self.subscribed(srv, ["b", "a"], version="HTTP/1.0",
+                            target="/v1/events?channel=b&channel=a&history=2&tag=channel")
+        s.wait_events(3)  # the tag of b, b5 and b6
+        live = [("a", p.publish("a", "x")["id"]), ("c", p.publish("c", "x")["id"]),
+                ("b", p.publish("b", "x")["id"])]
+        s.wait_events(7)
+        s.listen(0.2)
+        self.assertEqual([(ch, e.id) for ch, e in tagged(s.events)],
+                         mine[-2:] + [live[0], live[2]])
+        self.assertEqual(len(s.events), 7)  # tags: b (replay), a, b
+        self.assertEqual(s.eof, None)
+        self.assertFalse(s.http.chunked)
+        # Without tag=channel nothing changes.
+        evs = self.curl_stream(srv, "/v1/events?channel=a&channel=b&history=3")
+        self.assertEqual([e.type for e in evs if e.type.startswith("hsc.")], [])
+
+    def test_recent_and_tagged_while_publishers_run_flat_out(self):
+        """Subscriptions asking for recent events, tagged, while two publishers run flat out
+        on two threads: each receives a contiguous run of what was published to its channels,
+        from the replay through the live events, with no gap and no duplicate, each event
+        under its own channel's tag."""
+        srv = self.start("--threads", "2", "--history", "100000", "--history-bytes", "64m")
+        pubs = [FlatOutPublisher(srv, "fa", "a-{}".format, 2.0, 30000),
+                FlatOutPublisher(srv, "fb", "b-{}".format, 2.0, 30000)]
+        for pb in pubs:
+            pb.start()
+        subs = []
+        try:
+            for extra in ("history=50", "history=1", "lastEventId=earliest", "history=1000"):
+                time.sleep(0.2)
+                subs.append((extra, self.subscribed(
+                    srv, [], target="/v1/events?channel=fa&channel=fb&tag=channel&" + extra)))
+        finally:
+            for pb in pubs:
+                pb.join(30 * SLOW)
+        for pb in pubs:
+            self.assertIsNone(pb.error)
+        published = sorted([("fa",) + e for e in pubs[0].sent] +
+                           [("fb",) + e for e in pubs[1].sent], key=lambda e: seq_of(e[1]))
+        final = published[-1][1]
+        for extra, s in subs:
+            with self.subTest(extra):
+                s.wait(lambda: any(e.id == final for e in s.events[-3:]), 30,
+                       "the newest event %s" % final)
+                s.listen(0.2)
+                got = [(ch, e.id, e.data) for ch, e in tagged(s.events)]
+                self.assertEqual([e.type for e in s.events if e.type == "hsc.gap"], [])
+                self.assertGreater(len(got), 0)
+                start = next((k for k, e in enumerate(published) if e[1] == got[0][1]), None)
+                self.assertIsNotNone(start, "not published: %r" % (got[0],))
+                if extra == "lastEventId=earliest":
+                    self.assertEqual(start, 0)
+                if got != published[start:]:
+                    ids = [e[1] for e in got]
+                    self.fail("%s: received %d events from %s, published %d from there; "
+                              "%d duplicates" % (extra, len(got), got[0][1],
+                                                 len(published) - start,
+                                                 len(ids) - len(set(ids))))
+        sys_print("recent events: %d published on 2 channels, 4 subscriptions asking for "
+                  "recent events, tagged" % len(published))
 
 
 if __name__ == "__main__":

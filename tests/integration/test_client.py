@@ -193,9 +193,11 @@ class ListenPublish(ServerTestCase):
         self.assertEqual("".join(data.lines), "one\ntwo\nlines\nünï\n")
         self.assertEqual(data.err, b"", "-q prints no connection messages")
         objs = [json.loads(x) for x in js.lines]
-        self.assertEqual(objs, [{"type": "message", "data": "one", "id": ids[0]},
-                                {"type": "upd", "data": "two\nlines", "id": ids[1]},
-                                {"type": "message", "data": "ünï", "id": ids[2]}])
+        self.assertEqual(objs, [{"type": "message", "data": "one", "id": ids[0], "channel": "news"},
+                                {"type": "upd", "data": "two\nlines", "id": ids[1],
+                                 "channel": "news"},
+                                {"type": "message", "data": "ünï", "id": ids[2],
+                                 "channel": "news"}])
         self.assertIn(b"connected to", js.err)
         rawtext = "".join(raw.lines)
         self.assertIn("id: %s\ndata: two\ndata: lines\n" % ids[1], rawtext)
@@ -212,6 +214,44 @@ class ListenPublish(ServerTestCase):
         l._t.join(5)
         self.assertEqual([json.loads(x)["data"] for x in l.lines], ["1", "2"])
         self.assertLess(time.monotonic() - t0, 15 * SLOW)
+
+    def test_json_names_each_events_channel_and_recent_events(self):
+        port = self.srv.port
+        old = [publish(port, "a", "a0")["id"], publish(port, "b", "b0", event="upd")["id"],
+               publish(port, "c", "c0")["id"]]
+        # Several channels: hsc asks hscd to tag them (tag=channel) and prints each event's;
+        # --history 2: the 2 newest of a and b first. --last-event-id earliest: all they hold.
+        js = Listener(["--url", self.url, "-c", "a", "-c", "b", "--history", "2", "--format",
+                       "json", "--count", "6", "-q"])
+        data = Listener(["--url", self.url, "-c", "b", "-c", "a", "--last-event-id", "earliest",
+                         "--count", "6", "-q"])
+        one = Listener(["--url", self.url, "-c", "a", "--history", "1", "--format", "json",
+                        "--count", "4", "-q"])
+        # A resume that cannot be: the notice is about no one channel.
+        gap = Listener(["--url", self.url, "-c", "a", "-c", "c", "--last-event-id", "garbage",
+                        "--format", "json", "--count", "1", "-q"])
+        self.wait_subscribers(4)
+        new = [publish(port, "a", "1")["id"], publish(port, "b", "2", event="upd")["id"],
+               publish(port, "a", "3")["id"], publish(port, "c", "4")["id"],
+               publish(port, "a", "5")["id"]]
+        for l in (js, data, one, gap):
+            self.assertEqual(l.proc.wait(15 * SLOW), 0, l.err)
+            l._t.join(5)
+
+        def ev(type_, data_, id_, channel):
+            return {"type": type_, "data": data_, "id": id_, "channel": channel}
+        self.assertEqual([json.loads(x) for x in js.lines],
+                         [ev("message", "a0", old[0], "a"), ev("upd", "b0", old[1], "b"),
+                          ev("message", "1", new[0], "a"), ev("upd", "2", new[1], "b"),
+                          ev("message", "3", new[2], "a"), ev("message", "5", new[4], "a")])
+        self.assertEqual("".join(data.lines), "a0\nb0\n1\n2\n3\n5\n")
+        self.assertEqual([json.loads(x) for x in one.lines],
+                         [ev("message", "a0", old[0], "a"), ev("message", "1", new[0], "a"),
+                          ev("message", "3", new[2], "a"), ev("message", "5", new[4], "a")])
+        got = [json.loads(x) for x in gap.lines]
+        self.assertEqual([(g["type"], g["channel"]) for g in got], [("hsc.gap", None),
+                                                                   ("message", "a")])
+        self.assertEqual(got[1]["id"], new[0])
 
     def test_ctrl_c_stops_cleanly(self):
         l = Listener(["--url", self.url, "-c", "x"])
@@ -402,8 +442,8 @@ class CApi(unittest.TestCase):
 # ignored. "done\0" is a type of its own.
 NUL_WIRE = (b"id: 1\nevent: x\0y\ndata: a\0b\n\n"
             b"id: 2\0\nevent: done\0\ndata: \0\n\n")
-NUL_EVENTS = [{"type": "x\u0000y", "data": "a\u0000b", "id": "1"},
-              {"type": "done\u0000", "data": "\u0000", "id": "1"}]
+NUL_EVENTS = [{"type": "x\u0000y", "data": "a\u0000b", "id": "1", "channel": None},
+              {"type": "done\u0000", "data": "\u0000", "id": "1", "channel": None}]
 
 
 class ForeignSSE(http.server.BaseHTTPRequestHandler):
@@ -528,9 +568,28 @@ class Foreign(unittest.TestCase):
         r = run_hsc(["listen", "--format", "json", "-"], input=wire)
         self.assertEqual(r.returncode, 0, r.stderr)
         got = [json.loads(x) for x in r.stdout.decode().splitlines()]
-        self.assertEqual(got, [{"type": "message", "data": "a", "id": ""},
-                               {"type": "t", "data": "b", "id": "7"},
-                               {"type": "message", "data": "\u2713", "id": "7"}])
+        self.assertEqual(got, [{"type": "message", "data": "a", "id": "", "channel": None},
+                               {"type": "t", "data": "b", "id": "7", "channel": None},
+                               {"type": "message", "data": "\u2713", "id": "7",
+                                "channel": None}])
+
+    def test_listen_stdin_with_channel_tags(self):
+        # hscd's tag=channel stream, saved: each tag names the channel of the events after it
+        # (one that is not a channel name unnames it); tags are neither printed nor counted.
+        wire = (b"retry: 2000\n: hsc mxd5xpne\n\n"
+                b"event: hsc.channel\ndata: news\n\nid: e-1\ndata: x\n\n"
+                b"event: upd\nid: e-2\ndata: y\n\n"
+                b"event: hsc.channel\ndata: a@b/c\n\nid: e-3\ndata: z\n\n"
+                b"event: hsc.channel\ndata: not a name\n\nid: e-4\ndata: w\n\n")
+        r = run_hsc(["listen", "--format", "json", "-"], input=wire)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        self.assertEqual(got, [{"type": "message", "data": "x", "id": "e-1", "channel": "news"},
+                               {"type": "upd", "data": "y", "id": "e-2", "channel": "news"},
+                               {"type": "message", "data": "z", "id": "e-3", "channel": "a@b/c"},
+                               {"type": "message", "data": "w", "id": "e-4", "channel": None}])
+        r = run_hsc(["listen", "--count", "2", "-"], input=wire)
+        self.assertEqual((r.returncode, r.stdout), (0, b"x\ny\n"))
 
     def test_listen_json_keeps_nul_in_type_and_data(self):
         for how, args, inp in (("stdin", ["-"], NUL_WIRE),

@@ -9,7 +9,13 @@ Proves that:
   Last-Event-ID = the last id it received, and in the end has received every published event
   exactly once, in order, with no hsc.gap notice;
 - an unknown lastEventId= gives it an hsc.gap event (no id: its lastEventId stays empty), then
-  live events.
+  live events;
+- lastEventId=earliest and history=N give it the channel's recent events, then live ones; when
+  its connection is cut it reconnects to the same URL with Last-Event-ID, which wins: it gets
+  exactly what it missed, not the recent events again;
+- with tag=channel, its hsc.channel listener receives the channel's name before each run of
+  that channel's events (typed or not), and its message and typed listeners get the events as
+  before.
 A missing node or node_modules is a failure (run scripts/install-js.sh), never a skip.
 """
 
@@ -329,6 +335,80 @@ class EventSourceClient(ServerTestCase):
                           info.get("replayed")), ("unknown", "garbage", epoch, 0), info)
         self.assertEqual(evs[1], {"t": "event", "type": "message", "id": live["id"],
                                   "data": "end"})
+
+    def test_recent_events_then_a_cut_resumes_after_the_last_one(self):
+        srv = self.start("--retry", "200ms")
+        p = Publisher(srv)
+        self.addCleanup(p.close)
+        old = [p.publish("er", "old-%d" % i) for i in range(5)]
+        # earliest: all five, then live.
+        es = self.client(srv.url("/v1/events?channel=er&lastEventId=earliest"), until="end")
+        self.assertTrue(wait_for(lambda: len(es.events()) == 5, 20), "%r" % es.lines)
+        end = p.publish("er", "end")
+        rc, err = es.wait_exit()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(e["id"], e["data"]) for e in es.events()],
+                         [(a["id"], "old-%d" % i) for i, a in enumerate(old)] +
+                         [(end["id"], "end")])
+        # history=3 through a proxy that cuts the connection: the URL still asks for recent
+        # events, but the client's Last-Event-ID wins: it gets what it missed, once.
+        proxy = CuttableProxy(srv.port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        es = self.client("http://%s:%d/v1/events?channel=er&history=3" % (HOST, proxy.port),
+                         until="last")
+        want = [(a["id"], "old-%d" % (i + 3)) for i, a in enumerate(old[3:])] + \
+            [(end["id"], "end")]
+        self.assertTrue(wait_for(lambda: len(es.events()) == 3, 20), "%r" % es.lines)
+        live = p.publish("er", "live")
+        want.append((live["id"], "live"))
+        self.assertTrue(wait_for(lambda: len(es.events()) == 4, 20), "%r" % es.lines)
+        proxy.cut(rst=False)
+        self.assertTrue(wait_for(lambda: metric(srv, "hsc_subscribers") == 0, 5))
+        for i in range(2):
+            ans = p.publish("er", "missed-%d" % i)
+            self.assertEqual(ans["subscribers"], 0)
+            want.append((ans["id"], "missed-%d" % i))
+        self.assertTrue(wait_for(lambda: len(proxy.heads) == 2, 20), proxy.heads)
+        last = p.publish("er", "last")
+        want.append((last["id"], "last"))
+        rc, err = es.wait_exit()
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(e["id"], e["data"]) for e in es.events()], want)
+        self.assertEqual([e["type"] for e in es.events()], ["message"] * len(want))
+        self.assertEqual([c["lastEventId"] for c in es.of("connect")], [None, live["id"]])
+        for head in proxy.heads:
+            self.assertTrue(head.startswith("GET /v1/events?channel=er&history=3 "), head)
+
+    def test_tag_channel_events_name_the_channel_of_what_follows(self):
+        srv = self.start()
+        p = Publisher(srv)
+        self.addCleanup(p.close)
+        first = p.publish("ta", "before")
+        es = self.client(srv.url("/v1/events?channel=ta&channel=tb&tag=channel&history=1"),
+                         types=["hsc.channel", "upd"], until="end")
+        self.assertTrue(wait_for(lambda: len(es.events()) == 2, 20), "%r" % es.lines)
+        sent = [("ta", first["id"], "message", "before")]
+        for ch, etype, data in (("tb", None, "1"), ("tb", "upd", "2"), ("tc", None, "no"),
+                                ("ta", "upd", "3"), ("tb", None, "end")):
+            ans = p.publish(ch, data, event=etype)
+            if ch != "tc":
+                sent.append((ch, ans["id"], etype or "message", data))
+        rc, err = es.wait_exit()
+        self.assertEqual(rc, 0, err)
+        evs = es.events()
+        # The client's listeners, in order: hsc.channel names the channel of what follows.
+        # (The tag has no id field: this package gives the tag's event an empty lastEventId,
+        # where a browser gives the previous event's.)
+        got, channel = [], None
+        for e in evs:
+            if e["type"] == "hsc.channel":
+                channel = e["data"]
+            else:
+                got.append((channel, e["id"], e["type"], e["data"]))
+        self.assertEqual(got, sent)
+        self.assertEqual([e["data"] for e in evs if e["type"] == "hsc.channel"],
+                         ["ta", "tb", "ta", "tb"])
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ typedef struct world_s {
     atomic_uint nconns;
     atomic_uint_fast64_t next_id;
     unsigned closed; /* connections closed (the owner's on_closed) */
-    client_t *clients[8];
+    client_t *clients[16];
     size_t nclients;
 } world_t;
 
@@ -398,6 +398,37 @@ static uint64_t published(world_t *w)
     return st.published;
 }
 
+/*
+ * What a subscriber received, in order, as text: each event's SEQ, each channel tag as [NAME];
+ * e.g. "[a] 3 4 [b] 5". At most `cap` bytes.
+ */
+static const char *trace(const client_t *c, char *out, size_t cap)
+{
+    static const char tag[] = "\nevent: hsc.channel\ndata: ", id[] = "\nid: ";
+    size_t o = 0;
+    out[0] = '\0';
+    const char *end = c->buf + c->len;
+    for (const char *p = c->buf; c->len > 0 && p < end;) {
+        const char *t = memmem(p, (size_t)(end - p), tag, sizeof tag - 1);
+        const char *i = memmem(p, (size_t)(end - p), id, sizeof id - 1);
+        if (t == NULL && i == NULL)
+            break;
+        int n;
+        if (t != NULL && (i == NULL || t < i)) {
+            p = t + sizeof tag - 1;
+            n = snprintf(out + o, cap - o, "%s[%.*s]", o ? " " : "", (int)strcspn(p, "\n"), p);
+        } else {
+            p = memchr(i + sizeof id - 1, '-', 40);
+            assert_non_null(p);
+            n = snprintf(out + o, cap - o, "%s%llu", o ? " " : "",
+                         (unsigned long long)strtoull(p + 1, NULL, 10));
+        }
+        assert_true(n > 0 && (size_t)n < cap - o);
+        o += (size_t)n;
+    }
+    return out;
+}
+
 /* The epoch a subscriber was told (": hsc EPOCH"), for Last-Event-ID. */
 static void epoch_of(const client_t *c, char *out, size_t cap)
 {
@@ -496,6 +527,108 @@ static void test_resume_cut_neither_loses_nor_repeats(void **state)
     for (int i = 0; i < 20; i++)
         pump(w); /* and nothing more arrives */
     assert_int_equal(nids(ab), 5);
+    world_end(w);
+}
+
+static void test_recent_events_then_live_with_no_gap_or_duplicate(void **state)
+{
+    (void)state;
+    world_t *w = world_new();
+    world_start(w);
+    publish_direct(&w->te.base, "a", "1");
+    publish_direct(&w->te.base, "b", "2");
+    publish_direct(&w->te.base, "c", "3");
+    publish_direct(&w->te.base, "a", "4");
+    /*
+     * Around the subscription, as for a resume: 5 (a) and 6 (b) are published just before it
+     * registers, 7 (a) and 8 (b) just after its cut (6). The 3 newest of a and b up to the cut
+     * are 4, 5, 6; then 7 and 8 live: each once, and no hsc.gap (nothing was resumed).
+     */
+    w->te.publish_around = true;
+    client_t *ab = subscriber(w, "channel=a&channel=b&history=3", NULL);
+    RUN_UNTIL(w, nids(ab) >= 5);
+    check_ids(ab, (const uint64_t[]){4, 5, 6, 7, 8}, 5);
+    w->te.publish_around = false;
+    /* lastEventId=earliest: everything the channels hold; as the header value too. */
+    client_t *all = subscriber(w, "channel=b&channel=a&lastEventId=earliest", NULL);
+    client_t *hdr = subscriber(w, "channel=a", "earliest");
+    RUN_UNTIL(w, nids(all) >= 7 && nids(hdr) >= 4);
+    check_ids(all, (const uint64_t[]){1, 2, 4, 5, 6, 7, 8}, 7);
+    check_ids(hdr, (const uint64_t[]){1, 4, 5, 7}, 4);
+    /* A real id wins over history=: a resume, exactly after it. */
+    char epoch[32], last[64];
+    epoch_of(ab, epoch, sizeof epoch);
+    snprintf(last, sizeof last, "%s-6", epoch);
+    client_t *res = subscriber(w, "channel=a&channel=b&history=1&lastEventId=earliest", last);
+    RUN_UNTIL(w, nids(res) >= 2);
+    check_ids(res, (const uint64_t[]){7, 8}, 2);
+    publish_direct(&w->te.base, "a", "9");
+    RUN_UNTIL(w, nids(ab) == 6 && nids(all) == 8 && nids(hdr) == 5 && nids(res) == 3);
+    for (int i = 0; i < 20; i++)
+        pump(w); /* and nothing more arrives */
+    assert_int_equal(nids(ab) + nids(all) + nids(hdr) + nids(res), 22);
+    for (size_t i = 0; i < w->nclients; i++)
+        assert_false(has(w->clients[i], "hsc.gap"));
+    assert_int_equal(atomic_load(&w->hub.st_resumes), 1); /* only the real id */
+    assert_int_equal(atomic_load(&w->hub.st_missed), 0);
+    world_end(w);
+}
+
+static void test_tags_say_each_events_channel_once_per_run(void **state)
+{
+    (void)state;
+    world_t *w = world_new();
+    world_start(w);
+    publish_direct(&w->te.base, "a", "1");
+    publish_direct(&w->te.base, "b", "2");
+    publish_direct(&w->te.base, "b", "3");
+    client_t *tagged = subscriber(w, "channel=a&channel=b&tag=channel&history=3", NULL);
+    client_t *plain = subscriber(w, "channel=a&channel=b", NULL);
+    client_t *old = client_open(w, false); /* HTTP/1.0: close-delimited, no chunk framing */
+    client_send(old, "GET /v1/events?channel=b&channel=a&tag=channel HTTP/1.0\r\n\r\n");
+    RUN_UNTIL(w, nids(tagged) == 3 && has(plain, ": hsc ") && has(old, ": hsc "));
+    uint64_t delivered = atomic_load(&w->hub.st_delivered);
+    /* One burst, one inbox batch: a tag only where the channel changes. */
+    static const char *const chans[] = {"a", "a", "b", "c", "a", "b", "b"}; /* 4..10 */
+    for (int i = 0; i < 7; i++)
+        publish_direct(&w->te.base, chans[i], "x");
+    RUN_UNTIL(w, nids(tagged) == 9 && nids(plain) == 6 && nids(old) == 6);
+    char got[256];
+    assert_string_equal(trace(tagged, got, sizeof got),
+                        "[a] 1 [b] 2 3 [a] 4 5 [b] 6 [a] 8 [b] 9 10");
+    assert_string_equal(trace(plain, got, sizeof got), "4 5 6 8 9 10");
+    assert_string_equal(trace(old, got, sizeof got), "[a] 4 5 [b] 6 [a] 8 [b] 9 10");
+    /* The tag is a whole event of its own, with no id; the events' bytes are everyone's. */
+    assert_true(has(tagged, "\r\n1c\r\nevent: hsc.channel\ndata: a\n\n\r\n"));
+    assert_true(has(old, "\n\nevent: hsc.channel\ndata: b\n\nid: "));
+    assert_false(has(old, "1c\r\n"));
+    /* Tags are not events: the delivered counter counts the 18 events, not the 5 tags. */
+    assert_int_equal(atomic_load(&w->hub.st_delivered) - delivered, 18);
+    world_end(w);
+}
+
+static void test_bad_history_or_tag_is_400(void **state)
+{
+    (void)state;
+    world_t *w = world_new();
+    w->cfg.history = 50;
+    world_start(w);
+    static const char *const bad[] = {"history=51", "history=",   "history=-1",
+                                      "history=1x", "history=+3", "history=99999999999999999999999",
+                                      "tag=",       "tag=chan",   "tag=channel,type"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        client_t *c = client_open(w, false);
+        client_send(c, "GET /v1/events?channel=a&%s HTTP/1.1\r\nHost: t\r\n\r\n", bad[i]);
+        RUN_UNTIL(w, has(c, "\r\n\r\nbad ") && c->buf[c->len - 1] == '\n');
+        assert_memory_equal(c->buf, "HTTP/1.1 400 ", 13);
+        assert_true(has(c, i < 6
+                               ? "\r\n\r\nbad history: use history=N, N from 0 to 50 (--history)\n"
+                               : "\r\n\r\nbad tag: the only one is tag=channel\n"));
+    }
+    client_t *ok = subscriber(w, "channel=a&history=50&history=7&tag=channel", NULL);
+    RUN_UNTIL(w, has(ok, ": hsc "));
+    assert_memory_equal(ok->buf, "HTTP/1.1 200 ", 13);
+    assert_int_equal(w->hub.nsubs, 1);
     world_end(w);
 }
 
@@ -651,6 +784,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_publish_and_subscribe_over_socketpairs),
         cmocka_unit_test(test_multi_channel_subscription_sees_ids_in_order),
         cmocka_unit_test(test_resume_cut_neither_loses_nor_repeats),
+        cmocka_unit_test(test_recent_events_then_live_with_no_gap_or_duplicate),
+        cmocka_unit_test(test_tags_say_each_events_channel_once_per_run),
+        cmocka_unit_test(test_bad_history_or_tag_is_400),
         cmocka_unit_test(test_subscribe_answered_later_comes_before_later_deliveries),
         cmocka_unit_test(test_publish_answered_later_and_client_gone_first),
         cmocka_unit_test(test_subscribe_client_gone_before_the_answer),

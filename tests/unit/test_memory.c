@@ -149,8 +149,10 @@ typedef struct sub_s {
     hsc_subscribe_t req;
 } sub_t;
 
-/* Subscribes hub `hub` to the comma-separated `names` from `last` (NULL: none). */
-static void sub(world_t *w, sub_t *s, unsigned hub, const char *names, const char *last)
+/* Subscribes hub `hub` to the comma-separated `names` from `last` (NULL: none), or, without one,
+ * with the `recent` newest events; `tag`: with the channels' tags. */
+static void sub_ex(world_t *w, sub_t *s, unsigned hub, const char *names, const char *last,
+                   size_t recent, bool tag)
 {
     memset(s, 0, sizeof *s);
     size_t n = 0;
@@ -165,12 +167,33 @@ static void sub(world_t *w, sub_t *s, unsigned hub, const char *names, const cha
                                .n = n,
                                .last = last,
                                .last_len = last ? strlen(last) : 0,
+                               .recent = recent,
+                               .tag = tag,
                                .hub = hub,
                                .cb = on_subscribed,
                                .chans = s->chans};
     int before = completions;
     hsc_engine_subscribe(w->e, &s->req);
     assert_int_equal(completions, before + 1);
+}
+
+static void sub(world_t *w, sub_t *s, unsigned hub, const char *names, const char *last)
+{
+    sub_ex(w, s, hub, names, last, 0, false);
+}
+
+/* Checks that each replayed event names the channel it came from: `chans` has one letter per
+ * event, the channel's name. */
+static void check_replay_chans(sub_t *s, const char *chans)
+{
+    assert_int_equal(s->req.nreplay, strlen(chans));
+    for (size_t i = 0; i < s->req.nreplay; i++) {
+        size_t j = 0;
+        while (j < s->req.n && s->names[j][0] != chans[i])
+            j++;
+        assert_true(j < s->req.n);
+        assert_ptr_equal(s->req.replay[i].chan, s->chans[j]);
+    }
 }
 
 /* Checks the replay's sequence numbers, then releases it as its new owner must. */
@@ -358,6 +381,111 @@ static void test_subscribe_replays_exactly_after_the_id_up_to_the_cut(void **sta
     world_free(&w);
 }
 
+static void test_recent_events_are_the_newest_across_channels_up_to_the_cut(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 100, 1 << 20, 100);
+    const char *chans[] = {"a", "b", "c", "a", "b", "a", "c", "b"}; /* seq 1..8 */
+    for (size_t i = 0; i < 8; i++)
+        pub_ok(&w, chans[i], "x");
+    sub_t s;
+    /* The 3 newest of a and b together, in number order, each naming its channel. */
+    sub_ex(&w, &s, 1, "a,b", NULL, 3, false);
+    assert_int_equal(s.req.rc, 0);
+    assert_int_equal(s.req.cut, 8);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay_chans(&s, "bab");
+    check_replay(&s, (const uint64_t[]){5, 6, 8}, 3);
+    /* After the cut, events reach the hub live, and only those: no gap, no duplicate. */
+    pub_ok(&w, "a", "x");
+    pub_ok(&w, "c", "x");
+    assert_int_equal(w.rec[1].n, 1);
+    assert_int_equal(w.rec[1].d[0].seq, 9);
+    unsub(&w, &s);
+    /* Everything ("earliest"), whatever the order of the names. */
+    sub_ex(&w, &s, 0, "b,a", NULL, HSC_REPLAY_ALL, false);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay_chans(&s, "abababa");
+    check_replay(&s, (const uint64_t[]){1, 2, 4, 5, 6, 8, 9}, 7);
+    unsub(&w, &s);
+    /* More than a channel holds: what it holds. None: live only. */
+    sub_ex(&w, &s, 0, "c", NULL, 50, false);
+    check_replay(&s, (const uint64_t[]){3, 7, 10}, 3);
+    unsub(&w, &s);
+    sub_ex(&w, &s, 0, "a,b,c", NULL, 0, false);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    /* With a last id, the resume wins: what follows the id, not the newest 1. */
+    char last[HSC_EVENT_ID_MAX];
+    id_of(last, s.req.epoch, 6);
+    sub_ex(&w, &s, 0, "a,b", last, 1, false);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, (const uint64_t[]){8, 9}, 2);
+    unsub(&w, &s);
+    /* A last id that cannot be resumed stays a resume: the gap says so, recent does not apply. */
+    sub_ex(&w, &s, 0, "a", "garbage", HSC_REPLAY_ALL, false);
+    assert_int_equal(s.req.gap, HSC_GAP_UNKNOWN);
+    check_replay(&s, NULL, 0);
+    unsub(&w, &s);
+    world_free(&w);
+
+    /* History that evicted events: what is left, and no gap (nothing was asked to be resumed). */
+    world_init(&w, 2, 1 << 20, 100);
+    for (size_t i = 0; i < 8; i++)
+        pub_ok(&w, chans[i], "x");
+    sub_ex(&w, &s, 0, "a,b", NULL, HSC_REPLAY_ALL, false);
+    assert_int_equal(s.req.gap, HSC_GAP_NONE);
+    check_replay(&s, (const uint64_t[]){4, 5, 6, 8}, 4);
+    unsub(&w, &s);
+    sub_ex(&w, &s, 0, "a,b,c", NULL, 2, false);
+    check_replay(&s, (const uint64_t[]){7, 8}, 2);
+    unsub(&w, &s);
+    world_free(&w);
+}
+
+static void test_tags_are_made_once_per_channel_when_asked(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    pub_ok(&w, "a", "x");
+    sub_t s0, s1, s2;
+    sub(&w, &s0, 0, "a,b", NULL);
+    assert_null(s0.chans[0]->tag); /* nobody asked */
+    assert_null(s0.chans[1]->tag);
+    sub_ex(&w, &s1, 1, "b,a", NULL, HSC_REPLAY_ALL, true);
+    assert_int_equal(s1.req.rc, 0);
+    assert_ptr_equal(s1.chans[1], s0.chans[0]);
+    static const char want_b[] = "1c\r\nevent: hsc.channel\ndata: b\n\n\r\n";
+    hsc_frame_t *tb = s1.chans[0]->tag;
+    assert_non_null(tb);
+    assert_int_equal(tb->len, sizeof want_b - 1);
+    assert_memory_equal(tb->data, want_b, sizeof want_b - 1);
+    assert_non_null(s1.chans[1]->tag);
+    assert_memory_equal(s1.chans[1]->tag->data + 4, "event: hsc.channel\ndata: a\n\n", 28);
+    check_replay_chans(&s1, "a");
+    check_replay(&s1, (const uint64_t[]){1}, 1);
+    /* The body of a tag, for HTTP/1.0, is the SSE event alone. */
+    size_t off, end;
+    hsc_event_frame_body(tb, &off, &end);
+    assert_int_equal(end - off, 28);
+    assert_memory_equal(tb->data + off, "event: hsc.channel\ndata: b\n\n", 28);
+    /* One tag per channel: a later subscriber shares it. */
+    sub_ex(&w, &s2, 0, "b", NULL, 0, true);
+    assert_ptr_equal(s2.chans[0]->tag, tb);
+    /* Deliveries carry the handle, hence its tag; the event's frame is the same for all. */
+    pub_ok(&w, "b", "y");
+    assert_int_equal(w.rec[0].n, 1);
+    assert_int_equal(w.rec[1].n, 1);
+    assert_ptr_equal(w.rec[0].d[0].frame, w.rec[1].d[0].frame);
+    assert_ptr_equal(w.rec[0].d[0].chan->tag, tb);
+    unsub(&w, &s0);
+    unsub(&w, &s1);
+    unsub(&w, &s2);
+    world_free(&w); /* the tags go with their channels (ASan: nothing leaks) */
+}
+
 static void test_gap_kinds(void **state)
 {
     (void)state;
@@ -507,6 +635,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deliveries_reach_the_hubs_with_subscribers_in_order),
         cmocka_unit_test(test_history_is_bounded_by_count_and_bytes),
         cmocka_unit_test(test_subscribe_replays_exactly_after_the_id_up_to_the_cut),
+        cmocka_unit_test(test_recent_events_are_the_newest_across_channels_up_to_the_cut),
+        cmocka_unit_test(test_tags_are_made_once_per_channel_when_asked),
         cmocka_unit_test(test_gap_kinds),
         cmocka_unit_test(test_unsubscribe_frees_channels),
         cmocka_unit_test(test_max_channels_refuses_and_changes_nothing),

@@ -1,6 +1,7 @@
 /*
  * What every engine shares (engine.h): the one encoding of an event into a frame, which hubs
- * slice for HTTP/1.0, and the reading of a client's last event id. Pure: no lock, no loop.
+ * slice for HTTP/1.0, a channel's tag frame, and the reading of a client's last event id. Pure:
+ * no lock, no loop.
  */
 #include "pubsub/engine.h"
 
@@ -22,6 +23,11 @@ hsc_frame_t *hsc_event_frame_new(const char *type, const char *id, const char *d
     hsc_sse_encode(f->data + hl, (size_t)n, &ev);
     memcpy(f->data + hl + n, HSC_CHUNK_CRLF, 2);
     return f;
+}
+
+hsc_frame_t *hsc_chan_tag_new(const char *name, size_t len)
+{
+    return hsc_event_frame_new(HSC_TAG_TYPE, NULL, name, len);
 }
 
 void hsc_event_frame_body(const hsc_frame_t *f, size_t *off, size_t *end)

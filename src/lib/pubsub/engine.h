@@ -43,6 +43,12 @@
  * subscribe later queues the completion with call() at the moment it registers, so the hub sees
  * it before any delivery after the cut.
  *
+ * Recent events. A subscribe without a last id may ask for the `recent` newest events its
+ * channels still hold (HSC_REPLAY_ALL: every one, what a client's "earliest" asks): the replay is
+ * then the `recent` events with the highest SEQ at or below the cut among those channels'
+ * histories, in SEQ order, and the gap is HSC_GAP_NONE (nothing was asked to be resumed). The cut
+ * works as for a resume, so live events follow the replay with no gap and no duplicate.
+ *
  * Frames. An event is encoded once (hsc_event_frame_new()) into an immutable frame that history,
  * deliveries and replays share by reference: "<size>\r\n" + the SSE bytes + "\r\n", so the same
  * bytes serve every HTTP/1.1 subscriber; hsc_event_frame_body() gives the slice without the
@@ -52,6 +58,14 @@
  * of a subscribe that returned it until it unsubscribes, and from a delivery that carries it
  * until it releases it. Slot i belongs to hub i's thread: the hub keeps its subscribers of that
  * channel there; the engine never reads it.
+ *
+ * Tags. A subscriber may ask which channel each event is on (docs/api.md, "Which channel"). The
+ * channel is not in the event's frame, which stays one for every subscriber: the hub writes the
+ * channel's tag frame (an "hsc.channel" event whose data is the name, hsc_chan_tag_new()) before
+ * an event whose channel differs from the previous event's, for that subscriber only. A subscribe
+ * with `tag` set gets handles whose `tag` is set, and replay entries name their channel. The
+ * engine makes a channel's tag once, before the completion of the first subscribe that asks for
+ * it, never changes it afterwards and frees it with the channel.
  */
 #ifndef HSC_PUBSUB_ENGINE_H
 #define HSC_PUBSUB_ENGINE_H
@@ -64,6 +78,7 @@ typedef struct hsc_engine_s hsc_engine_t;
 /** What hubs see of an engine's channel: every engine's channel holds one. */
 typedef struct hsc_chan_s {
     void **slot; /* one per hub, NULL at first: slot[i] is hub i's, touched by its thread only */
+    hsc_frame_t *tag; /* the channel's tag (see Tags), or NULL before a subscribe asked for it */
 } hsc_chan_t;
 
 /**
@@ -100,11 +115,15 @@ typedef enum hsc_gap_e {
     HSC_GAP_UNKNOWN  /* not an id of this engine, or ahead of the newest: live events only */
 } hsc_gap_t;
 
-/** One event to replay: one reference to its frame. */
+/** One event to replay: one reference to its frame, and its channel (one of the request's). */
 typedef struct hsc_replay_s {
     uint64_t seq;
     hsc_frame_t *frame;
+    hsc_chan_t *chan;
 } hsc_replay_t;
+
+/** hsc_subscribe_t.recent for every event history holds (a client's "earliest"). */
+#define HSC_REPLAY_ALL SIZE_MAX
 
 typedef struct hsc_publish_s hsc_publish_t;
 typedef void (*hsc_publish_cb)(hsc_publish_t *p);
@@ -137,7 +156,10 @@ struct hsc_subscribe_s {
     size_t stride, n;
     const char *last; /* the client's last event id (any bytes), or NULL for no resume */
     size_t last_len;
-    unsigned hub; /* the caller's hub: where `cb` runs and where deliveries go */
+    size_t recent; /* with `last` NULL: replay the `recent` newest events (see Recent events;
+                      HSC_REPLAY_ALL: all); 0: live events only. Ignored with a `last`. */
+    bool tag;      /* the hub tags events with their channel: make the handles' `tag` */
+    unsigned hub;  /* the caller's hub: where `cb` runs and where deliveries go */
     hsc_subscribe_cb cb;
     void *user;         /* the caller's */
     hsc_chan_t **chans; /* n entries: the channel handles, in the order of `names` */
@@ -237,11 +259,21 @@ static inline void hsc_engine_free(hsc_engine_t *e)
 
 /**
  * Encodes an event once, in chunked framing (see Frames above), with one reference. `type` is
- * NULL or valid, `id` a formatted id. NULL when out of memory.
+ * NULL or valid, `id` a formatted id (NULL: none). NULL when out of memory.
  */
 hsc_frame_t *hsc_event_frame_new(const char *type, const char *id, const char *data, size_t len);
 /** The SSE bytes inside a frame of hsc_event_frame_new(): [*off, *end). */
 void hsc_event_frame_body(const hsc_frame_t *f, size_t *off, size_t *end);
+
+/** The type of a channel's tag event (see Tags): reserved, so no publisher can forge one. */
+#define HSC_TAG_TYPE "hsc.channel"
+
+/**
+ * A channel's tag (see Tags): "event: hsc.channel", "data: NAME", no id (a client's last event id
+ * stays that of the last real event), framed as hsc_event_frame_new() frames events. `name` is a
+ * valid channel name of `len` bytes. NULL when out of memory.
+ */
+hsc_frame_t *hsc_chan_tag_new(const char *name, size_t len);
 
 /** 2020-01-01T00:00:00Z in milliseconds: no engine's epoch is older. */
 #define HSC_EPOCH_MIN 1577836800000ull

@@ -8,7 +8,10 @@
  * it (on_close), and the completion then frees it without answering. A subscription is the hub's
  * from the start (hsc_hub_subscribe()); this file starts its stream once the engine answered:
  * the headers, a retry: line with jitter and the epoch comment, the hsc.gap event when the resume
- * is not exact. Everything a client sends is checked here: channel names, the event type, the
+ * is not exact. Where a subscription starts is decided here: a last event id resumes after it
+ * (the Last-Event-ID header, else lastEventId=); "earliest" in either place, or history=N
+ * without an id, asks for recent events instead, with no hsc.gap (nothing was resumed).
+ * Everything a client sends is checked here: channel names, history=, tag=, the event type, the
  * data's size and encoding, tokens (policy/).
  */
 #include "pubsub/pubsub.h"
@@ -190,24 +193,65 @@ static void publish(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
 
 /* ---- subscribe ------------------------------------------------------------------------------- */
 
-/* The client's last event id: the Last-Event-ID header, else lastEventId= (decoded into buf). */
-static const char *last_event_id(const hsc_req_t *req, char *buf, size_t cap, size_t *len)
+/*
+ * The client's last event id: the Last-Event-ID header, else lastEventId= (decoded into buf).
+ * NULL when there is none, or when it is "earliest" (Mercure's word: everything history holds),
+ * which sets *earliest.
+ */
+static const char *last_event_id(const hsc_req_t *req, char *buf, size_t cap, size_t *len,
+                                 bool *earliest)
 {
+    const char *id = NULL;
+    *earliest = false;
     const char *h = hsc_req_header(req, "Last-Event-ID");
+    ssize_t n;
     if (h != NULL && h[0] != '\0') {
+        id = h;
         *len = strlen(h);
-        return h;
-    }
-    ssize_t n = hsc_query_get(req->query, req->query_len, "lastEventId", buf, cap);
-    if (n > 0) {
+    } else if ((n = hsc_query_get(req->query, req->query_len, "lastEventId", buf, cap)) > 0) {
+        id = buf;
         *len = (size_t)n;
-        return buf;
-    }
-    if (n == HSC_ETOOBIG || n == HSC_EINVAL) {
+    } else if (n == HSC_ETOOBIG || n == HSC_EINVAL) {
         *len = 1;
         return "?"; /* unparseable: reported as an unknown id */
     }
-    return NULL;
+    if (id != NULL && *len == 8 && memcmp(id, "earliest", 8) == 0) {
+        *earliest = true;
+        return NULL;
+    }
+    return id;
+}
+
+/*
+ * history=N and tag=channel (docs/api.md, "Recent events" and "Which channel"). Returns 0, or
+ * 400 with the reason in `why`. *recent is N (0 without the parameter).
+ */
+static int parse_options(const hsc_req_t *req, const hsc_server_config_t *cfg, size_t *recent,
+                         bool *tag, char *why, size_t cap)
+{
+    char v[32];
+    *recent = 0;
+    *tag = false;
+    ssize_t n = hsc_query_get(req->query, req->query_len, "history", v, sizeof v);
+    if (n != HSC_ENOTFOUND) {
+        bool ok = n > 0 && n <= 20 && strspn(v, "0123456789") == (size_t)n;
+        unsigned long long k = ok ? strtoull(v, NULL, 10) : 0;
+        if (!ok || k > cfg->history) {
+            snprintf(why, cap, "bad history: use history=N, N from 0 to %zu (--history)",
+                     cfg->history);
+            return 400;
+        }
+        *recent = (size_t)k;
+    }
+    n = hsc_query_get(req->query, req->query_len, "tag", v, sizeof v);
+    if (n != HSC_ENOTFOUND) {
+        if (n != 7 || memcmp(v, "channel", 7) != 0) {
+            snprintf(why, cap, "bad tag: the only one is tag=channel");
+            return 400;
+        }
+        *tag = true;
+    }
+    return 0;
 }
 
 static void write_gap(hsc_res_t *res, hsc_gap_t gap, const char *last, size_t last_len,
@@ -249,7 +293,8 @@ static int sub_start(hsc_hub_t *hub, hsc_res_t *res, const hsc_subscribe_t *r)
     }
     char lbuf[128];
     size_t last_len = 0;
-    const char *last = last_event_id(hsc_res_request(res), lbuf, sizeof lbuf, &last_len);
+    bool earliest;
+    const char *last = last_event_id(hsc_res_request(res), lbuf, sizeof lbuf, &last_len, &earliest);
     if (last != NULL && r->gap == HSC_GAP_NONE)
         HSC_STAT_ADD(hub->st_resumes, 1);
     else if (last != NULL)
@@ -282,7 +327,11 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
         return;
     }
     const char *reason = NULL;
+    char why[128];
+    hsc_hub_sub_t o = {.stride = sizeof names.v[0]};
     int status = parse_channels(req, &names, &reason);
+    if (status == 0 && (status = parse_options(req, cfg, &o.recent, &o.tag, why, sizeof why)) != 0)
+        reason = why;
     if (status == 0 && hsc_auth_require(cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0],
                                         sizeof names.v[0], names.n) != 0) {
         free(names.v);
@@ -298,10 +347,13 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
         return;
     }
     char lbuf[128];
-    size_t last_len = 0;
-    const char *last = last_event_id(req, lbuf, sizeof lbuf, &last_len);
-    int rc = hsc_hub_subscribe(hub, res, names.v[0], sizeof names.v[0], names.n, last, last_len,
-                               sub_start);
+    bool earliest;
+    o.names = names.v[0];
+    o.n = names.n;
+    o.last = last_event_id(req, lbuf, sizeof lbuf, &o.last_len, &earliest);
+    if (earliest)
+        o.recent = HSC_REPLAY_ALL;
+    int rc = hsc_hub_subscribe(hub, res, &o, sub_start);
     free(names.v);
     if (rc != 0)
         fail(res, 503, "out of memory");

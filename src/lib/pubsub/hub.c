@@ -18,6 +18,10 @@
  * replay has them. Until the engine's completion the subscription is not linked, so no delivery
  * reaches it; the engine guarantees the completion comes before any delivery after the cut.
  *
+ * Tags (engine.h): a subscriber that asked which channel each event is on gets the channel's
+ * tag frame, shared like every frame, before an event whose channel differs from that of the
+ * event before it (tag_chan); the events' own frames stay the ones every subscriber gets.
+ *
  * Flow control: a subscriber writes directly while its connection is below the high-water mark;
  * otherwise frames wait in its backlog (references again) and go out on drain. A backlog larger
  * than the replay plus --max-queue-bytes means the client cannot keep up: it is disconnected,
@@ -48,10 +52,12 @@ struct hsc_sub_s {
     uint64_t min_seq;       /* deliveries at or below this came with the replay (or predate it) */
     bool chunked;
     bool dropped;
-    bool active;   /* wrote something since the last keep-alive tick */
-    bool in_batch; /* on the hub's list of subscribers with frames in this inbox batch */
-    bool pending;  /* the engine has not answered the subscribe yet */
-    bool closed;   /* the client went away while pending */
+    bool active;          /* wrote something since the last keep-alive tick */
+    bool in_batch;        /* on the hub's list of subscribers with frames in this inbox batch */
+    bool pending;         /* the engine has not answered the subscribe yet */
+    bool closed;          /* the client went away while pending */
+    bool tag;             /* tags events with their channel (engine.h, "Tags") */
+    hsc_chan_t *tag_chan; /* the channel of the last event queued, when `tag` */
     uint32_t bt_head, bt_tail; /* this subscriber's frames in the batch (indexes of pairs) */
     hsc_sub_t *bnext;
     /* Frames waiting for the connection to drain, oldest first. */
@@ -71,6 +77,20 @@ static hsc_chan_t **sub_chans(hsc_sub_t *s)
 
 #define SUB_WRITE_MAX 64
 
+/* How many of the `n` frames are tags of the subscriber's channels, not events. */
+static size_t count_tags(hsc_sub_t *s, hsc_frame_t *const *f, size_t n)
+{
+    size_t tags = 0;
+    hsc_chan_t **chans = sub_chans(s);
+    for (size_t i = 0; i < n; i++)
+        for (unsigned j = 0; j < s->nlinks; j++)
+            if (f[i] == chans[j]->tag) {
+                tags++;
+                break;
+            }
+    return tags;
+}
+
 /*
  * Writes up to SUB_WRITE_MAX frames (borrowed) in one go: one writev for all of them when the
  * socket takes them. Returns how many the connection took; the caller keeps the rest.
@@ -87,7 +107,8 @@ static size_t sub_write(hsc_sub_t *s, hsc_frame_t *const *f, size_t n)
     int k = hsc_res_send_slices(s->res, it, (unsigned)n);
     if (k < 0)
         return n; /* the connection is closing: nothing more will reach it */
-    HSC_STAT_ADD(s->hub->st_delivered, (uint64_t)k);
+    size_t events = (size_t)k - (s->tag ? count_tags(s, f, (size_t)k) : 0);
+    HSC_STAT_ADD(s->hub->st_delivered, (uint64_t)events);
     return (size_t)k;
 }
 
@@ -181,6 +202,34 @@ static void batch_send(hsc_hub_t *hub, hsc_sub_t **touched)
     hub->npairs = 0;
 }
 
+/* Adds a frame (borrowed) to what `s` gets in this batch, after the frames it already has. */
+static void batch_push(hsc_hub_t *hub, hsc_sub_t *s, hsc_frame_t *f, hsc_sub_t **touched)
+{
+    if (hub->npairs == hub->scratch_cap) {
+        size_t ncap = hub->scratch_cap ? hub->scratch_cap * 2 : 1024;
+        pair_t *np = ncap < PAIR_END ? realloc(hub->scratch, ncap * sizeof *np) : NULL;
+        if (np == NULL) {
+            batch_send(hub, touched); /* send what is grouped (s's earlier frames too); go on */
+            sub_deliver(s, &f, 1);
+            return;
+        }
+        hub->scratch = np;
+        hub->scratch_cap = ncap;
+    }
+    pair_t *p = hub->scratch;
+    uint32_t idx = (uint32_t)hub->npairs++;
+    p[idx] = (pair_t){f, PAIR_END};
+    if (!s->in_batch) {
+        s->in_batch = true;
+        s->bt_head = s->bt_tail = idx;
+        s->bnext = *touched;
+        *touched = s;
+    } else {
+        p[s->bt_tail].next = idx;
+        s->bt_tail = idx;
+    }
+}
+
 /* Runs the queued calls due before inbox position `at` (all of them with SIZE_MAX). */
 static void run_calls(hsc_engine_call_t **calls, size_t at)
 {
@@ -215,29 +264,11 @@ static void on_inbox(uv_async_t *a)
             hsc_sub_t *s = l->sub;
             if (d->seq <= s->min_seq || s->dropped)
                 continue;
-            if (hub->npairs == hub->scratch_cap) {
-                size_t ncap = hub->scratch_cap ? hub->scratch_cap * 2 : 1024;
-                pair_t *np = ncap < PAIR_END ? realloc(hub->scratch, ncap * sizeof *np) : NULL;
-                if (np == NULL) {
-                    batch_send(hub, &touched); /* send what is grouped; start over */
-                    sub_deliver(s, &d->frame, 1);
-                    continue;
-                }
-                hub->scratch = np;
-                hub->scratch_cap = ncap;
+            if (s->tag && s->tag_chan != d->chan) {
+                s->tag_chan = d->chan;
+                batch_push(hub, s, d->chan->tag, &touched);
             }
-            pair_t *p = hub->scratch;
-            uint32_t idx = (uint32_t)hub->npairs++;
-            p[idx] = (pair_t){d->frame, PAIR_END};
-            if (!s->in_batch) {
-                s->in_batch = true;
-                s->bt_head = s->bt_tail = idx;
-                s->bnext = touched;
-                touched = s;
-            } else {
-                p[s->bt_tail].next = idx;
-                s->bt_tail = idx;
-            }
+            batch_push(hub, s, d->frame, &touched);
         }
     }
     batch_send(hub, &touched);
@@ -405,12 +436,24 @@ static void on_subscribed(hsc_subscribe_t *r)
     }
     s->chunked = res->mode == HSC_BODY_CHUNKED;
     size_t replay_bytes = 0;
-    for (size_t i = 0; i < r->nreplay; i++)
+    for (size_t i = 0; i < r->nreplay; i++) {
+        hsc_chan_t *c = r->replay[i].chan;
+        if (s->tag && (i == 0 || c != r->replay[i - 1].chan))
+            replay_bytes += c->tag->len;
         replay_bytes += r->replay[i].frame->len;
+    }
     s->bl_limit = replay_bytes + hub->cfg->max_queue_bytes;
     /* The replay goes through the backlog so that flow control applies to it as to live events. */
-    for (size_t i = 0; i < r->nreplay; i++) {
-        if (!s->dropped && !sub_backlog(s, r->replay[i].frame))
+    for (size_t i = 0; i < r->nreplay && !s->dropped; i++) {
+        hsc_chan_t *c = r->replay[i].chan;
+        if (s->tag && c != s->tag_chan) {
+            s->tag_chan = c;
+            if (!sub_backlog(s, c->tag)) {
+                sub_drop(s);
+                break;
+            }
+        }
+        if (!sub_backlog(s, r->replay[i].frame))
             sub_drop(s);
     }
     replay_free(r);
@@ -418,10 +461,11 @@ static void on_subscribed(hsc_subscribe_t *r)
     sub_flush(s);
 }
 
-int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const char *names, size_t stride, size_t n,
-                      const char *last, size_t last_len, hsc_hub_start_fn start)
+int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
+                      hsc_hub_start_fn start)
 {
     /* Exactly the links this subscription needs: idle subscribers are most of the memory. */
+    size_t n = o->n;
     hsc_sub_t *s = calloc(1, sizeof *s + n * (sizeof(hsc_link_t) + sizeof(hsc_chan_t *)));
     sub_op_t *op = s ? malloc(sizeof *op) : NULL;
     if (op == NULL) {
@@ -432,16 +476,19 @@ int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const char *names, size_t 
     s->hub = hub;
     s->nlinks = (unsigned)n;
     s->pending = true;
+    s->tag = o->tag;
     res->user = s;
     res->on_close = sub_on_close;
     res->on_drain = sub_on_drain;
     op->s = s;
     op->start = start;
-    op->req = (hsc_subscribe_t){.names = names,
-                                .stride = stride,
+    op->req = (hsc_subscribe_t){.names = o->names,
+                                .stride = o->stride,
                                 .n = n,
-                                .last = last,
-                                .last_len = last_len,
+                                .last = o->last,
+                                .last_len = o->last_len,
+                                .recent = o->recent,
+                                .tag = o->tag,
                                 .hub = hub->index,
                                 .cb = on_subscribed,
                                 .user = op,

@@ -13,6 +13,13 @@
  * everything after it reaches the hub as deliveries. A delivery already in the hub's inbox with a
  * number at or below the cut is the hub's to skip.
  *
+ * Recent events (a subscriber without a last id asking for the newest N, or all): the same
+ * moment, the same cut; each channel offers its newest N, and of those merged by number the
+ * newest N are kept.
+ *
+ * Tags: a channel's tag frame (engine.h, "Tags") is made under the lock by the first subscribe
+ * that asks for it and lives as long as the channel.
+ *
  * Gaps are detected, not guessed: each history remembers the newest number it ever evicted; if
  * that is above the client's id, or the channel is younger than the id and some freed channel had
  * evicted past it, the resume reports HSC_GAP_EXPIRED.
@@ -84,6 +91,7 @@ static void chan_unref(mchan_t *ch)
     if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
         return;
     hsc_history_dispose(&ch->hist);
+    hsc_frame_unref(ch->pub.tag);
     free(ch->pub.slot); /* one block with nsubs */
     free(ch);
 }
@@ -263,6 +271,28 @@ static int replay_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Forgets the channels s->chans[0..n) were found for, as if never asked (m->mu held). */
+static void unwind(memory_t *m, hsc_subscribe_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        chan_maybe_free(m, mchan(s->chans[i]));
+}
+
+/*
+ * How many events of `ch`'s history go into a replay, from index *from on (m->mu held): those
+ * after `after` for a resume; for recent events, at most `recent` of the newest (the merge in
+ * subscribe_locked() keeps the newest across channels).
+ */
+static size_t replay_span(const hsc_subscribe_t *s, mchan_t *ch, uint64_t after, size_t *from)
+{
+    size_t count = ch->hist.count;
+    if (s->last != NULL)
+        *from = hsc_history_first_after(&ch->hist, after);
+    else
+        *from = count - (s->recent < count ? s->recent : count);
+    return count - *from;
+}
+
 /* Registers the subscription and fills its replay (m->mu held). Nothing registered on error. */
 static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
 {
@@ -271,46 +301,56 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         const char *name = s->names + i * s->stride;
         mchan_t *ch = chan_get(m, name, strlen(name), &rc);
         if (ch == NULL) {
-            for (size_t j = 0; j < i; j++)
-                chan_maybe_free(m, mchan(s->chans[j]));
+            unwind(m, s, i);
             return rc;
         }
         s->chans[i] = &ch->pub;
+        if (s->tag && ch->pub.tag == NULL &&
+            (ch->pub.tag = hsc_chan_tag_new(ch->name, ch->name_len)) == NULL) {
+            unwind(m, s, i + 1);
+            return HSC_ENOMEM;
+        }
     }
     s->epoch = m->epoch;
     s->cut = m->seq;
     uint64_t after = 0;
-    bool replay = false;
+    bool replay = s->recent > 0;
     if (s->last != NULL) {
         s->gap = hsc_resume_point(s->last, s->last_len, m->epoch, s->cut, &after);
         replay = s->gap != HSC_GAP_UNKNOWN;
     }
-    size_t total = 0;
+    size_t total = 0, from;
     uint64_t now = now_ms();
     for (size_t i = 0; replay && i < s->n; i++) {
         mchan_t *ch = mchan(s->chans[i]);
         chan_expire(m, ch, now);
-        if (s->gap == HSC_GAP_NONE &&
+        if (s->last != NULL && s->gap == HSC_GAP_NONE &&
             (ch->hist.evicted_seq > after || (ch->since > after && m->freed_upto > after)))
             s->gap = HSC_GAP_EXPIRED;
-        total += ch->hist.count - hsc_history_first_after(&ch->hist, after);
+        total += replay_span(s, ch, after, &from);
     }
     hsc_replay_t *v = NULL;
     if (total > 0 && (v = malloc(total * sizeof *v)) == NULL) {
-        for (size_t i = 0; i < s->n; i++)
-            chan_maybe_free(m, mchan(s->chans[i]));
+        unwind(m, s, s->n);
         return HSC_ENOMEM;
     }
     size_t k = 0;
     for (size_t i = 0; replay && i < s->n; i++) {
-        hsc_history_t *h = &mchan(s->chans[i])->hist;
-        for (size_t j = hsc_history_first_after(h, after); j < h->count; j++) {
-            const hsc_hist_entry_t *en = hsc_history_at(h, j);
-            v[k++] = (hsc_replay_t){en->seq, hsc_frame_ref(en->frame)};
+        mchan_t *ch = mchan(s->chans[i]);
+        for (replay_span(s, ch, after, &from); from < ch->hist.count; from++) {
+            const hsc_hist_entry_t *en = hsc_history_at(&ch->hist, from);
+            v[k++] = (hsc_replay_t){en->seq, en->frame, &ch->pub};
         }
     }
     if (s->n > 1 && k > 1)
         qsort(v, k, sizeof *v, replay_cmp);
+    /* Recent events across several channels: the newest `recent` of what each offered. */
+    size_t skip = s->last == NULL && k > s->recent ? k - s->recent : 0;
+    if (skip > 0)
+        memmove(v, v + skip, (k - skip) * sizeof *v);
+    k -= skip;
+    for (size_t i = 0; i < k; i++)
+        hsc_frame_ref(v[i].frame);
     for (size_t i = 0; i < s->n; i++) {
         mchan_t *ch = mchan(s->chans[i]);
         ch->nsubs[s->hub]++;

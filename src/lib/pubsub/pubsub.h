@@ -118,14 +118,24 @@ uint64_t hsc_hub_random(hsc_hub_t *hub, uint64_t n);
  * The replay (r->replay) is the hub's: it follows as soon as this returns 0.
  */
 typedef int (*hsc_hub_start_fn)(hsc_hub_t *hub, hsc_res_t *res, const hsc_subscribe_t *r);
+
+/** What a subscription asks for (hsc_hub_subscribe()); each field as in hsc_subscribe_t. */
+typedef struct hsc_hub_sub_s {
+    const char *names; /* n distinct valid channel names, NUL-terminated, `stride` bytes apart */
+    size_t stride, n;
+    const char *last; /* the client's last event id, or NULL: no resume */
+    size_t last_len;
+    size_t recent; /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
+    bool tag;      /* say each event's channel: its tag before an event of another channel */
+} hsc_hub_sub_t;
+
 /**
- * Subscribes the response `res` to `n` distinct channels (names as in hsc_subscribe_t, borrowed
- * during the call) from the client's last id (`last`, borrowed; NULL for none), then calls
- * `start`. The hub owns res->user, on_close and on_drain from now on. Returns 0, or HSC_ENOMEM
- * with nothing done (the caller answers).
+ * Subscribes the response `res` as `o` asks (borrowed during the call), then calls `start`. The
+ * hub owns res->user, on_close and on_drain from now on. Returns 0, or HSC_ENOMEM with nothing
+ * done (the caller answers).
  */
-int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const char *names, size_t stride, size_t n,
-                      const char *last, size_t last_len, hsc_hub_start_fn start);
+int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
+                      hsc_hub_start_fn start);
 
 /* ---- the HTTP side (events.c) ---------------------------------------------------------------- */
 
