@@ -203,6 +203,8 @@ HSC_EXPORT int hsc_event_id_parse(const char *s, size_t len, uint64_t *epoch, ui
  * HSC_EINVAL for a '%' not followed by two hex digits.
  */
 HSC_EXPORT ssize_t hsc_url_decode(char *out, const char *in, size_t len, int plus_is_space);
+/** The value of one hexadecimal digit (0-9, a-f, A-F), or -1 for any other byte. */
+HSC_EXPORT int hsc_hex_value(unsigned char c);
 
 /** A span of bytes inside a caller's buffer. */
 typedef struct hsc_span_s {

@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-static int hexval(unsigned char c)
+int hsc_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -27,8 +27,8 @@ ssize_t hsc_url_decode(char *out, const char *in, size_t len, int plus_is_space)
         if (c == '%') {
             if (i + 2 >= len)
                 return HSC_EINVAL;
-            int hi = hexval((unsigned char)in[i + 1]);
-            int lo = hexval((unsigned char)in[i + 2]);
+            int hi = hsc_hex_value((unsigned char)in[i + 1]);
+            int lo = hsc_hex_value((unsigned char)in[i + 2]);
             if (hi < 0 || lo < 0)
                 return HSC_EINVAL;
             out[o++] = (char)(hi << 4 | lo);

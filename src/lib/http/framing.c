@@ -83,17 +83,6 @@ static ssize_t fail(hsc_framing_t *f, const char *why)
     return HSC_EINVAL;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 ssize_t hsc_framing_scan(hsc_framing_t *f, const char *data, size_t len)
 {
     const unsigned char *p = (const unsigned char *)data;
@@ -173,7 +162,7 @@ ssize_t hsc_framing_scan(hsc_framing_t *f, const char *data, size_t len)
             continue;
         }
         case S_SIZE: {
-            int v = hexval(ch);
+            int v = hsc_hex_value(ch);
             if (v >= 0) {
                 if (++f->digits > 16)
                     return fail(f, "a chunk size of more than 16 hex digits");
