@@ -169,7 +169,10 @@ def main():
     w("| CPU | %s, %d cores |" % (cpu, os.cpu_count() or 0))
     w("| memory | %s |" % mem)
     w("| kernel | %s |" % platform.release())
-    w("| hscd | %s (this tree, `git describe`: %s) |" % (a.hscd, sh("git describe --always --dirty")))
+    # The binary named relative to the tree's root: no machine's path goes into the docs.
+    root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    hscd = os.path.relpath(os.path.abspath(a.hscd), root)
+    w("| hscd | `%s` (this tree, `git describe`: %s) |" % (hscd, sh("git describe --always --dirty")))
     w("| nginx + nchan | %s; libnginx-mod-nchan %s |" % (sh("nginx -v"), sh("dpkg-query -W -f='${Version}' libnginx-mod-nchan")))
     w("| Pushpin | %s (zurl %s) |" % (sh("pushpin --version"), sh("dpkg-query -W -f='${Version}' zurl")))
     w("| Python (template) | %s |" % sh("python3 --version"))
