@@ -49,6 +49,7 @@ typedef struct server_opts_s {
     const char *token;                    /* --token, or NULL */
     const char *headers[MAX_HEADERS + 1]; /* -H, NULL-terminated */
     unsigned nheaders;
+    bool parsing; /* next_option() has begun on this command's argv */
 } server_opts_t;
 
 /* The long options of server_opts_t, for each command's table. */
@@ -62,6 +63,17 @@ typedef struct server_opts_s {
 /* Takes option `o` when it is one of SERVER_OPTIONS: returns 0, or EXIT_USAGE after saying what
  * is wrong (never echoing a token or a header's value), or -1 when `o` is not one of them. */
 int server_option(const char *cmd, int o, server_opts_t *so);
+
+/* next_option()'s answer for a SERVER_OPTIONS value it refused (after saying why). */
+#define OPT_REFUSED (-2)
+
+/*
+ * getopt_long() over a command's argv (`so` zeroed, the first call starts at argv[1]), taking
+ * the SERVER_OPTIONS into `so` on the way: returns the command's next own option, -1 at the end,
+ * or OPT_REFUSED (exit with EXIT_USAGE).
+ */
+int next_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                const struct option *opts, server_opts_t *so);
 
 /* Puts the token and headers into `cfg`. $HSC_TOKEN, when --token is not given, goes only to the
  * server of --url or $HSC_URL (`to_base`), whose credential it is, never to a URL given to

@@ -191,14 +191,7 @@ int cmd_listen(int argc, char **argv)
     const char *history = NULL, *first = NULL;
     unsigned nchannels = 0;
     int o;
-    opterr = 0;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:qhH:", opts, NULL)) != -1) {
-        int taken = server_option("listen", o, &so);
-        if (taken > 0)
-            return taken;
-        if (taken == 0)
-            continue;
+    while ((o = next_option("listen", argc, argv, "+c:qhH:", opts, &so)) >= 0) {
         switch (o) {
         case 'c':
             if (optarg[0] == '\0')
@@ -261,6 +254,8 @@ int cmd_listen(int argc, char **argv)
             return bad_option("listen", argv[optind - 1]);
         }
     }
+    if (o == OPT_REFUSED)
+        return EXIT_USAGE;
     if (check_words("listen", "URL", argc, argv, opts, "cqhH") != 0)
         return EXIT_USAGE;
     const char *target = optind < argc ? argv[optind] : NULL;

@@ -91,6 +91,26 @@ int bad_option(const char *cmd, const char *arg)
 
 #define TOKEN_RULE "1 to 4096 printable ASCII characters, no spaces"
 
+int next_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                const struct option *opts, server_opts_t *so)
+{
+    if (!so->parsing) {
+        so->parsing = true;
+        opterr = 0;
+        optind = 1;
+    }
+    for (;;) {
+        int o = getopt_long(argc, argv, shortopts, opts, NULL);
+        if (o == -1)
+            return -1;
+        int taken = server_option(cmd, o, so);
+        if (taken < 0)
+            return o;
+        if (taken > 0)
+            return OPT_REFUSED;
+    }
+}
+
 int server_option(const char *cmd, int o, server_opts_t *so)
 {
     switch (o) {

@@ -71,14 +71,7 @@ int cmd_publish(int argc, char **argv)
     server_opts_t so = {0};
     bool verbose = false;
     int o;
-    opterr = 0;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "+c:vhH:", opts, NULL)) != -1) {
-        int taken = server_option("publish", o, &so);
-        if (taken > 0)
-            return taken;
-        if (taken == 0)
-            continue;
+    while ((o = next_option("publish", argc, argv, "+c:vhH:", opts, &so)) >= 0) {
         switch (o) {
         case 'c':
             if (channel != NULL)
@@ -98,6 +91,8 @@ int cmd_publish(int argc, char **argv)
             return bad_option("publish", argv[optind - 1]);
         }
     }
+    if (o == OPT_REFUSED)
+        return EXIT_USAGE;
     if (channel == NULL || channel[0] == '\0')
         return usage_error("publish", "%s", "which channel? give -c CHANNEL");
     if (optind >= argc)

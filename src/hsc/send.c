@@ -114,14 +114,7 @@ int cmd_send(int argc, char **argv)
     server_opts_t so = {0};
     uint64_t timeout = 0;
     int o;
-    opterr = 0;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "+hH:", opts, NULL)) != -1) {
-        int taken = server_option("send", o, &so);
-        if (taken > 0)
-            return taken;
-        if (taken == 0)
-            continue;
+    while ((o = next_option("send", argc, argv, "+hH:", opts, &so)) >= 0) {
         switch (o) {
         case 's':
             sse = true;
@@ -137,6 +130,8 @@ int cmd_send(int argc, char **argv)
             return bad_option("send", argv[optind - 1]);
         }
     }
+    if (o == OPT_REFUSED)
+        return EXIT_USAGE;
     char *text = NULL;
     size_t len = 0;
     if (check_words("send", "text", argc, argv, opts, "hH") != 0)
