@@ -3,7 +3,9 @@
 Everything here talks to a real hscd process over 127.0.0.1 only:
 
 - `Hscd`: starts `$HSCD --listen 127.0.0.1:0 ...` (or any argument list), stderr in a temp
-  file, polls that file (bounded) for `listening on http://HOST:PORT` and parses the port.
+  file, polls that file (bounded) for `listening on http://HOST:PORT` and parses the port. hscd
+  gets a fresh temporary `--data-dir` of its own (its journal, removed once it has exited), so
+  servers running side by side never share one, unless the arguments name a `--data-dir`.
   `stop()` sends SIGTERM to the PID it started, waits (bounded) and returns the exit status; the
   log is kept so that failure messages can show it.
 - `ServerTestCase`: a TestCase whose `start()` registers a cleanup that stops the server and
@@ -23,6 +25,7 @@ import errno
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +86,13 @@ class Hscd:
         self.program = program
         self.env = env
         self.args = list(args)
+        self._data_tmp = None
+        if program is None and not any(
+            a == "--data-dir" or a.startswith("--data-dir=") for a in self.args
+        ):
+            # Each hscd its own journal: the default (./hsc-data) would be shared and locked.
+            self._data_tmp = tempfile.mkdtemp(prefix="hscd-data-")
+            self.args = self.args + ["--data-dir", self._data_tmp]
         if listen is not None:
             self.args = ["--listen", listen] + self.args
         self.start_timeout = start_timeout * SLOW
@@ -190,6 +200,9 @@ class Hscd:
                 os.unlink(self._log_path)
             except OSError:
                 pass
+        if self._data_tmp is not None and not self.running():
+            shutil.rmtree(self._data_tmp, ignore_errors=True)
+            self._data_tmp = None
 
     def log(self):
         return self._read_log_bytes().decode("utf-8", "replace")

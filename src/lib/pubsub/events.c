@@ -116,8 +116,19 @@ static void published(hsc_publish_t *p)
     res->on_close = NULL;
     res->user = NULL;
     if (p->rc != 0) {
-        fail(res, 503,
-             p->rc == HSC_EFULL ? "too many channels (see --max-channels)" : "out of memory");
+        char why[160];
+        if (p->rc == HSC_EFULL)
+            snprintf(why, sizeof why, "too many channels (see --max-channels)");
+        else if (p->rc == HSC_ENOMEM)
+            snprintf(why, sizeof why, "out of memory");
+        else if (p->rc == HSC_ETOOBIG)
+            snprintf(why, sizeof why, "journal behind: too much waiting to be written");
+        else if (p->rc == HSC_ESTATE)
+            snprintf(why, sizeof why, "shutting down");
+        else
+            snprintf(why, sizeof why, "journal: cannot write to --data-dir (%s)",
+                     hsc_strerror(p->rc));
+        fail(res, 503, why);
         free(op);
         return;
     }

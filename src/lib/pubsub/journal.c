@@ -1,0 +1,1045 @@
+/*
+ * The journal (journal.h, docs/internals/journal.md): channel events appended to segment files
+ * in the data directory by one writer thread, replayed into the memory engine's histories on
+ * start.
+ *
+ * Group commit. Publishes, on any loop, queue their records under the engine's lock (so in
+ * sequence order) into one buffer; the writer takes the whole buffer at once, fills in the
+ * checksums, writes it with one pwrite() and, with --fsync always, one fdatasync(); then it
+ * hands the group to the engine, which puts the events into history, delivers them and answers
+ * their publishers. While the writer writes, the next group gathers. With --fsync batch the
+ * writer syncs at most --fsync-interval after the first unsynced write; with off, never (the
+ * kernel writes back on its own).
+ *
+ * Ids are never reused. Deliveries wait for the write, so after a crash of the process (the page
+ * cache survives) everything anyone saw is in the files and the sequence continues after the
+ * newest record. After a crash of the machine (the boot id in the meta file differs) with batch
+ * or off, records written but not synced may be gone: the sequence then jumps by 2^32 and
+ * resumes from before the jump get hsc.gap (expired). With always nothing seen was unsynced.
+ *
+ * Damage. A record is taken only when its length fits and its CRC32C matches. An incomplete
+ * record at the end of the newest segment is a torn write (the process died in the middle of
+ * it): it is cut off. A damaged record followed by good ones is skipped with one log line and
+ * counted (hsc_journal_records_skipped_total), and resumes from before it get hsc.gap. A segment
+ * or record of a newer format, a directory locked by another process or not writable stops the
+ * start with a message that says what to do.
+ *
+ * Disk full or a write error: the group's records are cut off again (ftruncate), their
+ * publishes answer 503 with the reason, subscribers go on, and the next group tries again, so
+ * the journal recovers by itself once space returns. Nothing acknowledged is lost.
+ *
+ * Compaction: when the closed segments hold more than twice what history holds (and at least
+ * one segment), the writer writes what history still holds into a new segment and deletes the
+ * old ones (docs/internals/journal.md states the disk bound).
+ */
+#include "pubsub/journal.h"
+
+#include "pubsub/jrecord.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define QUEUE_MAX    (64u << 20) /* bytes queued for the writer; past it publishes get 503 */
+#define SEG_NAME_FMT "seg-%016" PRIx64 ".hsj"
+#define SEG_NAME_LEN 24
+#define SEQ_JUMP     (1ull << 32) /* after a machine crash with batch or off */
+
+typedef struct seg_s {
+    uint64_t num;
+    uint64_t bytes;
+} seg_t;
+
+struct hsc_journal_s {
+    hsc_engine_t *engine;
+    char *dir;
+    int dirfd, lockfd;
+    int mode; /* HSC_FSYNC_* */
+    uint64_t interval_ns;
+    uint64_t seg_max;
+    uint64_t history_age_ms;
+    uint64_t epoch;
+    char boot[64];
+    /* Segments, oldest first; the last is the one written (fd). Writer thread only. */
+    seg_t *segs;
+    size_t nsegs, segs_cap;
+    int fd;
+    bool dirty;            /* written since the last fdatasync */
+    uint64_t last_sync_ns; /* when */
+    /* The queue, under qmu: records encoded back to back, and their publishes. */
+    uv_mutex_t qmu;
+    uv_cond_t qcond;
+    char *qbuf;
+    size_t qlen, qcap;
+    hsc_jpending_t **qv;
+    size_t qn, qvcap;
+    bool stop;
+    bool running;
+    uv_thread_t thread;
+    /* Counters (any thread reads them). */
+    atomic_uint_fast64_t st_bytes, st_segments, st_fsyncs, st_writes, st_records, st_ns_sum,
+        st_ns_max, st_skipped, st_errors, st_compactions;
+    atomic_int st_failing;
+};
+
+static uint64_t wall_ms(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static const char *mode_name(int mode)
+{
+    return mode == HSC_FSYNC_ALWAYS ? "always" : mode == HSC_FSYNC_OFF ? "off" : "batch";
+}
+
+/* ---- files ----------------------------------------------------------------------------------- */
+
+static int sync_dir(hsc_journal_t *j)
+{
+    return fsync(j->dirfd) == 0 ? 0 : uv_translate_sys_error(errno);
+}
+
+static int write_all(int fd, const void *p, size_t n, uint64_t off)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, c, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return uv_translate_sys_error(errno);
+        }
+        if (w == 0)
+            return UV_EIO;
+        c += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Reads a whole file opened at `fd`; *out is malloc'd (NULL for an empty file). */
+static int read_file(int fd, char **out, size_t *len)
+{
+    struct stat st;
+    *out = NULL;
+    *len = 0;
+    if (fstat(fd, &st) != 0)
+        return uv_translate_sys_error(errno);
+    if (st.st_size == 0)
+        return 0;
+    char *b = malloc((size_t)st.st_size);
+    if (b == NULL)
+        return HSC_ENOMEM;
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = pread(fd, b + got, (size_t)st.st_size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    *out = b;
+    *len = got;
+    return 0;
+}
+
+static int seg_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const seg_t *)a)->num, y = ((const seg_t *)b)->num;
+    return x < y ? -1 : x > y;
+}
+
+static int segs_push(hsc_journal_t *j, uint64_t num, uint64_t bytes)
+{
+    if (j->nsegs == j->segs_cap) {
+        size_t cap = j->segs_cap ? j->segs_cap * 2 : 16;
+        seg_t *v = realloc(j->segs, cap * sizeof *v);
+        if (v == NULL)
+            return HSC_ENOMEM;
+        j->segs = v;
+        j->segs_cap = cap;
+    }
+    j->segs[j->nsegs++] = (seg_t){num, bytes};
+    return 0;
+}
+
+static void seg_name(char *out, uint64_t num)
+{
+    snprintf(out, SEG_NAME_LEN + 1, SEG_NAME_FMT, num);
+}
+
+/* Creates segment `num` with its header and makes it the one written. */
+static int seg_create(hsc_journal_t *j, uint64_t num)
+{
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, num);
+    int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    char head[HSC_JSEG_HEADER_LEN];
+    hsc_jseg_header(head);
+    int rc = write_all(fd, head, sizeof head, 0);
+    if (rc == 0 && j->mode != HSC_FSYNC_OFF && fdatasync(fd) != 0)
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0 && j->mode != HSC_FSYNC_OFF)
+        rc = sync_dir(j);
+    if (rc == 0)
+        rc = segs_push(j, num, sizeof head);
+    if (rc != 0) {
+        close(fd);
+        unlinkat(j->dirfd, name, 0);
+        return rc;
+    }
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = fd;
+    atomic_fetch_add(&j->st_segments, 1);
+    atomic_fetch_add(&j->st_bytes, sizeof head);
+    return 0;
+}
+
+/* ---- the meta file: format, epoch, how the last run ended ------------------------------------ */
+
+typedef struct meta_s {
+    unsigned version;
+    uint64_t epoch;
+    char boot[64];
+    char state[16]; /* "running" (or a crash) or "clean" */
+    char fsync[16];
+} meta_t;
+
+static void read_boot_id(char *out, size_t n)
+{
+    snprintf(out, n, "unknown");
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f == NULL)
+        return;
+    char line[64];
+    if (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(out, n, "%s", line);
+    }
+    fclose(f);
+}
+
+/* Reads the meta file: 1 when there is none, 0 when read, HSC_ESTATE (logged) when unusable. */
+static int meta_read(hsc_journal_t *j, meta_t *m)
+{
+    memset(m, 0, sizeof *m);
+    int fd = openat(j->dirfd, "meta", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 1;
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot read meta: %s", j->dir, strerror(errno));
+        return HSC_ESTATE;
+    }
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0)
+        n = 0;
+    buf[n] = '\0';
+    unsigned long long epoch = 0;
+    if (sscanf(buf, "hsc-journal %u\n", &m->version) != 1) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s: the file 'meta' is not an hsc journal's (or is damaged); move "
+                "the directory away or give hscd another --data-dir",
+                j->dir);
+        return HSC_ESTATE;
+    }
+    if (m->version > HSC_JOURNAL_VERSION) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s was written by a newer hscd (journal format %u; this hscd reads "
+                "format %d): run the newer hscd, or give this one another --data-dir",
+                j->dir, m->version, HSC_JOURNAL_VERSION);
+        return HSC_ESTATE;
+    }
+    const char *e = strstr(buf, "\nepoch ");
+    if (e == NULL || sscanf(e, "\nepoch %llu", &epoch) != 1 || epoch < HSC_EPOCH_MIN) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s: 'meta' has no valid epoch (damaged); move it away "
+                "to start a new epoch",
+                j->dir);
+        return HSC_ESTATE;
+    }
+    m->epoch = epoch;
+    const char *b = strstr(buf, "\nboot ");
+    if (b != NULL)
+        sscanf(b, "\nboot %63s", m->boot);
+    const char *s = strstr(buf, "\nstate ");
+    if (s != NULL)
+        sscanf(s, "\nstate %15s", m->state);
+    const char *f = strstr(buf, "\nfsync ");
+    if (f != NULL)
+        sscanf(f, "\nfsync %15s", m->fsync);
+    return 0;
+}
+
+/* Replaces the meta file atomically: a temporary file, synced, renamed over it, then the dir. */
+static int meta_write(hsc_journal_t *j, const char *state)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf,
+                     "hsc-journal %d\nepoch %" PRIu64 "\nboot %s\nstate %s\nfsync %s\n",
+                     HSC_JOURNAL_VERSION, j->epoch, j->boot, state, mode_name(j->mode));
+    int fd = openat(j->dirfd, "meta.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int rc = write_all(fd, buf, (size_t)n, 0);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = uv_translate_sys_error(errno);
+    close(fd);
+    if (rc == 0 && renameat(j->dirfd, "meta.tmp", j->dirfd, "meta") != 0)
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0)
+        rc = sync_dir(j);
+    return rc;
+}
+
+/* ---- replay ---------------------------------------------------------------------------------- */
+
+typedef struct replay_s {
+    hsc_journal_t *j;
+    uint64_t max_seq;
+    uint64_t lost_upto;
+    bool lost_pending; /* a damaged record was skipped: the next good one bounds what was lost */
+    bool lost_tail;    /* a damaged record with nothing good after it */
+    uint64_t now;
+    uint64_t events;
+} replay_t;
+
+static void apply(replay_t *r, const hsc_jrec_t *rec)
+{
+    hsc_journal_t *j = r->j;
+    if (rec->seq > r->max_seq)
+        r->max_seq = rec->seq;
+    if (r->lost_pending) {
+        r->lost_pending = false;
+        if (rec->seq > 0 && rec->seq - 1 > r->lost_upto)
+            r->lost_upto = rec->seq - 1;
+    }
+    if (rec->kind == HSC_JREC_FREED) {
+        hsc_memory_restore_evicted(j->engine, NULL, 0, rec->seq);
+        return;
+    }
+    if (!hsc_channel_name_valid(rec->chan, rec->chan_len)) {
+        atomic_fetch_add(&j->st_skipped, 1);
+        return;
+    }
+    if (rec->kind == HSC_JREC_EVICTED) {
+        hsc_memory_restore_evicted(j->engine, rec->chan, rec->chan_len, rec->seq);
+        return;
+    }
+    uint64_t age = r->now > rec->time_ms ? r->now - rec->time_ms : 0;
+    if (age >= j->history_age_ms) { /* gone from history by now: only the mark stays */
+        hsc_memory_restore_evicted(j->engine, rec->chan, rec->chan_len, rec->seq);
+        return;
+    }
+    hsc_frame_t *f = NULL;
+    if (rec->kind == HSC_JREC_EVENT) {
+        char type[HSC_EVENT_TYPE_MAX + 1], id[HSC_EVENT_ID_MAX];
+        if ((rec->type_len > 0 && !hsc_event_type_valid(rec->type, rec->type_len)) ||
+            !hsc_utf8_valid(rec->data, rec->data_len)) {
+            atomic_fetch_add(&j->st_skipped, 1);
+            return;
+        }
+        memcpy(type, rec->type ? rec->type : "", rec->type_len);
+        type[rec->type_len] = '\0';
+        hsc_event_id_format(id, j->epoch, rec->seq);
+        f = hsc_event_frame_new(rec->type_len ? type : NULL, id, rec->data, rec->data_len);
+    } else if (rec->data_len > 0) {
+        char head[HSC_CHUNK_HEADER_MAX];
+        size_t hl = hsc_chunked_header(head, rec->data_len);
+        if ((f = hsc_frame_try_new(hl + rec->data_len + 2)) != NULL) {
+            memcpy(f->data, head, hl);
+            memcpy(f->data + hl, rec->data, rec->data_len);
+            memcpy(f->data + hl + rec->data_len, HSC_CHUNK_CRLF, 2);
+        }
+    }
+    if (f == NULL) {
+        atomic_fetch_add(&j->st_skipped, 1);
+        return;
+    }
+    int rc = hsc_memory_restore(j->engine, rec->chan, rec->chan_len, rec->seq, age, f);
+    if (rc != 0) {
+        HSC_LOG(HSC_LOG_WARN, "journal: channel %.*s not restored: %s", (int)rec->chan_len,
+                rec->chan, hsc_strerror(rc));
+        hsc_memory_restore_evicted(j->engine, NULL, 0, rec->seq);
+    }
+    r->events++;
+}
+
+/* The next offset after `off` where a whole good record starts; `n` when none. */
+static size_t resync(const char *b, size_t n, size_t off)
+{
+    for (size_t q = off + 1; q + HSC_JREC_PREFIX_LEN <= n; q++) {
+        hsc_jrec_t rec;
+        size_t used;
+        if (hsc_jrec_decode(b + q, n - q, &rec, &used) == HSC_JREC_OK)
+            return q;
+    }
+    return n;
+}
+
+/* Replays segment `name`. Returns its good length (*keep), or HSC_ESTATE (logged). */
+static int replay_segment(replay_t *r, const char *name, bool newest, uint64_t *keep)
+{
+    hsc_journal_t *j = r->j;
+    int fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot open %s: %s", j->dir, name, strerror(errno));
+        return HSC_ESTATE;
+    }
+    char *b;
+    size_t n;
+    int rc = read_file(fd, &b, &n);
+    if (rc != 0) {
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot read %s: %s", j->dir, name, hsc_strerror(rc));
+        close(fd);
+        return HSC_ESTATE;
+    }
+    uint32_t version;
+    hsc_jrec_status_t st = n == 0 ? HSC_JREC_SHORT : hsc_jseg_check(b, n, &version);
+    size_t off = HSC_JSEG_HEADER_LEN;
+    if (st == HSC_JREC_NEWER) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s: %s was written by a newer hscd (journal format %u; this hscd "
+                "reads format %d): run the newer hscd, or give this one another --data-dir",
+                j->dir, name, version, HSC_JOURNAL_VERSION);
+        free(b);
+        close(fd);
+        return HSC_ESTATE;
+    }
+    if (st != HSC_JREC_OK) {
+        /* Empty or a torn header: the process died creating it; anything else is not ours. */
+        if (st == HSC_JREC_SHORT)
+            HSC_LOG(HSC_LOG_NOTICE, "journal: %s is empty (%zu bytes): removed", name, n);
+        else
+            HSC_LOG(HSC_LOG_WARN, "journal: %s is not a journal segment: removed", name);
+        free(b);
+        close(fd);
+        unlinkat(j->dirfd, name, 0);
+        *keep = 0;
+        return 0;
+    }
+    while (off < n) {
+        hsc_jrec_t rec;
+        size_t used;
+        st = hsc_jrec_decode(b + off, n - off, &rec, &used);
+        if (st == HSC_JREC_OK) {
+            apply(r, &rec);
+            off += used;
+            continue;
+        }
+        if (st == HSC_JREC_NEWER) {
+            HSC_LOG(HSC_LOG_ERROR,
+                    "--data-dir %s: %s holds a record of a newer journal format (this hscd reads "
+                    "format %d): run the newer hscd, or give this one another --data-dir",
+                    j->dir, name, HSC_JOURNAL_VERSION);
+            free(b);
+            close(fd);
+            return HSC_ESTATE;
+        }
+        size_t next = resync(b, n, off);
+        if (next < n) {
+            HSC_LOG(HSC_LOG_WARN,
+                    "journal: %s: damaged record at offset %zu, %zu bytes skipped (resumes "
+                    "from before it get hsc.gap)",
+                    name, off, next - off);
+            atomic_fetch_add(&j->st_skipped, 1);
+            r->lost_pending = true;
+            off = next;
+            continue;
+        }
+        /* Nothing good follows: a write the process did not finish, or damage at the end. */
+        bool whole = st == HSC_JREC_BAD && n - off >= HSC_JREC_PREFIX_LEN;
+        if (whole) {
+            uint32_t len = (uint32_t)(unsigned char)b[off] |
+                           (uint32_t)(unsigned char)b[off + 1] << 8 |
+                           (uint32_t)(unsigned char)b[off + 2] << 16 |
+                           (uint32_t)(unsigned char)b[off + 3] << 24;
+            whole = len >= HSC_JREC_HEAD_LEN && len <= n - off - HSC_JREC_PREFIX_LEN;
+        }
+        if (whole) {
+            HSC_LOG(HSC_LOG_WARN,
+                    "journal: %s: damaged record at offset %zu, the last one: %zu bytes cut off "
+                    "(resumes from before it get hsc.gap)",
+                    name, off, n - off);
+            atomic_fetch_add(&j->st_skipped, 1);
+            if (newest)
+                r->lost_tail = true;
+            else
+                r->lost_pending = true; /* the next segment's first record bounds it */
+        } else {
+            HSC_LOG(HSC_LOG_NOTICE,
+                    "journal: %s: incomplete last record (a write cut short), "
+                    "%zu bytes cut off",
+                    name, n - off);
+        }
+        if (ftruncate(fd, (off_t)off) != 0)
+            HSC_LOG(HSC_LOG_WARN, "journal: cannot truncate %s: %s", name, strerror(errno));
+        else if (fdatasync(fd) != 0)
+            HSC_LOG(HSC_LOG_WARN, "journal: cannot sync %s: %s", name, strerror(errno));
+        n = off;
+        break;
+    }
+    free(b);
+    close(fd);
+    *keep = n;
+    return 0;
+}
+
+/* Lists the segments, replays them in order; the sequence and epoch go to the engine. */
+static int replay(hsc_journal_t *j, const meta_t *meta, bool have_meta)
+{
+    DIR *d = fdopendir(dup(j->dirfd));
+    if (d == NULL) {
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot list: %s", j->dir, strerror(errno));
+        return HSC_ESTATE;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t num;
+        char tail[8];
+        if (strcmp(de->d_name, "compact.tmp") == 0) {
+            unlinkat(j->dirfd, de->d_name, 0); /* a compaction cut short: the old ones stand */
+            continue;
+        }
+        if (strlen(de->d_name) != SEG_NAME_LEN ||
+            sscanf(de->d_name, "seg-%16" SCNx64 "%4s", &num, tail) != 2 ||
+            strcmp(tail, ".hsj") != 0)
+            continue;
+        if (segs_push(j, num, 0) != 0) {
+            closedir(d);
+            return HSC_ENOMEM;
+        }
+    }
+    closedir(d);
+    qsort(j->segs, j->nsegs, sizeof *j->segs, seg_cmp);
+    replay_t r = {.j = j, .now = wall_ms()};
+    size_t kept = 0;
+    for (size_t i = 0; i < j->nsegs; i++) {
+        char name[SEG_NAME_LEN + 1];
+        seg_name(name, j->segs[i].num);
+        uint64_t keep = 0;
+        int rc = replay_segment(&r, name, i + 1 == j->nsegs, &keep);
+        if (rc != 0)
+            return rc;
+        if (keep > 0)
+            j->segs[kept++] = (seg_t){j->segs[i].num, keep};
+    }
+    size_t total = j->nsegs;
+    j->nsegs = kept;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < kept; i++)
+        bytes += j->segs[i].bytes;
+    atomic_store(&j->st_bytes, bytes);
+    atomic_store(&j->st_segments, kept);
+    uint64_t seq = r.max_seq;
+    bool crashed = have_meta && strcmp(meta->state, "clean") != 0;
+    bool rebooted = crashed && strcmp(meta->boot, j->boot) != 0;
+    if ((rebooted && strcmp(meta->fsync, "always") != 0) || r.lost_tail) {
+        /* Records seen by someone may be gone: never hand their numbers out again. */
+        seq += SEQ_JUMP;
+        r.lost_upto = seq;
+        HSC_LOG(HSC_LOG_WARN,
+                "journal: %s: ids continue after a jump, and resumes from before it get "
+                "hsc.gap",
+                r.lost_tail ? "the newest record was damaged"
+                            : "the machine restarted without a clean shutdown and records "
+                              "written without fsync may be lost");
+    }
+    hsc_memory_restore_done(j->engine, j->epoch, seq, r.lost_upto);
+    hsc_engine_stats_t es;
+    hsc_engine_stats(j->engine, &es);
+    HSC_LOG(HSC_LOG_NOTICE,
+            "journal: %s: %zu segment(s), %" PRIu64 " event(s) replayed, %zu in history on %zu "
+            "channel(s); epoch %" PRIu64 ", next id %" PRIu64 "%s",
+            j->dir, total, r.events, es.history_events, es.channels, j->epoch, seq + 1,
+            crashed ? " (the last run did not stop cleanly)" : "");
+    return 0;
+}
+
+/* ---- the writer thread ----------------------------------------------------------------------- */
+
+static int do_sync(hsc_journal_t *j)
+{
+    if (fdatasync(j->fd) != 0)
+        return uv_translate_sys_error(errno);
+    atomic_fetch_add(&j->st_fsyncs, 1);
+    j->dirty = false;
+    j->last_sync_ns = uv_hrtime();
+    return 0;
+}
+
+static void write_group(hsc_journal_t *j, char *buf, size_t len, hsc_jpending_t **v, size_t n)
+{
+    for (size_t off = 0; off < len;) {
+        hsc_jrec_seal(buf + off);
+        const unsigned char *p = (const unsigned char *)buf + off;
+        off += HSC_JREC_PREFIX_LEN +
+               ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+    }
+    seg_t *s = &j->segs[j->nsegs - 1];
+    uint64_t t0 = uv_hrtime();
+    int rc = write_all(j->fd, buf, len, s->bytes);
+    if (rc == 0 && j->mode == HSC_FSYNC_ALWAYS)
+        rc = do_sync(j);
+    uint64_t ns = uv_hrtime() - t0;
+    if (rc != 0) {
+        /* Cut off what may have been written, so the segment ends at its last good record. */
+        if (ftruncate(j->fd, (off_t)s->bytes) != 0)
+            HSC_LOG(HSC_LOG_WARN, "journal: cannot truncate after a failed write: %s",
+                    strerror(errno));
+        atomic_fetch_add(&j->st_errors, 1);
+        if (atomic_exchange(&j->st_failing, 1) == 0)
+            HSC_LOG(HSC_LOG_ERROR,
+                    "journal: cannot write to %s: %s; publishes answer 503 until it works again",
+                    j->dir, hsc_strerror(rc));
+    } else {
+        s->bytes += len;
+        if (j->mode != HSC_FSYNC_ALWAYS && !j->dirty) {
+            j->dirty = true;
+            if (j->mode == HSC_FSYNC_BATCH && uv_hrtime() - j->last_sync_ns > j->interval_ns)
+                j->last_sync_ns = uv_hrtime(); /* the interval counts from the first write */
+        }
+        atomic_fetch_add(&j->st_bytes, len);
+        atomic_fetch_add(&j->st_writes, 1);
+        atomic_fetch_add(&j->st_records, n);
+        atomic_fetch_add(&j->st_ns_sum, ns);
+        if (ns > atomic_load(&j->st_ns_max))
+            atomic_store(&j->st_ns_max, ns);
+        if (atomic_exchange(&j->st_failing, 0) != 0)
+            HSC_LOG(HSC_LOG_NOTICE, "journal: writing to %s works again", j->dir);
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i]->rc = rc;
+    hsc_memory_commit(j->engine, v, n);
+}
+
+/* ---- compaction ------------------------------------------------------------------------------ */
+
+typedef struct snap_s {
+    char *buf;
+    size_t len, cap;
+    int rc;
+} snap_t;
+
+static int snap_visit(void *ctx, unsigned kind, const char *name, size_t len, uint64_t seq,
+                      uint64_t time_ms, const hsc_frame_t *f)
+{
+    snap_t *s = ctx;
+    hsc_jrec_t rec = {
+        .kind = kind, .seq = seq, .time_ms = time_ms, .chan = name, .chan_len = name ? len : 0};
+    if (f != NULL) {
+        size_t off, end;
+        hsc_event_frame_body(f, &off, &end);
+        rec.data = f->data + off;
+        rec.data_len = end - off;
+    }
+    size_t need = hsc_jrec_size(&rec);
+    if (s->len + need > s->cap) {
+        size_t cap = s->cap ? s->cap : 1 << 16;
+        while (cap < s->len + need)
+            cap *= 2;
+        char *b = realloc(s->buf, cap);
+        if (b == NULL) {
+            s->rc = HSC_ENOMEM;
+            return 1;
+        }
+        s->buf = b;
+        s->cap = cap;
+    }
+    s->len += hsc_jrec_encode(s->buf + s->len, &rec, 1);
+    return 0;
+}
+
+/*
+ * Writes what history holds into compact.tmp, then renames it to the segment after the newest
+ * and deletes the older ones. A crash before the rename leaves the old segments (compact.tmp is
+ * removed on start); after it, both are replayed and the duplicates ignored.
+ */
+static void compact(hsc_journal_t *j)
+{
+    snap_t s = {.cap = 1 << 16};
+    if ((s.buf = malloc(s.cap)) == NULL)
+        return;
+    hsc_jseg_header(s.buf);
+    s.len = HSC_JSEG_HEADER_LEN;
+    int stopped;
+    hsc_memory_snapshot(j->engine, snap_visit, &s, &stopped);
+    if (s.rc != 0) {
+        HSC_LOG(HSC_LOG_WARN, "journal: compaction skipped: %s", hsc_strerror(s.rc));
+        free(s.buf);
+        return;
+    }
+    uint64_t num = j->segs[j->nsegs - 1].num + 1;
+    char name[SEG_NAME_LEN + 1];
+    seg_name(name, num);
+    int fd = openat(j->dirfd, "compact.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = fd < 0 ? uv_translate_sys_error(errno) : write_all(fd, s.buf, s.len, 0);
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0 && renameat(j->dirfd, "compact.tmp", j->dirfd, name) != 0)
+        rc = uv_translate_sys_error(errno);
+    if (rc == 0)
+        rc = sync_dir(j);
+    free(s.buf);
+    if (rc != 0) {
+        HSC_LOG(HSC_LOG_WARN, "journal: compaction failed: %s", hsc_strerror(rc));
+        if (fd >= 0)
+            close(fd);
+        unlinkat(j->dirfd, "compact.tmp", 0);
+        return;
+    }
+    atomic_fetch_add(&j->st_fsyncs, 2);
+    uint64_t removed = 0;
+    for (size_t i = 0; i < j->nsegs; i++) {
+        char old[SEG_NAME_LEN + 1];
+        seg_name(old, j->segs[i].num);
+        unlinkat(j->dirfd, old, 0);
+        removed += j->segs[i].bytes;
+    }
+    sync_dir(j);
+    close(j->fd);
+    j->fd = fd;
+    j->dirty = false;
+    j->nsegs = 0;
+    segs_push(j, num, s.len); /* cannot fail: the array had room for more */
+    atomic_fetch_sub(&j->st_bytes, removed);
+    atomic_fetch_add(&j->st_bytes, s.len);
+    atomic_store(&j->st_segments, 1);
+    atomic_fetch_add(&j->st_compactions, 1);
+    HSC_LOG(HSC_LOG_INFO, "journal: compacted %" PRIu64 " bytes into %zu", removed, s.len);
+}
+
+/* After a group: a full segment is closed and a new one begun; compaction when due. */
+static void maintain(hsc_journal_t *j)
+{
+    seg_t *s = &j->segs[j->nsegs - 1];
+    if (s->bytes < j->seg_max)
+        return;
+    hsc_engine_stats_t es;
+    hsc_engine_stats(j->engine, &es);
+    uint64_t closed = 0;
+    for (size_t i = 0; i < j->nsegs; i++)
+        closed += j->segs[i].bytes;
+    if (closed > 2 * (uint64_t)es.history_bytes + j->seg_max) {
+        if (j->dirty && j->mode != HSC_FSYNC_OFF)
+            do_sync(j);
+        compact(j);
+        if (j->segs[j->nsegs - 1].bytes < j->seg_max)
+            return;
+    }
+    if (j->dirty && j->mode != HSC_FSYNC_OFF && do_sync(j) != 0)
+        return; /* retried after the next group */
+    int rc = seg_create(j, j->segs[j->nsegs - 1].num + 1);
+    if (rc != 0)
+        HSC_LOG(HSC_LOG_WARN, "journal: cannot begin a new segment: %s", hsc_strerror(rc));
+}
+
+static void writer_main(void *arg)
+{
+    hsc_journal_t *j = arg;
+    char *spare = NULL;
+    size_t spare_cap = 0;
+    hsc_jpending_t **vspare = NULL;
+    size_t vspare_cap = 0;
+    uv_mutex_lock(&j->qmu);
+    for (;;) {
+        while (j->qn == 0 && !j->stop) {
+            if (j->dirty && j->mode == HSC_FSYNC_BATCH) {
+                uint64_t now = uv_hrtime(), due = j->last_sync_ns + j->interval_ns;
+                if (now >= due)
+                    break;
+                uv_cond_timedwait(&j->qcond, &j->qmu, due - now);
+            } else {
+                uv_cond_wait(&j->qcond, &j->qmu);
+            }
+        }
+        char *buf = j->qbuf;
+        size_t len = j->qlen, cap = j->qcap;
+        hsc_jpending_t **v = j->qv;
+        size_t n = j->qn, vcap = j->qvcap;
+        j->qbuf = spare;
+        j->qcap = spare_cap;
+        j->qlen = 0;
+        j->qv = vspare;
+        j->qvcap = vspare_cap;
+        j->qn = 0;
+        bool stop = j->stop;
+        uv_mutex_unlock(&j->qmu);
+        if (n > 0)
+            write_group(j, buf, len, v, n);
+        if (j->dirty && j->mode == HSC_FSYNC_BATCH &&
+            uv_hrtime() - j->last_sync_ns >= j->interval_ns)
+            do_sync(j);
+        if (n > 0)
+            maintain(j);
+        spare = buf;
+        spare_cap = cap;
+        vspare = v;
+        vspare_cap = vcap;
+        uv_mutex_lock(&j->qmu);
+        if (stop && j->qn == 0)
+            break;
+    }
+    uv_mutex_unlock(&j->qmu);
+    if (j->dirty && j->mode != HSC_FSYNC_OFF)
+        do_sync(j);
+    free(spare);
+    free(vspare);
+}
+
+int hsc_journal_append(hsc_journal_t *j, hsc_jpending_t *pend, uint64_t time_ms)
+{
+    hsc_publish_t *p = pend->p;
+    hsc_jrec_t rec = {.kind = HSC_JREC_EVENT,
+                      .seq = pend->seq,
+                      .time_ms = time_ms,
+                      .chan = p->channel,
+                      .chan_len = p->channel_len,
+                      .type = p->type,
+                      .type_len = p->type ? strlen(p->type) : 0,
+                      .data = p->data,
+                      .data_len = p->len};
+    size_t need = hsc_jrec_size(&rec);
+    if (need - HSC_JREC_PREFIX_LEN > HSC_JREC_BODY_MAX)
+        return HSC_ETOOBIG;
+    uv_mutex_lock(&j->qmu);
+    int rc = 0;
+    if (j->stop) {
+        rc = HSC_ESTATE;
+    } else if (j->qlen + need > QUEUE_MAX && j->qlen > 0) {
+        rc = HSC_ETOOBIG;
+    } else if (j->qlen + need > j->qcap) {
+        size_t cap = j->qcap ? j->qcap : 1 << 16;
+        while (cap < j->qlen + need)
+            cap *= 2;
+        char *b = realloc(j->qbuf, cap);
+        if (b == NULL)
+            rc = HSC_ENOMEM;
+        else {
+            j->qbuf = b;
+            j->qcap = cap;
+        }
+    }
+    if (rc == 0 && j->qn == j->qvcap) {
+        size_t cap = j->qvcap ? j->qvcap * 2 : 256;
+        hsc_jpending_t **v = realloc(j->qv, cap * sizeof *v);
+        if (v == NULL)
+            rc = HSC_ENOMEM;
+        else {
+            j->qv = v;
+            j->qvcap = cap;
+        }
+    }
+    if (rc == 0) {
+        j->qlen += hsc_jrec_encode(j->qbuf + j->qlen, &rec, 0);
+        j->qv[j->qn++] = pend;
+        if (j->qn == 1)
+            uv_cond_signal(&j->qcond);
+    }
+    uv_mutex_unlock(&j->qmu);
+    return rc;
+}
+
+/* ---- open and close -------------------------------------------------------------------------- */
+
+/* mkdir -p, each missing level with mode 0755. */
+static int make_dirs(const char *path)
+{
+    char *p = strdup(path);
+    if (p == NULL)
+        return HSC_ENOMEM;
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            rc = uv_translate_sys_error(errno);
+            break;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+/* Takes the directory's lock: one hscd per data directory. */
+static int lock_dir(hsc_journal_t *j)
+{
+    j->lockfd = openat(j->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (j->lockfd < 0) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s: cannot create its lock file: %s (the directory must be writable "
+                "by hscd; --data-dir none keeps channels in memory only)",
+                j->dir, strerror(errno));
+        return HSC_ESTATE;
+    }
+    if (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(j->lockfd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\r\n")] = '\0';
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s is in use by another hscd%s%s%s: give each hscd its own "
+                "--data-dir",
+                j->dir, pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+        return HSC_ESTATE;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(j->lockfd, 0) != 0 || write_all(j->lockfd, pid, (size_t)n, 0) != 0) {
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot write: %s (it must be writable by hscd)",
+                j->dir, strerror(errno));
+        return HSC_ESTATE;
+    }
+    return 0;
+}
+
+static void journal_release(hsc_journal_t *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->lockfd >= 0)
+        close(j->lockfd); /* and with it the lock */
+    if (j->dirfd >= 0)
+        close(j->dirfd);
+    uv_mutex_destroy(&j->qmu);
+    uv_cond_destroy(&j->qcond);
+    free(j->qbuf);
+    free(j->qv);
+    free(j->segs);
+    free(j->dir);
+    free(j);
+}
+
+int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journal_t **out)
+{
+    *out = NULL;
+    hsc_journal_t *j = calloc(1, sizeof *j);
+    if (j == NULL || (j->dir = strdup(cfg->data_dir)) == NULL) {
+        free(j);
+        return HSC_ENOMEM;
+    }
+    j->engine = e;
+    j->fd = j->dirfd = j->lockfd = -1;
+    j->mode = cfg->fsync_mode;
+    j->interval_ns = cfg->fsync_interval_ms * 1000000u;
+    j->seg_max = cfg->journal_segment_bytes ? cfg->journal_segment_bytes : 64u << 20;
+    j->history_age_ms = cfg->history_age_ms;
+    uv_mutex_init(&j->qmu);
+    uv_cond_init(&j->qcond);
+    read_boot_id(j->boot, sizeof j->boot);
+    int rc = make_dirs(j->dir);
+    if (rc != 0) {
+        HSC_LOG(HSC_LOG_ERROR,
+                "--data-dir %s: cannot create it: %s (give a writable directory, or --data-dir "
+                "none to keep channels in memory only)",
+                j->dir, hsc_strerror(rc));
+        journal_release(j);
+        return HSC_ESTATE;
+    }
+    j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0) {
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot open it: %s", j->dir, strerror(errno));
+        journal_release(j);
+        return HSC_ESTATE;
+    }
+    if ((rc = lock_dir(j)) != 0) {
+        journal_release(j);
+        return rc;
+    }
+    meta_t meta;
+    rc = meta_read(j, &meta);
+    if (rc < 0) {
+        journal_release(j);
+        return rc;
+    }
+    bool have_meta = rc == 0;
+    j->epoch = have_meta ? meta.epoch : wall_ms();
+    if (!have_meta && (rc = replay(j, &meta, false)) == 0 && j->nsegs > 0)
+        HSC_LOG(HSC_LOG_WARN, "--data-dir %s: segments without a meta file: a new epoch begins",
+                j->dir);
+    else if (have_meta)
+        rc = replay(j, &meta, true);
+    if (rc == 0 && (rc = meta_write(j, "running")) != 0)
+        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot write: %s (it must be writable by hscd)",
+                j->dir, hsc_strerror(rc));
+    if (rc == 0) {
+        rc = seg_create(j, j->nsegs > 0 ? j->segs[j->nsegs - 1].num + 1 : 1);
+        if (rc != 0)
+            HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot create a segment: %s", j->dir,
+                    hsc_strerror(rc));
+    }
+    if (rc != 0) {
+        journal_release(j);
+        return rc < 0 && rc != HSC_ENOMEM ? HSC_ESTATE : rc;
+    }
+    j->last_sync_ns = uv_hrtime();
+    if ((rc = uv_thread_create(&j->thread, writer_main, j)) != 0) {
+        journal_release(j);
+        return rc;
+    }
+    j->running = true;
+    hsc_memory_set_journal(e, j);
+    HSC_LOG(HSC_LOG_INFO, "journal: %s, --fsync %s", j->dir, mode_name(j->mode));
+    *out = j;
+    return 0;
+}
+
+void hsc_journal_stop(hsc_journal_t *j)
+{
+    if (j == NULL || !j->running)
+        return;
+    uv_mutex_lock(&j->qmu);
+    j->stop = true;
+    uv_cond_signal(&j->qcond);
+    uv_mutex_unlock(&j->qmu);
+    uv_thread_join(&j->thread);
+    j->running = false;
+}
+
+void hsc_journal_free(hsc_journal_t *j)
+{
+    if (j == NULL)
+        return;
+    hsc_journal_stop(j);
+    if (j->mode == HSC_FSYNC_OFF && j->fd >= 0)
+        fdatasync(j->fd);
+    if (meta_write(j, "clean") != 0)
+        HSC_LOG(HSC_LOG_WARN, "journal: cannot mark %s cleanly closed", j->dir);
+    journal_release(j);
+}
+
+void hsc_journal_stats(hsc_journal_t *j, hsc_journal_stats_t *o)
+{
+    o->bytes = atomic_load(&j->st_bytes);
+    o->segments = atomic_load(&j->st_segments);
+    o->fsyncs = atomic_load(&j->st_fsyncs);
+    o->writes = atomic_load(&j->st_writes);
+    o->records = atomic_load(&j->st_records);
+    o->write_ns_sum = atomic_load(&j->st_ns_sum);
+    o->write_ns_max = atomic_load(&j->st_ns_max);
+    o->skipped = atomic_load(&j->st_skipped);
+    o->write_errors = atomic_load(&j->st_errors);
+    o->compactions = atomic_load(&j->st_compactions);
+    o->failing = atomic_load(&j->st_failing);
+}
