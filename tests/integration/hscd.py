@@ -80,11 +80,14 @@ def free_port():
 
 class Hscd:
     """One hscd process. `args` are passed as they are; with `listen` (the default), the
-    arguments start with `--listen 127.0.0.1:0`. `env` replaces the environment when given."""
+    arguments start with `--listen 127.0.0.1:0`. `env` replaces the environment when given,
+    `cwd` the working directory."""
 
-    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None, env=None):
+    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None, env=None,
+                 cwd=None):
         self.program = program
         self.env = env
+        self.cwd = cwd
         self.args = list(args)
         self._data_tmp = None
         if program is None and not any(
@@ -114,6 +117,7 @@ class Hscd:
                 stderr=fd,
                 close_fds=True,
                 env=self.env,
+                cwd=self.cwd,
             )
         finally:
             os.close(fd)
