@@ -527,7 +527,8 @@ static int replay(hsc_journal_t *j, const meta_t *meta, bool have_meta)
         }
     }
     closedir(d);
-    qsort(j->segs, j->nsegs, sizeof *j->segs, seg_cmp);
+    if (j->nsegs > 1)
+        qsort(j->segs, j->nsegs, sizeof *j->segs, seg_cmp);
     replay_t r = {.j = j, .now = wall_ms()};
     size_t kept = 0;
     for (size_t i = 0; i < j->nsegs; i++) {
