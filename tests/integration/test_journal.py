@@ -418,9 +418,15 @@ class Damage(JournalCase):
 
 class DiskFull(JournalCase):
 
-    def test_rlimit_fsize_gives_503_then_recovers(self):
+    def test_rlimit_fsize_gives_503_then_recovers_always(self):
+        self.check_full("always")
+
+    def test_rlimit_fsize_gives_503_then_recovers_batch(self):
+        self.check_full("batch")
+
+    def check_full(self, fsync):
         d = self.data_dir()
-        srv = self.launch(d, "--fsync", "always")
+        srv = self.launch(d, "--fsync", fsync)
         p = self.publisher(srv)
         ok = [p.publish("full", "before-%d" % i)["id"] for i in range(5)]
         seg = os.path.join(d, segments(d)[-1])
@@ -456,9 +462,15 @@ class DiskFull(JournalCase):
 
 class Compaction(JournalCase):
 
-    def test_disk_stays_bounded_and_history_survives(self):
+    def test_disk_stays_bounded_and_history_survives_off(self):
+        self.check_compaction("off")
+
+    def test_disk_stays_bounded_and_history_survives_always(self):
+        self.check_compaction("always")
+
+    def check_compaction(self, fsync):
         d = self.data_dir()
-        args = ["--journal-segment-size", "4k", "--history", "10", "--fsync", "off"]
+        args = ["--journal-segment-size", "4k", "--history", "10", "--fsync", fsync]
         srv = self.launch(d, *args)
         p = self.publisher(srv)
         ids = {}
@@ -469,13 +481,17 @@ class Compaction(JournalCase):
             if i % 100 == 99:
                 m = metrics(srv)
                 peak = max(peak, m["hsc_journal_bytes"])
-                bound = 2 * m["hsc_history_bytes"] + 3 * 4096
-                self.assertLessEqual(m["hsc_journal_bytes"], bound, m)
+                # 2 x history + 2 segments once the writer thread has caught up (with batch and
+                # off, publishes write while it compacts: a descheduled writer lets tiny
+                # segments overshoot for a moment).
+                bound = 2 * m["hsc_history_bytes"] + 2 * 4096 + 1024
+                self.assertTrue(wait_for(lambda: metric(srv, "hsc_journal_bytes") <= bound, 5),
+                                "journal bytes above %d: %r" % (bound, metrics(srv)))
         m = metrics(srv)
         self.assertGreater(m["hsc_journal_compactions_total"], 5)
         on_disk = sum(os.path.getsize(os.path.join(d, n)) for n in segments(d))
         self.assertEqual(on_disk, m["hsc_journal_bytes"])
-        sys_print("journal compaction: 1500 events of ~100 bytes, history %d bytes, journal peak "
+        sys_print("journal compaction (--fsync " + fsync + "): 1500 events of ~100 bytes, history %d bytes, journal peak "
                   "%d bytes, %d segment file(s) now, %d compactions"
                   % (m["hsc_history_bytes"], peak, len(segments(d)),
                      m["hsc_journal_compactions_total"]))

@@ -218,11 +218,17 @@ static void test_segment_header(void **state)
 
 int main(int argc, char **argv)
 {
+    /* One per line: tests/CMakeLists.txt registers each line's test with ctest. */
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c_vectors),     cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_truncated_is_short), cmocka_unit_test(test_flipped_bits_are_refused),
-        cmocka_unit_test(test_malformed_bodies),   cmocka_unit_test(test_segment_header),
+        cmocka_unit_test(test_crc32c_vectors),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_truncated_is_short),
+        cmocka_unit_test(test_flipped_bits_are_refused),
+        cmocka_unit_test(test_malformed_bodies),
+        cmocka_unit_test(test_segment_header),
     };
+    /* clang-format on */
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,12 +3,19 @@
  *
  * The memory engine keeps histories in RAM; with a journal attached (hsc_memory_set_journal())
  * a publish, under the engine's lock, takes its sequence number and hands its record to the
- * journal (hsc_journal_append()), so records are queued in sequence order. The journal's writer
- * thread writes everything queued since its last write in one write() (and one fsync with
- * --fsync always), across all loops: group commit. Then it gives the group back to the engine
- * (hsc_memory_commit()), which, under its lock, puts each event into history, delivers it and
- * completes its publish through the hub's call(). Nothing reaches a subscriber or a publisher
- * before the record is written (--fsync batch, off) or on disk (--fsync always).
+ * journal, so records reach it in sequence order:
+ *
+ * - --fsync always: queued (hsc_journal_append()); the journal's writer thread writes
+ *   everything queued since its last write with one write() and one fdatasync(), across all
+ *   loops (group commit), then gives the group back to the engine (hsc_memory_commit()), which,
+ *   under its lock, puts each event into history, delivers it and completes its publish through
+ *   the hub's call();
+ * - --fsync batch and off: written at once by the publisher (hsc_journal_write(), one pwrite()
+ *   into the page cache); the event then enters history and is delivered as without a journal;
+ *   the writer thread syncs every --fsync-interval (batch).
+ *
+ * Either way nothing reaches a subscriber or a publisher before the record is written (batch,
+ * off) or on disk (always).
  *
  * On start the journal replays its segments into the engine's histories
  * (hsc_memory_restore()), keeps the epoch and continues the sequence.
@@ -66,9 +73,23 @@ void hsc_journal_free(hsc_journal_t *j);
 void hsc_journal_stats(hsc_journal_t *j, hsc_journal_stats_t *out);
 
 /**
- * Queues the record of a publish (called by the memory engine under its lock, so in sequence
- * order). Borrows the publish's strings; takes `pend` (the writer commits it). Returns 0, or
- * HSC_ETOOBIG when the queue is over its bound (the disk is far behind): nothing queued.
+ * Whether publishes write their record themselves (hsc_journal_write(): --fsync batch and off)
+ * rather than queue it for the writer thread's group commit (hsc_journal_append(): always).
+ */
+bool hsc_journal_direct(const hsc_journal_t *j);
+
+/**
+ * Writes the record of a publish numbered `seq` now, on the caller's thread (the memory engine,
+ * under its lock, so in sequence order): one pwrite() into the page cache, synced later by the
+ * writer thread. Borrows the publish's strings. Returns 0, or why nothing was written (the
+ * segment is as it was): a libuv error (disk full...), HSC_ETOOBIG, HSC_ENOMEM.
+ */
+int hsc_journal_write(hsc_journal_t *j, const hsc_publish_t *p, uint64_t seq, uint64_t time_ms);
+
+/**
+ * --fsync always: queues the record of a publish (called by the memory engine under its lock, so
+ * in sequence order). Borrows the publish's strings; takes `pend` (the writer commits it). Returns
+ * 0, or HSC_ETOOBIG when the queue is over its bound (the disk is far behind): nothing queued.
  */
 int hsc_journal_append(hsc_journal_t *j, hsc_jpending_t *pend, uint64_t time_ms);
 
@@ -101,9 +122,10 @@ void hsc_memory_restore_evicted(hsc_engine_t *e, const char *name, size_t len, u
 void hsc_memory_restore_done(hsc_engine_t *e, uint64_t epoch, uint64_t seq, uint64_t lost_upto);
 
 /**
- * Compaction: calls `fn` for every event history holds (channel by channel, each in sequence
- * order) and for each channel's evicted mark, under the engine's lock; returns the newest number
- * committed, so a record after it is not in the snapshot. `fn` returns non-zero to stop.
+ * Compaction: under the engine's lock, calls `fn` first with kind 0 (the cut: nothing is
+ * committed until the snapshot ends), then for every event history holds (channel by channel,
+ * each in sequence order), each channel's evicted mark and the freed channels' mark. Returns the
+ * newest number committed. `fn` returns non-zero to stop.
  */
 typedef int (*hsc_memory_visit_fn)(void *ctx, unsigned kind, const char *name, size_t len,
                                    uint64_t seq, uint64_t time_ms, const hsc_frame_t *f);

@@ -295,7 +295,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
     uint64_t wake = 0;
     unsigned n = 0;
     hsc_frame_t *f = NULL;
-    if (m->journal != NULL) {
+    if (m->journal != NULL && !hsc_journal_direct(m->journal)) {
         if ((rc = publish_journaled(m, p)) == 0)
             return;
         p->rc = rc;
@@ -311,6 +311,9 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         f = hsc_event_frame_new(p->type, p->id, p->data, p->len);
         if (f == NULL) {
             rc = HSC_ENOMEM;
+        } else if (m->journal != NULL &&
+                   (rc = hsc_journal_write(m->journal, p, seq, wall_ms())) != 0) {
+            /* not written: not published (the number is taken by the next one) */
         } else {
             m->seq = m->committed = seq;
             m->published++;
@@ -613,6 +616,7 @@ uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx,
     *stopped = 0;
     uv_mutex_lock(&m->mu);
     uint64_t mono = now_ms(), wall = wall_ms();
+    *stopped = fn(ctx, 0, NULL, 0, m->committed, wall, NULL);
     for (size_t i = 0; i < m->tcap && !*stopped; i++) {
         for (mchan_t *ch = m->table[i]; ch != NULL && !*stopped; ch = ch->hnext) {
             if (ch->hist.evicted_seq > 0)
