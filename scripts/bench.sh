@@ -274,6 +274,18 @@ for rep in $(seq 1 "$REPS"); do
     wait_port "$port"
     run_stream stream-demo python-template "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
     stop_pid "$pid"
+    # The journal on the publish path: memory only, --fsync batch, --fsync always, at 1, 16 and
+    # 64 publishers (bench/journal.sh; BENCH_JOURNAL=0 skips it).
+    if [ "${BENCH_JOURNAL:-1}" != 0 ]; then
+        echo "== journal: publishes/s, memory vs batch vs always, rep $rep ==" >&2
+        BUILD="$BUILD" BENCH_JSON=1 BENCH_SECONDS=$([ "$QUICK" = 1 ] && echo 1 || echo 5) \
+            "$ROOT/bench/journal.sh" >"$WORK/journal.jsonl" || echo "bench: journal.sh FAILED" >&2
+        while read -r line; do
+            [ -n "$line" ] || continue
+            case_name=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("journal-%s-%d" % (r["mode"], r["publishers"]))' "$line")
+            record "$case_name" "hscd-journal" "$rep" "$line"
+        done <"$WORK/journal.jsonl"
+    fi
 done
 
 CHAOS_LOG="$WORK/chaos.log"
@@ -290,5 +302,5 @@ else
 fi
 
 python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos "$CHAOS_LOG" --out "$OUT" \
-    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK"
+    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --hscd-fsync "$HSCD_FSYNC"
 echo "bench: wrote $OUT/PERFORMANCE.md"

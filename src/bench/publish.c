@@ -16,7 +16,7 @@
 
 typedef struct pub_opts_s {
     bench_url_t url;
-    long conns, events, size;
+    long conns, events, size, channels;
     double seconds;
     bool per_channel;
     const char *url_s, *channel, *label;
@@ -27,6 +27,7 @@ typedef struct worker_s {
     const pub_opts_t *o;
     pthread_t thread;
     bench_url_t url;
+    long index;
     uint32_t *lat_us;
     size_t n, cap;
     uint64_t errors;
@@ -47,6 +48,12 @@ static void *worker_main(void *arg)
         uint64_t t0 = bench_now_ns();
         if (w->deadline_ns != 0 && t0 >= w->deadline_ns)
             break;
+        if (w->o->channels > 0) { /* rotate over the channels: NAME-k */
+            char ch[256];
+            snprintf(ch, sizeof ch, "%s-%ld", w->o->channel,
+                     (w->index + i * w->o->conns) % w->o->channels);
+            bench_url_parse(w->o->url_s, ch, &w->url);
+        }
         if (fd < 0 && (fd = bench_connect_blocking(&w->url)) < 0) {
             w->errors++;
             usleep(10000);
@@ -85,6 +92,7 @@ static void usage(FILE *f)
           "                    (default http://127.0.0.1:8000/v1/events?channel={ch})\n"
           "  --channel NAME    default bench-pub\n"
           "  --per-channel     each publisher its own channel NAME-i (default: all on one)\n"
+          "  --channels K      events spread over K channels NAME-0..NAME-(K-1), in turn\n"
           "  -c C              publishers (default 1)\n"
           "  -t SECONDS        publish for this long (default 5)\n"
           "  -m M              or publish M events in all (split among the publishers)\n"
@@ -102,12 +110,13 @@ int bench_publish_main(int argc, char **argv)
                     .channel = "bench-pub",
                     .url_s = "http://127.0.0.1:8000/v1/events?channel={ch}",
                     .label = "server"};
-    enum { O_URL = 256, O_CHANNEL, O_PER, O_LABEL, O_JSON, O_HELP };
+    enum { O_URL = 256, O_CHANNEL, O_PER, O_LABEL, O_JSON, O_HELP, O_CHANNELS };
     static const struct option opts[] = {{"url", required_argument, NULL, O_URL},
                                          {"channel", required_argument, NULL, O_CHANNEL},
                                          {"per-channel", no_argument, NULL, O_PER},
                                          {"label", required_argument, NULL, O_LABEL},
                                          {"json", no_argument, NULL, O_JSON},
+                                         {"channels", required_argument, NULL, O_CHANNELS},
                                          {"help", no_argument, NULL, O_HELP},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -138,6 +147,9 @@ int bench_publish_main(int argc, char **argv)
         case O_LABEL:
             o.label = optarg;
             break;
+        case O_CHANNELS:
+            o.channels = atol(optarg);
+            break;
         case O_JSON:
             o.json = true;
             break;
@@ -149,8 +161,8 @@ int bench_publish_main(int argc, char **argv)
             return 2;
         }
     }
-    if (o.conns < 1 || o.conns > 4096 || o.size < 1 || o.size > (1 << 20) || o.seconds <= 0 ||
-        o.events < 0 || optind < argc) {
+    if (o.conns < 1 || o.conns > 4096 || o.channels < 0 || o.size < 1 || o.size > (1 << 20) ||
+        o.seconds <= 0 || o.events < 0 || optind < argc) {
         usage(stderr);
         return 2;
     }
@@ -167,6 +179,7 @@ int bench_publish_main(int argc, char **argv)
             return 2;
         }
         w[i].o = &o;
+        w[i].index = i;
         w[i].deadline_ns = deadline;
         w[i].quota = o.events > 0 ? o.events / o.conns + (i < o.events % o.conns) : 0;
         pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
