@@ -333,11 +333,11 @@ def main():
     for c in jpubs:  # issue 15
         mem = res.median("journal-memory-%d" % c, "hscd-journal", "publishes_per_s")
         bat = res.median("journal-batch-%d" % c, "hscd-journal", "publishes_per_s")
-        ratio = bat / mem if mem and bat is not None else None
+        share = bat / mem if mem and bat is not None else None
         target("publishes/s with `--fsync batch` ≥ 80 %% of memory only, %d publisher%s"
                % (c, "" if c == 1 else "s"),
-               "–" if ratio is None else "%.0f %%" % (100 * ratio),
-               None if ratio is None else ratio >= 0.8)
+               "–" if share is None else "%.0f %%" % (100 * share),
+               None if share is None else share >= 0.8)
 
     for case in ("fanout-1k", "fanout-10k"):
         d = res.median(case, "hscd", "deliveries_per_s")
