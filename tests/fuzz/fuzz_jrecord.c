@@ -50,12 +50,12 @@ static void encode_from(const uint8_t *in, size_t size)
     if (size < 20)
         return;
     hsc_jrec_t r = {0};
-    r.kind = HSC_JREC_EVENT + in[0] % 4;
+    r.kind = HSC_JREC_EVENT + in[0] % 5;
     memcpy(&r.seq, in + 1, 8);
     memcpy(&r.time_ms, in + 9, 8);
     size_t rest = size - 20;
     const char *p = (const char *)in + 20;
-    r.chan_len = r.kind == HSC_JREC_FREED ? 0 : 1 + in[17] % 128;
+    r.chan_len = r.kind == HSC_JREC_FREED || r.kind == HSC_JREC_LOST ? 0 : 1 + in[17] % 128;
     r.type_len = r.kind == HSC_JREC_EVENT ? in[18] % 65 : 0;
     if (r.chan_len + r.type_len > rest)
         return;

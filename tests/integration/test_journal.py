@@ -14,7 +14,8 @@ Proves that:
   gap, no duplicate); the npm `eventsource` client stays subscribed across kill -9 and a restart
   on the same port and sees every message once;
 - damage: a torn last record is cut off, a flipped byte in the middle skips one record (logged,
-  counted in /metrics, resumes across it get hsc.gap), an empty segment is removed, a segment of
+  counted in /metrics, resumes across it get hsc.gap, still after compaction has removed the
+  damaged segment), an empty segment is removed, a segment of
   a newer format, a damaged meta file and a directory that cannot be created stop the start with
   exit status 1 and a message;
 - a full disk (RLIMIT_FSIZE lowered on the running process) turns publishes into 503 with the
@@ -368,6 +369,30 @@ class Damage(JournalCase):
         after.wait(lambda: any(e.data == "next" for e in after.events), 10, "next")
         self.assertEqual([e.data for e in after.events], ["e7", "e8", "e9", "next"])
         self.stop_ok(srv)
+
+    def test_a_loss_is_still_reported_after_compaction(self):
+        d, ids = self.filled()
+        first = os.path.join(d, segments(d)[0])
+        with open(first, "r+b") as f:
+            data = f.read()
+            f.seek(data.index(b"e4"))
+            f.write(b"X")
+        args = ["--journal-segment-size", "4k", "--history", "10"]
+        srv = self.launch(d, *args)
+        p = self.publisher(srv)
+        for i in range(200):
+            p.publish("other-%d" % (i % 4), "filler %d %s" % (i, "z" * 80))
+        self.assertTrue(wait_for(lambda: metric(srv, "hsc_journal_compactions_total") >= 1, 10))
+        self.assertTrue(wait_for(lambda: not os.path.exists(first), 10), segments(d))
+        p.close()
+        self.kill9(srv)
+        srv2 = self.launch(d, *args)
+        self.assertEqual(metric(srv2, "hsc_journal_records_skipped_total"), 0)  # gone now
+        across = self.sub(srv2, ["d"], last_event_id=ids[2])
+        across.wait_events(7)
+        self.assertEqual(across.events[0].type, "hsc.gap")
+        self.assertIn("expired", across.events[0].data)
+        self.stop_ok(srv2)
 
     def test_zero_length_segment_is_removed(self):
         d, ids = self.filled()

@@ -73,6 +73,7 @@ static void test_round_trip(void **state)
          .data_len = 17},
         {.kind = HSC_JREC_EVICTED, .seq = 99, .chan = "room", .chan_len = 4},
         {.kind = HSC_JREC_FREED, .seq = 1234},
+        {.kind = HSC_JREC_LOST, .seq = 77},
     };
     unsigned char buf[256];
     for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
@@ -181,6 +182,10 @@ static void test_malformed_bodies(void **state)
     n = handmade(buf, HSC_JOURNAL_VERSION, HSC_JREC_EVENT, 0, 129, 200); /* name too long */
     assert_int_equal(hsc_jrec_decode(buf, n, &out, &used), HSC_JREC_BAD);
     n = handmade(buf, HSC_JOURNAL_VERSION, HSC_JREC_FREED, 0, 1, 30); /* FREED names none */
+    assert_int_equal(hsc_jrec_decode(buf, n, &out, &used), HSC_JREC_BAD);
+    n = handmade(buf, HSC_JOURNAL_VERSION, HSC_JREC_LOST, 0, 1, 30); /* nor does LOST */
+    assert_int_equal(hsc_jrec_decode(buf, n, &out, &used), HSC_JREC_BAD);
+    n = handmade(buf, HSC_JOURNAL_VERSION, 6, 0, 1, 30); /* past the last kind */
     assert_int_equal(hsc_jrec_decode(buf, n, &out, &used), HSC_JREC_BAD);
     n = handmade(buf, HSC_JOURNAL_VERSION, HSC_JREC_EVENT, 0, 0, 30); /* EVENT names one */
     assert_int_equal(hsc_jrec_decode(buf, n, &out, &used), HSC_JREC_BAD);

@@ -383,6 +383,11 @@ static void apply(replay_t *r, const hsc_jrec_t *rec)
         hsc_memory_restore_evicted(j->engine, NULL, 0, rec->seq);
         return;
     }
+    if (rec->kind == HSC_JREC_LOST) { /* a loss found by an earlier start, kept by compaction */
+        if (rec->seq > r->lost_upto)
+            r->lost_upto = rec->seq;
+        return;
+    }
     if (!hsc_channel_name_valid(rec->chan, rec->chan_len)) {
         atomic_fetch_add(&j->st_skipped, 1);
         return;

@@ -9,6 +9,7 @@
 #include "pubsub/jrecord.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* ---- CRC32C ---------------------------------------------------------------------------------- */
@@ -157,10 +158,11 @@ hsc_jrec_status_t hsc_jrec_decode(const void *in, size_t n, hsc_jrec_t *out, siz
     unsigned kind = b[1];
     size_t type_len = b[2], chan_len = get16(b + 4);
     if (b[0] != HSC_JOURNAL_VERSION || b[3] != 0 || get16(b + 6) != 0 || kind < HSC_JREC_EVENT ||
-        kind > HSC_JREC_FREED || type_len > 64 || chan_len > 128 ||
+        kind > HSC_JREC_LOST || type_len > 64 || chan_len > 128 ||
         HSC_JREC_HEAD_LEN + chan_len + type_len > len)
         return HSC_JREC_BAD;
-    if ((kind == HSC_JREC_FREED) != (chan_len == 0) || (kind != HSC_JREC_EVENT && type_len > 0))
+    bool chanless = kind == HSC_JREC_FREED || kind == HSC_JREC_LOST;
+    if (chanless != (chan_len == 0) || (kind != HSC_JREC_EVENT && type_len > 0))
         return HSC_JREC_BAD;
     const char *s = (const char *)b + HSC_JREC_HEAD_LEN;
     *out = (hsc_jrec_t){

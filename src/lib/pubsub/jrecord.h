@@ -11,10 +11,10 @@
  *   u32 crc      CRC32C (Castagnoli) of those `len` bytes
  *   body:
  *     u8  version    HSC_JOURNAL_VERSION
- *     u8  kind       HSC_JREC_EVENT, HSC_JREC_FRAME, HSC_JREC_EVICTED or HSC_JREC_FREED
+ *     u8  kind       HSC_JREC_EVENT, _FRAME, _EVICTED, _FREED or _LOST
  *     u8  type_len   an event type's length (0: none), at most HSC_EVENT_TYPE_MAX
  *     u8  0
- *     u16 chan_len   the channel name's length (0 only for HSC_JREC_FREED)
+ *     u16 chan_len   the channel name's length (0 for FREED and LOST, which name none)
  *     u16 0
  *     u64 seq        the event's sequence number (EVICTED, FREED: the newest one evicted)
  *     u64 time_ms    when it was published, wall clock, ms since 1970
@@ -40,7 +40,9 @@ enum {
     HSC_JREC_EVENT = 1,   /* a published event: channel, type, data */
     HSC_JREC_FRAME = 2,   /* an event as history holds it: channel, SSE bytes (compaction) */
     HSC_JREC_EVICTED = 3, /* a channel's history had evicted up to seq (compaction) */
-    HSC_JREC_FREED = 4    /* channels freed had evicted up to seq; no channel (compaction) */
+    HSC_JREC_FREED = 4,   /* channels freed had evicted up to seq; no channel (compaction) */
+    HSC_JREC_LOST = 5     /* records were lost before seq: resumes from before it get a gap;
+                             no channel (compaction keeps what replay found) */
 };
 
 /** What hsc_jrec_decode() found at the start of its input. */

@@ -561,6 +561,8 @@ int hsc_memory_restore(hsc_engine_t *e, const char *name, size_t len, uint64_t s
     if (ch != NULL) {
         if (seq > m->seq)
             m->seq = seq;
+        if (seq - 1 < ch->since) /* it existed then: replay order is not creation order */
+            ch->since = seq - 1;
         size_t count = ch->hist.count;
         if (seq > ch->hist.evicted_seq &&
             (count == 0 || hsc_history_at(&ch->hist, count - 1)->seq < seq)) {
@@ -591,6 +593,8 @@ void hsc_memory_restore_evicted(hsc_engine_t *e, const char *name, size_t len, u
         mchan_t *ch = chan_get(m, name, len, &rc);
         if (ch != NULL && seq > ch->hist.evicted_seq)
             ch->hist.evicted_seq = seq;
+        if (ch != NULL && seq - 1 < ch->since)
+            ch->since = seq - 1;
         if (ch != NULL)
             chan_maybe_free(m, ch);
     }
@@ -619,19 +623,23 @@ uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx,
     *stopped = fn(ctx, 0, NULL, 0, m->committed, wall, NULL);
     for (size_t i = 0; i < m->tcap && !*stopped; i++) {
         for (mchan_t *ch = m->table[i]; ch != NULL && !*stopped; ch = ch->hnext) {
-            if (ch->hist.evicted_seq > 0)
-                *stopped = fn(ctx, HSC_JREC_EVICTED, ch->name, ch->name_len, ch->hist.evicted_seq,
-                              wall, NULL);
             for (size_t k = 0; k < ch->hist.count && !*stopped; k++) {
                 const hsc_hist_entry_t *en = hsc_history_at(&ch->hist, k);
                 uint64_t age = mono > en->time_ms ? mono - en->time_ms : 0;
                 *stopped = fn(ctx, HSC_JREC_FRAME, ch->name, ch->name_len, en->seq,
                               wall > age ? wall - age : 0, en->frame);
             }
+            /* After its events: replayed onto a channel with history, the mark stays its own
+             * (a channel left empty is freed and its mark becomes the freed channels'). */
+            if (!*stopped && ch->hist.evicted_seq > 0)
+                *stopped = fn(ctx, HSC_JREC_EVICTED, ch->name, ch->name_len, ch->hist.evicted_seq,
+                              wall, NULL);
         }
     }
     if (!*stopped && m->freed_upto > 0)
         *stopped = fn(ctx, HSC_JREC_FREED, NULL, 0, m->freed_upto, wall, NULL);
+    if (!*stopped && m->lost_upto > 0)
+        *stopped = fn(ctx, HSC_JREC_LOST, NULL, 0, m->lost_upto, wall, NULL);
     uint64_t cut = m->committed;
     uv_mutex_unlock(&m->mu);
     return cut;
