@@ -45,8 +45,8 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
-static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
-                        const char *value, uint64_t n);
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n);
 static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
 static int show_help(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -478,8 +478,8 @@ static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
 }
 
 /* --data-dir DIR, or none for memory only. */
-static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
-                        const char *value, uint64_t n)
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n)
 {
     (void)flag, (void)n;
     if (strcmp(value, "none") == 0) {
