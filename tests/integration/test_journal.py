@@ -394,6 +394,23 @@ class Damage(JournalCase):
         self.assertIn("expired", across.events[0].data)
         self.stop_ok(srv2)
 
+    def test_damaged_segment_header_is_moved_aside(self):
+        d, ids = self.filled()
+        seg = segments(d)[0]
+        with open(os.path.join(d, seg), "r+b") as f:
+            f.write(b"X")
+        srv = self.launch(d)
+        self.assertIn("damaged header", srv.log())
+        self.assertTrue(os.path.exists(os.path.join(d, seg + ".damaged")))
+        self.assertEqual(metric(srv, "hsc_journal_records_skipped_total"), 1)
+        s = self.sub(srv, ["d"], last_event_id=ids[5])
+        nxt = self.publisher(srv).publish("d", "next")["id"]
+        self.assertGreater(split_id(nxt)[1], 1 << 32, "ids of the lost events could come again")
+        s.wait(lambda: any(e.data == "next" for e in s.events), 10, "next")
+        self.assertEqual(s.events[0].type, "hsc.gap")
+        self.assertIn("expired", s.events[0].data)
+        self.stop_ok(srv)
+
     def test_zero_length_segment_is_removed(self):
         d, ids = self.filled()
         empty = os.path.join(d, "seg-00000000000000ff.hsj")

@@ -438,7 +438,14 @@ static void apply(replay_t *r, const hsc_jrec_t *rec)
 /* The next offset after `off` where a whole good record starts; `n` when none. */
 static size_t resync(const char *b, size_t n, size_t off)
 {
-    for (size_t q = off + 1; q + HSC_JREC_PREFIX_LEN <= n; q++) {
+    const unsigned char *u = (const unsigned char *)b;
+    for (size_t q = off + 1; q + HSC_JREC_PREFIX_LEN + HSC_JREC_HEAD_LEN <= n; q++) {
+        /* The fixed fields first (version, kind, zero bytes): garbage rarely passes, so the
+         * checksum, over up to 64 MiB, is computed for few candidates. */
+        const unsigned char *h = u + q + HSC_JREC_PREFIX_LEN;
+        if (h[0] != HSC_JOURNAL_VERSION || h[1] < HSC_JREC_EVENT || h[1] > HSC_JREC_LOST ||
+            h[3] != 0 || h[6] != 0 || h[7] != 0)
+            continue;
         hsc_jrec_t rec;
         size_t used;
         if (hsc_jrec_decode(b + q, n - q, &rec, &used) == HSC_JREC_OK)
@@ -476,15 +483,31 @@ static int replay_segment(replay_t *r, const char *name, bool newest, uint64_t *
         close(fd);
         return HSC_ESTATE;
     }
-    if (st != HSC_JREC_OK) {
-        /* Empty or a torn header: the process died creating it; anything else is not ours. */
-        if (st == HSC_JREC_SHORT)
-            HSC_LOG(HSC_LOG_NOTICE, "journal: %s is empty (%zu bytes): removed", name, n);
-        else
-            HSC_LOG(HSC_LOG_WARN, "journal: %s is not a journal segment: removed", name);
+    if (st == HSC_JREC_SHORT) {
+        /* Empty or a header cut short: the process died creating it; nothing was in it. */
+        HSC_LOG(HSC_LOG_NOTICE, "journal: %s is empty (%zu bytes): removed", name, n);
         free(b);
         close(fd);
         unlinkat(j->dirfd, name, 0);
+        *keep = 0;
+        return 0;
+    }
+    if (st != HSC_JREC_OK) {
+        /* A damaged header: its records cannot be trusted. Kept aside, counted as a loss. */
+        char aside[SEG_NAME_LEN + 16];
+        snprintf(aside, sizeof aside, "%s.damaged", name);
+        HSC_LOG(HSC_LOG_WARN,
+                "journal: %s has a damaged header: moved aside as %s, its events skipped "
+                "(resumes from before them get hsc.gap)",
+                name, aside);
+        renameat(j->dirfd, name, j->dirfd, aside);
+        atomic_fetch_add(&j->st_skipped, 1);
+        if (newest)
+            r->lost_tail = true;
+        else
+            r->lost_pending = true;
+        free(b);
+        close(fd);
         *keep = 0;
         return 0;
     }
