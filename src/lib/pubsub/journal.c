@@ -626,6 +626,8 @@ static int replay(hsc_journal_t *j, const meta_t *meta, bool have_meta)
     atomic_store(&j->st_bytes, bytes);
     atomic_store(&j->st_segments, kept);
     uint64_t seq = r.max_seq;
+    if (r.lost_pending) /* damage with no good record after it, in any segment */
+        r.lost_tail = true;
     bool crashed = have_meta && strcmp(meta->state, "clean") != 0;
     bool rebooted = crashed && strcmp(meta->boot, j->boot) != 0;
     if ((rebooted && strcmp(meta->fsync, "always") != 0) || r.lost_tail) {
@@ -635,7 +637,7 @@ static int replay(hsc_journal_t *j, const meta_t *meta, bool have_meta)
         HSC_LOG(HSC_LOG_WARN,
                 "journal: %s: ids continue after a jump, and resumes from before it get "
                 "hsc.gap",
-                r.lost_tail ? "the newest record was damaged"
+                r.lost_tail ? "the newest records were damaged"
                             : "the machine restarted without a clean shutdown and records "
                               "written without fsync may be lost");
     }
@@ -1216,7 +1218,15 @@ int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journa
         HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot write: %s (it must be writable by hscd)",
                 j->dir, hsc_strerror(rc));
     if (rc == 0) {
-        rc = seg_begin(j, j->nsegs > 0 ? j->segs[j->nsegs - 1].num + 1 : 1);
+        uint64_t num = j->nsegs > 0 ? j->segs[j->nsegs - 1].num + 1 : 1;
+        if (j->nsegs > 0 && j->segs[j->nsegs - 1].bytes == HSC_JSEG_HEADER_LEN) {
+            /* The newest holds no record (an idle run): begun again, not one more file. */
+            num--;
+            j->nsegs--;
+            atomic_fetch_sub(&j->st_bytes, HSC_JSEG_HEADER_LEN);
+            atomic_fetch_sub(&j->st_segments, 1);
+        }
+        rc = seg_begin(j, num);
         if (rc != 0)
             HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot create a segment: %s", j->dir,
                     hsc_strerror(rc));
