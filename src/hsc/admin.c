@@ -164,6 +164,13 @@ int cmd_channels(int argc, char **argv)
         json_array_extend(all, json_object_get(page, "channels"));
         const char *next = json_string_value(json_object_get(page, "next"));
         bool more = next != NULL && strlen(next) <= HSC_CHANNEL_MAX;
+        if (more && strcmp(next, after) <= 0) { /* names only grow: a server that says otherwise
+                                                   would keep hsc asking forever */
+            fprintf(stderr, "hsc channels: the server's pages do not advance (next: %s)\n", next);
+            json_decref(page);
+            json_decref(all);
+            return EXIT_PROTOCOL;
+        }
         if (more)
             strcpy(after, next);
         json_decref(page);
