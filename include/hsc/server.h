@@ -67,6 +67,7 @@ typedef struct hsc_server_config_s {
     const char *publish_token;   /* static bearer token for publishing; NULL = none */
     const char *subscribe_token; /* ... for subscribing */
     const char *stream_token;    /* ... for /v1/stream */
+    const char *admin_token;     /* the admin API (/v1/admin/...); NULL = the API is off */
     const void *jwt_key;         /* HS256 key; with it, every action needs a token */
     size_t jwt_key_len;
 } hsc_server_config_t;

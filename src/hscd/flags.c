@@ -162,6 +162,11 @@ static const hscd_flag_t flags[] = {
      .help = "the same for /v1/stream",
      .env = "HSC_STREAM_TOKEN", FIELD(stream_token),
      .fix = "1-4096 printable characters, no spaces"},
+    {.name = "admin-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
+     .help = "turns on the admin API (/v1/admin/...: channels, presence, disconnect), which "
+             "needs Authorization: Bearer TOKEN; without it the API answers 404",
+     .env = "HSC_ADMIN_TOKEN", FIELD(admin_token),
+     .fix = "1-4096 printable characters, no spaces"},
     {.name = "jwt-key-file", .arg = HSCD_ARG_STRING, .metavar = "PATH", .group = HSCD_GROUP_AUTH,
      .help = "HS256 key for JWTs, read from a file; with a key every action needs a token "
              "whose claims allow it",

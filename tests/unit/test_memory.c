@@ -628,6 +628,109 @@ static void test_stats_count_history_events_and_bytes(void **state)
     world_free(&w);
 }
 
+/* A listing's results: the names reported, and the records of the last one. */
+typedef struct listing_s {
+    hsc_channels_t q;
+    char names[64][HSC_CHANNEL_MAX + 1];
+    size_t n;
+    hsc_chan_info_t last;
+    int done;
+} listing_t;
+
+static void list_each(hsc_channels_t *q, const hsc_chan_info_t *info)
+{
+    listing_t *l = q->user;
+    assert_true(l->n < 64);
+    memcpy(l->names[l->n], info->name, info->name_len);
+    l->names[l->n][info->name_len] = '\0';
+    l->n++;
+    l->last = *info;
+}
+
+static void list_done(hsc_channels_t *q)
+{
+    ((listing_t *)q->user)->done++;
+}
+
+/* Lists from hub 0: one channel (`one`) or a page of `limit` after `after` (NULL: first). */
+static void list(world_t *w, listing_t *l, const char *after, size_t limit, bool one)
+{
+    memset(l, 0, sizeof *l);
+    l->q = (hsc_channels_t){.name = after,
+                            .name_len = after ? strlen(after) : 0,
+                            .one = one,
+                            .limit = limit,
+                            .each = list_each,
+                            .cb = list_done,
+                            .user = l};
+    hsc_engine_channels(w->e, &l->q);
+    assert_int_equal(l->done, 1); /* before returning, as the memory engine does */
+    assert_int_equal(l->q.rc, 0);
+    assert_int_equal(l->q.found, l->n);
+}
+
+static void test_channels_are_listed_in_name_order_by_pages(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    assert_true(hsc_engine_can_list(w.e));
+    static const char *names[] = {"m", "b", "a/b", "zz", "a", "ab", "z", "b:1"};
+    for (size_t i = 0; i < 8; i++)
+        pub_ok(&w, names[i], "x");
+    sub_t s0, s1;
+    sub(&w, &s0, 0, "m", NULL);
+    sub(&w, &s1, 1, "m,q", NULL); /* q: subscribers, no history */
+    listing_t l;
+    list(&w, &l, NULL, 100, false);
+    assert_int_equal(l.q.total, 9);
+    assert_int_equal(l.n, 9);
+    assert_false(l.q.more);
+    /* Pages of 3 after a cursor: each channel exactly once, in order. */
+    char after[HSC_CHANNEL_MAX + 1] = "";
+    size_t seen = 0;
+    static const char *all[] = {"a", "a/b", "ab", "b", "b:1", "m", "q", "z", "zz"};
+    for (int page = 0; page < 3; page++) {
+        list(&w, &l, page ? after : NULL, 3, false);
+        assert_int_equal(l.n, 3);
+        assert_int_equal(l.q.more, page < 2);
+        for (size_t i = 0; i < l.n; i++)
+            assert_string_equal(l.names[i], all[seen++]);
+        strcpy(after, l.names[l.n - 1]);
+    }
+    list(&w, &l, "zz", 3, false);
+    assert_int_equal(l.n, 0);
+    assert_false(l.q.more);
+    list(&w, &l, "b", 1, false); /* strictly after the cursor, which need not exist */
+    assert_string_equal(l.names[0], "b:1");
+    /* One channel: its record and a reference to its handle. */
+    list(&w, &l, "m", 1, true);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.last.subscribers, 2);
+    assert_int_equal(l.last.history_events, 1);
+    assert_true(l.last.history_bytes > 0);
+    assert_int_equal(l.last.first_seq, 1);
+    assert_int_equal(l.last.last_seq, 1);
+    assert_true(l.last.last_publish_ms > HSC_EPOCH_MIN);
+    assert_ptr_equal(l.last.chan, s0.chans[0]);
+    hsc_engine_release(w.e, l.last.chan);
+    list(&w, &l, "q", 1, true);
+    assert_int_equal(l.last.history_events, 0);
+    assert_int_equal(l.last.first_seq, 0);
+    assert_int_equal(l.last.last_publish_ms, 0);
+    hsc_engine_release(w.e, l.last.chan);
+    list(&w, &l, "nope", 1, true);
+    assert_int_equal(l.n, 0);
+    /* A handle listed outlives its channel until released. */
+    list(&w, &l, "q", 1, true);
+    unsub(&w, &s0);
+    unsub(&w, &s1);
+    assert_int_equal(channels(&w), 8); /* q is gone from the table */
+    assert_null(l.last.chan->slot[0]);
+    hsc_engine_release(w.e, l.last.chan);
+    world_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +744,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unsubscribe_frees_channels),
         cmocka_unit_test(test_max_channels_refuses_and_changes_nothing),
         cmocka_unit_test(test_stats_count_history_events_and_bytes),
+        cmocka_unit_test(test_channels_are_listed_in_name_order_by_pages),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

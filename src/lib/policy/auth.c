@@ -111,9 +111,38 @@ static int deny(hsc_res_t *res, int status, const char *reason)
     return status;
 }
 
+/* Copies a JWT's string `sub` claim into `out` (cap > 0), cut at a UTF-8 character boundary. */
+static void copy_subject(const json_t *claims, char *out, size_t cap)
+{
+    const json_t *sub = json_object_get(claims, "sub");
+    out[0] = '\0';
+    if (!json_is_string(sub))
+        return;
+    size_t n = json_string_length(sub);
+    const char *p = json_string_value(sub);
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)p[n] & 0xC0) == 0x80)
+            n--; /* p[n] would start the cut: stop before its character */
+    }
+    if (memchr(p, '\0', n) != NULL)
+        return; /* a NUL inside: not a name to show */
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
 int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
                      hsc_auth_action_t act, const char *names, size_t stride, size_t n)
 {
+    char subject[1];
+    return hsc_auth_require_subject(cfg, req, res, act, names, stride, n, subject, sizeof subject);
+}
+
+int hsc_auth_require_subject(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
+                             hsc_auth_action_t act, const char *names, size_t stride, size_t n,
+                             char *subject, size_t cap)
+{
+    subject[0] = '\0';
     if (!hsc_auth_protects(cfg, act))
         return 0;
     char *tok = malloc(HSC_JWT_MAX + 1);
@@ -154,8 +183,45 @@ int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *
                 }
             }
         }
+        if (status == 0)
+            copy_subject(claims, subject, cap);
         json_decref(claims);
     }
+    free(tok);
+    return status;
+}
+
+int hsc_auth_admin(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res)
+{
+    const char *want = cfg->admin_token;
+    if (want == NULL || want[0] == '\0') {
+        hsc_res_error(res, 404, NULL,
+                      "the admin API is off: start hscd with --admin-token (docs/api.md)", false);
+        return 404;
+    }
+    char *tok = malloc(HSC_JWT_MAX + 1);
+    if (tok == NULL) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+        return 503;
+    }
+    ssize_t len = request_token(req, tok);
+    int status = 0;
+    json_t *claims = NULL;
+    const char *why = NULL;
+    if (len <= 0)
+        status = deny(res, 401,
+                      len == 0 ? "the admin API needs the admin token (Authorization: Bearer)"
+                               : "unusable token (use Authorization: Bearer TOKEN)");
+    else if (token_equal(tok, (size_t)len, want))
+        status = 0;
+    else if (cfg->jwt_key_len > 0 &&
+             hsc_jwt_verify(cfg->jwt_key, cfg->jwt_key_len, tok, (size_t)len, (int64_t)time(NULL),
+                            &claims, &why) == 0)
+        status =
+            deny(res, 403, "the token does not allow the admin API (it takes the --admin-token)");
+    else
+        status = deny(res, 401, "bad admin token");
+    json_decref(claims);
     free(tok);
     return status;
 }

@@ -25,6 +25,26 @@ bool hsc_auth_protects(const hsc_server_config_t *cfg, hsc_auth_action_t act);
 int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
                      hsc_auth_action_t act, const char *names, size_t stride, size_t n);
 
+/** The longest `sub` claim kept for presence (the admin API); a longer one is cut. */
+#define HSC_SUBJECT_MAX 256
+
+/**
+ * hsc_auth_require(), and who is asking: when the request was allowed by a JWT with a string
+ * `sub` claim, that claim goes into `subject` (capacity `cap` > 0; cut at a character boundary
+ * to fit), otherwise "" (anonymous: no token needed, a static token, no `sub`).
+ */
+int hsc_auth_require_subject(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
+                             hsc_auth_action_t act, const char *names, size_t stride, size_t n,
+                             char *subject, size_t cap);
+
+/**
+ * The admin API's guard (--admin-token): returns 0 when the request carries the admin token.
+ * Otherwise it has answered and returns the status: 404 when no admin token is configured (the
+ * API is off), 401 for a missing, unusable or wrong token, 403 for a valid JWT (a token for
+ * something else), 503 when out of memory.
+ */
+int hsc_auth_admin(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res);
+
 /* ---- CORS (cors.c) --------------------------------------------------------------------------- */
 
 /** --cors-origin, split: exact origins, and whether "*" (any origin) is allowed. */

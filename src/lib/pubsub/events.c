@@ -327,13 +327,14 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
         return;
     }
     const char *reason = NULL;
-    char why[128];
+    char why[128], subject[HSC_SUBJECT_MAX + 1];
     hsc_hub_sub_t o = {.stride = sizeof names.v[0]};
     int status = parse_channels(req, &names, &reason);
     if (status == 0 && (status = parse_options(req, cfg, &o.recent, &o.tag, why, sizeof why)) != 0)
         reason = why;
-    if (status == 0 && hsc_auth_require(cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0],
-                                        sizeof names.v[0], names.n) != 0) {
+    if (status == 0 &&
+        hsc_auth_require_subject(cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0],
+                                 names.n, subject, sizeof subject) != 0) {
         free(names.v);
         return;
     }
@@ -350,6 +351,7 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
     bool earliest;
     o.names = names.v[0];
     o.n = names.n;
+    o.subject = subject[0] != '\0' ? subject : NULL;
     o.last = last_event_id(req, lbuf, sizeof lbuf, &o.last_len, &earliest);
     if (earliest)
         o.recent = HSC_REPLAY_ALL;

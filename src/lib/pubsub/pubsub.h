@@ -127,6 +127,8 @@ typedef struct hsc_hub_sub_s {
     size_t last_len;
     size_t recent; /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
     bool tag;      /* say each event's channel: its tag before an event of another channel */
+    const char *subject; /* who subscribes: the `sub` claim of a verified JWT (NUL-terminated,
+                            copied, at most HSC_SUBJECT_MAX bytes), or NULL: anonymous */
 } hsc_hub_sub_t;
 
 /**
@@ -136,6 +138,29 @@ typedef struct hsc_hub_sub_s {
  */
 int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
                       hsc_hub_start_fn start);
+
+/*
+ * Calls fn(user, subject) for each of this hub's live subscriptions on `chan` (subject NULL for
+ * an anonymous one). On the hub's loop thread; `chan` is a handle the caller holds a reference
+ * to (hsc_chan_info_t.chan).
+ */
+void hsc_hub_each_subscriber(hsc_hub_t *hub, hsc_chan_t *chan,
+                             void (*fn)(void *user, const char *subject), void *user);
+/**
+ * Ends this hub's subscriptions on `chan` as the drain does: each gets a last retry: line (the
+ * --retry delay plus jitter) and a clean end, and comes back to resume exactly. A subscription
+ * to several channels ends whole. On the hub's loop thread. Returns how many ended.
+ */
+size_t hsc_hub_disconnect(hsc_hub_t *hub, hsc_chan_t *chan);
+
+/* ---- the admin API (admin.c) ----------------------------------------------------------------- */
+
+/* GET /v1/admin/channels: a page of channels. `ctx` is the loop's hub. */
+void hsc_admin_channels_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+/* GET /v1/admin/channel?channel=NAME: one channel, with presence (every hub asked). */
+void hsc_admin_channel_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+/* POST /v1/admin/disconnect?channel=NAME: ends its subscriptions on every hub. */
+void hsc_admin_disconnect_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 /* ---- the HTTP side (events.c) ---------------------------------------------------------------- */
 

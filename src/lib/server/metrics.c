@@ -1,11 +1,103 @@
 /*
  * GET /metrics: the Prometheus text format, gathered from every layer's counters (the
- * transports', the hubs', the channel engine's). Counters are read with relaxed atomic loads:
- * each is exact, a scrape is not a snapshot across them.
+ * transports', the hubs', the channel engine's, the answers' of each loop's stream context).
+ * Each loop writes its own counters (no shared cache line, no lock on the request path); a scrape
+ * sums them with relaxed atomic loads: each is exact, a scrape is not a snapshot across them.
+ * Histograms are per-loop bucket counts made cumulative here, so _count is always the +Inf
+ * bucket.
  */
 #include "server/server.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+
+/* A bounded text buffer: what does not fit is cut (the body is sized for every metric). */
+typedef struct out_s {
+    char *p;
+    size_t len, cap;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
+}
+
+/* One histogram, summed over the loops: cumulative buckets, _sum (seconds), _count. */
+static void put_timing(out_t *o, hsc_server_t *srv, size_t offset, const char *name,
+                       const char *help, const char *kind)
+{
+    uint64_t b[HSC_TIMING_BUCKETS + 1] = {0}, sum_us = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        hsc_timing_t *t = (hsc_timing_t *)((char *)&srv->workers[i].stream.st + offset);
+        for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++)
+            b[k] += atomic_load_explicit(&t->bucket[k], memory_order_relaxed);
+        sum_us += atomic_load_explicit(&t->sum_us, memory_order_relaxed);
+    }
+    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++) {
+        cum += b[k];
+        if (k < HSC_TIMING_BUCKETS)
+            put(o, "%s_bucket{responder=\"%s\",le=\"%g\"} %llu\n", name, kind, hsc_timing_bounds[k],
+                (unsigned long long)cum);
+        else
+            put(o, "%s_bucket{responder=\"%s\",le=\"+Inf\"} %llu\n", name, kind,
+                (unsigned long long)cum);
+    }
+    put(o, "%s_sum{responder=\"%s\"} %llu.%06llu\n", name, kind,
+        (unsigned long long)(sum_us / 1000000), (unsigned long long)(sum_us % 1000000));
+    put(o, "%s_count{responder=\"%s\"} %llu\n", name, kind, (unsigned long long)cum);
+}
+
+/* The answers' counters (/v1/stream), labelled with the kind of responder the server runs. */
+static void put_answers(out_t *o, hsc_server_t *srv)
+{
+    static const struct {
+        size_t offset;
+        const char *name, *help;
+    } counters[] = {
+        {offsetof(hsc_stream_stats_t, started), "hsc_answers_started_total",
+         "Answers handed to the responder."},
+        {offsetof(hsc_stream_stats_t, completed), "hsc_answers_completed_total",
+         "Answers that completed."},
+        {offsetof(hsc_stream_stats_t, failed), "hsc_answers_failed_total",
+         "Answers that failed (the client was told)."},
+        {offsetof(hsc_stream_stats_t, cancelled), "hsc_answers_cancelled_total",
+         "Answers whose client went away first."},
+    };
+    const char *kind = hsc_stream_kind(srv->responder);
+    for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < srv->nworkers; i++)
+            v += atomic_load_explicit(
+                (atomic_uint_fast64_t *)((char *)&srv->workers[i].stream.st + counters[c].offset),
+                memory_order_relaxed);
+        put(o, "# HELP %s %s\n# TYPE %s counter\n%s{responder=\"%s\"} %llu\n", counters[c].name,
+            counters[c].help, counters[c].name, counters[c].name, kind, (unsigned long long)v);
+    }
+    put_timing(o, srv, offsetof(hsc_stream_stats_t, first_piece), "hsc_answer_first_piece_seconds",
+               "Time from an answer's start to its first piece (queue wait included).", kind);
+    put_timing(o, srv, offsetof(hsc_stream_stats_t, duration), "hsc_answer_duration_seconds",
+               "Time from an answer's start to its end, completed or failed.", kind);
+    uint64_t queued = 0, restarts = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        queued += atomic_load_explicit(&srv->workers[i].stream.st.queued, memory_order_relaxed);
+        restarts += atomic_load_explicit(&srv->workers[i].stream.st.restarts, memory_order_relaxed);
+    }
+    put(o,
+        "# HELP hsc_responder_queue_depth Answers waiting for a responder process.\n"
+        "# TYPE hsc_responder_queue_depth gauge\n"
+        "hsc_responder_queue_depth{responder=\"%s\"} %llu\n"
+        "# HELP hsc_pool_worker_restarts_total Pool workers started again after they exited.\n"
+        "# TYPE hsc_pool_worker_restarts_total counter\n"
+        "hsc_pool_worker_restarts_total %llu\n",
+        kind, (unsigned long long)queued, (unsigned long long)restarts);
+}
 
 void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
@@ -25,9 +117,9 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     }
     hsc_engine_stats_t ps;
     hsc_engine_stats(srv->engine, &ps);
-    char body[4096];
-    int n = snprintf(
-        body, sizeof body,
+    char body[16384];
+    out_t o = {body, 0, sizeof body};
+    put(&o,
         "# HELP hsc_connections Open client connections.\n"
         "# TYPE hsc_connections gauge\n"
         "hsc_connections %u\n"
@@ -68,6 +160,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         (unsigned long long)ps.published, (unsigned long long)delivered, (unsigned long long)bytes,
         (unsigned long long)resumes, (unsigned long long)missed, (unsigned long long)dropped,
         (unsigned long long)requests);
+    put_answers(&o, srv);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
-                 "Cache-Control: no-store\r\n", body, (size_t)n);
+                 "Cache-Control: no-store\r\n", body, o.len);
 }

@@ -55,6 +55,7 @@ void hsc_waitq_push(hsc_waitq_t *q, hsc_answer_t *a)
     q->head.prev->next = w;
     q->head.prev = w;
     q->n++;
+    HSC_STAT_ADD(a->ctx->st.queued, 1);
 }
 
 bool hsc_waitq_remove(hsc_waitq_t *q, hsc_answer_t *a)
@@ -66,6 +67,7 @@ bool hsc_waitq_remove(hsc_waitq_t *q, hsc_answer_t *a)
     w->next->prev = w->prev;
     w->prev = w->next = NULL;
     q->n--;
+    HSC_STAT_ADD(a->ctx->st.queued, (unsigned)-1);
     return true;
 }
 
