@@ -69,6 +69,8 @@ typedef struct hsc_server_config_s {
     const char *stream_token;    /* ... for /v1/stream */
     const void *jwt_key;         /* HS256 key; with it, every action needs a token */
     size_t jwt_key_len;
+    const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
+                                responder processes never see it (docs/responders.md) */
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;

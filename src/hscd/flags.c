@@ -497,6 +497,10 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
         }
         n = strlen(v);
         memcpy(key, v, n < sizeof fl->jwt_key ? n : sizeof fl->jwt_key);
+        if (strlen(where) >= sizeof fl->jwt_key_env) {
+            fprintf(stderr, "hscd: %s: the variable's name is too long\n", flag);
+            return HSC_EINVAL;
+        }
     }
     if (n < 32 || n >= sizeof fl->jwt_key) {
         fprintf(stderr, "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n", flag,
@@ -505,6 +509,11 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     }
     fl->cfg.jwt_key = key;
     fl->cfg.jwt_key_len = n;
+    /* Responders must not see the variable (docs/responders.md); a key from a file is kept from
+     * them too, by its value. */
+    if (!from_file)
+        memcpy(fl->jwt_key_env, where, strlen(where) + 1);
+    fl->cfg.jwt_key_env = from_file ? NULL : fl->jwt_key_env;
     return 0;
 }
 

@@ -251,9 +251,9 @@ static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
     hsc_server_config_t *c = &srv->cfg;
     if (c->listen == NULL)
         c->listen = "127.0.0.1:8000";
-    const char **strings[] = {&c->listen,          &c->exec,
-                              &c->cors_origin,     &c->publish_token,
-                              &c->subscribe_token, &c->stream_token};
+    const char **strings[] = {
+        &c->listen,          &c->exec,         &c->cors_origin, &c->publish_token,
+        &c->subscribe_token, &c->stream_token, &c->jwt_key_env};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         srv->owned[i] = NULL;

@@ -29,7 +29,7 @@ struct hsc_worker_s {
 
 struct hsc_server_s {
     hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
-    char *owned[6];
+    char *owned[7];
     void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
