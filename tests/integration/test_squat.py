@@ -9,7 +9,11 @@ hsc.gap ("expired"); history stays within --history-total-bytes, and hscd's RSS 
 budget plus a fixed allowance.
 """
 
+import base64
+import hashlib
+import hmac
 import json
+import os
 import socket
 import sys
 import threading
@@ -203,10 +207,6 @@ class Squatting(ServerTestCase):
     def test_limit_follows_the_jwt_subject_not_the_address(self):
         # Two tokens from one address are two clients; one token is one client wherever it is
         # used from. --channel-create-burst 3, rate 1: the fourth new channel is refused.
-        import base64
-        import hashlib
-        import hmac
-
         key = "an HS256 key of at least 32 bytes, squat test"
 
         def b64(b):
@@ -218,7 +218,6 @@ class Squatting(ServerTestCase):
             sig = b64(hmac.new(key.encode(), (h + "." + p).encode(), hashlib.sha256).digest())
             return h + "." + p + "." + sig
 
-        import os
         env = dict(os.environ)
         env["SQUAT_TEST_KEY"] = key
         srv = self.start("--jwt-key-env", "SQUAT_TEST_KEY", "--channel-create-rate", "1",

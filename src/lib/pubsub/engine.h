@@ -54,6 +54,13 @@
  * bytes serve every HTTP/1.1 subscriber; hsc_event_frame_body() gives the slice without the
  * chunk framing (HTTP/1.0).
  *
+ * Room. An engine bounds its channels and history (--max-channels, --history-total-bytes) by
+ * dropping what no subscriber holds, never by refusing everyone: the least recently used
+ * channels without subscribers first, then the oldest events of others. Dropped events count as
+ * evicted, so a resume across them reports HSC_GAP_EXPIRED. A new channel is refused (HSC_EFULL)
+ * only when every channel has subscribers, or (HSC_ELIMIT) when the request's create check
+ * refuses it (hsc_create_check_t).
+ *
  * Channels. A channel handle (hsc_chan_t) is the engine's; a hub may use it from the completion
  * of a subscribe that returned it until it unsubscribes, and from a delivery that carries it
  * until it releases it. Slot i belongs to hub i's thread: the hub keeps its subscribers of that
