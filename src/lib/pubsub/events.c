@@ -12,7 +12,9 @@
  * (the Last-Event-ID header, else lastEventId=); "earliest" in either place, or history=N
  * without an id, asks for recent events instead, with no hsc.gap (nothing was resumed).
  * Everything a client sends is checked here: channel names, history=, tag=, the event type, the
- * data's size and encoding, tokens (policy/).
+ * data's size and encoding, tokens (policy/). Who the client is (policy/, hsc_client_id_t) goes
+ * with each request to the engine, which asks the server's per-client limit only when the
+ * request would create channels: a refusal is 429 with Retry-After.
  */
 #include "pubsub/pubsub.h"
 
