@@ -129,7 +129,7 @@ typedef struct hsc_token_claims_s {
     const char *const *publish;
     const char *const *subscribe;
     int stream;          /* non-zero: hsc_stream, may ask the responder */
-    const char *subject; /* sub, UTF-8 (hscd ignores it: it is for your records); NULL: none */
+    const char *subject; /* sub, UTF-8: who it is for (the admin API's presence); NULL: none */
     uint64_t expires;    /* exp, in seconds since the epoch; 0: no claim, the token never expires */
 } hsc_token_claims_t;
 

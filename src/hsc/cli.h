@@ -2,7 +2,7 @@
  * What the files of the hsc command (src/hsc/) share: the exit statuses docs/cli.md lists, the
  * usage error every command reports the same way, the options every command that talks to a
  * server takes, and the helpers main.c holds for all of them. send.c, listen.c, publish.c and
- * token.c hold one command each.
+ * token.c hold one command each; admin.c the three of the admin API.
  */
 #ifndef HSC_CLI_H
 #define HSC_CLI_H
@@ -124,9 +124,12 @@ bool type_is(const hsc_sse_msg_t *m, const char *t);
 
 /* ---- the commands: each returns an exit status ----------------------------------------------- */
 
-int cmd_send(int argc, char **argv);    /* src/hsc/send.c */
-int cmd_listen(int argc, char **argv);  /* src/hsc/listen.c */
-int cmd_publish(int argc, char **argv); /* src/hsc/publish.c */
-int cmd_token(int argc, char **argv);   /* src/hsc/token.c */
+int cmd_send(int argc, char **argv);       /* src/hsc/send.c */
+int cmd_listen(int argc, char **argv);     /* src/hsc/listen.c */
+int cmd_publish(int argc, char **argv);    /* src/hsc/publish.c */
+int cmd_token(int argc, char **argv);      /* src/hsc/token.c */
+int cmd_channels(int argc, char **argv);   /* src/hsc/admin.c */
+int cmd_info(int argc, char **argv);       /* src/hsc/admin.c */
+int cmd_disconnect(int argc, char **argv); /* src/hsc/admin.c */
 
 #endif

@@ -3,7 +3,8 @@
  * SIGTERM stop the running client, g_client, and set g_interrupted; SIGPIPE is ignored) and hands
  * the command line to one command: `send` (send.c) asks a responder and prints the answer as it
  * streams in, `listen` (listen.c) prints a channel's events and keeps going across disconnects,
- * `publish` (publish.c) posts events, `token` (token.c) mints a token for hscd. The rest of this
+ * `publish` (publish.c) posts events, `token` (token.c) mints a token for hscd, `channels`, `info`
+ * and `disconnect` (admin.c) use hscd's admin API. The rest of this
  * file is what those commands share, declared in cli.h: the server options (--url or $HSC_URL,
  * --token or $HSC_TOKEN, -H), usage errors that never echo a secret, the refusal of an option
  * written after the text, and the mapping of a client result to an exit status.
@@ -274,6 +275,9 @@ static void usage(FILE *out)
           "                       publish an event (TEXT '-': each line of stdin)\n"
           "  token --key-file FILE --subscribe PATTERN ...\n"
           "                       mint a token for an hscd holding the same key\n"
+          "  channels             list the server's channels (admin API: --admin-token)\n"
+          "  info CHANNEL         one channel: history, last publish, who is subscribed\n"
+          "  disconnect CHANNEL   end a channel's subscriptions (they come back, resume)\n"
           "\n"
           "Every command that talks to a server takes --url URL (default $HSC_URL, else\n"
           "http://127.0.0.1:8000), --token TOKEN (default $HSC_TOKEN) and -H 'NAME: VALUE';\n"
@@ -309,5 +313,14 @@ int main(int argc, char **argv)
         return cmd_publish(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 1, argv + 1);
-    return usage_error(NULL, "unknown command '%s' (send, listen, publish or token)", cmd);
+    if (strcmp(cmd, "channels") == 0)
+        return cmd_channels(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "disconnect") == 0)
+        return cmd_disconnect(argc - 1, argv + 1);
+    return usage_error(NULL,
+                       "unknown command '%s' (send, listen, publish, token, channels, info or "
+                       "disconnect)",
+                       cmd);
 }

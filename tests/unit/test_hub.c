@@ -778,6 +778,62 @@ static void test_drain_ends_a_lone_subscriber_at_once(void **state)
     world_end(w);
 }
 
+static void take_chan(hsc_channels_t *q, const hsc_chan_info_t *info)
+{
+    *(hsc_chan_t **)q->user = info->chan;
+}
+
+static void listed(hsc_channels_t *q)
+{
+    (void)q;
+}
+
+static void count_subscriber(void *user, const char *subject)
+{
+    assert_null(subject); /* no JWT here: anonymous */
+    (*(int *)user)++;
+}
+
+/* The admin API's hub half: presence visits a channel's subscribers; disconnect ends them as
+ * the drain does (a parting retry:, the last chunk), a multi-channel subscription whole, and
+ * leaves the other channels' subscribers alone. */
+static void test_disconnect_ends_a_channels_subscribers_as_the_drain_does(void **state)
+{
+    (void)state;
+    world_t *w = world_new();
+    world_start(w);
+    client_t *c[4] = {subscriber(w, "channel=a", NULL), subscriber(w, "channel=a", NULL),
+                      subscriber(w, "channel=a&channel=b", NULL), subscriber(w, "channel=b", NULL)};
+    RUN_UNTIL(w, w->hub.nsubs == 4);
+    hsc_chan_t *a = NULL;
+    hsc_channels_t q = {.name = "a",
+                        .name_len = 1,
+                        .one = true,
+                        .limit = 1,
+                        .each = take_chan,
+                        .cb = listed,
+                        .user = &a};
+    hsc_engine_channels(w->te.mem, &q);
+    assert_non_null(a);
+    int n = 0;
+    hsc_hub_each_subscriber(&w->hub, a, count_subscriber, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(hsc_hub_disconnect(&w->hub, a), 3);
+    assert_int_equal(w->hub.nsubs, 1);
+    for (int i = 0; i < 3; i++) {
+        RUN_UNTIL(w, c[i]->len > 5 && memcmp(c[i]->buf + c[i]->len - 5, "0\r\n\r\n", 5) == 0);
+        assert_non_null(memmem(c[i]->buf, c[i]->len, "\r\nretry: ", 9));
+    }
+    n = 0;
+    hsc_hub_each_subscriber(&w->hub, a, count_subscriber, &n);
+    assert_int_equal(n, 0);
+    assert_int_equal(hsc_hub_disconnect(&w->hub, a), 0);
+    hsc_engine_release(w->te.mem, a);
+    publish_direct(w->te.mem, "b", "still");
+    RUN_UNTIL(w, has(c[3], "data: still\n"));
+    world_end(w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -793,6 +849,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_subscriber_that_does_not_read_is_dropped),
         cmocka_unit_test(test_drain_ends_subscriptions_then_refuses_new_ones),
         cmocka_unit_test(test_drain_ends_a_lone_subscriber_at_once),
+        cmocka_unit_test(test_disconnect_ends_a_channels_subscribers_as_the_drain_does),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

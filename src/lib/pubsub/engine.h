@@ -19,11 +19,11 @@
  * event published to any channel of the engine, so every subscription, single- or
  * multi-channel, sees ids increase. EPOCH changes only when history is lost as a whole.
  *
- * Threads. publish(), subscribe(), unsubscribe() and release() are called on a hub's loop thread,
- * with that hub's index. sweep() and stats() may be called on any thread. free() is called once,
- * after every hub has been disposed, with no other call running. The sink's deliver(), flush()
- * and call() may be called on any thread (the engine's); deliver() and call() may be called with
- * the engine's own lock held: they only queue (under the hub's small inbox mutex), never call
+ * Threads. publish(), subscribe(), unsubscribe(), release() and channels() are called on a hub's
+ * loop thread, with that hub's index. sweep() and stats() may be called on any thread. free() is
+ * called once, after every hub has been disposed, with no other call running. The sink's deliver(),
+ * flush() and call() may be called on any thread (the engine's); deliver() and call() may be called
+ * with the engine's own lock held: they only queue (under the hub's small inbox mutex), never call
  * back into the engine, never block on I/O.
  *
  * Completions. The callback of a publish or a subscribe runs exactly once, on the loop of the hub
@@ -54,10 +54,24 @@
  * bytes serve every HTTP/1.1 subscriber; hsc_event_frame_body() gives the slice without the
  * chunk framing (HTTP/1.0).
  *
+ * Room. An engine bounds its channels and history (--max-channels, --history-total-bytes) by
+ * dropping what no subscriber holds, never by refusing everyone: the least recently used
+ * channels without subscribers first, then the oldest events of others. Dropped events count as
+ * evicted, so a resume across them reports HSC_GAP_EXPIRED. A new channel is refused (HSC_EFULL)
+ * only when every channel has subscribers, or (HSC_ELIMIT) when the request's create check
+ * refuses it (hsc_create_check_t).
+ *
  * Channels. A channel handle (hsc_chan_t) is the engine's; a hub may use it from the completion
  * of a subscribe that returned it until it unsubscribes, and from a delivery that carries it
  * until it releases it. Slot i belongs to hub i's thread: the hub keeps its subscribers of that
  * channel there; the engine never reads it.
+ *
+ * Listings (the admin API). channels() reports either one channel by name, with a reference to
+ * its handle so that the caller can ask every hub about its subscribers there (release() gives it
+ * back, from any hub's thread), or a page of at most `limit` channels in name order after a
+ * cursor: keyset paging, so a listing costs memory for one page whatever the number of channels,
+ * and a channel that exists throughout a listing is reported exactly once. Counts are this
+ * node's; each record is consistent in itself, the page is not a snapshot of the whole engine.
  *
  * Tags. A subscriber may ask which channel each event is on (docs/api.md, "Which channel"). The
  * channel is not in the event's frame, which stays one for every subscriber: the hub writes the
@@ -125,6 +139,18 @@ typedef struct hsc_replay_s {
 /** hsc_subscribe_t.recent for every event history holds (a client's "earliest"). */
 #define HSC_REPLAY_ALL SIZE_MAX
 
+/**
+ * Channel creation per client (docs/security.md, "Channel squatting"). A request that would
+ * create channels first takes one token per new channel from `limit` for `client`, under the
+ * engine's lock; a request on existing channels never touches it. Refused: rc HSC_ELIMIT, nothing
+ * created, `retry_ms` says when the tokens will be there.
+ */
+typedef struct hsc_create_check_s {
+    struct hsc_ratelimit_s *limit; /* in: NULL for no limit (policy.h, hsc_ratelimit_take()) */
+    uint64_t client;               /* in: hsc_ratelimit_key() of the request's client */
+    uint64_t retry_ms;             /* out, with HSC_ELIMIT */
+} hsc_create_check_t;
+
 typedef struct hsc_publish_s hsc_publish_t;
 typedef void (*hsc_publish_cb)(hsc_publish_t *p);
 
@@ -140,7 +166,9 @@ struct hsc_publish_s {
     hsc_publish_cb cb;
     void *user; /* the caller's */
     /* Out, valid in `cb`. */
-    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing published */
+    hsc_create_check_t create; /* whether the client may create the channel */
+    int rc; /* 0; HSC_ELIMIT (create.retry_ms), HSC_EFULL (the table is full of channels with
+               subscribers) or HSC_ENOMEM: nothing published */
     char id[HSC_EVENT_ID_MAX]; /* the event's id */
     uint64_t seq;
     unsigned subscribers; /* this node's subscribers the event was queued for */
@@ -164,7 +192,9 @@ struct hsc_subscribe_s {
     void *user;         /* the caller's */
     hsc_chan_t **chans; /* n entries: the channel handles, in the order of `names` */
     /* Out, valid in `cb`. */
-    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing registered */
+    hsc_create_check_t create; /* whether the client may create the missing channels */
+    int rc; /* 0; HSC_ELIMIT (create.retry_ms), HSC_EFULL (the table is full of channels with
+               subscribers) or HSC_ENOMEM: nothing registered */
     uint64_t epoch, cut;
     hsc_gap_t gap;
     hsc_replay_t *replay; /* nreplay events in SEQ order: the caller takes ownership (each frame's
@@ -174,11 +204,59 @@ struct hsc_subscribe_s {
 
 /** Counts an engine keeps; each exact, the set not a snapshot. */
 typedef struct hsc_engine_stats_s {
-    size_t channels;       /* channels with subscribers or history */
-    size_t history_events; /* events held in history */
-    size_t history_bytes;  /* their encoded bytes */
-    uint64_t published;    /* events accepted */
+    size_t channels;           /* channels with subscribers or history */
+    size_t history_events;     /* events held in history */
+    size_t history_bytes;      /* their encoded bytes */
+    uint64_t published;        /* events accepted */
+    uint64_t evicted_channels; /* idle channels dropped whole for room (table or history budget) */
+    uint64_t evicted_events;   /* events dropped for the global history budget */
 } hsc_engine_stats_t;
+
+/**
+ * One channel as an engine reports it to a listing (hsc_channels_t.each): what it holds on this
+ * node, read under the engine's lock, so each record is consistent in itself.
+ */
+typedef struct hsc_chan_info_s {
+    const char *name; /* borrowed during each(); not NUL-terminated */
+    size_t name_len;
+    hsc_chan_t *chan;     /* with `one`: the handle, one reference for the caller, who gives it back
+                             with release() (as a delivery's); otherwise NULL */
+    unsigned subscribers; /* this node's subscriptions on the channel */
+    size_t history_events;    /* events it holds in history */
+    size_t history_bytes;     /* their encoded bytes */
+    uint64_t first_seq;       /* the oldest event in its history; 0 when empty */
+    uint64_t last_seq;        /* the newest; 0 when empty */
+    uint64_t last_publish_ms; /* wall clock (ms since 1970) of its newest publish; 0: none */
+} hsc_chan_info_t;
+
+typedef struct hsc_channels_s hsc_channels_t;
+
+/**
+ * A listing of channels (hsc_engine_vt_t.channels), for the admin API: either one channel by
+ * name (`one`), or a page of channels in name order after a cursor. The caller fills the inputs;
+ * the engine calls `each` once per channel reported, then `cb` once, as for a publish.
+ */
+struct hsc_channels_s {
+    /* In, borrowed during channels() only. */
+    const char *name; /* with `one`: the channel; otherwise the cursor: report the channels whose
+                         names sort after it (bytewise, shorter first on a tie), NULL: from the
+                         first */
+    size_t name_len;
+    bool one;
+    size_t limit; /* at most this many channels (> 0); the caller bounds it (memory) */
+    unsigned hub; /* the caller's hub: where `cb` runs */
+    /* Called for each channel reported, in name order, on any thread, maybe under the engine's
+     * lock: it copies what it keeps and never calls the engine. */
+    void (*each)(hsc_channels_t *q, const hsc_chan_info_t *info);
+    void (*cb)(hsc_channels_t *q);
+    void *user; /* the caller's */
+    /* Out, valid in `cb`. */
+    int rc;         /* 0, or HSC_ENOMEM: nothing reported */
+    uint64_t epoch; /* to format ids from the sequence numbers */
+    size_t total;   /* channels the engine holds */
+    size_t found;   /* channels reported (each() calls) */
+    bool more;      /* more channels sort after the last one reported */
+};
 
 typedef struct hsc_engine_vt_s {
     /** Publishes one event: assigns its id, keeps it in history, delivers it; then p->cb. */
@@ -194,6 +272,11 @@ typedef struct hsc_engine_vt_s {
     void (*stats)(hsc_engine_t *e, hsc_engine_stats_t *out);
     /** Frees the engine and what it holds: no hub is left, no request is pending. */
     void (*free)(hsc_engine_t *e);
+    /**
+     * Reports channels as `q` asks (one by name, or a page in name order; see Listings); then
+     * q->cb. Last, and optional: NULL in an engine that cannot list (the admin API answers 501).
+     */
+    void (*channels)(hsc_engine_t *e, hsc_channels_t *q);
 } hsc_engine_vt_t;
 
 /** One hub as its engine knows it. */
@@ -211,7 +294,8 @@ struct hsc_engine_s {
 
 /**
  * The in-memory engine (memory.c): one lock, history rings per channel, a new epoch per run.
- * Copies the limits it needs from `cfg` (history, history_bytes, history_age_ms, max_channels).
+ * Copies the limits it needs from `cfg` (history, history_bytes, history_total_bytes (0: no
+ * global budget), history_age_ms, max_channels).
  * Returns 0 or HSC_ENOMEM; free with hsc_engine_free().
  */
 int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_engine_t **out);
@@ -247,6 +331,15 @@ static inline void hsc_engine_sweep(hsc_engine_t *e)
 static inline void hsc_engine_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
 {
     e->vt->stats(e, out);
+}
+/** Whether the engine can list channels (the admin API). */
+static inline bool hsc_engine_can_list(const hsc_engine_t *e)
+{
+    return e->vt->channels != NULL;
+}
+static inline void hsc_engine_channels(hsc_engine_t *e, hsc_channels_t *q)
+{
+    e->vt->channels(e, q);
 }
 /** NULL is ignored. */
 static inline void hsc_engine_free(hsc_engine_t *e)

@@ -63,8 +63,9 @@ struct hsc_sub_s {
     /* Frames waiting for the connection to drain, oldest first. */
     hsc_frame_t **bl;
     size_t bl_head, bl_count, bl_cap, bl_bytes, bl_limit;
+    const char *subject; /* its JWT's sub claim (admin API presence), in this block; or NULL */
     unsigned nlinks;
-    hsc_link_t links[]; /* then nlinks channel handles (sub_chans()) */
+    hsc_link_t links[]; /* then nlinks channel handles (sub_chans()), then the subject */
 };
 
 /* The channel handles of a subscriber, in the order of its links. */
@@ -466,11 +467,17 @@ int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
 {
     /* Exactly the links this subscription needs: idle subscribers are most of the memory. */
     size_t n = o->n;
-    hsc_sub_t *s = calloc(1, sizeof *s + n * (sizeof(hsc_link_t) + sizeof(hsc_chan_t *)));
+    size_t sl = o->subject ? strlen(o->subject) + 1 : 0;
+    size_t at = sizeof(hsc_sub_t) + n * (sizeof(hsc_link_t) + sizeof(hsc_chan_t *));
+    hsc_sub_t *s = calloc(1, at + sl);
     sub_op_t *op = s ? malloc(sizeof *op) : NULL;
     if (op == NULL) {
         free(s);
         return HSC_ENOMEM;
+    }
+    if (sl > 0) {
+        memcpy((char *)s + at, o->subject, sl);
+        s->subject = (char *)s + at;
     }
     s->res = res;
     s->hub = hub;
@@ -489,6 +496,7 @@ int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
                                 .last_len = o->last_len,
                                 .recent = o->recent,
                                 .tag = o->tag,
+                                .create = {.limit = hub->create_limit, .client = o->client},
                                 .hub = hub->index,
                                 .cb = on_subscribed,
                                 .user = op,
@@ -554,6 +562,28 @@ static void sub_end(hsc_sub_t *s, uint64_t retry_ms)
         hsc_res_write(res, line, (size_t)n);
     }
     hsc_res_end(res);
+}
+
+void hsc_hub_each_subscriber(hsc_hub_t *hub, hsc_chan_t *chan,
+                             void (*fn)(void *user, const char *subject), void *user)
+{
+    for (hsc_link_t *l = chan->slot[hub->index]; l != NULL; l = l->next)
+        if (!l->sub->dropped)
+            fn(user, l->sub->subject);
+}
+
+size_t hsc_hub_disconnect(hsc_hub_t *hub, hsc_chan_t *chan)
+{
+    size_t n = 0;
+    uint64_t retry = hub->cfg->retry_ms;
+    for (hsc_link_t *l = chan->slot[hub->index], *next; l != NULL; l = next) {
+        next = l->next; /* sub_end() unlinks l (and the subscriber's links on other channels) */
+        if (l->sub->dropped)
+            continue; /* closing already */
+        sub_end(l->sub, retry + hsc_hub_random(hub, retry / 2 + 1));
+        n++;
+    }
+    return n;
 }
 
 /* The drain's timer period: about 100 ticks over the window, at least 10 ms apart. */

@@ -24,28 +24,56 @@
  * that is above the client's id, or the channel is younger than the id and some freed channel had
  * evicted past it, the resume reports HSC_GAP_EXPIRED.
  *
- * Memory is bounded: histories by count, bytes and age; the table by --max-channels; a channel
- * with no subscribers and no history is freed (a delivery on its way holds a reference, given
- * back through release()).
+ * Listings (the admin API): one pass over the table under the lock keeps the `limit` smallest
+ * names after the cursor in a max-heap allocated beforehand, so a page costs O(channels x log
+ * limit) time and memory for one page.
+ *
+ * Memory is bounded: each history by count, bytes and age; all of them together by
+ * --history-total-bytes; the table by --max-channels. A channel with no subscribers and no
+ * history is freed (a delivery on its way holds a reference, given back through release()).
+ *
+ * Nobody is locked out by a full table or budget (issue 21): channels with history are on one of
+ * two least-recently-used lists, O(1) to keep up under the lock. `idle` holds those without
+ * subscribers, `busy` those with; a publish or a subscription moves a channel to its list's tail.
+ * A publish past the global budget first drops whole idle channels from the head of `idle`, then
+ * the oldest events of the channels at the head of `busy`; a new channel past --max-channels
+ * drops the head of `idle`. Only when `idle` is empty (every channel has subscribers) is a new
+ * channel refused (HSC_EFULL). Dropped history is evicted history: a resume across it reports
+ * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
+ * cannot be dropped under it.
+ *
+ * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
+ * choose names that pile up in one bucket.
  */
 #include "pubsub/engine.h"
+#include "policy/policy.h"  /* hsc_ratelimit_take() */
 #include "pubsub/jrecord.h" /* record kinds, for the snapshot */
 #include "pubsub/journal.h" /* the persistence hook: journal.c */
 #include "pubsub/pubsub.h"  /* the history rings */
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 typedef struct mchan_s mchan_t;
+
+/* A least-recently-used list of channels with history: head the least recent. */
+typedef struct lru_s {
+    mchan_t *head, *tail;
+} lru_t;
 
 struct mchan_s {
     hsc_chan_t pub;   /* what hubs see: their slots */
     atomic_uint refs; /* the table's, and one per delivery on its way */
     mchan_t *hnext;
-    uint32_t hash;
+    uint64_t hash;
     bool in_table;
+    unsigned pins; /* requests working on it under the lock: on no list */
+    lru_t *lru;    /* the list it is on (idle or busy), or NULL */
+    mchan_t *lru_prev, *lru_next;
     hsc_history_t hist;
     uint64_t since;      /* the last sequence number assigned before this channel existed */
+    uint64_t last_pub;   /* now_ms() of its newest publish; 0: none */
     unsigned total_subs; /* under the lock */
     unsigned pending;    /* publishes waiting for the journal, under the lock */
     unsigned *nsubs;     /* per hub, under the lock */
@@ -66,8 +94,11 @@ typedef struct memory_s {
     uint64_t published;
     size_t hist_events, hist_bytes;
     uint64_t epoch;
+    lru_t idle, busy; /* channels with history, without and with subscribers */
+    uint64_t evicted_channels, evicted_events;
+    unsigned char hash_key[HSC_SIPHASH_KEY];
     /* Limits, copied from the configuration. */
-    size_t history, history_bytes;
+    size_t history, history_bytes, history_total;
     uint64_t history_age_ms;
     unsigned max_channels;
 } memory_t;
@@ -84,12 +115,49 @@ static mchan_t *mchan(hsc_chan_t *c)
 
 /* ---- the channel table (all under m->mu) ----------------------------------------------------- */
 
-static uint32_t hash_name(const char *p, size_t n)
+/* ---- the least-recently-used lists (all under m->mu) ----------------------------------------- */
+
+/* The list `ch` belongs on: none while pinned, out of the table or without history. */
+static lru_t *lru_wanted(memory_t *m, const mchan_t *ch)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
+    if (!ch->in_table || ch->pins > 0 || ch->hist.count == 0)
+        return NULL;
+    return ch->total_subs == 0 ? &m->idle : &m->busy;
+}
+
+static void lru_unlink(mchan_t *ch)
+{
+    lru_t *l = ch->lru;
+    if (l == NULL)
+        return;
+    if (ch->lru_prev != NULL)
+        ch->lru_prev->lru_next = ch->lru_next;
+    else
+        l->head = ch->lru_next;
+    if (ch->lru_next != NULL)
+        ch->lru_next->lru_prev = ch->lru_prev;
+    else
+        l->tail = ch->lru_prev;
+    ch->lru = NULL;
+    ch->lru_prev = ch->lru_next = NULL;
+}
+
+/* Puts `ch` on the list its state asks for; with `used`, at that list's tail (most recent). */
+static void lru_update(memory_t *m, mchan_t *ch, bool used)
+{
+    lru_t *want = lru_wanted(m, ch);
+    if (want == ch->lru && !used)
+        return;
+    lru_unlink(ch);
+    if (want == NULL)
+        return;
+    ch->lru = want;
+    ch->lru_prev = want->tail;
+    if (want->tail != NULL)
+        want->tail->lru_next = ch;
+    else
+        want->head = ch;
+    want->tail = ch;
 }
 
 static void chan_unref(mchan_t *ch)
@@ -102,7 +170,7 @@ static void chan_unref(mchan_t *ch)
     free(ch);
 }
 
-static mchan_t *table_find(memory_t *m, const char *name, size_t len, uint32_t h)
+static mchan_t *table_find(memory_t *m, const char *name, size_t len, uint64_t h)
 {
     for (mchan_t *ch = m->table[h & (m->tcap - 1)]; ch != NULL; ch = ch->hnext)
         if (ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)
@@ -129,16 +197,43 @@ static int table_grow(memory_t *m)
     return 0;
 }
 
-/* Finds or creates a channel. Returns NULL with *rc HSC_EFULL (--max-channels) or HSC_ENOMEM. */
-static mchan_t *chan_get(memory_t *m, const char *name, size_t len, int *rc)
+static void evict_channel(memory_t *m, mchan_t *ch);
+
+/* Whether the request's client may create `n` channels now (its tokens are taken if so). */
+static bool may_create(hsc_create_check_t *c, size_t n)
 {
-    uint32_t h = hash_name(name, len);
+    if (c == NULL || c->limit == NULL)
+        return true;
+    c->retry_ms = hsc_ratelimit_take(c->limit, c->client, n, now_ms());
+    return c->retry_ms == 0;
+}
+
+/*
+ * Finds or creates a channel, and pins it (unpin() when done). A new channel is first cleared
+ * with `check` (NULL: already cleared); past --max-channels the least recently used idle channel
+ * makes room. Returns NULL with *rc HSC_ELIMIT, HSC_EFULL (every channel has subscribers) or
+ * HSC_ENOMEM.
+ */
+static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_check_t *check,
+                         int *rc)
+{
+    uint64_t h = hsc_siphash(m->hash_key, name, len);
     mchan_t *ch = table_find(m, name, len, h);
-    if (ch != NULL)
+    if (ch != NULL) {
+        ch->pins++;
+        lru_unlink(ch);
         return ch;
-    if (m->nchans >= m->max_channels) {
-        *rc = HSC_EFULL;
+    }
+    if (!may_create(check, 1)) {
+        *rc = HSC_ELIMIT;
         return NULL;
+    }
+    if (m->nchans >= m->max_channels) {
+        if (m->idle.head == NULL) {
+            *rc = HSC_EFULL;
+            return NULL;
+        }
+        evict_channel(m, m->idle.head);
     }
     if (m->nchans + 1 > m->tcap / 4 * 3 && table_grow(m) != 0) {
         *rc = HSC_ENOMEM;
@@ -166,14 +261,17 @@ static mchan_t *chan_get(memory_t *m, const char *name, size_t len, int *rc)
     ch->hnext = m->table[h & (m->tcap - 1)];
     m->table[h & (m->tcap - 1)] = ch;
     m->nchans++;
+    ch->pins = 1;
     return ch;
 }
 
 /* Frees a channel with no subscribers and no history (deliveries on their way keep it alive). */
 static void chan_maybe_free(memory_t *m, mchan_t *ch)
 {
-    if (!ch->in_table || ch->total_subs > 0 || ch->hist.count > 0 || ch->pending > 0)
+    if (!ch->in_table || ch->pins > 0 || ch->total_subs > 0 || ch->hist.count > 0 ||
+        ch->pending > 0)
         return;
+    lru_unlink(ch);
     mchan_t **pp = &m->table[ch->hash & (m->tcap - 1)];
     while (*pp != ch)
         pp = &(*pp)->hnext;
@@ -199,6 +297,63 @@ static void chan_expire(memory_t *m, mchan_t *ch, uint64_t now)
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     hsc_history_expire(&ch->hist, now);
     hist_account(m, ch, c0, b0);
+    lru_update(m, ch, false); /* off `busy` once empty */
+}
+
+/* The end of a request's work on `ch`: back on its list, as the most recently used. */
+static void unpin(memory_t *m, mchan_t *ch)
+{
+    ch->pins--;
+    lru_update(m, ch, true);
+    chan_maybe_free(m, ch);
+}
+
+/* Drops a whole idle channel's history, which frees it (m->mu held; not pinned). */
+static void evict_channel(memory_t *m, mchan_t *ch)
+{
+    size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+    while (ch->hist.count > 0)
+        hsc_history_evict_oldest(&ch->hist);
+    hist_account(m, ch, c0, b0);
+    m->evicted_events += c0;
+    m->evicted_channels++;
+    lru_unlink(ch);
+    chan_maybe_free(m, ch); /* records its evicted_seq in freed_upto */
+}
+
+/*
+ * Makes room under --history-total-bytes (m->mu held): the least recently used idle channel as a
+ * whole, else the oldest event of the least recently used channel with subscribers. Pinned
+ * channels are on neither list. Returns false when there is nothing left to drop.
+ */
+static bool evict_for_budget(memory_t *m)
+{
+    if (m->idle.head != NULL) {
+        evict_channel(m, m->idle.head);
+        return true;
+    }
+    mchan_t *ch = m->busy.head;
+    if (ch == NULL)
+        return false;
+    size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+    hsc_history_evict_oldest(&ch->hist);
+    hist_account(m, ch, c0, b0);
+    m->evicted_events++;
+    lru_update(m, ch, false);
+    return true;
+}
+
+/* The global budget after `ch` (pinned) grew: other channels' history first, then `ch`'s oldest. */
+static void keep_budget(memory_t *m, mchan_t *ch)
+{
+    while (m->hist_bytes > m->history_total && evict_for_budget(m))
+        ;
+    while (m->hist_bytes > m->history_total && ch->hist.count > 0) {
+        size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+        hsc_history_evict_oldest(&ch->hist);
+        hist_account(m, ch, c0, b0);
+        m->evicted_events++;
+    }
 }
 
 /* ---- publish --------------------------------------------------------------------------------- */
@@ -218,6 +373,8 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
             ch->hist.evicted_seq = seq; /* a resume across it must report the gap */
     }
     hist_account(m, ch, c0, b0);
+    ch->last_pub = now;
+    keep_budget(m, ch);
     unsigned n = 0;
     for (unsigned i = 0; i < m->base.nhubs; i++) {
         if (ch->nsubs[i] == 0)
@@ -263,7 +420,7 @@ static int publish_journaled(memory_t *m, hsc_publish_t *p)
         return HSC_ENOMEM;
     int rc = 0;
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &rc);
+    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     hsc_frame_t *f = NULL;
     if (ch != NULL) {
         uint64_t seq = m->seq + 1;
@@ -278,7 +435,7 @@ static int publish_journaled(memory_t *m, hsc_publish_t *p)
             ch->pending++;
             atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
         }
-        chan_maybe_free(m, ch);
+        unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     if (rc != 0) {
@@ -304,7 +461,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         return;
     }
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &rc);
+    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     if (ch != NULL) {
         uint64_t seq = m->seq + 1;
         hsc_event_id_format(p->id, m->epoch, seq);
@@ -320,7 +477,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
             p->seq = seq;
             n = chan_deliver(m, ch, seq, f, &wake);
         }
-        chan_maybe_free(m, ch);
+        unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     hsc_frame_unref(f);
@@ -342,7 +499,7 @@ static int replay_cmp(const void *a, const void *b)
 static void unwind(memory_t *m, hsc_subscribe_t *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        chan_maybe_free(m, mchan(s->chans[i]));
+        unpin(m, mchan(s->chans[i]));
 }
 
 /*
@@ -364,9 +521,19 @@ static size_t replay_span(const hsc_subscribe_t *s, mchan_t *ch, uint64_t after,
 static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
 {
     int rc = 0;
+    if (s->create.limit != NULL) { /* the new channels are cleared together, before any is made */
+        size_t missing = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const char *name = s->names + i * s->stride;
+            size_t len = strlen(name);
+            missing += table_find(m, name, len, hsc_siphash(m->hash_key, name, len)) == NULL;
+        }
+        if (missing > 0 && !may_create(&s->create, missing))
+            return HSC_ELIMIT;
+    }
     for (size_t i = 0; i < s->n; i++) {
         const char *name = s->names + i * s->stride;
-        mchan_t *ch = chan_get(m, name, strlen(name), &rc);
+        mchan_t *ch = chan_get(m, name, strlen(name), NULL, &rc);
         if (ch == NULL) {
             unwind(m, s, i);
             return rc;
@@ -424,6 +591,7 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         mchan_t *ch = mchan(s->chans[i]);
         ch->nsubs[s->hub]++;
         ch->total_subs++;
+        unpin(m, ch);
     }
     s->replay = v;
     s->nreplay = k;
@@ -452,6 +620,7 @@ static void mem_unsubscribe(hsc_engine_t *e, unsigned hub, hsc_chan_t *const *ch
         mchan_t *ch = mchan(chans[i]);
         ch->nsubs[hub]--;
         ch->total_subs--;
+        lru_update(m, ch, true); /* to `idle` when it was the last subscriber */
         chan_maybe_free(m, ch);
     }
     uv_mutex_unlock(&m->mu);
@@ -488,7 +657,135 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
     out->history_events = m->hist_events;
     out->history_bytes = m->hist_bytes;
     out->published = m->published;
+    out->evicted_channels = m->evicted_channels;
+    out->evicted_events = m->evicted_events;
     uv_mutex_unlock(&m->mu);
+}
+
+/* ---- listings (the admin API) ---------------------------------------------------------------- */
+
+/* Bytewise name order, the shorter first on a tie. */
+static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c != 0 ? c : (al > bl) - (al < bl);
+}
+
+static int chan_cmp(const mchan_t *a, const mchan_t *b)
+{
+    return name_cmp(a->name, a->name_len, b->name, b->name_len);
+}
+
+/* Restores the max-heap (by name) below index i of h[0..n). */
+static void heap_down(mchan_t **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t big = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && chan_cmp(h[l], h[big]) > 0)
+            big = l;
+        if (r < n && chan_cmp(h[r], h[big]) > 0)
+            big = r;
+        if (big == i)
+            return;
+        mchan_t *t = h[i];
+        h[i] = h[big];
+        h[big] = t;
+        i = big;
+    }
+}
+
+static void heap_up(mchan_t **h, size_t i)
+{
+    while (i > 0 && chan_cmp(h[(i - 1) / 2], h[i]) < 0) {
+        mchan_t *t = h[i];
+        h[i] = h[(i - 1) / 2];
+        h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static void report(hsc_channels_t *q, mchan_t *ch, uint64_t now, uint64_t wall)
+{
+    const hsc_history_t *h = &ch->hist;
+    hsc_chan_info_t info = {
+        .name = ch->name,
+        .name_len = ch->name_len,
+        .subscribers = ch->total_subs,
+        .history_events = h->count,
+        .history_bytes = h->bytes,
+        .first_seq = h->count ? hsc_history_at(h, 0)->seq : 0,
+        .last_seq = h->count ? hsc_history_at(h, h->count - 1)->seq : 0,
+        .last_publish_ms = ch->last_pub ? wall - (now - ch->last_pub) : 0,
+    };
+    if (q->one) {
+        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+        info.chan = &ch->pub;
+    }
+    q->each(q, &info);
+    q->found++;
+}
+
+/*
+ * One channel, or a page after the cursor: one pass over the table keeps the `limit` smallest
+ * names after the cursor in a max-heap (allocated before the lock), then reports them in order.
+ * O(channels x log limit) under the lock per page; memory for one page.
+ */
+static void mem_channels(hsc_engine_t *e, hsc_channels_t *q)
+{
+    memory_t *m = (memory_t *)e;
+    q->rc = 0;
+    q->found = 0;
+    q->more = false;
+    q->epoch = m->epoch;
+    mchan_t **heap = NULL;
+    if (!q->one && (heap = malloc((q->limit ? q->limit : 1) * sizeof *heap)) == NULL) {
+        q->rc = HSC_ENOMEM;
+        q->cb(q);
+        return;
+    }
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    uint64_t wall = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+    uv_mutex_lock(&m->mu);
+    uint64_t now = now_ms();
+    q->total = m->nchans;
+    if (q->one) {
+        mchan_t *ch =
+            table_find(m, q->name, q->name_len, hsc_siphash(m->hash_key, q->name, q->name_len));
+        if (ch != NULL) {
+            chan_expire(m, ch, now);
+            report(q, ch, now, wall);
+        }
+    } else {
+        size_t n = 0;
+        for (size_t i = 0; i < m->tcap; i++) {
+            for (mchan_t *ch = m->table[i]; ch != NULL; ch = ch->hnext) {
+                if (q->name != NULL && name_cmp(ch->name, ch->name_len, q->name, q->name_len) <= 0)
+                    continue;
+                if (n < q->limit) {
+                    heap[n] = ch;
+                    heap_up(heap, n++);
+                } else if (q->limit > 0) {
+                    q->more = true;
+                    if (chan_cmp(ch, heap[0]) < 0) {
+                        heap[0] = ch;
+                        heap_down(heap, n, 0);
+                    }
+                }
+            }
+        }
+        for (size_t k = n; k > 1; k--) { /* heap sort: ascending names */
+            mchan_t *t = heap[0];
+            heap[0] = heap[k - 1];
+            heap[k - 1] = t;
+            heap_down(heap, k - 1, 0);
+        }
+        for (size_t k = 0; k < n; k++)
+            report(q, heap[k], now, wall);
+    }
+    uv_mutex_unlock(&m->mu);
+    free(heap);
+    q->cb(q);
 }
 
 static void mem_free(hsc_engine_t *e)
@@ -532,13 +829,15 @@ void hsc_memory_commit(hsc_engine_t *e, hsc_jpending_t **v, size_t n)
     for (size_t i = 0; i < n; i++) {
         hsc_jpending_t *pe = v[i];
         mchan_t *ch = mchan(pe->chan);
+        ch->pins++; /* as a publish holds it: on no list while it grows */
+        lru_unlink(ch);
         if (pe->rc == 0) {
             pe->subscribers = chan_deliver(m, ch, pe->seq, pe->frame, &wake);
             m->committed = pe->seq;
             m->published++;
         }
         ch->pending--;
-        chan_maybe_free(m, ch);
+        unpin(m, ch);
         chan_unref(ch); /* the publish's reference */
         hsc_frame_unref(pe->frame);
         pe->frame = NULL;
@@ -557,7 +856,7 @@ int hsc_memory_restore(hsc_engine_t *e, const char *name, size_t len, uint64_t s
     memory_t *m = (memory_t *)e;
     int rc = 0;
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, name, len, &rc);
+    mchan_t *ch = chan_get(m, name, len, NULL, &rc);
     if (ch != NULL) {
         if (seq > m->seq)
             m->seq = seq;
@@ -567,12 +866,14 @@ int hsc_memory_restore(hsc_engine_t *e, const char *name, size_t len, uint64_t s
         if (seq > ch->hist.evicted_seq &&
             (count == 0 || hsc_history_at(&ch->hist, count - 1)->seq < seq)) {
             size_t c0 = count, b0 = ch->hist.bytes;
-            uint64_t now = now_ms();
-            if (hsc_history_push(&ch->hist, seq, age_ms < now ? now - age_ms : 0, f) != 0)
+            uint64_t now = now_ms(), t = age_ms < now ? now - age_ms : 0;
+            if (hsc_history_push(&ch->hist, seq, t, f) != 0)
                 rc = HSC_ENOMEM;
             hist_account(m, ch, c0, b0);
+            ch->last_pub = t;
+            keep_budget(m, ch);
         }
-        chan_maybe_free(m, ch);
+        unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     hsc_frame_unref(f);
@@ -590,13 +891,13 @@ void hsc_memory_restore_evicted(hsc_engine_t *e, const char *name, size_t len, u
         if (seq > m->freed_upto)
             m->freed_upto = seq;
     } else {
-        mchan_t *ch = chan_get(m, name, len, &rc);
+        mchan_t *ch = chan_get(m, name, len, NULL, &rc);
         if (ch != NULL && seq > ch->hist.evicted_seq)
             ch->hist.evicted_seq = seq;
         if (ch != NULL && seq - 1 < ch->since)
             ch->since = seq - 1;
         if (ch != NULL)
-            chan_maybe_free(m, ch);
+            unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
 }
@@ -646,8 +947,21 @@ uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx,
 }
 
 static const hsc_engine_vt_t memory_vt = {
-    mem_publish, mem_subscribe, mem_unsubscribe, mem_release, mem_sweep, mem_stats, mem_free,
+    mem_publish, mem_subscribe, mem_unsubscribe, mem_release,
+    mem_sweep,   mem_stats,     mem_free,        mem_channels,
 };
+
+/* The hash key, per process: getrandom(), else (no entropy yet, an old kernel) the clock and
+ * addresses, still unknown to a remote client. */
+static void draw_key(unsigned char key[HSC_SIPHASH_KEY])
+{
+    if (getrandom(key, HSC_SIPHASH_KEY, GRND_NONBLOCK) == HSC_SIPHASH_KEY)
+        return;
+    HSC_LOG(HSC_LOG_WARN, "getrandom() failed: the channel hash key is from the clock");
+    uint64_t a = uv_hrtime() ^ (uint64_t)(uintptr_t)key, b = (uint64_t)(uintptr_t)&a * 31 + a;
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
+}
 
 int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_engine_t **out)
 {
@@ -673,7 +987,9 @@ int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_en
     m->history = cfg->history;
     m->history_bytes = cfg->history_bytes;
     m->history_age_ms = cfg->history_age_ms;
+    m->history_total = cfg->history_total_bytes > 0 ? cfg->history_total_bytes : SIZE_MAX;
     m->max_channels = cfg->max_channels;
+    draw_key(m->hash_key);
     *out = &m->base;
     return 0;
 }

@@ -66,7 +66,8 @@ typedef struct hsc_hub_s {
     unsigned index;                 /* among the engine's hubs */
     const hsc_server_config_t *cfg; /* borrowed for the hub's life */
     hsc_engine_t *engine;
-    uv_async_t wake; /* the engine signals new deliveries and calls */
+    hsc_ratelimit_t *create_limit; /* channels created per client (the server's), or NULL */
+    uv_async_t wake;               /* the engine signals new deliveries and calls */
     uv_timer_t keepalive;
     uv_mutex_t mu; /* guards inbox and calls */
     hsc_delivery_t *inbox, *spare;
@@ -84,6 +85,7 @@ typedef struct hsc_hub_s {
     size_t drain_total, drain_closed;
     /* Counters: written by this loop's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_delivered, st_slow_dropped, st_resumes, st_missed;
+    atomic_uint_fast64_t st_create_limited; /* requests refused with 429 */
     atomic_uint st_subscribers;
 } hsc_hub_t;
 
@@ -125,8 +127,11 @@ typedef struct hsc_hub_sub_s {
     size_t stride, n;
     const char *last; /* the client's last event id, or NULL: no resume */
     size_t last_len;
-    size_t recent; /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
-    bool tag;      /* say each event's channel: its tag before an event of another channel */
+    size_t recent;   /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
+    bool tag;        /* say each event's channel: its tag before an event of another channel */
+    uint64_t client; /* hsc_ratelimit_key() of the client, for hub->create_limit */
+    const char *subject; /* who subscribes: the `sub` claim of a verified JWT (NUL-terminated,
+                            copied, at most HSC_SUBJECT_MAX bytes), or NULL: anonymous */
 } hsc_hub_sub_t;
 
 /**
@@ -136,6 +141,29 @@ typedef struct hsc_hub_sub_s {
  */
 int hsc_hub_subscribe(hsc_hub_t *hub, hsc_res_t *res, const hsc_hub_sub_t *o,
                       hsc_hub_start_fn start);
+
+/*
+ * Calls fn(user, subject) for each of this hub's live subscriptions on `chan` (subject NULL for
+ * an anonymous one). On the hub's loop thread; `chan` is a handle the caller holds a reference
+ * to (hsc_chan_info_t.chan).
+ */
+void hsc_hub_each_subscriber(hsc_hub_t *hub, hsc_chan_t *chan,
+                             void (*fn)(void *user, const char *subject), void *user);
+/**
+ * Ends this hub's subscriptions on `chan` as the drain does: each gets a last retry: line (the
+ * --retry delay plus jitter) and a clean end, and comes back to resume exactly. A subscription
+ * to several channels ends whole. On the hub's loop thread. Returns how many ended.
+ */
+size_t hsc_hub_disconnect(hsc_hub_t *hub, hsc_chan_t *chan);
+
+/* ---- the admin API (admin.c) ----------------------------------------------------------------- */
+
+/* GET /v1/admin/channels: a page of channels. `ctx` is the loop's hub. */
+void hsc_admin_channels_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+/* GET /v1/admin/channel?channel=NAME: one channel, with presence (every hub asked). */
+void hsc_admin_channel_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+/* POST /v1/admin/disconnect?channel=NAME: ends its subscriptions on every hub. */
+void hsc_admin_disconnect_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 
 /* ---- the HTTP side (events.c) ---------------------------------------------------------------- */
 

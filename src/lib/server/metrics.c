@@ -1,19 +1,110 @@
 /*
  * GET /metrics: the Prometheus text format, gathered from every layer's counters (the
- * transports', the hubs', the channel engine's). Counters are read with relaxed atomic loads:
- * each is exact, a scrape is not a snapshot across them.
+ * transports', the hubs', the channel engine's, the answers' of each loop's stream context).
+ * Each loop writes its own counters (no shared cache line, no lock on the request path); a scrape
+ * sums them with relaxed atomic loads: each is exact, a scrape is not a snapshot across them.
+ * Histograms are per-loop bucket counts made cumulative here, so _count is always the +Inf
+ * bucket.
  */
 #include "server/server.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
-/* The journal's counters (--data-dir), appended to the body; returns the bytes written. */
-static int journal_metrics(hsc_journal_t *j, char *out, size_t room)
+/* A bounded text buffer: what does not fit is cut (the body is sized for every metric). */
+typedef struct out_s {
+    char *p;
+    size_t len, cap;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
+}
+
+/* One histogram, summed over the loops: cumulative buckets, _sum (seconds), _count. */
+static void put_timing(out_t *o, hsc_server_t *srv, size_t offset, const char *name,
+                       const char *help, const char *kind)
+{
+    uint64_t b[HSC_TIMING_BUCKETS + 1] = {0}, sum_us = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        hsc_timing_t *t = (hsc_timing_t *)((char *)&srv->workers[i].stream.st + offset);
+        for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++)
+            b[k] += atomic_load_explicit(&t->bucket[k], memory_order_relaxed);
+        sum_us += atomic_load_explicit(&t->sum_us, memory_order_relaxed);
+    }
+    put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++) {
+        cum += b[k];
+        if (k < HSC_TIMING_BUCKETS)
+            put(o, "%s_bucket{responder=\"%s\",le=\"%g\"} %llu\n", name, kind, hsc_timing_bounds[k],
+                (unsigned long long)cum);
+        else
+            put(o, "%s_bucket{responder=\"%s\",le=\"+Inf\"} %llu\n", name, kind,
+                (unsigned long long)cum);
+    }
+    put(o, "%s_sum{responder=\"%s\"} %llu.%06llu\n", name, kind,
+        (unsigned long long)(sum_us / 1000000), (unsigned long long)(sum_us % 1000000));
+    put(o, "%s_count{responder=\"%s\"} %llu\n", name, kind, (unsigned long long)cum);
+}
+
+/* The answers' counters (/v1/stream), labelled with the kind of responder the server runs. */
+static void put_answers(out_t *o, hsc_server_t *srv)
+{
+    static const struct {
+        size_t offset;
+        const char *name, *help;
+    } counters[] = {
+        {offsetof(hsc_stream_stats_t, started), "hsc_answers_started_total",
+         "Answers handed to the responder."},
+        {offsetof(hsc_stream_stats_t, completed), "hsc_answers_completed_total",
+         "Answers that completed."},
+        {offsetof(hsc_stream_stats_t, failed), "hsc_answers_failed_total",
+         "Answers that failed (the client was told)."},
+        {offsetof(hsc_stream_stats_t, cancelled), "hsc_answers_cancelled_total",
+         "Answers whose client went away first."},
+    };
+    const char *kind = hsc_stream_kind(srv->responder);
+    for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < srv->nworkers; i++)
+            v += atomic_load_explicit(
+                (atomic_uint_fast64_t *)((char *)&srv->workers[i].stream.st + counters[c].offset),
+                memory_order_relaxed);
+        put(o, "# HELP %s %s\n# TYPE %s counter\n%s{responder=\"%s\"} %llu\n", counters[c].name,
+            counters[c].help, counters[c].name, counters[c].name, kind, (unsigned long long)v);
+    }
+    put_timing(o, srv, offsetof(hsc_stream_stats_t, first_piece), "hsc_answer_first_piece_seconds",
+               "Time from an answer's start to its first piece (queue wait included).", kind);
+    put_timing(o, srv, offsetof(hsc_stream_stats_t, duration), "hsc_answer_duration_seconds",
+               "Time from an answer's start to its end, completed or failed.", kind);
+    uint64_t queued = 0, restarts = 0;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        queued += atomic_load_explicit(&srv->workers[i].stream.st.queued, memory_order_relaxed);
+        restarts += atomic_load_explicit(&srv->workers[i].stream.st.restarts, memory_order_relaxed);
+    }
+    put(o,
+        "# HELP hsc_responder_queue_depth Answers waiting for a responder process.\n"
+        "# TYPE hsc_responder_queue_depth gauge\n"
+        "hsc_responder_queue_depth{responder=\"%s\"} %llu\n"
+        "# HELP hsc_pool_worker_restarts_total Pool workers started again after they exited.\n"
+        "# TYPE hsc_pool_worker_restarts_total counter\n"
+        "hsc_pool_worker_restarts_total %llu\n",
+        kind, (unsigned long long)queued, (unsigned long long)restarts);
+}
+
+/* The journal's counters (--data-dir). */
+static void put_journal(out_t *o, hsc_journal_t *j)
 {
     hsc_journal_stats_t s;
     hsc_journal_stats(j, &s);
-    int n = snprintf(
-        out, room,
+    put(o,
         "# HELP hsc_journal_bytes Bytes in the journal's segment files.\n"
         "# TYPE hsc_journal_bytes gauge\n"
         "hsc_journal_bytes %llu\n"
@@ -39,8 +130,7 @@ static int journal_metrics(hsc_journal_t *j, char *out, size_t room)
         "# HELP hsc_journal_records_skipped_total Damaged records skipped when replaying.\n"
         "# TYPE hsc_journal_records_skipped_total counter\n"
         "hsc_journal_records_skipped_total %llu\n"
-        "# HELP hsc_journal_write_errors_total Group writes that failed (their publishes got "
-        "503).\n"
+        "# HELP hsc_journal_write_errors_total Writes that failed (their publishes got 503).\n"
         "# TYPE hsc_journal_write_errors_total counter\n"
         "hsc_journal_write_errors_total %llu\n"
         "# HELP hsc_journal_compactions_total Compactions of the journal.\n"
@@ -53,7 +143,6 @@ static int journal_metrics(hsc_journal_t *j, char *out, size_t room)
         (unsigned long long)s.writes, (unsigned long long)s.records, s.write_ns_sum / 1e9,
         (unsigned long long)s.writes, s.write_ns_max / 1e9, (unsigned long long)s.skipped,
         (unsigned long long)s.write_errors, (unsigned long long)s.compactions, s.failing);
-    return n < 0 ? 0 : (size_t)n < room ? n : (int)room - 1;
 }
 
 void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
@@ -61,6 +150,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     (void)req;
     hsc_server_t *srv = ctx;
     uint64_t requests = 0, bytes = 0, delivered = 0, dropped = 0, resumes = 0, missed = 0;
+    uint64_t limited = 0;
     unsigned subscribers = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         hsc_worker_t *w = &srv->workers[i];
@@ -70,13 +160,14 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         dropped += atomic_load_explicit(&w->hub.st_slow_dropped, memory_order_relaxed);
         resumes += atomic_load_explicit(&w->hub.st_resumes, memory_order_relaxed);
         missed += atomic_load_explicit(&w->hub.st_missed, memory_order_relaxed);
+        limited += atomic_load_explicit(&w->hub.st_create_limited, memory_order_relaxed);
         subscribers += atomic_load_explicit(&w->hub.st_subscribers, memory_order_relaxed);
     }
     hsc_engine_stats_t ps;
     hsc_engine_stats(srv->engine, &ps);
-    char body[8192];
-    int n = snprintf(
-        body, sizeof body,
+    char body[20480];
+    out_t o = {body, 0, sizeof body};
+    put(&o,
         "# HELP hsc_connections Open client connections.\n"
         "# TYPE hsc_connections gauge\n"
         "hsc_connections %u\n"
@@ -92,6 +183,18 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         "# HELP hsc_history_bytes Encoded bytes held in history.\n"
         "# TYPE hsc_history_bytes gauge\n"
         "hsc_history_bytes %zu\n"
+        "# HELP hsc_channels_evicted_total Idle channels dropped with their history to make room "
+        "(--max-channels, --history-total-bytes).\n"
+        "# TYPE hsc_channels_evicted_total counter\n"
+        "hsc_channels_evicted_total %llu\n"
+        "# HELP hsc_history_evicted_total Events dropped from history to make room "
+        "(--max-channels, --history-total-bytes).\n"
+        "# TYPE hsc_history_evicted_total counter\n"
+        "hsc_history_evicted_total %llu\n"
+        "# HELP hsc_channel_creates_limited_total Requests refused with 429 for creating channels "
+        "too fast (--channel-create-rate).\n"
+        "# TYPE hsc_channel_creates_limited_total counter\n"
+        "hsc_channel_creates_limited_total %llu\n"
         "# HELP hsc_events_published_total Events accepted by POST /v1/events.\n"
         "# TYPE hsc_events_published_total counter\n"
         "hsc_events_published_total %llu\n"
@@ -114,11 +217,13 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         "# TYPE hsc_requests_total counter\n"
         "hsc_requests_total %llu\n",
         atomic_load(&srv->nconns), subscribers, ps.channels, ps.history_events, ps.history_bytes,
-        (unsigned long long)ps.published, (unsigned long long)delivered, (unsigned long long)bytes,
-        (unsigned long long)resumes, (unsigned long long)missed, (unsigned long long)dropped,
-        (unsigned long long)requests);
-    if (srv->journal != NULL && n > 0 && (size_t)n < sizeof body)
-        n += journal_metrics(srv->journal, body + n, sizeof body - (size_t)n);
+        (unsigned long long)ps.evicted_channels, (unsigned long long)ps.evicted_events,
+        (unsigned long long)limited, (unsigned long long)ps.published,
+        (unsigned long long)delivered, (unsigned long long)bytes, (unsigned long long)resumes,
+        (unsigned long long)missed, (unsigned long long)dropped, (unsigned long long)requests);
+    put_answers(&o, srv);
+    if (srv->journal != NULL)
+        put_journal(&o, srv->journal);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
-                 "Cache-Control: no-store\r\n", body, (size_t)n);
+                 "Cache-Control: no-store\r\n", body, o.len);
 }

@@ -26,6 +26,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- counters ----------------------------------------------------------------------------------
+ */
+
+const double hsc_timing_bounds[HSC_TIMING_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                      1,     2.5,  5,     10,   30,  60,   300};
+
+void hsc_timing_observe(hsc_timing_t *t, uint64_t ns)
+{
+    double s = (double)ns / 1e9;
+    size_t i = 0;
+    while (i < HSC_TIMING_BUCKETS && s > hsc_timing_bounds[i])
+        i++;
+    HSC_STAT_ADD(t->bucket[i], 1);
+    HSC_STAT_ADD(t->sum_us, ns / 1000);
+}
+
+const char *hsc_stream_kind(const hsc_responder_t *r)
+{
+    if (r == &hsc_demo_responder)
+        return "demo";
+    if (r == &hsc_exec_responder)
+        return "exec";
+    if (r == &hsc_pool_responder)
+        return "pool";
+    return "callback";
+}
+
+/* The answer is over, completed or failed: its duration. */
+static void observe_end(hsc_answer_t *a)
+{
+    if (a->started_ns != 0)
+        hsc_timing_observe(&a->ctx->st.duration, uv_hrtime() - a->started_ns);
+}
+
 static void answer_closed(uv_handle_t *h)
 {
     hsc_answer_t *a = h->data;
@@ -103,6 +137,7 @@ static void on_close(hsc_res_t *res, void *user)
     hsc_answer_t *a = user;
     HSC_LOG(HSC_LOG_INFO, "req %llu: cancelled after %u piece(s)", (unsigned long long)a->req->id,
             a->pieces);
+    HSC_STAT_ADD(a->ctx->st.cancelled, 1);
     if (a->responder->cancel != NULL)
         a->responder->cancel(a);
     answer_free(a);
@@ -138,6 +173,8 @@ static int write_event(hsc_answer_t *a, const char *type, const void *data, size
 /* One piece as a chunk or an SSE event; counts only what reaches the client. */
 static int emit(hsc_answer_t *a, const void *p, size_t n)
 {
+    if (a->pieces == 0 && a->started_ns != 0)
+        hsc_timing_observe(&a->ctx->st.first_piece, uv_hrtime() - a->started_ns);
     a->pieces++;
     a->bytes += n;
     if (a->sse)
@@ -203,6 +240,8 @@ void hsc_answer_end(hsc_answer_t *a)
         json_decref(j);
     }
     hsc_res_end(a->res);
+    HSC_STAT_ADD(a->ctx->st.completed, 1);
+    observe_end(a);
     answer_free(a);
 }
 
@@ -216,6 +255,8 @@ void hsc_answer_fail(hsc_answer_t *a, const char *reason)
     } else {
         hsc_res_abort(a->res);
     }
+    HSC_STAT_ADD(a->ctx->st.failed, 1);
+    observe_end(a);
     answer_free(a);
 }
 
@@ -280,6 +321,8 @@ static void start_answer(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, 
         write_comment(a); /* at once: proxies flush the headers, clients see the stream live */
         uv_timer_start(&a->keepalive, on_keepalive, a->cfg->keepalive_ms, a->cfg->keepalive_ms);
     }
+    HSC_STAT_ADD(ctx->st.started, 1);
+    a->started_ns = uv_hrtime();
     int rc = a->responder->start(a);
     if (rc != 0) {
         char reason[128];

@@ -55,6 +55,7 @@ struct pool_s {
     unsigned n;
     hsc_waitq_t queue;
     bool stopping;
+    hsc_stream_stats_t *st; /* the loop's counters (restarts) */
 };
 
 static void dispatch(pool_t *pool);
@@ -266,6 +267,7 @@ static void on_timer(hsc_proc_t *proc)
     p->timer_mode = PT_NONE;
     switch (mode) {
     case PT_RESTART:
+        HSC_STAT_ADD(p->pool->st->restarts, 1);
         spawn(p);
         dispatch(p->pool);
         break;
@@ -413,6 +415,7 @@ static int pool_loop_start(hsc_responder_loop_t *l)
     pool->ps = ps;
     pool->n = n;
     hsc_waitq_init(&pool->queue, (cfg->queue + l->nloops - 1) / l->nloops);
+    pool->st = &hsc_stream_ctx_of(l)->st;
     l->data = pool;
     for (unsigned i = 0; i < n; i++) {
         pool_proc_t *p = &ps[i];

@@ -11,6 +11,37 @@
 #include "http/http.h"
 #include "policy/policy.h"
 
+/* ---- counters for /metrics (answer.c) -------------------------------------------------------- */
+
+/** Upper bounds (seconds) of the answer histograms' buckets, then +Inf (docs/api.md). */
+#define HSC_TIMING_BUCKETS 14
+extern const double hsc_timing_bounds[HSC_TIMING_BUCKETS];
+
+/**
+ * A histogram of durations, per loop: each observation goes into the first bucket whose bound
+ * it does not exceed (the last, HSC_TIMING_BUCKETS, is +Inf); /metrics sums the loops and makes
+ * the counts cumulative. Written by its loop's thread only, read by /metrics on any thread.
+ */
+typedef struct hsc_timing_s {
+    atomic_uint_fast64_t bucket[HSC_TIMING_BUCKETS + 1];
+    atomic_uint_fast64_t sum_us; /* the observations' sum, in microseconds */
+} hsc_timing_t;
+
+/** Records one duration (nanoseconds) on the histogram's own loop. */
+void hsc_timing_observe(hsc_timing_t *t, uint64_t ns);
+
+/** One loop's answer counters (its loop writes, /metrics reads). */
+typedef struct hsc_stream_stats_s {
+    atomic_uint_fast64_t started;   /* handed to the responder's start() */
+    atomic_uint_fast64_t completed; /* hsc_answer_end() */
+    atomic_uint_fast64_t failed;    /* hsc_answer_fail(), a start() that failed included */
+    atomic_uint_fast64_t cancelled; /* the client went away first */
+    atomic_uint_fast64_t restarts;  /* pool workers started again after they exited */
+    atomic_uint queued;             /* answers waiting for a process (exec, pool) now */
+    hsc_timing_t first_piece;       /* from start to the first piece written */
+    hsc_timing_t duration;          /* from start to the end, completed or failed */
+} hsc_stream_stats_t;
+
 /* ---- the stream context of one loop (answer.c) ---------------------------------------------- */
 
 /**
@@ -23,7 +54,17 @@ typedef struct hsc_stream_ctx_s {
     hsc_responder_loop_t rl; /* rl.data: the responder's state for this loop */
     int start_rc;            /* loop_start's result; not 0: this loop refuses answers (503) */
     bool started;            /* loop_start was called */
+    hsc_stream_stats_t st;   /* this loop's counters, summed by /metrics */
 } hsc_stream_ctx_t;
+
+/** The stream context a responder's loop belongs to (every hsc_responder_loop_t is in one). */
+static inline hsc_stream_ctx_t *hsc_stream_ctx_of(hsc_responder_loop_t *l)
+{
+    return (hsc_stream_ctx_t *)((char *)l - offsetof(hsc_stream_ctx_t, rl));
+}
+
+/** The kind of responder, as /metrics labels it: "demo", "exec", "pool" or "callback". */
+const char *hsc_stream_kind(const hsc_responder_t *r);
 
 /** The responder a configuration asks for: its C responder, else the pool, exec or the demo. */
 const hsc_responder_t *hsc_stream_responder(const hsc_server_config_t *cfg);
@@ -59,6 +100,7 @@ struct hsc_answer_s {
     bool sse;
     unsigned pieces;
     uint64_t bytes;
+    uint64_t started_ns; /* uv_hrtime() when handed to the responder; 0 before */
     const hsc_responder_t *responder;
     void *state;          /* the responder's own */
     uv_timer_t keepalive; /* SSE: a comment line while the responder is silent */
@@ -131,7 +173,7 @@ struct hsc_proc_s {
 /** Prepares `p` (its timer); no process yet. */
 void hsc_proc_init(hsc_proc_t *p, hsc_procs_t *procs, const hsc_proc_ops_t *ops);
 /**
- * Starts the --exec command with `env` (NULL: hscd's environment) and reads its stdout and
+ * Starts the --exec command with `env` (NULL: hsc_proc_env_base()) and reads its stdout and
  * stderr. On failure (logged) the handles are closed at once: `closed` follows.
  */
 int hsc_proc_spawn(hsc_proc_t *p, char **env);
@@ -169,10 +211,16 @@ void hsc_proc_name(const hsc_proc_t *p, char *out, size_t cap);
 
 /**
  * What a responder process learns about its request (docs/responders.md, "The request"): for
- * exec, hscd's environment (minus HSC_*) plus the request's variables, NULL-terminated, in one
- * allocation (free()); NULL when out of memory.
+ * exec, hscd's environment (less hsc_proc_env_base()'s secrets) plus the request's variables,
+ * NULL-terminated, in one allocation (free()); NULL when out of memory.
  */
 char **hsc_proc_env(const hsc_answer_t *a);
+/**
+ * The environment a pool worker starts with: hscd's, less what no responder may see (HSC_*, the
+ * variable of --jwt-key-env, any variable holding the key or a token). One allocation (free());
+ * NULL when out of memory.
+ */
+char **hsc_proc_env_base(const hsc_server_config_t *cfg);
 /** The same for a pool worker: the `meta` frame's payload, key=value lines; free(). */
 char *hsc_proc_meta(const hsc_answer_t *a, size_t *len);
 
