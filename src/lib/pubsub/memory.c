@@ -42,6 +42,13 @@
  * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
  * cannot be dropped under it.
  *
+ * Journal (journal.h, docs/internals/journal.md): with one attached, a publish's record is written
+ * before its event enters history (--fsync batch, off: hsc_journal_write() under the lock), or
+ * queued and committed later by the journal's writer thread (always: hsc_memory_commit(), the
+ * channel kept by `pending` meanwhile); the cut of a subscription is the newest committed number.
+ * On start the journal replays into the histories (hsc_memory_restore*()), and compaction reads
+ * them back (hsc_memory_snapshot()).
+ *
  * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
  * choose names that pile up in one bucket.
  */
