@@ -15,11 +15,12 @@
  * at most --fsync-interval after the first unsynced write (batch), never (off), and rolls and
  * compacts segments in every mode.
  *
- * Ids are never reused. Deliveries wait for the write, so after a crash of the process (the page
- * cache survives) everything anyone saw is in the files and the sequence continues after the
- * newest record. After a crash of the machine (the boot id in the meta file differs) with batch
- * or off, records written but not synced may be gone: the sequence then jumps by 2^32 and
- * resumes from before the jump get hsc.gap (expired). With always nothing seen was unsynced.
+ * Start (jreplay.c): the meta file and the replay of the segments. Ids are never reused. Deliveries
+ * wait for the write, so after a crash of the process (the page cache survives) everything anyone
+ * saw is in the files and the sequence continues after the newest record. After a crash of the
+ * machine (the boot id in the meta file differs) with batch or off, records written but not synced
+ * may be gone: the sequence then jumps by 2^32 and resumes from before the jump get hsc.gap
+ * (expired). With always nothing seen was unsynced.
  *
  * Damage. A record is taken only when its length fits and its CRC32C matches. An incomplete
  * record at the end of the newest segment is a torn write (the process died in the middle of
@@ -36,93 +37,39 @@
  * one segment), the writer writes what history still holds into a new segment and deletes the
  * old ones (docs/internals/journal.md states the disk bound).
  */
-#include "pubsub/journal.h"
+#include "pubsub/journal_int.h"
 
 #include "pubsub/jrecord.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <uv.h>
 
-#define QUEUE_MAX    (64u << 20) /* bytes queued for the writer; past it publishes get 503 */
-#define SEG_NAME_FMT "seg-%016" PRIx64 ".hsj"
-#define SEG_NAME_LEN 24
-#define SEQ_JUMP     (1ull << 32) /* after a machine crash with batch or off */
-#define KICK_DIRTY   1u           /* batch: a write made the segment unsynced */
-#define KICK_FULL    2u           /* the segment reached --journal-segment-size */
-
-typedef struct seg_s {
-    uint64_t num;
-    uint64_t bytes;
-} seg_t;
-
-struct hsc_journal_s {
-    hsc_engine_t *engine;
-    char *dir;
-    int dirfd, lockfd;
-    int mode; /* HSC_FSYNC_* */
-    uint64_t interval_ns;
-    uint64_t seg_max;
-    uint64_t history_age_ms;
-    uint64_t epoch;
-    char boot[64];
-    bool direct; /* batch, off: publishes write their record themselves (see the top) */
-    /* Segments, oldest first; the last is the one written (fd). Under fmu: direct writes take
-     * it (inside the engine's lock), the writer thread when it changes them. */
-    uv_mutex_t fmu;
-    seg_t *segs;
-    size_t nsegs, segs_cap;
-    int fd;
-    bool dirty;       /* written since the last fdatasync */
-    bool full_kicked; /* the writer was told the segment is full */
-    char *dbuf;       /* a direct write's record */
-    size_t dcap;
-    /* The queue, under qmu: records encoded back to back, and their publishes (always); and
-     * what direct writes tell the writer thread (kick). */
-    uv_mutex_t qmu;
-    uv_cond_t qcond;
-    char *qbuf;
-    size_t qlen, qcap;
-    hsc_jpending_t **qv;
-    size_t qn, qvcap;
-    unsigned kick; /* KICK_DIRTY, KICK_FULL */
-    bool stop;
-    bool running;
-    uv_thread_t thread;
-    /* Counters (any thread reads them). */
-    atomic_uint_fast64_t st_bytes, st_segments, st_fsyncs, st_writes, st_records, st_ns_sum,
-        st_ns_max, st_skipped, st_errors, st_compactions;
-    atomic_int st_failing;
-};
-
-static uint64_t wall_ms(void)
+uint64_t hsc_journal_wall_ms(void)
 {
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-static const char *mode_name(int mode)
+const char *hsc_journal_mode_name(int mode)
 {
     return mode == HSC_FSYNC_ALWAYS ? "always" : mode == HSC_FSYNC_OFF ? "off" : "batch";
 }
 
 /* ---- files ----------------------------------------------------------------------------------- */
 
-static int sync_dir(hsc_journal_t *j)
+int hsc_journal_sync_dir(hsc_journal_t *j)
 {
     return fsync(j->dirfd) == 0 ? 0 : uv_translate_sys_error(errno);
 }
 
-static int write_all(int fd, const void *p, size_t n, uint64_t off)
+int hsc_journal_write_all(int fd, const void *p, size_t n, uint64_t off)
 {
     const char *c = p;
     while (n > 0) {
@@ -141,40 +88,7 @@ static int write_all(int fd, const void *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* Reads a whole file opened at `fd`; *out is malloc'd (NULL for an empty file). */
-static int read_file(int fd, char **out, size_t *len)
-{
-    struct stat st;
-    *out = NULL;
-    *len = 0;
-    if (fstat(fd, &st) != 0)
-        return uv_translate_sys_error(errno);
-    if (st.st_size == 0)
-        return 0;
-    char *b = malloc((size_t)st.st_size);
-    if (b == NULL)
-        return HSC_ENOMEM;
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t r = pread(fd, b + got, (size_t)st.st_size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    *out = b;
-    *len = got;
-    return 0;
-}
-
-static int seg_cmp(const void *a, const void *b)
-{
-    uint64_t x = ((const seg_t *)a)->num, y = ((const seg_t *)b)->num;
-    return x < y ? -1 : x > y;
-}
-
-static int segs_push(hsc_journal_t *j, uint64_t num, uint64_t bytes)
+int hsc_journal_segs_push(hsc_journal_t *j, uint64_t num, uint64_t bytes)
 {
     if (j->nsegs == j->segs_cap) {
         size_t cap = j->segs_cap ? j->segs_cap * 2 : 16;
@@ -188,7 +102,7 @@ static int segs_push(hsc_journal_t *j, uint64_t num, uint64_t bytes)
     return 0;
 }
 
-static void seg_name(char *out, uint64_t num)
+void hsc_journal_seg_name(char *out, uint64_t num)
 {
     snprintf(out, SEG_NAME_LEN + 1, SEG_NAME_FMT, num);
 }
@@ -197,17 +111,17 @@ static void seg_name(char *out, uint64_t num)
 static int seg_open_new(hsc_journal_t *j, uint64_t num, int *out)
 {
     char name[SEG_NAME_LEN + 1];
-    seg_name(name, num);
+    hsc_journal_seg_name(name, num);
     int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return uv_translate_sys_error(errno);
     char head[HSC_JSEG_HEADER_LEN];
     hsc_jseg_header(head);
-    int rc = write_all(fd, head, sizeof head, 0);
+    int rc = hsc_journal_write_all(fd, head, sizeof head, 0);
     if (rc == 0 && j->mode != HSC_FSYNC_OFF && fdatasync(fd) != 0)
         rc = uv_translate_sys_error(errno);
     if (rc == 0 && j->mode != HSC_FSYNC_OFF)
-        rc = sync_dir(j);
+        rc = hsc_journal_sync_dir(j);
     if (rc != 0) {
         close(fd);
         unlinkat(j->dirfd, name, 0);
@@ -220,7 +134,7 @@ static int seg_open_new(hsc_journal_t *j, uint64_t num, int *out)
 /* Makes the new segment `num` (fd) the one written (fmu held); *old gets the previous fd. */
 static int seg_switch(hsc_journal_t *j, uint64_t num, int fd, int *old, bool *old_dirty)
 {
-    int rc = segs_push(j, num, HSC_JSEG_HEADER_LEN);
+    int rc = hsc_journal_segs_push(j, num, HSC_JSEG_HEADER_LEN);
     if (rc != 0)
         return rc;
     *old = j->fd;
@@ -246,7 +160,7 @@ static int seg_begin(hsc_journal_t *j, uint64_t num)
     uv_mutex_unlock(&j->fmu);
     if (rc != 0) {
         char name[SEG_NAME_LEN + 1];
-        seg_name(name, num);
+        hsc_journal_seg_name(name, num);
         close(fd);
         unlinkat(j->dirfd, name, 0);
         return rc;
@@ -256,399 +170,6 @@ static int seg_begin(hsc_journal_t *j, uint64_t num)
             atomic_fetch_add(&j->st_fsyncs, 1);
         close(old);
     }
-    return 0;
-}
-
-/* ---- the meta file: format, epoch, how the last run ended ------------------------------------ */
-
-typedef struct meta_s {
-    unsigned version;
-    uint64_t epoch;
-    char boot[64];
-    char state[16]; /* "running" (or a crash) or "clean" */
-    char fsync[16];
-} meta_t;
-
-static void read_boot_id(char *out, size_t n)
-{
-    snprintf(out, n, "unknown");
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    if (f == NULL)
-        return;
-    char line[64];
-    if (fgets(line, sizeof line, f) != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(out, n, "%s", line);
-    }
-    fclose(f);
-}
-
-/* Reads the meta file: 1 when there is none, 0 when read, HSC_ESTATE (logged) when unusable. */
-static int meta_read(hsc_journal_t *j, meta_t *m)
-{
-    memset(m, 0, sizeof *m);
-    int fd = openat(j->dirfd, "meta", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
-        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot read meta: %s", j->dir, strerror(errno));
-        return HSC_ESTATE;
-    }
-    char buf[512];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n < 0)
-        n = 0;
-    buf[n] = '\0';
-    unsigned long long epoch = 0;
-    if (sscanf(buf, "hsc-journal %u\n", &m->version) != 1) {
-        HSC_LOG(HSC_LOG_ERROR,
-                "--data-dir %s: the file 'meta' is not an hsc journal's (or is damaged); move "
-                "the directory away or give hscd another --data-dir",
-                j->dir);
-        return HSC_ESTATE;
-    }
-    if (m->version > HSC_JOURNAL_VERSION) {
-        HSC_LOG(HSC_LOG_ERROR,
-                "--data-dir %s was written by a newer hscd (journal format %u; this hscd reads "
-                "format %d): run the newer hscd, or give this one another --data-dir",
-                j->dir, m->version, HSC_JOURNAL_VERSION);
-        return HSC_ESTATE;
-    }
-    const char *e = strstr(buf, "\nepoch ");
-    if (e == NULL || sscanf(e, "\nepoch %llu", &epoch) != 1 || epoch < HSC_EPOCH_MIN) {
-        HSC_LOG(HSC_LOG_ERROR,
-                "--data-dir %s: 'meta' has no valid epoch (damaged); move it away "
-                "to start a new epoch",
-                j->dir);
-        return HSC_ESTATE;
-    }
-    m->epoch = epoch;
-    const char *b = strstr(buf, "\nboot ");
-    if (b != NULL)
-        sscanf(b, "\nboot %63s", m->boot);
-    const char *s = strstr(buf, "\nstate ");
-    if (s != NULL)
-        sscanf(s, "\nstate %15s", m->state);
-    const char *f = strstr(buf, "\nfsync ");
-    if (f != NULL)
-        sscanf(f, "\nfsync %15s", m->fsync);
-    return 0;
-}
-
-/* Replaces the meta file atomically: a temporary file, synced, renamed over it, then the dir. */
-static int meta_write(hsc_journal_t *j, const char *state)
-{
-    char buf[512];
-    int n = snprintf(buf, sizeof buf,
-                     "hsc-journal %d\nepoch %" PRIu64 "\nboot %s\nstate %s\nfsync %s\n",
-                     HSC_JOURNAL_VERSION, j->epoch, j->boot, state, mode_name(j->mode));
-    int fd = openat(j->dirfd, "meta.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return uv_translate_sys_error(errno);
-    int rc = write_all(fd, buf, (size_t)n, 0);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = uv_translate_sys_error(errno);
-    close(fd);
-    if (rc == 0 && renameat(j->dirfd, "meta.tmp", j->dirfd, "meta") != 0)
-        rc = uv_translate_sys_error(errno);
-    if (rc == 0)
-        rc = sync_dir(j);
-    return rc;
-}
-
-/* ---- replay ---------------------------------------------------------------------------------- */
-
-typedef struct replay_s {
-    hsc_journal_t *j;
-    uint64_t max_seq;
-    uint64_t lost_upto;
-    bool lost_pending; /* a damaged record was skipped: the next good one bounds what was lost */
-    bool lost_tail;    /* a damaged record with nothing good after it */
-    uint64_t now;
-    uint64_t events;
-} replay_t;
-
-static void apply(replay_t *r, const hsc_jrec_t *rec)
-{
-    hsc_journal_t *j = r->j;
-    if (rec->seq > r->max_seq)
-        r->max_seq = rec->seq;
-    if (r->lost_pending) {
-        r->lost_pending = false;
-        if (rec->seq > 0 && rec->seq - 1 > r->lost_upto)
-            r->lost_upto = rec->seq - 1;
-    }
-    if (rec->kind == HSC_JREC_FREED) {
-        hsc_memory_restore_evicted(j->engine, NULL, 0, rec->seq);
-        return;
-    }
-    if (rec->kind == HSC_JREC_LOST) { /* a loss found by an earlier start, kept by compaction */
-        if (rec->seq > r->lost_upto)
-            r->lost_upto = rec->seq;
-        return;
-    }
-    if (!hsc_channel_name_valid(rec->chan, rec->chan_len)) {
-        atomic_fetch_add(&j->st_skipped, 1);
-        return;
-    }
-    if (rec->kind == HSC_JREC_EVICTED) {
-        hsc_memory_restore_evicted(j->engine, rec->chan, rec->chan_len, rec->seq);
-        return;
-    }
-    uint64_t age = r->now > rec->time_ms ? r->now - rec->time_ms : 0;
-    if (age >= j->history_age_ms) { /* gone from history by now: only the mark stays */
-        hsc_memory_restore_evicted(j->engine, rec->chan, rec->chan_len, rec->seq);
-        return;
-    }
-    hsc_frame_t *f = NULL;
-    if (rec->kind == HSC_JREC_EVENT) {
-        char type[HSC_EVENT_TYPE_MAX + 1], id[HSC_EVENT_ID_MAX];
-        if ((rec->type_len > 0 && !hsc_event_type_valid(rec->type, rec->type_len)) ||
-            !hsc_utf8_valid(rec->data, rec->data_len)) {
-            atomic_fetch_add(&j->st_skipped, 1);
-            return;
-        }
-        memcpy(type, rec->type ? rec->type : "", rec->type_len);
-        type[rec->type_len] = '\0';
-        hsc_event_id_format(id, j->epoch, rec->seq);
-        f = hsc_event_frame_new(rec->type_len ? type : NULL, id, rec->data, rec->data_len);
-    } else if (rec->data_len > 0) {
-        char head[HSC_CHUNK_HEADER_MAX];
-        size_t hl = hsc_chunked_header(head, rec->data_len);
-        if ((f = hsc_frame_try_new(hl + rec->data_len + 2)) != NULL) {
-            memcpy(f->data, head, hl);
-            memcpy(f->data + hl, rec->data, rec->data_len);
-            memcpy(f->data + hl + rec->data_len, HSC_CHUNK_CRLF, 2);
-        }
-    }
-    if (f == NULL) {
-        atomic_fetch_add(&j->st_skipped, 1);
-        return;
-    }
-    int rc = hsc_memory_restore(j->engine, rec->chan, rec->chan_len, rec->seq, age, f);
-    if (rc != 0) {
-        HSC_LOG(HSC_LOG_WARN, "journal: channel %.*s not restored: %s", (int)rec->chan_len,
-                rec->chan, hsc_strerror(rc));
-        hsc_memory_restore_evicted(j->engine, NULL, 0, rec->seq);
-    }
-    r->events++;
-}
-
-/* The next offset after `off` where a whole good record starts; `n` when none. */
-static size_t resync(const char *b, size_t n, size_t off)
-{
-    const unsigned char *u = (const unsigned char *)b;
-    for (size_t q = off + 1; q + HSC_JREC_PREFIX_LEN + HSC_JREC_HEAD_LEN <= n; q++) {
-        /* The fixed fields first (version, kind, zero bytes): garbage rarely passes, so the
-         * checksum, over up to 64 MiB, is computed for few candidates. */
-        const unsigned char *h = u + q + HSC_JREC_PREFIX_LEN;
-        if (h[0] != HSC_JOURNAL_VERSION || h[1] < HSC_JREC_EVENT || h[1] > HSC_JREC_LOST ||
-            h[3] != 0 || h[6] != 0 || h[7] != 0)
-            continue;
-        hsc_jrec_t rec;
-        size_t used;
-        if (hsc_jrec_decode(b + q, n - q, &rec, &used) == HSC_JREC_OK)
-            return q;
-    }
-    return n;
-}
-
-/* Replays segment `name`. Returns its good length (*keep), or HSC_ESTATE (logged). */
-static int replay_segment(replay_t *r, const char *name, bool newest, uint64_t *keep)
-{
-    hsc_journal_t *j = r->j;
-    int fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot open %s: %s", j->dir, name, strerror(errno));
-        return HSC_ESTATE;
-    }
-    char *b;
-    size_t n;
-    int rc = read_file(fd, &b, &n);
-    if (rc != 0) {
-        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot read %s: %s", j->dir, name, hsc_strerror(rc));
-        close(fd);
-        return HSC_ESTATE;
-    }
-    uint32_t version;
-    hsc_jrec_status_t st = n == 0 ? HSC_JREC_SHORT : hsc_jseg_check(b, n, &version);
-    size_t off = HSC_JSEG_HEADER_LEN;
-    if (st == HSC_JREC_NEWER) {
-        HSC_LOG(HSC_LOG_ERROR,
-                "--data-dir %s: %s was written by a newer hscd (journal format %u; this hscd "
-                "reads format %d): run the newer hscd, or give this one another --data-dir",
-                j->dir, name, version, HSC_JOURNAL_VERSION);
-        free(b);
-        close(fd);
-        return HSC_ESTATE;
-    }
-    if (st == HSC_JREC_SHORT) {
-        /* Empty or a header cut short: the process died creating it; nothing was in it. */
-        HSC_LOG(HSC_LOG_NOTICE, "journal: %s is empty (%zu bytes): removed", name, n);
-        free(b);
-        close(fd);
-        unlinkat(j->dirfd, name, 0);
-        *keep = 0;
-        return 0;
-    }
-    if (st != HSC_JREC_OK) {
-        /* A damaged header: its records cannot be trusted. Kept aside, counted as a loss. */
-        char aside[SEG_NAME_LEN + 16];
-        snprintf(aside, sizeof aside, "%s.damaged", name);
-        HSC_LOG(HSC_LOG_WARN,
-                "journal: %s has a damaged header: moved aside as %s, its events skipped "
-                "(resumes from before them get hsc.gap)",
-                name, aside);
-        renameat(j->dirfd, name, j->dirfd, aside);
-        atomic_fetch_add(&j->st_skipped, 1);
-        if (newest)
-            r->lost_tail = true;
-        else
-            r->lost_pending = true;
-        free(b);
-        close(fd);
-        *keep = 0;
-        return 0;
-    }
-    while (off < n) {
-        hsc_jrec_t rec;
-        size_t used;
-        st = hsc_jrec_decode(b + off, n - off, &rec, &used);
-        if (st == HSC_JREC_OK) {
-            apply(r, &rec);
-            off += used;
-            continue;
-        }
-        if (st == HSC_JREC_NEWER) {
-            HSC_LOG(HSC_LOG_ERROR,
-                    "--data-dir %s: %s holds a record of a newer journal format (this hscd reads "
-                    "format %d): run the newer hscd, or give this one another --data-dir",
-                    j->dir, name, HSC_JOURNAL_VERSION);
-            free(b);
-            close(fd);
-            return HSC_ESTATE;
-        }
-        size_t next = resync(b, n, off);
-        if (next < n) {
-            HSC_LOG(HSC_LOG_WARN,
-                    "journal: %s: damaged record at offset %zu, %zu bytes skipped (resumes "
-                    "from before it get hsc.gap)",
-                    name, off, next - off);
-            atomic_fetch_add(&j->st_skipped, 1);
-            r->lost_pending = true;
-            off = next;
-            continue;
-        }
-        /* Nothing good follows: a write the process did not finish, or damage at the end. */
-        bool whole = st == HSC_JREC_BAD && n - off >= HSC_JREC_PREFIX_LEN;
-        if (whole) {
-            uint32_t len = (uint32_t)(unsigned char)b[off] |
-                           (uint32_t)(unsigned char)b[off + 1] << 8 |
-                           (uint32_t)(unsigned char)b[off + 2] << 16 |
-                           (uint32_t)(unsigned char)b[off + 3] << 24;
-            whole = len >= HSC_JREC_HEAD_LEN && len <= n - off - HSC_JREC_PREFIX_LEN;
-        }
-        if (whole) {
-            HSC_LOG(HSC_LOG_WARN,
-                    "journal: %s: damaged record at offset %zu, the last one: %zu bytes cut off "
-                    "(resumes from before it get hsc.gap)",
-                    name, off, n - off);
-            atomic_fetch_add(&j->st_skipped, 1);
-            if (newest)
-                r->lost_tail = true;
-            else
-                r->lost_pending = true; /* the next segment's first record bounds it */
-        } else {
-            HSC_LOG(HSC_LOG_NOTICE,
-                    "journal: %s: incomplete last record (a write cut short), "
-                    "%zu bytes cut off",
-                    name, n - off);
-        }
-        if (ftruncate(fd, (off_t)off) != 0)
-            HSC_LOG(HSC_LOG_WARN, "journal: cannot truncate %s: %s", name, strerror(errno));
-        else if (fdatasync(fd) != 0)
-            HSC_LOG(HSC_LOG_WARN, "journal: cannot sync %s: %s", name, strerror(errno));
-        n = off;
-        break;
-    }
-    free(b);
-    close(fd);
-    *keep = n;
-    return 0;
-}
-
-/* Lists the segments, replays them in order; the sequence and epoch go to the engine. */
-static int replay(hsc_journal_t *j, const meta_t *meta, bool have_meta)
-{
-    DIR *d = fdopendir(dup(j->dirfd));
-    if (d == NULL) {
-        HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot list: %s", j->dir, strerror(errno));
-        return HSC_ESTATE;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t num;
-        char tail[8];
-        if (strcmp(de->d_name, "compact.tmp") == 0) {
-            unlinkat(j->dirfd, de->d_name, 0); /* a compaction cut short: the old ones stand */
-            continue;
-        }
-        if (strlen(de->d_name) != SEG_NAME_LEN ||
-            sscanf(de->d_name, "seg-%16" SCNx64 "%4s", &num, tail) != 2 ||
-            strcmp(tail, ".hsj") != 0)
-            continue;
-        if (segs_push(j, num, 0) != 0) {
-            closedir(d);
-            return HSC_ENOMEM;
-        }
-    }
-    closedir(d);
-    if (j->nsegs > 1)
-        qsort(j->segs, j->nsegs, sizeof *j->segs, seg_cmp);
-    replay_t r = {.j = j, .now = wall_ms()};
-    size_t kept = 0;
-    for (size_t i = 0; i < j->nsegs; i++) {
-        char name[SEG_NAME_LEN + 1];
-        seg_name(name, j->segs[i].num);
-        uint64_t keep = 0;
-        int rc = replay_segment(&r, name, i + 1 == j->nsegs, &keep);
-        if (rc != 0)
-            return rc;
-        if (keep > 0)
-            j->segs[kept++] = (seg_t){j->segs[i].num, keep};
-    }
-    size_t total = j->nsegs;
-    j->nsegs = kept;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < kept; i++)
-        bytes += j->segs[i].bytes;
-    atomic_store(&j->st_bytes, bytes);
-    atomic_store(&j->st_segments, kept);
-    uint64_t seq = r.max_seq;
-    if (r.lost_pending) /* damage with no good record after it, in any segment */
-        r.lost_tail = true;
-    bool crashed = have_meta && strcmp(meta->state, "clean") != 0;
-    bool rebooted = crashed && strcmp(meta->boot, j->boot) != 0;
-    if ((rebooted && strcmp(meta->fsync, "always") != 0) || r.lost_tail) {
-        /* Records seen by someone may be gone: never hand their numbers out again. */
-        seq += SEQ_JUMP;
-        r.lost_upto = seq;
-        HSC_LOG(HSC_LOG_WARN,
-                "journal: %s: ids continue after a jump, and resumes from before it get "
-                "hsc.gap",
-                r.lost_tail ? "the newest records were damaged"
-                            : "the machine restarted without a clean shutdown and records "
-                              "written without fsync may be lost");
-    }
-    hsc_memory_restore_done(j->engine, j->epoch, seq, r.lost_upto);
-    hsc_engine_stats_t es;
-    hsc_engine_stats(j->engine, &es);
-    HSC_LOG(HSC_LOG_NOTICE,
-            "journal: %s: %zu segment(s), %" PRIu64 " event(s) replayed, %zu in history on %zu "
-            "channel(s); epoch %" PRIu64 ", next id %" PRIu64 "%s",
-            j->dir, total, r.events, es.history_events, es.channels, j->epoch, seq + 1,
-            crashed ? " (the last run did not stop cleanly)" : "");
     return 0;
 }
 
@@ -750,7 +271,7 @@ int hsc_journal_write(hsc_journal_t *j, const hsc_publish_t *p, uint64_t seq, ui
         hsc_jrec_encode(j->dbuf, &rec, 1);
         seg_t *s = &j->segs[j->nsegs - 1];
         uint64_t t0 = uv_hrtime();
-        rc = write_all(j->fd, j->dbuf, need, s->bytes);
+        rc = hsc_journal_write_all(j->fd, j->dbuf, need, s->bytes);
         if (rc != 0) {
             write_failed(j, s, rc);
         } else {
@@ -783,7 +304,7 @@ static void write_group(hsc_journal_t *j, char *buf, size_t len, hsc_jpending_t 
     /* Only this thread writes the segment in this mode: no lock while writing and syncing. */
     seg_t *s = &j->segs[j->nsegs - 1];
     uint64_t t0 = uv_hrtime();
-    int rc = write_all(j->fd, buf, len, s->bytes);
+    int rc = hsc_journal_write_all(j->fd, buf, len, s->bytes);
     if (rc == 0 && fdatasync(j->fd) != 0)
         rc = uv_translate_sys_error(errno);
     else if (rc == 0)
@@ -871,7 +392,7 @@ static void compact(hsc_journal_t *j)
                 hsc_strerror(rc ? rc : HSC_ENOMEM));
         if (rc == 0) {
             char name[SEG_NAME_LEN + 1];
-            seg_name(name, s.next);
+            hsc_journal_seg_name(name, s.next);
             close(s.next_fd);
             unlinkat(j->dirfd, name, 0);
         }
@@ -883,7 +404,7 @@ static void compact(hsc_journal_t *j)
     hsc_memory_snapshot(j->engine, snap_visit, &s, &stopped);
     if (!s.switched) {
         char name[SEG_NAME_LEN + 1];
-        seg_name(name, s.next);
+        hsc_journal_seg_name(name, s.next);
         close(s.next_fd);
         unlinkat(j->dirfd, name, 0);
     }
@@ -898,9 +419,9 @@ static void compact(hsc_journal_t *j)
         return;
     }
     char name[SEG_NAME_LEN + 1];
-    seg_name(name, last + 1);
+    hsc_journal_seg_name(name, last + 1);
     int fd = openat(j->dirfd, "compact.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    rc = fd < 0 ? uv_translate_sys_error(errno) : write_all(fd, s.buf, s.len, 0);
+    rc = fd < 0 ? uv_translate_sys_error(errno) : hsc_journal_write_all(fd, s.buf, s.len, 0);
     if (rc == 0 && fdatasync(fd) != 0)
         rc = uv_translate_sys_error(errno);
     if (fd >= 0)
@@ -908,7 +429,7 @@ static void compact(hsc_journal_t *j)
     if (rc == 0 && renameat(j->dirfd, "compact.tmp", j->dirfd, name) != 0)
         rc = uv_translate_sys_error(errno);
     if (rc == 0)
-        rc = sync_dir(j);
+        rc = hsc_journal_sync_dir(j);
     free(s.buf);
     if (rc != 0) {
         HSC_LOG(HSC_LOG_WARN, "journal: compaction failed: %s", hsc_strerror(rc));
@@ -929,11 +450,11 @@ static void compact(hsc_journal_t *j)
     j->segs[0] = (seg_t){last + 1, s.len};
     uv_mutex_unlock(&j->fmu);
     for (size_t i = 0; old != NULL && i < s.ncut; i++) {
-        seg_name(name, old[i].num);
+        hsc_journal_seg_name(name, old[i].num);
         unlinkat(j->dirfd, name, 0);
     }
     free(old);
-    sync_dir(j);
+    hsc_journal_sync_dir(j);
     atomic_fetch_sub(&j->st_bytes, removed);
     atomic_fetch_add(&j->st_bytes, s.len);
     atomic_fetch_sub(&j->st_segments, s.ncut);
@@ -1136,7 +657,7 @@ static int lock_dir(hsc_journal_t *j)
     }
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(j->lockfd, 0) != 0 || write_all(j->lockfd, pid, (size_t)n, 0) != 0) {
+    if (ftruncate(j->lockfd, 0) != 0 || hsc_journal_write_all(j->lockfd, pid, (size_t)n, 0) != 0) {
         HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot write: %s (it must be writable by hscd)",
                 j->dir, strerror(errno));
         return HSC_ESTATE;
@@ -1181,7 +702,7 @@ int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journa
     uv_mutex_init(&j->qmu);
     uv_mutex_init(&j->fmu);
     uv_cond_init(&j->qcond);
-    read_boot_id(j->boot, sizeof j->boot);
+    hsc_journal_read_boot_id(j->boot, sizeof j->boot);
     int rc = make_dirs(j->dir);
     if (rc != 0) {
         HSC_LOG(HSC_LOG_ERROR,
@@ -1201,20 +722,20 @@ int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journa
         journal_release(j);
         return rc;
     }
-    meta_t meta;
-    rc = meta_read(j, &meta);
+    hsc_jmeta_t meta;
+    rc = hsc_journal_meta_read(j, &meta);
     if (rc < 0) {
         journal_release(j);
         return rc;
     }
     bool have_meta = rc == 0;
-    j->epoch = have_meta ? meta.epoch : wall_ms();
-    if (!have_meta && (rc = replay(j, &meta, false)) == 0 && j->nsegs > 0)
+    j->epoch = have_meta ? meta.epoch : hsc_journal_wall_ms();
+    if (!have_meta && (rc = hsc_journal_replay(j, &meta, false)) == 0 && j->nsegs > 0)
         HSC_LOG(HSC_LOG_WARN, "--data-dir %s: segments without a meta file: a new epoch begins",
                 j->dir);
     else if (have_meta)
-        rc = replay(j, &meta, true);
-    if (rc == 0 && (rc = meta_write(j, "running")) != 0)
+        rc = hsc_journal_replay(j, &meta, true);
+    if (rc == 0 && (rc = hsc_journal_meta_write(j, "running")) != 0)
         HSC_LOG(HSC_LOG_ERROR, "--data-dir %s: cannot write: %s (it must be writable by hscd)",
                 j->dir, hsc_strerror(rc));
     if (rc == 0) {
@@ -1241,7 +762,7 @@ int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journa
     }
     j->running = true;
     hsc_memory_set_journal(e, j);
-    HSC_LOG(HSC_LOG_INFO, "journal: %s, --fsync %s", j->dir, mode_name(j->mode));
+    HSC_LOG(HSC_LOG_INFO, "journal: %s, --fsync %s", j->dir, hsc_journal_mode_name(j->mode));
     *out = j;
     return 0;
 }
@@ -1263,7 +784,7 @@ void hsc_journal_free(hsc_journal_t *j)
     if (j == NULL)
         return;
     hsc_journal_stop(j);
-    if (meta_write(j, "clean") != 0)
+    if (hsc_journal_meta_write(j, "clean") != 0)
         HSC_LOG(HSC_LOG_WARN, "journal: cannot mark %s cleanly closed", j->dir);
     journal_release(j);
 }
