@@ -123,6 +123,8 @@ def main():
     ap.add_argument("--hscd", required=True)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--quick", default="0")
+    ap.add_argument("--hscd-fsync", default="none",
+                    help="hscd's journal mode in the comparison: none (memory only), batch, always")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     res = Results(rows)
@@ -183,8 +185,13 @@ def main():
       "the event-stream headers and, for each publish, encodes the event once and `write()`s the same "
       "bytes to every subscriber socket, nothing else. It is the least work a server can do per "
       "delivery with one `write()` per event per subscriber.")
-    w("- **hscd**: `hscd --listen 127.0.0.1:PORT --max-connections 15000` (2 worker threads, the "
-      "default), channels at `/v1/events`.")
+    if a.hscd_fsync == "none":
+        journal = ("--data-dir none` (memory only, like the peers' memory stores; the journal is "
+                   "measured on its own below)")
+    else:
+        journal = "--data-dir DIR --fsync %s` (the journal on)" % a.hscd_fsync
+    w("- **hscd**: `hscd --listen 127.0.0.1:PORT --max-connections 15000 %s (2 worker threads, "
+      "the default), channels at `/v1/events`." % journal)
     w("- **nchan**: nginx with `libnginx-mod-nchan`, 2 worker processes, `nchan_subscriber "
       "eventsource` (bench/nginx-nchan.conf.in).")
     w("- **Pushpin**: the stock configuration with its own ports, warnings-only logs and the "
@@ -287,6 +294,33 @@ def main():
       "with a series at 100, 300 and 3,000 subscribers (100 events each).")
     w("")
 
+    # The journal (issue 15): publishes/s per mode and number of publishers.
+    jrows = [r for r in res.rows if str(r.get("case", "")).startswith("journal-")]
+    jmodes = [m for m in ("memory", "batch", "always") if any(r.get("mode") == m for r in jrows)]
+    jpubs = sorted({r.get("publishers") for r in jrows if r.get("publishers")})
+    if jrows:
+        w("## The journal on the publish path")
+        w("")
+        w("`bench/journal.sh`: `hsc-bench publish` with C publishers flat out, each on its own "
+          "keep-alive connection, 64-byte events on one channel, against hscd memory only "
+          "(`--data-dir none`), with `--fsync batch` (the default) and with `--fsync always`; "
+          "records per fsync (the group-commit factor) from hscd's `/metrics`. "
+          "docs/internals/journal.md explains the two write paths.")
+        w("")
+        w("| mode | " + " | ".join("%d publisher%s" % (c, "" if c == 1 else "s") for c in jpubs)
+          + " |")
+        w("| --- |" + " --- |" * len(jpubs))
+        for m in jmodes:
+            cells = []
+            for c in jpubs:
+                case = "journal-%s-%d" % (m, c)
+                v = res.median(case, "hscd-journal", "publishes_per_s")
+                f = res.median(case, "hscd-journal", "records_per_fsync")
+                extra = ", %.1f per fsync" % f if m == "always" and f is not None else ""
+                cells.append("%s/s%s" % (fmt(v), extra))
+            w("| %s | %s |" % (m, " | ".join(cells)))
+        w("")
+
     # Targets (issue 7).
     w("## Targets")
     w("")
@@ -295,6 +329,15 @@ def main():
 
     def target(text, value, ok):
         w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
+
+    for c in jpubs:  # issue 15
+        mem = res.median("journal-memory-%d" % c, "hscd-journal", "publishes_per_s")
+        bat = res.median("journal-batch-%d" % c, "hscd-journal", "publishes_per_s")
+        share = bat / mem if mem and bat is not None else None
+        target("publishes/s with `--fsync batch` ≥ 80 %% of memory only, %d publisher%s"
+               % (c, "" if c == 1 else "s"),
+               "–" if share is None else "%.0f %%" % (100 * share),
+               None if share is None else share >= 0.8)
 
     for case in ("fanout-1k", "fanout-10k"):
         d = res.median(case, "hscd", "deliveries_per_s")

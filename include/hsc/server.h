@@ -77,7 +77,19 @@ typedef struct hsc_server_config_s {
     size_t jwt_key_len;
     const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
                                 responder processes never see it (docs/responders.md) */
+    /* Durability (docs/internals/journal.md). */
+    const char *data_dir;         /* the journal's directory; NULL or "none": memory only */
+    int fsync_mode;               /* HSC_FSYNC_BATCH, HSC_FSYNC_ALWAYS or HSC_FSYNC_OFF */
+    uint64_t fsync_interval_ms;   /* batch: the longest a written record stays unsynced */
+    size_t journal_segment_bytes; /* a segment file's size before the next one begins */
 } hsc_server_config_t;
+
+/* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
+enum {
+    HSC_FSYNC_BATCH = 0, /* every fsync_interval_ms: a crash of the machine loses at most that */
+    HSC_FSYNC_ALWAYS,    /* before a publish is answered or delivered */
+    HSC_FSYNC_OFF        /* never: the kernel writes back when it will */
+};
 
 typedef struct hsc_server_s hsc_server_t;
 

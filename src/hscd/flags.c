@@ -45,6 +45,10 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n);
+static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 static int show_help(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
 static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -167,6 +171,28 @@ static const hscd_flag_t flags[] = {
      .help = "let the exact --cors-origin origins (not *) send cookies, e.g. the hsc_token cookie",
      FIELD(cors_credentials)},
 
+    /* Durability */
+    {.name = "data-dir", .arg = HSCD_ARG_STRING, .metavar = "DIR", .group = HSCD_GROUP_DURABILITY,
+     .help = "keep channels' events in a journal in DIR (created if missing, relative to the "
+             "working directory), so a restart keeps history and ids; none = memory only",
+     .default_shown = HSCD_DATA_DIR_DEFAULT, .handler = set_data_dir,
+     .min = 1, .max = 4000, .fix = "a directory, or none"},
+    {.name = "fsync", .arg = HSCD_ARG_STRING, .metavar = "WHEN", .group = HSCD_GROUP_DURABILITY,
+     .help = "always: a publish is answered and delivered once on disk; batch: synced every "
+             "--fsync-interval (a machine crash loses at most that); off: the kernel decides",
+     .default_shown = "batch", .handler = set_fsync,
+     .fix = "always, batch or off"},
+    {.name = "fsync-interval", .arg = HSCD_ARG_DURATION, .metavar = "DUR",
+     .group = HSCD_GROUP_DURABILITY,
+     .help = "--fsync batch: the longest a written event waits to be synced",
+     .default_shown = "50ms", FIELD(fsync_interval_ms),
+     .min = 1, .max = 60000, .fix = "a duration from 1ms to 60s, e.g. 50ms"},
+    {.name = "journal-segment-size", .arg = HSCD_ARG_SIZE, .metavar = "SIZE",
+     .group = HSCD_GROUP_DURABILITY,
+     .help = "a journal file's size before the next begins; compaction works in these steps",
+     .default_shown = "64m", FIELD(journal_segment_bytes),
+     .min = 4096, .max = 1ull << 30, .fix = "a size from 4k to 1g, e.g. 64m"},
+
     /* Authorization */
     {.name = "publish-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
      .help = "publishing needs Authorization: Bearer TOKEN",
@@ -285,6 +311,7 @@ void hscd_flags_init(hscd_flags_t *fl)
 {
     memset(fl, 0, sizeof *fl);
     hsc_server_config_init(&fl->cfg);
+    fl->cfg.data_dir = HSCD_DATA_DIR_DEFAULT; /* hscd is durable by default; the library not */
     fl->log_level = HSC_LOG_NOTICE;
 }
 
@@ -470,6 +497,37 @@ static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
 {
     (void)f, (void)flag, (void)value;
     fl->log_level = (hsc_log_level_t)n;
+    return 0;
+}
+
+/* --data-dir DIR, or none for memory only. */
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n)
+{
+    (void)flag, (void)n;
+    if (strcmp(value, "none") == 0) {
+        fl->cfg.data_dir = NULL;
+        return 0;
+    }
+    size_t i = (size_t)(f - flags);
+    free(fl->copies[i]);
+    fl->copies[i] = copy_or_abort(value);
+    fl->cfg.data_dir = fl->copies[i];
+    return 0;
+}
+
+static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)n;
+    if (strcmp(value, "always") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_ALWAYS;
+    else if (strcmp(value, "batch") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_BATCH;
+    else if (strcmp(value, "off") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_OFF;
+    else
+        return bad_value(flag, value, f->fix);
     return 0;
 }
 
