@@ -450,16 +450,30 @@ static void get_fields(const hsc_answer_t *a, fields_t *f)
     set_field(f, F_SOFTWARE, f->software, strlen(f->software));
 }
 
-char **hsc_proc_env(const hsc_answer_t *a)
+char **hsc_proc_env(const hsc_answer_t *a, const char *json_file)
 {
     fields_t f;
     get_fields(a, &f);
+    /* The OpenAI front's three (docs/openai.md): how it was asked, the limit, the whole request. */
+    char front[3][64];
+    const char *extra[3] = {NULL, NULL, json_file};
+    size_t nextra = 0;
+    if (a->api != NULL) {
+        snprintf(front[0], sizeof front[0], "HSC_API=%s", a->api);
+        snprintf(front[1], sizeof front[1], "HSC_MAX_TOKENS=%llu",
+                 (unsigned long long)a->max_tokens);
+        extra[0] = front[0];
+        extra[1] = front[1];
+        nextra = json_file != NULL ? 3 : 2;
+    }
     size_t inherited = 0, bytes = 0;
     while (environ[inherited] != NULL)
         inherited++;
     for (int i = 0; i < F_COUNT; i++)
         bytes += strlen(field_names[i].env) + 1 + f.n[i] + 1;
-    size_t slots = inherited + F_COUNT + 1;
+    for (size_t i = 0; i < nextra; i++)
+        bytes += strlen(extra[i]) + sizeof "HSC_REQUEST_JSON_FILE=";
+    size_t slots = inherited + F_COUNT + nextra + 1;
     char **env = malloc(slots * sizeof *env + bytes);
     if (env == NULL)
         return NULL;
@@ -475,6 +489,10 @@ char **hsc_proc_env(const hsc_answer_t *a)
         store += f.n[i];
         *store++ = '\0';
     }
+    for (size_t i = 0; i < nextra; i++) {
+        env[k++] = store;
+        store += sprintf(store, "%s%s", i == 2 ? "HSC_REQUEST_JSON_FILE=" : "", extra[i]) + 1;
+    }
     env[k] = NULL;
     return env;
 }
@@ -487,6 +505,9 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
      * when it was the only address field. */
     const char *peer = hsc_req_peer(a->req);
     size_t cap = sizeof "remote_addr=\n" + strlen(peer);
+    if (a->api != NULL) /* the OpenAI front's (docs/openai.md); the JSON is one line */
+        cap += sizeof "api=completions\nmax_tokens=18446744073709551615\nrequest_json=\n" +
+               a->json_len;
     for (int i = 0; i < F_COUNT; i++)
         cap += strlen(field_names[i].meta) + 2 + f.n[i];
     char *out = malloc(cap);
@@ -499,6 +520,13 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
         o += (size_t)sprintf(out + o, "%s=", field_names[i].meta);
         memcpy(out + o, f.v[i], f.n[i]);
         o += f.n[i];
+        out[o++] = '\n';
+    }
+    if (a->api != NULL) {
+        o += (size_t)sprintf(out + o, "api=%s\nmax_tokens=%llu\nrequest_json=", a->api,
+                             (unsigned long long)a->max_tokens);
+        memcpy(out + o, a->json, a->json_len);
+        o += a->json_len;
         out[o++] = '\n';
     }
     *len = o;
