@@ -9,8 +9,7 @@
  */
 #include "stream/oai.h"
 
-#include "core/core.h"
-#include "hsc/codec.h"
+#include "hsc/hsc.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -410,13 +409,23 @@ bool hsc_oai_stop_feed(hsc_oai_stop_t *m, const char *in, size_t n, char *scratc
         m->held_len = 0;
     }
     *out = w;
-    /* The earliest stop sequence anywhere in what is not sent yet. */
+    /*
+     * The stop sequence complete first, as a model's stream would meet it (the one ending first;
+     * of two ending together, the longer): the same whatever the pieces. Only an occurrence
+     * ending before the best so far can win, so each search is bounded by it.
+     */
     const char *first = NULL;
+    size_t first_end = wl;
     for (unsigned i = 0; i < r->nstops; i++) {
-        const char *p = find(w, first ? (size_t)(first - w) + r->stop_len[i] - 1 : wl, r->stop[i],
-                             r->stop_len[i]);
-        if (p != NULL && (first == NULL || p < first))
+        size_t k = r->stop_len[i];
+        const char *p = find(w, first ? first_end : wl, r->stop[i], k);
+        if (p == NULL)
+            continue;
+        size_t end = (size_t)(p - w) + k;
+        if (first == NULL || end < first_end || (end == first_end && p < first)) {
             first = p;
+            first_end = end;
+        }
     }
     if (first != NULL) {
         m->matched = true;

@@ -68,7 +68,9 @@ void hsc_oai_stop_init(hsc_oai_stop_t *m, const hsc_oai_req_t *req);
 /**
  * Feeds `n` bytes. The text to send is `*out` (`*out_len` bytes; it points into `in` or into
  * `scratch`, which needs HSC_OAI_STOP_MAX + n bytes). Returns true when a stop sequence was
- * found: the text before it is the output, and nothing after it counts.
+ * found: the text before it is the output, and nothing after it counts. The sequence that ends
+ * the text is the one complete first (of two complete at the same byte, the longer), as a
+ * model's stream meets them: the result does not depend on where the pieces are cut.
  */
 bool hsc_oai_stop_feed(hsc_oai_stop_t *m, const char *in, size_t n, char *scratch, const char **out,
                        size_t *out_len);
