@@ -119,15 +119,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0) {
         CHECK(rc == HSC_EINVAL || rc == HSC_ENOMEM);
         CHECK(rc != HSC_EINVAL || why != NULL);
-        CHECK(r.prompt == NULL && r.json == NULL);
+        CHECK(r.prompt == NULL && r.root == NULL && r.json == NULL);
         return 0;
     }
     CHECK(r.prompt != NULL && r.prompt_len > 0 && r.prompt[r.prompt_len] == '\0');
     CHECK(utf8_valid(r.prompt, r.prompt_len));
-    CHECK(r.json != NULL && r.json_len == strlen(r.json) && strchr(r.json, '\n') == NULL);
-    for (size_t i = 0; i < r.json_len; i++)
-        CHECK((unsigned char)r.json[i] < 0x80);
-    json_t *back = json_loadb(r.json, r.json_len, 0, NULL);
+    size_t jlen;
+    const char *js = hsc_oai_req_json(&r, &jlen);
+    CHECK(js != NULL && jlen == strlen(js) && strchr(js, '\n') == NULL);
+    for (size_t i = 0; i < jlen; i++)
+        CHECK((unsigned char)js[i] < 0x80);
+    json_t *back = json_loadb(js, jlen, 0, NULL);
     CHECK(json_is_object(back));
     json_decref(back);
     CHECK(strlen(r.model) <= HSC_OAI_MODEL_MAX);

@@ -64,8 +64,11 @@ static void test_parameters(void **state)
     assert_string_equal(r.stop[0], "\n\n");
     assert_string_equal(r.stop[1], "END");
     /* the whole request, unknown fields kept, one line */
-    assert_non_null(strstr(r.json, "\"whatever\":{\"x\":[1]}"));
-    assert_null(strchr(r.json, '\n'));
+    assert_null(r.json); /* made when asked for */
+    const char *json = hsc_oai_req_json(&r, NULL);
+    assert_ptr_equal(json, hsc_oai_req_json(&r, NULL));
+    assert_non_null(strstr(json, "\"whatever\":{\"x\":[1]}"));
+    assert_null(strchr(json, '\n'));
     hsc_oai_req_dispose(&r);
     /* max_completion_tokens wins over max_tokens; a single stop string */
     assert_int_equal(parse(&r, HSC_OAI_CHAT,
@@ -76,7 +79,7 @@ static void test_parameters(void **state)
     assert_int_equal(r.max_tokens, 3);
     assert_int_equal(r.nstops, 1);
     /* ASCII only: non-ASCII text is escaped */
-    assert_non_null(strcasestr(r.json, "\\u00e9"));
+    assert_non_null(strcasestr(hsc_oai_req_json(&r, NULL), "\\u00e9"));
     hsc_oai_req_dispose(&r);
 }
 
@@ -93,7 +96,7 @@ static void expect_bad(hsc_oai_kind_t kind, const char *body, const char *want_p
     else
         assert_string_equal(param, want_param);
     assert_null(r.prompt);
-    assert_null(r.json);
+    assert_null(r.root);
 }
 
 static void test_refusals(void **state)

@@ -109,9 +109,12 @@ uint64_t hsc_answer_id(const hsc_answer_t *a)
 
 const char *hsc_answer_request_json(const hsc_answer_t *a, size_t *len)
 {
-    if (len != NULL)
-        *len = a->json_len;
-    return a->json;
+    if (a->oai == NULL) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    return hsc_openai_request_json(a->oai, len);
 }
 
 uint64_t hsc_answer_max_tokens(const hsc_answer_t *a)

@@ -130,6 +130,10 @@ static const hsc_proc_ops_t exec_ops = {
 /* The request JSON into a new file of the loop's private directory: 0 or a libuv error. */
 static int write_json(exec_loop_t *el, const hsc_answer_t *a, char *path, size_t cap)
 {
+    size_t len;
+    const char *json = hsc_answer_request_json(a, &len);
+    if (json == NULL)
+        return HSC_ENOMEM;
     if (el->tmpdir[0] == '\0') {
         const char *t = getenv("TMPDIR");
         snprintf(el->tmpdir, sizeof el->tmpdir, "%s/hscd-XXXXXX", t && t[0] ? t : "/tmp");
@@ -148,8 +152,8 @@ static int write_json(exec_loop_t *el, const hsc_answer_t *a, char *path, size_t
     if (fd < 0)
         return -errno;
     size_t off = 0;
-    while (off < a->json_len) {
-        ssize_t n = write(fd, a->json + off, a->json_len - off);
+    while (off < len) {
+        ssize_t n = write(fd, json + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -170,7 +174,7 @@ static int spawn_for(exec_loop_t *el, hsc_answer_t *a)
     exec_proc_t *p = calloc(1, sizeof *p);
     if (p == NULL)
         return HSC_ENOMEM;
-    if (a->json != NULL) {
+    if (a->oai != NULL) {
         int rc = write_json(el, a, p->json_file, sizeof p->json_file);
         if (rc != 0) {
             free(p);

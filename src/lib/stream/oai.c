@@ -236,20 +236,12 @@ int hsc_oai_req_parse(hsc_oai_req_t *r, hsc_oai_kind_t kind, const char *body, s
     }
     text_t t = {0};
     int rc = parse_fields(r, root, &t, why, param);
-    if (rc == 0) {
-        r->json = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
-        if (r->json == NULL)
-            rc = HSC_ENOMEM;
-        else
-            r->json_len = strlen(r->json);
-    }
-    json_decref(root);
     if (rc != 0) {
+        json_decref(root);
         free(t.p);
-        free(r->json);
-        r->json = NULL;
         return rc;
     }
+    r->root = root;
     r->prompt = t.p;
     r->prompt_len = t.len;
     return 0;
@@ -257,38 +249,55 @@ int hsc_oai_req_parse(hsc_oai_req_t *r, hsc_oai_kind_t kind, const char *body, s
 
 void hsc_oai_req_dispose(hsc_oai_req_t *r)
 {
+    json_decref(r->root);
     free(r->prompt);
     free(r->json);
+    r->root = NULL;
     r->prompt = r->json = NULL;
+}
+
+const char *hsc_oai_req_json(hsc_oai_req_t *r, size_t *len)
+{
+    if (r->json == NULL && r->root != NULL) {
+        r->json = json_dumps(r->root, JSON_COMPACT | JSON_ENSURE_ASCII);
+        r->json_len = r->json ? strlen(r->json) : 0;
+    }
+    if (len != NULL)
+        *len = r->json_len;
+    return r->json;
 }
 
 /* ---- the JSON string escape ------------------------------------------------------------------ */
 
-/* How many bytes of a valid sequence start at `s` (n > 0 left), or 0 after writing how many bytes
- * form the maximal invalid subpart to `bad`. */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
+/*
+ * Byte classes for the escape: 0 printable ASCII (copied), 1 escaped ('"', '\\', controls),
+ * 2, 3, 4 the lead of a sequence of that length, 5 never valid (a stray continuation byte, C0,
+ * C1, F5..FF).
+ */
+static const unsigned char cls[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    5, 5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+};
+
+/* The length of the valid sequence whose lead (class 2..4) is s[0], with n > 0 bytes left; or 0,
+ * after setting `bad` to the length of the maximal invalid subpart (what one U+FFFD replaces). */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t need, size_t *bad)
 {
-    unsigned char c = s[0];
-    size_t need;
     unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        *bad = 1;
-        return 0;
-    }
+    if (s[0] == 0xE0)
+        lo = 0xA0;
+    else if (s[0] == 0xED)
+        hi = 0x9F;
+    else if (s[0] == 0xF0)
+        lo = 0x90;
+    else if (s[0] == 0xF4)
+        hi = 0x8F;
     for (size_t i = 1; i < need; i++) {
         if (i >= n || s[i] < lo || s[i] > hi) {
             *bad = i;
@@ -305,52 +314,53 @@ size_t hsc_oai_escape(char *out, const char *in, size_t n)
     const unsigned char *s = (const unsigned char *)in;
     size_t o = 0, i = 0;
     while (i < n) {
-        /* A run of plain ASCII goes out in one copy: most text is that. */
-        size_t run = i;
-        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
-            run++;
-        if (run > i) {
-            memcpy(out + o, s + i, run - i);
-            o += run - i;
-            i = run;
-            continue;
-        }
         unsigned char c = s[i];
-        if (c < 0x80) {
-            out[o++] = '\\';
-            switch (c) {
-            case '"':
-            case '\\':
-                out[o++] = (char)c;
-                break;
-            case '\n':
-                out[o++] = 'n';
-                break;
-            case '\r':
-                out[o++] = 'r';
-                break;
-            case '\t':
-                out[o++] = 't';
-                break;
-            default:
-                memcpy(out + o, "u00", 3);
-                o += 3;
-                out[o++] = hex[c >> 4];
-                out[o++] = hex[c & 15];
-            }
+        unsigned k = cls[c];
+        if (k == 0) { /* most text: one load, one test, one store */
+            out[o++] = (char)c;
             i++;
             continue;
         }
-        size_t bad = 0, k = utf8_seq(s + i, n - i, &bad);
-        if (k > 0) {
-            memcpy(out + o, s + i, k);
-            o += k;
-            i += k;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i += bad;
+        if (k >= 2) {
+            size_t bad = 1, len = k < 5 ? utf8_seq(s + i, n - i, k, &bad) : 0;
+            if (len > 0) {
+                out[o] = (char)s[i]; /* fixed copies: a memcpy of 2..4 bytes costs more */
+                out[o + 1] = (char)s[i + 1];
+                if (len > 2)
+                    out[o + 2] = (char)s[i + 2];
+                if (len > 3)
+                    out[o + 3] = (char)s[i + 3];
+                o += len;
+                i += len;
+            } else {
+                memcpy(out + o, "\xEF\xBF\xBD", 3);
+                o += 3;
+                i += bad;
+            }
+            continue;
         }
+        out[o++] = '\\';
+        switch (c) {
+        case '"':
+        case '\\':
+            out[o++] = (char)c;
+            break;
+        case '\n':
+            out[o++] = 'n';
+            break;
+        case '\r':
+            out[o++] = 'r';
+            break;
+        case '\t':
+            out[o++] = 't';
+            break;
+        default:
+            memcpy(out + o, "u00", 3);
+            o += 3;
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+        i++;
     }
     return o;
 }

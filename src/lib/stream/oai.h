@@ -24,7 +24,8 @@ typedef struct hsc_oai_req_s {
     hsc_oai_kind_t kind;
     char *prompt; /* the rendered text for the responder: NUL-terminated, valid UTF-8, not empty */
     size_t prompt_len;
-    char *json; /* the whole request, re-encoded compact and ASCII (one line, all fields kept) */
+    void *root; /* the parsed request (a jansson json_t), for hsc_oai_req_json() */
+    char *json; /* hsc_oai_req_json()'s encoding, once asked for; NULL before */
     size_t json_len;
     char model[HSC_OAI_MODEL_MAX + 1]; /* "" when the request names none */
     bool stream, include_usage;
@@ -41,6 +42,12 @@ typedef struct hsc_oai_req_s {
 int hsc_oai_req_parse(hsc_oai_req_t *r, hsc_oai_kind_t kind, const char *body, size_t len,
                       const char **why, const char **param);
 void hsc_oai_req_dispose(hsc_oai_req_t *r);
+/**
+ * The whole request re-encoded as compact, ASCII-only JSON (one line; every field kept, unknown
+ * ones included), made on the first call (most answers never need it: the demo does not) and
+ * kept until dispose. NULL when out of memory.
+ */
+const char *hsc_oai_req_json(hsc_oai_req_t *r, size_t *len);
 
 /**
  * Writes `n` bytes of text as the inside of a JSON string (no quotes): `"`, `\` and control

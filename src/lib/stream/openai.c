@@ -109,26 +109,56 @@ void hsc_openai_models_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 /* ---- the request ----------------------------------------------------------------------------- */
 
 /* The fixed parts of every chunk, rendered once per answer. */
+/* Appends `n` bytes at `*o` (the callers' buffers are sized for the longest case). */
+static void put(char *buf, size_t *o, const char *s, size_t n)
+{
+    memcpy(buf + *o, s, n);
+    *o += n;
+}
+
+#define PUT(buf, o, lit) put(buf, o, lit, sizeof lit - 1)
+
 static void render_parts(struct hsc_oai_answer_s *o, const char *model, uint64_t id)
 {
     bool chat = o->req.kind == HSC_OAI_CHAT;
-    char esc[HSC_OAI_ESCAPED_MAX(HSC_OAI_MODEL_MAX) + 1];
-    size_t n = hsc_oai_escape(esc, model, strlen(model));
-    esc[n] = '\0';
+    char num[96];
     long long created = (long long)time(NULL);
-    /* "object" is left for last so that the stream and the single answer share the rest */
-    o->head_len = (size_t)snprintf(o->head, sizeof o->head,
-                                   "{\"id\":\"%s-%llx%llx\",\"created\":%lld,\"model\":\"%s\"",
-                                   chat ? "chatcmpl" : "cmpl", (unsigned long long)created,
-                                   (unsigned long long)id, created, esc);
-    const char *obj = chat ? "chat.completion.chunk" : "text_completion";
-    o->prefix_len = (size_t)snprintf(
-        o->prefix, sizeof o->prefix, "data: %s,\"object\":\"%s\",\"choices\":[{\"index\":0,%s",
-        o->head, obj, chat ? "\"delta\":{\"content\":\"" : "\"text\":\"");
-    o->first_len =
-        (size_t)snprintf(o->first_prefix, sizeof o->first_prefix,
-                         "data: %s,\"object\":\"%s\",\"choices\":[{\"index\":0,%s", o->head, obj,
-                         chat ? "\"delta\":{\"role\":\"assistant\",\"content\":\"" : "\"text\":\"");
+    /* "object" is left for last so that the stream and the single answer share the rest. Built
+     * with copies: it is done for every answer, and snprintf is slow at it. */
+    size_t n = 0;
+    PUT(o->head, &n, "{\"id\":\"");
+    if (chat)
+        PUT(o->head, &n, "chatcmpl-");
+    else
+        PUT(o->head, &n, "cmpl-");
+    put(o->head, &n, num,
+        (size_t)snprintf(num, sizeof num, "%llx%llx\",\"created\":%lld",
+                         (unsigned long long)created, (unsigned long long)id, created));
+    PUT(o->head, &n, ",\"model\":\"");
+    n += hsc_oai_escape(o->head + n, model, strlen(model));
+    PUT(o->head, &n, "\"");
+    o->head[n] = '\0';
+    o->head_len = n;
+
+    size_t p = 0;
+    PUT(o->prefix, &p, "data: ");
+    put(o->prefix, &p, o->head, o->head_len);
+    if (chat)
+        PUT(o->prefix, &p, ",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,");
+    else
+        PUT(o->prefix, &p, ",\"object\":\"text_completion\",\"choices\":[{\"index\":0,");
+    size_t common = p;
+    memcpy(o->first_prefix, o->prefix, common);
+    if (chat)
+        PUT(o->prefix, &p, "\"delta\":{\"content\":\"");
+    else
+        PUT(o->prefix, &p, "\"text\":\"");
+    o->prefix_len = p;
+    if (chat)
+        PUT(o->first_prefix, &common, "\"delta\":{\"role\":\"assistant\",\"content\":\"");
+    else
+        PUT(o->first_prefix, &common, "\"text\":\"");
+    o->first_len = common;
 }
 
 static void bad_request(hsc_res_t *res, const char *why, const char *param, const char *code)
@@ -142,7 +172,8 @@ static void handle(hsc_stream_ctx_t *s, hsc_req_t *req, hsc_res_t *res, hsc_oai_
     res->json_errors = true;
     if (hsc_auth_require(cfg, req, res, HSC_AUTH_STREAM, NULL, 0, 0) != 0)
         return;
-    struct hsc_oai_answer_s *o = calloc(1, sizeof *o);
+    /* Not calloc: most of it is text buffers written below; the rest is set here or by parse. */
+    struct hsc_oai_answer_s *o = malloc(sizeof *o);
     if (o == NULL) {
         hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
         return;
@@ -178,6 +209,9 @@ static void handle(hsc_stream_ctx_t *s, hsc_req_t *req, hsc_res_t *res, hsc_oai_
         default_model(s, def, sizeof def);
         model = def;
     }
+    o->finish = NULL;
+    o->tokens = 0;
+    o->sent_first = false;
     render_parts(o, model, req->id);
     hsc_oai_stop_init(&o->stop, &o->req);
     hsc_buf_init(&o->text, OAI_TEXT_MAX);
@@ -198,10 +232,13 @@ void hsc_openai_attach(hsc_answer_t *a, struct hsc_oai_answer_s *o)
 {
     a->oai = o;
     a->sse = o->req.stream;
-    a->json = o->req.json;
-    a->json_len = o->req.json_len;
     a->api = o->req.kind == HSC_OAI_CHAT ? "chat" : "completions";
     a->max_tokens = o->req.max_tokens;
+}
+
+const char *hsc_openai_request_json(struct hsc_oai_answer_s *o, size_t *len)
+{
+    return hsc_oai_req_json(&o->req, len);
 }
 
 void hsc_openai_free(struct hsc_oai_answer_s *o)

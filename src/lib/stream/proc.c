@@ -505,9 +505,13 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
      * when it was the only address field. */
     const char *peer = hsc_req_peer(a->req);
     size_t cap = sizeof "remote_addr=\n" + strlen(peer);
+    size_t json_len = 0;
+    const char *json = a->api != NULL ? hsc_answer_request_json(a, &json_len) : NULL;
+    if (a->api != NULL && json == NULL)
+        return NULL;
     if (a->api != NULL) /* the OpenAI front's (docs/openai.md); the JSON is one line */
-        cap += sizeof "api=completions\nmax_tokens=18446744073709551615\nrequest_json=\n" +
-               a->json_len;
+        cap +=
+            sizeof "api=completions\nmax_tokens=18446744073709551615\nrequest_json=\n" + json_len;
     for (int i = 0; i < F_COUNT; i++)
         cap += strlen(field_names[i].meta) + 2 + f.n[i];
     char *out = malloc(cap);
@@ -525,8 +529,8 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
     if (a->api != NULL) {
         o += (size_t)sprintf(out + o, "api=%s\nmax_tokens=%llu\nrequest_json=", a->api,
                              (unsigned long long)a->max_tokens);
-        memcpy(out + o, a->json, a->json_len);
-        o += a->json_len;
+        memcpy(out + o, json, json_len);
+        o += json_len;
         out[o++] = '\n';
     }
     *len = o;

@@ -110,8 +110,6 @@ struct hsc_answer_s {
     hsc_wait_t wait; /* in a responder's wait queue (proc.c) while no process is free */
     /* The OpenAI front (openai.c); all NULL / 0 on /v1/stream. */
     struct hsc_oai_answer_s *oai;
-    const char *json; /* the whole request, compact JSON (hsc_answer_request_json()) */
-    size_t json_len;
     const char *api;     /* "chat" or "completions" */
     uint64_t max_tokens; /* 0: none */
     bool finished;       /* ended early by the front (stop sequence, max_tokens): cancel is due */
@@ -255,5 +253,7 @@ int hsc_openai_emit(hsc_answer_t *a, const char *p, size_t n);       /* text, wh
 void hsc_openai_complete(hsc_answer_t *a); /* the final chunks and [DONE], or the JSON answer */
 void hsc_openai_fail(hsc_answer_t *a, const char *reason); /* an error event, or a JSON error */
 void hsc_openai_free(struct hsc_oai_answer_s *o);
+/* The request JSON, encoded on the first call (NULL: out of memory). */
+const char *hsc_openai_request_json(struct hsc_oai_answer_s *o, size_t *len);
 
 #endif
