@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 RESPONDER = "python3 %s" % os.path.join(HERE, "responders", "openai_responder.py")
 WORKER = "python3 %s" % os.path.join(ROOT, "examples", "responders", "openai_worker.py")
+TEST_WORKER = os.path.join(HERE, "pool_workers", "worker.py")
 JS_DIR = os.path.join(ROOT, "tests", "js")
 JS_CLIENT = os.path.join(JS_DIR, "openai_client.mjs")
 
@@ -331,6 +332,19 @@ class Exec(ServerTestCase):
         self.assertEqual(status, 500)
         self.assertEqual(json.loads(raw)["error"]["code"], "responder_failed")
 
+    def test_client_leaving_a_single_answer_cancels(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        s = self.start("--exec", "%s forever %s" % (RESPONDER, d))
+        c = http.client.HTTPConnection(HOST, s.port, timeout=10 * SLOW)
+        c.request("POST", CHAT, body=json.dumps({"messages": user("x")}))
+        self.assertTrue(wait_for(lambda: any(f.endswith(".pid") for f in os.listdir(d)), 10))
+        pid = int(open(os.path.join(d, [f for f in os.listdir(d) if f.endswith(".pid")][0])).read())
+        self.assertTrue(os.path.exists("/proc/%d" % pid))
+        c.close()  # before any answer: stream false waits for the end
+        self.assertTrue(wait_for(lambda: not os.path.exists("/proc/%d" % pid), 10),
+                        "the responder still runs")
+
     def test_max_tokens_enforced_by_hscd(self):
         s = self.start("--exec", RESPONDER + " pieces 20 20")
         _, _, raw = post(s, CMPL, {"prompt": "p", "max_tokens": 3})
@@ -340,6 +354,46 @@ class Exec(ServerTestCase):
 
 
 class Pool(ServerTestCase):
+    def scripted_pool(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        s = self.start("--pool", "1", "--exec", "python3 %s --dir %s" % (TEST_WORKER, d))
+        return s, d
+
+    def frames(self, d):
+        out = []
+        for f in os.listdir(d):
+            if f.endswith(".frames"):
+                with open(os.path.join(d, f)) as fh:
+                    out += [json.loads(l) for l in fh if l.endswith("\n")]
+        return out
+
+    def test_meta_carries_the_request(self):
+        s, _ = self.scripted_pool()
+        req = {"model": "m", "prompt": "meta", "max_tokens": 9, "extra": ["é", {"k": None}]}
+        status, _, raw = post(s, CMPL, req)
+        self.assertEqual(status, 200, raw)
+        meta = dict(l.split("=", 1) for l in json.loads(raw)["choices"][0]["text"].split("\n")
+                    if l)
+        self.assertEqual(meta["api"], "completions")
+        self.assertEqual(meta["max_tokens"], "9")
+        self.assertEqual(meta["path"], CMPL)
+        self.assertEqual(json.loads(meta["request_json"]), req)
+
+    def test_stop_sends_cancel_to_the_worker(self):
+        s, d = self.scripted_pool()
+        status, _, raw = post(s, CMPL, {"prompt": "slow 20 30", "stop": "2/20"})
+        self.assertEqual(status, 200, raw)
+        choice = json.loads(raw)["choices"][0]
+        self.assertTrue(choice["text"].startswith("slow 1/20 pid="), choice)
+        self.assertTrue(choice["text"].endswith("\nslow "), choice)
+        self.assertEqual(choice["finish_reason"], "stop")
+        self.assertTrue(wait_for(lambda: "cancel" in [f["ev"] for f in self.frames(d)], 10),
+                        self.frames(d))
+        # the worker is free again: the next request is served
+        status, _, raw = post(s, CMPL, {"prompt": "echo again"})
+        self.assertEqual(json.loads(raw)["choices"][0]["text"], "again")
+
     def test_documented_worker(self):
         s = self.start("--pool", "2", "--exec", WORKER)
         status, _, raw = post(s, CHAT, {"messages": user("one two three four")})
