@@ -283,6 +283,12 @@ class Errors(ServerTestCase):
         self.assertEqual(r.headers["Access-Control-Allow-Origin"], "https://chat.example")
         self.assertIn("POST", r.headers["Access-Control-Allow-Methods"])
         c.close()
+        status, h, _ = post(s, CHAT, {"messages": user("x")}, {"Origin": "https://chat.example"})
+        self.assertEqual(status, 200)
+        self.assertEqual(h["Access-Control-Allow-Origin"], "https://chat.example")
+        status, h, _ = post(s, CHAT, {"messages": 1}, {"Origin": "https://chat.example"})
+        self.assertEqual(status, 400)  # errors too, or a browser could not read them
+        self.assertEqual(h["Access-Control-Allow-Origin"], "https://chat.example")
 
 
 class Exec(ServerTestCase):
@@ -345,11 +351,29 @@ class Exec(ServerTestCase):
         self.assertTrue(wait_for(lambda: not os.path.exists("/proc/%d" % pid), 10),
                         "the responder still runs")
 
+    def test_keepalive_comments_before_the_first_piece(self):
+        s = self.start("--exec", RESPONDER + " sleepy 700", "--keepalive", "100ms")
+        status, _, raw = post(s, CHAT, {"messages": user("x"), "stream": True})
+        self.assertEqual(status, 200)
+        before = raw.split(b"data: ", 1)[0]
+        # comments (which every SSE client skips) while the responder is silent: a few, not
+        # counted exactly
+        self.assertGreaterEqual(before.count(b"\n: ") + before.startswith(b":"), 3, raw[:300])
+        chunks, done = chunks_of(raw)
+        self.assertTrue(done)
+        self.assertEqual(chat_content(chunks), "awake")
+
     def test_max_tokens_enforced_by_hscd(self):
-        s = self.start("--exec", RESPONDER + " pieces 20 20")
+        s = self.start("--exec", RESPONDER + " pieces 20 50")
         _, _, raw = post(s, CMPL, {"prompt": "p", "max_tokens": 3})
         j = json.loads(raw)
-        self.assertEqual(j["choices"][0]["text"], "tok1 tok2 tok3 ")
+        # a piece of an exec program is a read of its stdout: under load two writes can arrive
+        # as one read, so the text is three reads' worth, at least three tokens and not all 20
+        text = j["choices"][0]["text"]
+        self.assertTrue(text.startswith("tok1 tok2 tok3 "), text)
+        self.assertTrue("".join("tok%d " % i for i in range(1, 21)).startswith(text), text)
+        self.assertNotIn("tok20", text)
+        self.assertEqual(j["usage"]["completion_tokens"], 3)
         self.assertEqual(j["choices"][0]["finish_reason"], "length")
 
 

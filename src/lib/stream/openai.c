@@ -397,8 +397,12 @@ void hsc_openai_complete(hsc_answer_t *a)
     hsc_res_end(a->res);
 }
 
-void hsc_openai_fail(hsc_answer_t *a, const char *reason)
+void hsc_openai_fail(hsc_answer_t *a, const char *why)
 {
+    /* A pool worker's error frame may hold any bytes: JSON needs text. */
+    char reason[3 * 256 + 1];
+    size_t wl = strlen(why);
+    reason[hsc_utf8_repair(reason, why, wl < 256 ? wl : 256)] = '\0';
     if (!a->sse) {
         hsc_res_json_error(a->res, 500, NULL, reason, "server_error", NULL, "responder_failed");
         return;

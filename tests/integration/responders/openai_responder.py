@@ -12,6 +12,7 @@ Modes (the request text is read from stdin, up to EOF):
   env             one piece: JSON of what it learnt (HSC_API, HSC_MAX_TOKENS, the path and
                   content of HSC_REQUEST_JSON_FILE, the text)
   fail            "partial ", then exit status 3
+  sleepy MS       sleeps MS ms (a model's prefill), then "awake"
 """
 
 import json
@@ -65,6 +66,9 @@ def main():
             "json": content,
             "text": text,
         }))
+    elif mode == "sleepy":
+        time.sleep(int(args[0]) / 1000)
+        put("awake")
     elif mode == "fail":
         put("partial ")
         sys.exit(3)
