@@ -20,13 +20,14 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from hscd import HOST, SLOW, Curl, ServerTestCase, piece, wait_for
+from hscd import HOST, SLOW, Curl, ServerTestCase, piece, rss_kb, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -362,6 +363,32 @@ class Exec(ServerTestCase):
         chunks, done = chunks_of(raw)
         self.assertTrue(done)
         self.assertEqual(chat_content(chunks), "awake")
+
+    def test_flood_to_a_slow_reader_is_paused(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d, True)
+        s = self.start("--exec", "%s flood %s" % (RESPONDER, d), "--threads", "1",
+                       "--max-queue-bytes", "1m")
+        base = rss_kb(s.proc.pid)
+        sock = socket.create_connection((HOST, s.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        body = json.dumps({"messages": user("x"), "stream": True}).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                     b"\r\n" % len(body) + body)
+        self.assertTrue(wait_for(lambda: any(f.endswith(".pid") for f in os.listdir(d)), 10))
+        pid = int(open(os.path.join(d, [f for f in os.listdir(d) if f.endswith(".pid")][0])).read())
+        peak = base
+        for _ in range(15):  # 1.5 s of reading nothing while it floods
+            time.sleep(0.1)
+            peak = max(peak, rss_kb(s.proc.pid))
+        # paused, not dropped: bounded by the queue (1 MiB), not by what the responder wrote
+        self.assertLess(peak - base, 16 * 1024, "hscd grew by %d KiB" % (peak - base))
+        self.assertTrue(os.path.exists("/proc/%d" % pid))
+        sock.settimeout(10 * SLOW)
+        self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200"))
+        sock.close()
+        self.assertTrue(wait_for(lambda: not os.path.exists("/proc/%d" % pid), 10),
+                        "the responder still runs after the client left")
 
     def test_max_tokens_enforced_by_hscd(self):
         s = self.start("--exec", RESPONDER + " pieces 20 50")

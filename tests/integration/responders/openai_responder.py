@@ -13,6 +13,8 @@ Modes (the request text is read from stdin, up to EOF):
                   content of HSC_REQUEST_JSON_FILE, the text)
   fail            "partial ", then exit status 3
   sleepy MS       sleeps MS ms (a model's prefill), then "awake"
+  flood DIR       writes its PID to DIR/<HSC_REQUEST_ID>.pid, then 64 KiB blocks of "x" as fast
+                  as the pipe takes them, for 60 s at most
 """
 
 import json
@@ -66,6 +68,13 @@ def main():
             "json": content,
             "text": text,
         }))
+    elif mode == "flood":
+        write_pid(args[0])
+        block = b"x" * 65536
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            sys.stdout.buffer.write(block)
+            sys.stdout.buffer.flush()
     elif mode == "sleepy":
         time.sleep(int(args[0]) / 1000)
         put("awake")
