@@ -228,6 +228,14 @@ HSC_EXPORT int hsc_query_next(const char *q, size_t qlen, size_t *pos, hsc_span_
 HSC_EXPORT ssize_t hsc_query_get(const char *q, size_t qlen, const char *name, char *out,
                                  size_t cap);
 
+/**
+ * Copies the query `q` into `out` (capacity `qlen`) without the pairs whose decoded key equals
+ * `name` (as hsc_query_get() matches keys, so a percent-encoded spelling is removed too). A query
+ * without such a pair is copied byte for byte; otherwise the pairs kept are joined by '&'.
+ * Returns the length written.
+ */
+HSC_EXPORT size_t hsc_query_without(char *out, const char *q, size_t qlen, const char *name);
+
 /* ---- UTF-8 ------------------------------------------------------------------------------------
  */
 

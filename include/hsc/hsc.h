@@ -31,7 +31,8 @@ enum {
     HSC_EFULL = -30005,     /* an output queue is over its ceiling */
     HSC_ENOTFOUND = -30006, /* no such route, file or key */
     HSC_EMETHOD = -30007,   /* the route exists but not for this method */
-    HSC_ESTATE = -30009     /* call not allowed in the current state */
+    HSC_ESTATE = -30009,    /* call not allowed in the current state */
+    HSC_ELIMIT = -30010     /* refused by a rate limit: try again later */
 };
 
 /** Returns a static, human-readable description of an hsc or libuv error code. */

@@ -56,11 +56,16 @@ typedef struct hsc_server_config_s {
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
     int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */
     /* Channels (/v1/events). */
-    size_t history;                     /* events kept per channel for resuming; 0 = none */
-    size_t history_bytes;               /* encoded bytes kept per channel */
-    uint64_t history_age_ms;            /* events older than this leave history */
-    size_t max_event_bytes;             /* one event's data; past it 413 */
-    unsigned max_channels;              /* channels that may exist at once; past it 503 */
+    size_t history;             /* events kept per channel for resuming; 0 = none */
+    size_t history_bytes;       /* encoded bytes kept per channel */
+    size_t history_total_bytes; /* all channels' history together; past it the least
+                                   recently used idle channels' history goes first */
+    uint64_t history_age_ms;    /* events older than this leave history */
+    size_t max_event_bytes;     /* one event's data; past it 413 */
+    unsigned max_channels;      /* channels that may exist at once; past it the least recently used
+                                   idle channel goes, 503 when every channel has subscribers */
+    unsigned channel_create_rate;  /* channels one client may create per second; 0 = no limit */
+    unsigned channel_create_burst; /* ... at once, after a pause (the bucket's size) */
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
@@ -72,6 +77,8 @@ typedef struct hsc_server_config_s {
     const char *admin_token;     /* the admin API (/v1/admin/...); NULL = the API is off */
     const void *jwt_key;         /* HS256 key; with it, every action needs a token */
     size_t jwt_key_len;
+    const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
+                                responder processes never see it (docs/responders.md) */
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;

@@ -125,6 +125,12 @@ static const hscd_flag_t flags[] = {
      .help = "encoded bytes kept per channel",
      .default_shown = "256k", FIELD(history_bytes),
      .max = FOUR_G, .fix = "a size up to 4g, e.g. 256k"},
+    {.name = "history-total-bytes", .arg = HSCD_ARG_SIZE, .metavar = "SIZE",
+     .group = HSCD_GROUP_CHANNELS,
+     .help = "encoded bytes kept by all channels together; past it the least recently used "
+             "channels without subscribers lose their history first (docs/security.md)",
+     .default_shown = "256m", FIELD(history_total_bytes),
+     .min = 64 * 1024, .max = 1ull << 40, .fix = "a size from 64k to 1024g, e.g. 256m"},
     {.name = "history-age", .arg = HSCD_ARG_DURATION, .metavar = "DUR", .group = HSCD_GROUP_CHANNELS,
      .help = "events older than this leave history",
      .default_shown = "1h", FIELD(history_age_ms),
@@ -134,8 +140,20 @@ static const hscd_flag_t flags[] = {
      .default_shown = "64k", FIELD(max_event_bytes),
      .max = 1ull << 30, .fix = "a size up to 1g, e.g. 64k"},
     {.name = "max-channels", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_CHANNELS,
-     .help = "channels existing at once; past it 503",
+     .help = "channels existing at once; past it the least recently used channel without "
+             "subscribers goes, 503 when all have subscribers",
      .default_shown = "10000", FIELD(max_channels),
+     .min = 1, .max = 100000000, .fix = "a positive number of channels"},
+    {.name = "channel-create-rate", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
+     .group = HSCD_GROUP_CHANNELS,
+     .help = "new channels one client (JWT subject, else address) may create per second; past "
+             "it 429; 0 = no limit",
+     .default_shown = "100", FIELD(channel_create_rate),
+     .max = 1000000, .fix = "a number of channels per second, 0 for no limit"},
+    {.name = "channel-create-burst", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
+     .group = HSCD_GROUP_CHANNELS,
+     .help = "new channels one client may create at once, before the rate applies",
+     .default_shown = "1000", FIELD(channel_create_burst),
      .min = 1, .max = 100000000, .fix = "a positive number of channels"},
     {.name = "max-subscription-channels", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
      .group = HSCD_GROUP_CHANNELS,
@@ -508,6 +526,10 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
         }
         n = strlen(v);
         memcpy(key, v, n < sizeof fl->jwt_key ? n : sizeof fl->jwt_key);
+        if (strlen(where) >= sizeof fl->jwt_key_env) {
+            fprintf(stderr, "hscd: %s: the variable's name is too long\n", flag);
+            return HSC_EINVAL;
+        }
     }
     if (n < 32 || n >= sizeof fl->jwt_key) {
         fprintf(stderr, "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n", flag,
@@ -516,6 +538,11 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     }
     fl->cfg.jwt_key = key;
     fl->cfg.jwt_key_len = n;
+    /* Responders must not see the variable (docs/responders.md); a key from a file is kept from
+     * them too, by its value. */
+    if (!from_file)
+        memcpy(fl->jwt_key_env, where, strlen(where) + 1);
+    fl->cfg.jwt_key_env = from_file ? NULL : fl->jwt_key_env;
     return 0;
 }
 

@@ -93,6 +93,7 @@ struct hscd_flags_s {
     hsc_log_level_t log_level;    /* --log-level, for hsc_log_set_level() */
     char cors[4096];              /* every --cors-origin, comma-separated */
     char jwt_key[4097];           /* the key read by --jwt-key-file or --jwt-key-env */
+    char jwt_key_env[256];        /* --jwt-key-env's variable, kept from responders */
 };
 
 /** The table, in --help order; `*count` gets its length. */

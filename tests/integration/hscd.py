@@ -317,11 +317,15 @@ class RawConn:
     """A client socket with a receive buffer, so that several (pipelined) responses can be read
     in turn. Every blocking step has a timeout (scaled)."""
 
-    def __init__(self, port, timeout=10.0, rcvbuf=None):
+    def __init__(self, port, timeout=10.0, rcvbuf=None, source=None):
+        """`source`: the local address to connect from (another loopback address, 127.0.0.2,
+        is another client to hscd)."""
         self.timeout = timeout * SLOW
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            self.sock.bind((source, 0))
         self.sock.settimeout(self.timeout)
         self.sock.connect((HOST, port))
         self.buf = b""

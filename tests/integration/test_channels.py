@@ -24,7 +24,8 @@ Proves that:
 - a publish body with CR, LF, CRLF or forged fields arrives as ONE event with the exact data
   (line ends normalised to LF);
 - bad input gets a one-line 400 (names, types, UTF-8, channel counts, percent-encoding), 413
-  (--max-event-bytes, --max-body-bytes), 503 + Retry-After (--max-channels), 405 with Allow,
+  (--max-event-bytes, --max-body-bytes), 503 + Retry-After (--max-channels, all channels with
+  subscribers), 405 with Allow,
   and nothing is published (no event reaches a subscriber, the published counter and the id
   sequence do not move);
 - CORS with --cors-origin (exact origins, repeated flag, `*`), the OPTIONS preflight, and no
@@ -1248,8 +1249,11 @@ class BadInput(ChannelTestCase):
         self.assert_nothing_published(srv, s, before)
 
     def test_max_channels_503(self):
+        # Only channels with subscribers hold their place: past --max-channels an idle one would
+        # make room (test_squat.py); here both have subscribers, so a third is refused.
         srv = self.start("--max-channels", "2")
         p = self.publisher(srv)
+        self.subscribed(srv, ["one"])
         p.publish("one", "1")
         s = self.subscribed(srv, ["two"])
         before = metrics(srv)
@@ -1541,7 +1545,9 @@ class Load(ChannelTestCase):
 
     def test_rss_returns_near_baseline_after_subscribers_leave(self):
         n = int(os.environ.get("HSC_RSS_SUBSCRIBERS", "10000"))
-        srv = self.start("--threads", "2", "--max-connections", str(n + 100))
+        # n // 5 + 50 channels made by one address: no per-client creation limit here.
+        srv = self.start("--threads", "2", "--max-connections", str(n + 100),
+                         "--channel-create-rate", "0")
         pid = srv.proc.pid
         p = self.publisher(srv)
         # Warm up: a first small crowd comes and goes, so that one-time allocations are made.

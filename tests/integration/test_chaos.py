@@ -71,7 +71,9 @@ def channel(i):
 
 class Chaos(ServerTestCase):
     def test_nothing_lost_under_random_disconnects(self):
+        # Nothing may leave history: no global budget in the way either (--history-total-bytes).
         srv = self.start("--threads", "2", "--history", "1000000", "--history-bytes", "256m",
+                         "--history-total-bytes", "1024g",
                          "--retry", "50ms", "--max-event-bytes", "1k")
         proxy = ChaosProxy(srv.port, seed=int(time.time()))
         proxy.start()

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "policy/policy.h"
 #include "pubsub/engine.h"
 
 #include <stdio.h>
@@ -581,26 +582,218 @@ static void test_unsubscribe_frees_channels(void **state)
     world_free(&w);
 }
 
-static void test_max_channels_refuses_and_changes_nothing(void **state)
+static hsc_engine_stats_t stats(world_t *w)
+{
+    hsc_engine_stats_t st;
+    hsc_engine_stats(w->e, &st);
+    return st;
+}
+
+/* Resumes `name` from sequence number `after` on hub 1 and returns the gap (the replay freed). */
+static hsc_gap_t resume_gap(world_t *w, const char *name, uint64_t epoch, uint64_t after,
+                            size_t *nreplay)
+{
+    char last[HSC_EVENT_ID_MAX];
+    id_of(last, epoch, after);
+    sub_t s;
+    sub(w, &s, 1, name, last);
+    assert_int_equal(s.req.rc, 0);
+    hsc_gap_t gap = s.req.gap;
+    *nreplay = s.req.nreplay;
+    for (size_t i = 0; i < s.req.nreplay; i++)
+        hsc_frame_unref(s.req.replay[i].frame);
+    free(s.req.replay);
+    unsub(w, &s);
+    return gap;
+}
+
+/* A full table makes room by dropping the least recently used channel without subscribers, with
+ * its history: a later resume on it reports the gap (issue 21: no lockout by squatting). */
+static void test_max_channels_evicts_the_least_recently_used_idle_channel(void **state)
 {
     (void)state;
     world_t w;
     world_init(&w, 10, 1 << 20, 2);
+    uint64_t a1 = pub_ok(&w, "a", "x");
+    uint64_t b1 = pub_ok(&w, "b", "x");
+    pub_ok(&w, "a", "x"); /* a is now the most recently used: b goes first */
+    uint64_t c1 = pub_ok(&w, "c", "x");
+    hsc_engine_stats_t st = stats(&w);
+    assert_int_equal(st.channels, 2);
+    assert_int_equal(st.evicted_channels, 1);
+    assert_int_equal(st.evicted_events, 1);
+    assert_int_equal(st.history_events, 3);
+    sub_t s;
+    sub(&w, &s, 0, "a", NULL);
+    uint64_t epoch = s.req.epoch;
+    unsub(&w, &s);
+    size_t n;
+    /* a kept both events; b lost its one; c is whole. */
+    assert_int_equal(resume_gap(&w, "a", epoch, a1 - 1, &n), HSC_GAP_NONE);
+    assert_int_equal(n, 2);
+    assert_int_equal(resume_gap(&w, "c", epoch, c1 - 1, &n), HSC_GAP_NONE);
+    assert_int_equal(n, 1);
+    assert_int_equal(resume_gap(&w, "b", epoch, b1 - 1, &n), HSC_GAP_EXPIRED); /* drops a */
+    assert_int_equal(n, 0);
+    world_free(&w);
+}
+
+/* Channels with subscribers are never dropped: only then is a new channel refused. */
+static void test_max_channels_refuses_only_when_every_channel_has_subscribers(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 2);
+    sub_t sa, sb;
+    sub(&w, &sa, 0, "a", NULL);
     pub_ok(&w, "a", "x");
-    pub_ok(&w, "b", "x");
+    sub(&w, &sb, 0, "b", NULL);
     hsc_publish_t p = pub(&w, "c", NULL, "x");
     assert_int_equal(p.rc, HSC_EFULL);
     sub_t s;
-    sub(&w, &s, 0, "a,c", NULL);
+    sub(&w, &s, 1, "a,c", NULL);
     assert_int_equal(s.req.rc, HSC_EFULL);
     assert_int_equal(s.req.nreplay, 0);
-    assert_int_equal(pub_ok(&w, "a", "x"), 3); /* no number was used; nothing registered */
-    assert_int_equal(w.rec[0].n, 0);
-    hsc_engine_stats_t st;
-    hsc_engine_stats(w.e, &st);
+    assert_int_equal(pub_ok(&w, "a", "x"), 2); /* no number was used; nothing registered */
+    hsc_engine_stats_t st = stats(&w);
     assert_int_equal(st.channels, 2);
-    assert_int_equal(st.published, 3);
+    assert_int_equal(st.published, 2);
+    assert_int_equal(st.evicted_channels, 0);
+    /* b's subscriber leaves: b (no history) is freed, and there is room again. */
+    unsub(&w, &sb);
+    pub_ok(&w, "c", "x");
+    /* a's subscriber leaves: a is idle, the least recently used, and makes room for d. */
+    unsub(&w, &sa);
+    pub_ok(&w, "c", "x");
+    pub_ok(&w, "d", "x");
+    st = stats(&w);
+    assert_int_equal(st.channels, 2);
+    assert_int_equal(st.evicted_channels, 1);
     world_free(&w);
+}
+
+/* The frame of a one-byte event with no type, as the engine encodes it, in bytes. */
+static size_t frame_len(world_t *w)
+{
+    sub_t s;
+    sub(w, &s, 0, "probe", NULL);
+    pub_ok(w, "probe", "x");
+    size_t len = w->rec[0].d[w->rec[0].n - 1].frame->len;
+    unsub(w, &s);
+    return len;
+}
+
+/* --history-total-bytes: whole idle channels go first, least recently used first; then the
+ * oldest events of channels with subscribers; the gap is reported for both. */
+static void test_history_total_bytes_evicts_idle_channels_first(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 100, 1 << 20, 100);
+    size_t f = frame_len(&w); /* ids of one digit (seq 1); later ones are a byte longer */
+    world_free(&w);
+    memset(&w, 0, sizeof w);
+    hsc_server_config_init(&w.cfg);
+    w.cfg.history = 100;
+    w.cfg.history_bytes = 1 << 20;
+    w.cfg.history_age_ms = 3600 * 1000;
+    w.cfg.max_channels = 100;
+    w.cfg.history_total_bytes = 6 * (f + 1); /* room for 6 events */
+    assert_int_equal(hsc_memory_engine_new(&w.cfg, 2, &w.e), 0);
+    for (unsigned i = 0; i < 2; i++)
+        hsc_engine_attach(w.e, i, &rec_sink, &w.rec[i]);
+    sub_t live;
+    sub(&w, &live, 0, "live", NULL);
+    uint64_t epoch = live.req.epoch;
+    uint64_t l1 = pub_ok(&w, "live", "1");
+    pub_ok(&w, "live", "2");
+    uint64_t x1 = pub_ok(&w, "x", "1");
+    pub_ok(&w, "x", "2");
+    uint64_t y1 = pub_ok(&w, "y", "1");
+    pub_ok(&w, "y", "2"); /* 6 events: full */
+    assert_int_equal(stats(&w).evicted_events, 0);
+    pub_ok(&w, "live", "3"); /* x, the least recently used idle channel, goes whole */
+    hsc_engine_stats_t st = stats(&w);
+    assert_int_equal(st.evicted_channels, 1);
+    assert_int_equal(st.evicted_events, 2);
+    assert_int_equal(st.channels, 2);
+    assert_true(st.history_bytes <= w.cfg.history_total_bytes);
+    pub_ok(&w, "live", "4");
+    pub_ok(&w, "live", "5"); /* then y */
+    st = stats(&w);
+    assert_int_equal(st.evicted_channels, 2);
+    assert_int_equal(st.history_events, 5);
+    pub_ok(&w, "live", "6");
+    pub_ok(&w, "live", "7"); /* no idle channel left: live's own oldest events */
+    st = stats(&w);
+    assert_int_equal(st.evicted_channels, 2);
+    assert_true(st.history_events <= 6);
+    assert_true(st.history_bytes <= w.cfg.history_total_bytes);
+    size_t n;
+    assert_int_equal(resume_gap(&w, "x", epoch, x1 - 1, &n), HSC_GAP_EXPIRED);
+    assert_int_equal(resume_gap(&w, "y", epoch, y1 - 1, &n), HSC_GAP_EXPIRED);
+    assert_int_equal(resume_gap(&w, "live", epoch, l1 - 1, &n), HSC_GAP_EXPIRED);
+    assert_int_equal(n, st.history_events);
+    unsub(&w, &live);
+    world_free(&w);
+}
+
+/* A create check: new channels take tokens from the client's bucket, existing ones none; a
+ * refusal creates nothing and uses no number. */
+static void test_create_check_limits_new_channels_only(void **state)
+{
+    (void)state;
+    world_t w;
+    world_init(&w, 10, 1 << 20, 100);
+    hsc_ratelimit_t *rl;
+    assert_int_equal(hsc_ratelimit_new(1, 2, 16, &rl), 0);
+    hsc_create_check_t check = {.limit = rl, .client = 42};
+    const char *names[] = {"a", "b", "c", "a"};
+    int want[] = {0, 0, HSC_ELIMIT, 0};
+    uint64_t seq = 0;
+    for (int i = 0; i < 4; i++) {
+        hsc_publish_t p = {.channel = names[i],
+                           .channel_len = 1,
+                           .data = "x",
+                           .len = 1,
+                           .create = check,
+                           .cb = on_published};
+        hsc_engine_publish(w.e, &p);
+        assert_int_equal(p.rc, want[i]);
+        if (p.rc == 0)
+            assert_int_equal(p.seq, ++seq); /* the refused one used no number */
+        else
+            assert_true(p.create.retry_ms > 0 && p.create.retry_ms <= 1000);
+    }
+    assert_int_equal(stats(&w).channels, 2);
+    sub_t s;
+    memset(&s, 0, sizeof s);
+    strcpy(s.names[0], "a");
+    strcpy(s.names[1], "n1");
+    s.req = (hsc_subscribe_t){.names = s.names[0],
+                              .stride = sizeof s.names[0],
+                              .n = 2,
+                              .create = check,
+                              .cb = on_subscribed,
+                              .chans = s.chans};
+    hsc_engine_subscribe(w.e, &s.req);
+    assert_int_equal(s.req.rc, HSC_ELIMIT);
+    assert_int_equal(stats(&w).channels, 2);
+    s.req.n = 1; /* "a" exists: no token needed */
+    hsc_engine_subscribe(w.e, &s.req);
+    assert_int_equal(s.req.rc, 0);
+    check.client = 7; /* another client has its own bucket */
+    hsc_publish_t p = {.channel = "c",
+                       .channel_len = 1,
+                       .data = "x",
+                       .len = 1,
+                       .create = check,
+                       .cb = on_published};
+    hsc_engine_publish(w.e, &p);
+    assert_int_equal(p.rc, 0);
+    unsub(&w, &s);
+    world_free(&w);
+    hsc_ratelimit_free(rl);
 }
 
 static void test_stats_count_history_events_and_bytes(void **state)
@@ -742,7 +935,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tags_are_made_once_per_channel_when_asked),
         cmocka_unit_test(test_gap_kinds),
         cmocka_unit_test(test_unsubscribe_frees_channels),
-        cmocka_unit_test(test_max_channels_refuses_and_changes_nothing),
+        cmocka_unit_test(test_max_channels_evicts_the_least_recently_used_idle_channel),
+        cmocka_unit_test(test_max_channels_refuses_only_when_every_channel_has_subscribers),
+        cmocka_unit_test(test_history_total_bytes_evicts_idle_channels_first),
+        cmocka_unit_test(test_create_check_limits_new_channels_only),
         cmocka_unit_test(test_stats_count_history_events_and_bytes),
         cmocka_unit_test(test_channels_are_listed_in_name_order_by_pages),
     };

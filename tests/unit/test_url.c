@@ -354,6 +354,31 @@ static void test_query_get_zero_capacity(void **state)
     assert_int_equal(out[0], 'x');
 }
 
+/* hsc_query_without(): what a responder gets instead of the query (docs/responders.md). */
+static void check_without(const char *q, const char *name, const char *want)
+{
+    char out[256];
+    size_t n = hsc_query_without(out, q, strlen(q), name);
+    out[n] = '\0';
+    assert_string_equal(out, want);
+}
+
+static void test_query_without_token(void **state)
+{
+    (void)state;
+    check_without("", "access_token", "");
+    check_without("q=1", "access_token", "q=1");
+    check_without("a=1&&b=2&", "access_token", "a=1&&b=2&"); /* nothing removed: byte for byte */
+    check_without("access_token=s3cret", "access_token", "");
+    check_without("q=1&access_token=s3cret&x", "access_token", "q=1&x");
+    check_without("access_%74oken=s&q=1", "access_token", "q=1");
+    check_without("%61%63%63%65%73%73%5f%74%6f%6b%65%6e=s&q=1", "access_token", "q=1");
+    check_without("access_token&q=1&access_token=a&access%5Ftoken=b", "access_token", "q=1");
+    check_without("access_tokens=s&xaccess_token=s", "access_token",
+                  "access_tokens=s&xaccess_token=s");
+    check_without("access_token%=s&q=1", "access_token", "access_token%=s&q=1");
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +391,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_decode_respects_len),
         cmocka_unit_test(test_decode_in_place),
         cmocka_unit_test(test_decode_every_byte),
+        cmocka_unit_test(test_query_without_token),
         cmocka_unit_test(test_query_next_pairs),
         cmocka_unit_test(test_query_next_empty),
         cmocka_unit_test(test_query_next_skips_empty_pairs),

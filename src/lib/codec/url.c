@@ -6,6 +6,7 @@
  */
 #include "hsc/codec.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 int hsc_hex_value(unsigned char c)
@@ -100,4 +101,36 @@ ssize_t hsc_query_get(const char *q, size_t qlen, const char *name, char *out, s
         return (ssize_t)o;
     }
     return HSC_ENOTFOUND;
+}
+
+static bool key_is(hsc_span_t k, const char *name, size_t nlen)
+{
+    char kbuf[256];
+    if (k.len > sizeof kbuf)
+        return false; /* three bytes per byte at most: longer decodes to more than any name here */
+    ssize_t kl = hsc_url_decode(kbuf, k.p, k.len, 1);
+    return kl >= 0 && (size_t)kl == nlen && memcmp(kbuf, name, nlen) == 0;
+}
+
+size_t hsc_query_without(char *out, const char *q, size_t qlen, const char *name)
+{
+    size_t pos = 0, nlen = strlen(name), o = 0;
+    bool dropped = false;
+    hsc_span_t k, v;
+    while (hsc_query_next(q, qlen, &pos, &k, &v)) {
+        if (key_is(k, name, nlen)) {
+            dropped = true;
+            continue;
+        }
+        size_t plen = (size_t)(v.p + v.len - k.p);
+        if (o > 0)
+            out[o++] = '&';
+        memcpy(out + o, k.p, plen);
+        o += plen;
+    }
+    if (!dropped) {
+        memcpy(out, q, qlen);
+        return qlen;
+    }
+    return o;
 }

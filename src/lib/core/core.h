@@ -59,6 +59,16 @@ hsc_frame_t *hsc_frame_try_new(size_t len);
 hsc_frame_t *hsc_frame_ref(hsc_frame_t *f);
 void hsc_frame_unref(hsc_frame_t *f);
 
+/* ---- keyed hashing (siphash.c) -------------------------------------------------------------- */
+
+#define HSC_SIPHASH_KEY 16
+
+/**
+ * SipHash-2-4 of `len` bytes under a 16-byte key: a hash for tables whose keys a peer chooses
+ * (channel names, client addresses). With a random key no one outside can make keys collide.
+ */
+uint64_t hsc_siphash(const unsigned char key[HSC_SIPHASH_KEY], const void *data, size_t len);
+
 /** Adds to a counter that only the calling thread writes (no locked instruction needed). */
 #define HSC_STAT_ADD(counter, n)                                                                   \
     atomic_store_explicit(&(counter),                                                              \

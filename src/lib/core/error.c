@@ -29,6 +29,8 @@ const char *hsc_strerror(int err)
         return "method not allowed";
     case HSC_ESTATE:
         return "not allowed in the current state";
+    case HSC_ELIMIT:
+        return "rate limited";
     case -4095: /* UV_EOF */
         return "end of file";
     case -4094: /* UV_UNKNOWN */

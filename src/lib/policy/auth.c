@@ -14,6 +14,7 @@
 #include "policy/policy.h"
 #include "policy/jwt.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <string.h>
@@ -131,18 +132,64 @@ static void copy_subject(const json_t *claims, char *out, size_t cap)
     out[n] = '\0';
 }
 
+void hsc_client_id_peer(const hsc_req_t *req, hsc_client_id_t *who)
+{
+    const char *peer = hsc_req_peer(req);
+    const char *colon = strrchr(peer, ':');
+    size_t len = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+    char ip[64];
+    struct in6_addr a6;
+    if (len >= 2 && peer[0] == '[' && len - 2 < sizeof ip) {
+        memcpy(ip, peer + 1, len - 2);
+        ip[len - 2] = '\0';
+        if (inet_pton(AF_INET6, ip, &a6) == 1) { /* by its /64 */
+            memcpy(who->b, "ip6:", 4);
+            memcpy(who->b + 4, &a6, 8);
+            who->len = 12;
+            return;
+        }
+    }
+    if (len > sizeof who->b - 3)
+        len = sizeof who->b - 3;
+    memcpy(who->b, "ip:", 3);
+    memcpy(who->b + 3, peer, len);
+    who->len = 3 + len;
+}
+
+/* Who a verified JWT speaks for: its subject, else its signature (the text after the last '.'). */
+static void client_id_jwt(const json_t *claims, const char *tok, size_t len, hsc_client_id_t *who)
+{
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    const char *p = sub;
+    size_t n = sub != NULL ? strlen(sub) : 0;
+    memcpy(who->b, sub != NULL ? "sub:" : "sig:", 4);
+    if (sub == NULL) {
+        const char *dot = memchr(tok, '.', len);
+        for (const char *d = dot; d != NULL; d = memchr(d + 1, '.', len - (size_t)(d + 1 - tok)))
+            dot = d;
+        p = dot != NULL ? dot + 1 : tok;
+        n = len - (size_t)(p - tok);
+    }
+    if (n > sizeof who->b - 4)
+        n = sizeof who->b - 4;
+    memcpy(who->b + 4, p, n);
+    who->len = 4 + n;
+}
+
 int hsc_auth_require(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
                      hsc_auth_action_t act, const char *names, size_t stride, size_t n)
 {
-    char subject[1];
-    return hsc_auth_require_subject(cfg, req, res, act, names, stride, n, subject, sizeof subject);
+    return hsc_auth_require_who(cfg, req, res, act, names, stride, n, NULL, NULL, 0);
 }
 
-int hsc_auth_require_subject(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
-                             hsc_auth_action_t act, const char *names, size_t stride, size_t n,
-                             char *subject, size_t cap)
+int hsc_auth_require_who(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *res,
+                         hsc_auth_action_t act, const char *names, size_t stride, size_t n,
+                         hsc_client_id_t *who, char *subject, size_t cap)
 {
-    subject[0] = '\0';
+    if (who != NULL)
+        hsc_client_id_peer(req, who);
+    if (subject != NULL)
+        subject[0] = '\0';
     if (!hsc_auth_protects(cfg, act))
         return 0;
     char *tok = malloc(HSC_JWT_MAX + 1);
@@ -172,6 +219,8 @@ int hsc_auth_require_subject(const hsc_server_config_t *cfg, hsc_req_t *req, hsc
             if (!json_is_true(json_object_get(claims, HSC_JWT_STREAM)))
                 status = deny(res, 403, "the token does not allow asking the responder");
         } else {
+            if (who != NULL)
+                client_id_jwt(claims, tok, (size_t)len, who);
             const char *claim = act == HSC_AUTH_PUBLISH ? HSC_JWT_PUBLISH : HSC_JWT_SUBSCRIBE;
             for (size_t i = 0; i < n && status == 0; i++) {
                 const char *name = names + i * stride;
@@ -183,7 +232,7 @@ int hsc_auth_require_subject(const hsc_server_config_t *cfg, hsc_req_t *req, hsc
                 }
             }
         }
-        if (status == 0)
+        if (status == 0 && subject != NULL)
             copy_subject(claims, subject, cap);
         json_decref(claims);
     }

@@ -54,6 +54,13 @@
  * bytes serve every HTTP/1.1 subscriber; hsc_event_frame_body() gives the slice without the
  * chunk framing (HTTP/1.0).
  *
+ * Room. An engine bounds its channels and history (--max-channels, --history-total-bytes) by
+ * dropping what no subscriber holds, never by refusing everyone: the least recently used
+ * channels without subscribers first, then the oldest events of others. Dropped events count as
+ * evicted, so a resume across them reports HSC_GAP_EXPIRED. A new channel is refused (HSC_EFULL)
+ * only when every channel has subscribers, or (HSC_ELIMIT) when the request's create check
+ * refuses it (hsc_create_check_t).
+ *
  * Channels. A channel handle (hsc_chan_t) is the engine's; a hub may use it from the completion
  * of a subscribe that returned it until it unsubscribes, and from a delivery that carries it
  * until it releases it. Slot i belongs to hub i's thread: the hub keeps its subscribers of that
@@ -132,6 +139,18 @@ typedef struct hsc_replay_s {
 /** hsc_subscribe_t.recent for every event history holds (a client's "earliest"). */
 #define HSC_REPLAY_ALL SIZE_MAX
 
+/**
+ * Channel creation per client (docs/security.md, "Channel squatting"). A request that would
+ * create channels first takes one token per new channel from `limit` for `client`, under the
+ * engine's lock; a request on existing channels never touches it. Refused: rc HSC_ELIMIT, nothing
+ * created, `retry_ms` says when the tokens will be there.
+ */
+typedef struct hsc_create_check_s {
+    struct hsc_ratelimit_s *limit; /* in: NULL for no limit (policy.h, hsc_ratelimit_take()) */
+    uint64_t client;               /* in: hsc_ratelimit_key() of the request's client */
+    uint64_t retry_ms;             /* out, with HSC_ELIMIT */
+} hsc_create_check_t;
+
 typedef struct hsc_publish_s hsc_publish_t;
 typedef void (*hsc_publish_cb)(hsc_publish_t *p);
 
@@ -147,7 +166,9 @@ struct hsc_publish_s {
     hsc_publish_cb cb;
     void *user; /* the caller's */
     /* Out, valid in `cb`. */
-    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing published */
+    hsc_create_check_t create; /* whether the client may create the channel */
+    int rc; /* 0; HSC_ELIMIT (create.retry_ms), HSC_EFULL (the table is full of channels with
+               subscribers) or HSC_ENOMEM: nothing published */
     char id[HSC_EVENT_ID_MAX]; /* the event's id */
     uint64_t seq;
     unsigned subscribers; /* this node's subscribers the event was queued for */
@@ -171,7 +192,9 @@ struct hsc_subscribe_s {
     void *user;         /* the caller's */
     hsc_chan_t **chans; /* n entries: the channel handles, in the order of `names` */
     /* Out, valid in `cb`. */
-    int rc; /* 0; HSC_EFULL (too many channels) or HSC_ENOMEM: nothing registered */
+    hsc_create_check_t create; /* whether the client may create the missing channels */
+    int rc; /* 0; HSC_ELIMIT (create.retry_ms), HSC_EFULL (the table is full of channels with
+               subscribers) or HSC_ENOMEM: nothing registered */
     uint64_t epoch, cut;
     hsc_gap_t gap;
     hsc_replay_t *replay; /* nreplay events in SEQ order: the caller takes ownership (each frame's
@@ -181,10 +204,12 @@ struct hsc_subscribe_s {
 
 /** Counts an engine keeps; each exact, the set not a snapshot. */
 typedef struct hsc_engine_stats_s {
-    size_t channels;       /* channels with subscribers or history */
-    size_t history_events; /* events held in history */
-    size_t history_bytes;  /* their encoded bytes */
-    uint64_t published;    /* events accepted */
+    size_t channels;           /* channels with subscribers or history */
+    size_t history_events;     /* events held in history */
+    size_t history_bytes;      /* their encoded bytes */
+    uint64_t published;        /* events accepted */
+    uint64_t evicted_channels; /* idle channels dropped whole for room (table or history budget) */
+    uint64_t evicted_events;   /* events dropped for the global history budget */
 } hsc_engine_stats_t;
 
 /**
@@ -269,7 +294,8 @@ struct hsc_engine_s {
 
 /**
  * The in-memory engine (memory.c): one lock, history rings per channel, a new epoch per run.
- * Copies the limits it needs from `cfg` (history, history_bytes, history_age_ms, max_channels).
+ * Copies the limits it needs from `cfg` (history, history_bytes, history_total_bytes (0: no
+ * global budget), history_age_ms, max_channels).
  * Returns 0 or HSC_ENOMEM; free with hsc_engine_free().
  */
 int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_engine_t **out);

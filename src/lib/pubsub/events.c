@@ -12,7 +12,9 @@
  * (the Last-Event-ID header, else lastEventId=); "earliest" in either place, or history=N
  * without an id, asks for recent events instead, with no hsc.gap (nothing was resumed).
  * Everything a client sends is checked here: channel names, history=, tag=, the event type, the
- * data's size and encoding, tokens (policy/).
+ * data's size and encoding, tokens (policy/). Who the client is (policy/, hsc_client_id_t) goes
+ * with each request to the engine, which asks the server's per-client limit only when the
+ * request would create channels: a refusal is 429 with Retry-After.
  */
 #include "pubsub/pubsub.h"
 
@@ -24,6 +26,32 @@
 static void fail(hsc_res_t *res, int status, const char *reason)
 {
     hsc_res_error(res, status, status == 503 ? "Retry-After: 1\r\n" : NULL, reason, false);
+}
+
+/* The client's key for channel creation (hsc_create_check_t); 0 without a limit. */
+static uint64_t client_key(const hsc_hub_t *hub, const hsc_client_id_t *who)
+{
+    return hub->create_limit != NULL ? hsc_ratelimit_key(hub->create_limit, who) : 0;
+}
+
+/*
+ * The engine refused (p->rc, or a subscription's): 429 when the client creates channels too
+ * fast, with Retry-After in whole seconds (at least 1); 503 when every channel has subscribers.
+ */
+static void fail_engine(hsc_hub_t *hub, hsc_res_t *res, int rc, uint64_t retry_ms)
+{
+    if (rc == HSC_ELIMIT) {
+        HSC_STAT_ADD(hub->st_create_limited, 1);
+        char extra[48];
+        snprintf(extra, sizeof extra, "Retry-After: %llu\r\n",
+                 (unsigned long long)(retry_ms + 999) / 1000 + (retry_ms == 0));
+        hsc_res_error(res, 429, extra, "creating channels too fast (see --channel-create-rate)",
+                      false);
+        return;
+    }
+    fail(res, 503,
+         rc == HSC_EFULL ? "too many channels, all with subscribers (see --max-channels)"
+                         : "out of memory");
 }
 
 typedef struct names_s {
@@ -94,6 +122,7 @@ static int parse_channels(const hsc_req_t *req, names_t *out, const char **reaso
 /* A publish on its way through the engine. */
 typedef struct pub_op_s {
     hsc_publish_t p;
+    hsc_hub_t *hub;
     hsc_res_t *res; /* NULL once the client went away */
     char name[HSC_CHANNEL_MAX + 1];
 } pub_op_t;
@@ -116,8 +145,7 @@ static void published(hsc_publish_t *p)
     res->on_close = NULL;
     res->user = NULL;
     if (p->rc != 0) {
-        fail(res, 503,
-             p->rc == HSC_EFULL ? "too many channels (see --max-channels)" : "out of memory");
+        fail_engine(op->hub, res, p->rc, p->create.retry_ms);
         free(op);
         return;
     }
@@ -147,7 +175,9 @@ static void publish(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
         fail(res, status, reason);
         return;
     }
-    if (hsc_auth_require(cfg, req, res, HSC_AUTH_PUBLISH, name, sizeof name, 1) != 0)
+    hsc_client_id_t who;
+    if (hsc_auth_require_who(cfg, req, res, HSC_AUTH_PUBLISH, name, sizeof name, 1, &who, NULL,
+                             0) != 0)
         return;
     char type[HSC_EVENT_TYPE_MAX * 3 + 1];
     ssize_t tl = hsc_query_get(req->query, req->query_len, "event", type, sizeof type);
@@ -178,6 +208,7 @@ static void publish(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
     size_t nl = strlen(name);
     memcpy(op->name, name, nl + 1);
     op->res = res;
+    op->hub = hub;
     res->user = op;
     res->on_close = pub_on_close;
     op->p = (hsc_publish_t){.channel = op->name,
@@ -186,6 +217,7 @@ static void publish(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
                             .data = data,
                             .len = len,
                             .hub = hub->index,
+                            .create = {.limit = hub->create_limit, .client = client_key(hub, &who)},
                             .cb = published,
                             .user = op};
     hsc_engine_publish(hub->engine, &op->p);
@@ -283,8 +315,7 @@ static int sub_start(hsc_hub_t *hub, hsc_res_t *res, const hsc_subscribe_t *r)
 {
     const hsc_server_config_t *cfg = hub->cfg;
     if (r->rc != 0) {
-        fail(res, 503,
-             r->rc == HSC_EFULL ? "too many channels (see --max-channels)" : "out of memory");
+        fail_engine(hub, res, r->rc, r->create.retry_ms);
         return -1;
     }
     if (hub->draining) { /* shutting down while the engine answered */
@@ -332,9 +363,10 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
     int status = parse_channels(req, &names, &reason);
     if (status == 0 && (status = parse_options(req, cfg, &o.recent, &o.tag, why, sizeof why)) != 0)
         reason = why;
+    hsc_client_id_t who;
     if (status == 0 &&
-        hsc_auth_require_subject(cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0],
-                                 names.n, subject, sizeof subject) != 0) {
+        hsc_auth_require_who(cfg, req, res, HSC_AUTH_SUBSCRIBE, names.v[0], sizeof names.v[0],
+                             names.n, &who, subject, sizeof subject) != 0) {
         free(names.v);
         return;
     }
@@ -352,6 +384,7 @@ static void subscribe(hsc_hub_t *hub, hsc_req_t *req, hsc_res_t *res)
     o.names = names.v[0];
     o.n = names.n;
     o.subject = subject[0] != '\0' ? subject : NULL;
+    o.client = client_key(hub, &who);
     o.last = last_event_id(req, lbuf, sizeof lbuf, &o.last_len, &earliest);
     if (earliest)
         o.recent = HSC_REPLAY_ALL;

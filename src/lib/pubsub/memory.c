@@ -28,24 +28,47 @@
  * names after the cursor in a max-heap allocated beforehand, so a page costs O(channels x log
  * limit) time and memory for one page.
  *
- * Memory is bounded: histories by count, bytes and age; the table by --max-channels; a channel
- * with no subscribers and no history is freed (a delivery on its way holds a reference, given
- * back through release()).
+ * Memory is bounded: each history by count, bytes and age; all of them together by
+ * --history-total-bytes; the table by --max-channels. A channel with no subscribers and no
+ * history is freed (a delivery on its way holds a reference, given back through release()).
+ *
+ * Nobody is locked out by a full table or budget (issue 21): channels with history are on one of
+ * two least-recently-used lists, O(1) to keep up under the lock. `idle` holds those without
+ * subscribers, `busy` those with; a publish or a subscription moves a channel to its list's tail.
+ * A publish past the global budget first drops whole idle channels from the head of `idle`, then
+ * the oldest events of the channels at the head of `busy`; a new channel past --max-channels
+ * drops the head of `idle`. Only when `idle` is empty (every channel has subscribers) is a new
+ * channel refused (HSC_EFULL). Dropped history is evicted history: a resume across it reports
+ * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
+ * cannot be dropped under it.
+ *
+ * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
+ * choose names that pile up in one bucket.
  */
 #include "pubsub/engine.h"
+#include "policy/policy.h" /* hsc_ratelimit_take() */
 #include "pubsub/pubsub.h" /* the history rings */
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 typedef struct mchan_s mchan_t;
+
+/* A least-recently-used list of channels with history: head the least recent. */
+typedef struct lru_s {
+    mchan_t *head, *tail;
+} lru_t;
 
 struct mchan_s {
     hsc_chan_t pub;   /* what hubs see: their slots */
     atomic_uint refs; /* the table's, and one per delivery on its way */
     mchan_t *hnext;
-    uint32_t hash;
+    uint64_t hash;
     bool in_table;
+    unsigned pins; /* requests working on it under the lock: on no list */
+    lru_t *lru;    /* the list it is on (idle or busy), or NULL */
+    mchan_t *lru_prev, *lru_next;
     hsc_history_t hist;
     uint64_t since;      /* the last sequence number assigned before this channel existed */
     uint64_t last_pub;   /* now_ms() of its newest publish; 0: none */
@@ -65,8 +88,11 @@ typedef struct memory_s {
     uint64_t published;
     size_t hist_events, hist_bytes;
     uint64_t epoch;
+    lru_t idle, busy; /* channels with history, without and with subscribers */
+    uint64_t evicted_channels, evicted_events;
+    unsigned char hash_key[HSC_SIPHASH_KEY];
     /* Limits, copied from the configuration. */
-    size_t history, history_bytes;
+    size_t history, history_bytes, history_total;
     uint64_t history_age_ms;
     unsigned max_channels;
 } memory_t;
@@ -83,12 +109,49 @@ static mchan_t *mchan(hsc_chan_t *c)
 
 /* ---- the channel table (all under m->mu) ----------------------------------------------------- */
 
-static uint32_t hash_name(const char *p, size_t n)
+/* ---- the least-recently-used lists (all under m->mu) ----------------------------------------- */
+
+/* The list `ch` belongs on: none while pinned, out of the table or without history. */
+static lru_t *lru_wanted(memory_t *m, const mchan_t *ch)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
+    if (!ch->in_table || ch->pins > 0 || ch->hist.count == 0)
+        return NULL;
+    return ch->total_subs == 0 ? &m->idle : &m->busy;
+}
+
+static void lru_unlink(mchan_t *ch)
+{
+    lru_t *l = ch->lru;
+    if (l == NULL)
+        return;
+    if (ch->lru_prev != NULL)
+        ch->lru_prev->lru_next = ch->lru_next;
+    else
+        l->head = ch->lru_next;
+    if (ch->lru_next != NULL)
+        ch->lru_next->lru_prev = ch->lru_prev;
+    else
+        l->tail = ch->lru_prev;
+    ch->lru = NULL;
+    ch->lru_prev = ch->lru_next = NULL;
+}
+
+/* Puts `ch` on the list its state asks for; with `used`, at that list's tail (most recent). */
+static void lru_update(memory_t *m, mchan_t *ch, bool used)
+{
+    lru_t *want = lru_wanted(m, ch);
+    if (want == ch->lru && !used)
+        return;
+    lru_unlink(ch);
+    if (want == NULL)
+        return;
+    ch->lru = want;
+    ch->lru_prev = want->tail;
+    if (want->tail != NULL)
+        want->tail->lru_next = ch;
+    else
+        want->head = ch;
+    want->tail = ch;
 }
 
 static void chan_unref(mchan_t *ch)
@@ -101,7 +164,7 @@ static void chan_unref(mchan_t *ch)
     free(ch);
 }
 
-static mchan_t *table_find(memory_t *m, const char *name, size_t len, uint32_t h)
+static mchan_t *table_find(memory_t *m, const char *name, size_t len, uint64_t h)
 {
     for (mchan_t *ch = m->table[h & (m->tcap - 1)]; ch != NULL; ch = ch->hnext)
         if (ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)
@@ -128,16 +191,43 @@ static int table_grow(memory_t *m)
     return 0;
 }
 
-/* Finds or creates a channel. Returns NULL with *rc HSC_EFULL (--max-channels) or HSC_ENOMEM. */
-static mchan_t *chan_get(memory_t *m, const char *name, size_t len, int *rc)
+static void evict_channel(memory_t *m, mchan_t *ch);
+
+/* Whether the request's client may create `n` channels now (its tokens are taken if so). */
+static bool may_create(hsc_create_check_t *c, size_t n)
 {
-    uint32_t h = hash_name(name, len);
+    if (c == NULL || c->limit == NULL)
+        return true;
+    c->retry_ms = hsc_ratelimit_take(c->limit, c->client, n, now_ms());
+    return c->retry_ms == 0;
+}
+
+/*
+ * Finds or creates a channel, and pins it (unpin() when done). A new channel is first cleared
+ * with `check` (NULL: already cleared); past --max-channels the least recently used idle channel
+ * makes room. Returns NULL with *rc HSC_ELIMIT, HSC_EFULL (every channel has subscribers) or
+ * HSC_ENOMEM.
+ */
+static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_check_t *check,
+                         int *rc)
+{
+    uint64_t h = hsc_siphash(m->hash_key, name, len);
     mchan_t *ch = table_find(m, name, len, h);
-    if (ch != NULL)
+    if (ch != NULL) {
+        ch->pins++;
+        lru_unlink(ch);
         return ch;
-    if (m->nchans >= m->max_channels) {
-        *rc = HSC_EFULL;
+    }
+    if (!may_create(check, 1)) {
+        *rc = HSC_ELIMIT;
         return NULL;
+    }
+    if (m->nchans >= m->max_channels) {
+        if (m->idle.head == NULL) {
+            *rc = HSC_EFULL;
+            return NULL;
+        }
+        evict_channel(m, m->idle.head);
     }
     if (m->nchans + 1 > m->tcap / 4 * 3 && table_grow(m) != 0) {
         *rc = HSC_ENOMEM;
@@ -165,14 +255,16 @@ static mchan_t *chan_get(memory_t *m, const char *name, size_t len, int *rc)
     ch->hnext = m->table[h & (m->tcap - 1)];
     m->table[h & (m->tcap - 1)] = ch;
     m->nchans++;
+    ch->pins = 1;
     return ch;
 }
 
 /* Frees a channel with no subscribers and no history (deliveries on their way keep it alive). */
 static void chan_maybe_free(memory_t *m, mchan_t *ch)
 {
-    if (!ch->in_table || ch->total_subs > 0 || ch->hist.count > 0)
+    if (!ch->in_table || ch->pins > 0 || ch->total_subs > 0 || ch->hist.count > 0)
         return;
+    lru_unlink(ch);
     mchan_t **pp = &m->table[ch->hash & (m->tcap - 1)];
     while (*pp != ch)
         pp = &(*pp)->hnext;
@@ -198,6 +290,50 @@ static void chan_expire(memory_t *m, mchan_t *ch, uint64_t now)
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     hsc_history_expire(&ch->hist, now);
     hist_account(m, ch, c0, b0);
+    lru_update(m, ch, false); /* off `busy` once empty */
+}
+
+/* The end of a request's work on `ch`: back on its list, as the most recently used. */
+static void unpin(memory_t *m, mchan_t *ch)
+{
+    ch->pins--;
+    lru_update(m, ch, true);
+    chan_maybe_free(m, ch);
+}
+
+/* Drops a whole idle channel's history, which frees it (m->mu held; not pinned). */
+static void evict_channel(memory_t *m, mchan_t *ch)
+{
+    size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+    while (ch->hist.count > 0)
+        hsc_history_evict_oldest(&ch->hist);
+    hist_account(m, ch, c0, b0);
+    m->evicted_events += c0;
+    m->evicted_channels++;
+    lru_unlink(ch);
+    chan_maybe_free(m, ch); /* records its evicted_seq in freed_upto */
+}
+
+/*
+ * Makes room under --history-total-bytes (m->mu held): the least recently used idle channel as a
+ * whole, else the oldest event of the least recently used channel with subscribers. Pinned
+ * channels are on neither list. Returns false when there is nothing left to drop.
+ */
+static bool evict_for_budget(memory_t *m)
+{
+    if (m->idle.head != NULL) {
+        evict_channel(m, m->idle.head);
+        return true;
+    }
+    mchan_t *ch = m->busy.head;
+    if (ch == NULL)
+        return false;
+    size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+    hsc_history_evict_oldest(&ch->hist);
+    hist_account(m, ch, c0, b0);
+    m->evicted_events++;
+    lru_update(m, ch, false);
+    return true;
 }
 
 /* ---- publish --------------------------------------------------------------------------------- */
@@ -218,6 +354,15 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
     }
     hist_account(m, ch, c0, b0);
     ch->last_pub = now;
+    /* The global budget: other channels' history first (`ch` is pinned), then `ch`'s oldest. */
+    while (m->hist_bytes > m->history_total && evict_for_budget(m))
+        ;
+    while (m->hist_bytes > m->history_total && ch->hist.count > 0) {
+        c0 = ch->hist.count, b0 = ch->hist.bytes;
+        hsc_history_evict_oldest(&ch->hist);
+        hist_account(m, ch, c0, b0);
+        m->evicted_events++;
+    }
     unsigned n = 0;
     for (unsigned i = 0; i < m->base.nhubs; i++) {
         if (ch->nsubs[i] == 0)
@@ -244,7 +389,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
     unsigned n = 0;
     hsc_frame_t *f = NULL;
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &rc);
+    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     if (ch != NULL) {
         uint64_t seq = m->seq + 1;
         hsc_event_id_format(p->id, m->epoch, seq);
@@ -257,7 +402,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
             p->seq = seq;
             n = chan_deliver(m, ch, seq, f, &wake);
         }
-        chan_maybe_free(m, ch);
+        unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     hsc_frame_unref(f);
@@ -281,7 +426,7 @@ static int replay_cmp(const void *a, const void *b)
 static void unwind(memory_t *m, hsc_subscribe_t *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        chan_maybe_free(m, mchan(s->chans[i]));
+        unpin(m, mchan(s->chans[i]));
 }
 
 /*
@@ -303,9 +448,19 @@ static size_t replay_span(const hsc_subscribe_t *s, mchan_t *ch, uint64_t after,
 static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
 {
     int rc = 0;
+    if (s->create.limit != NULL) { /* the new channels are cleared together, before any is made */
+        size_t missing = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const char *name = s->names + i * s->stride;
+            size_t len = strlen(name);
+            missing += table_find(m, name, len, hsc_siphash(m->hash_key, name, len)) == NULL;
+        }
+        if (missing > 0 && !may_create(&s->create, missing))
+            return HSC_ELIMIT;
+    }
     for (size_t i = 0; i < s->n; i++) {
         const char *name = s->names + i * s->stride;
-        mchan_t *ch = chan_get(m, name, strlen(name), &rc);
+        mchan_t *ch = chan_get(m, name, strlen(name), NULL, &rc);
         if (ch == NULL) {
             unwind(m, s, i);
             return rc;
@@ -361,6 +516,7 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         mchan_t *ch = mchan(s->chans[i]);
         ch->nsubs[s->hub]++;
         ch->total_subs++;
+        unpin(m, ch);
     }
     s->replay = v;
     s->nreplay = k;
@@ -389,6 +545,7 @@ static void mem_unsubscribe(hsc_engine_t *e, unsigned hub, hsc_chan_t *const *ch
         mchan_t *ch = mchan(chans[i]);
         ch->nsubs[hub]--;
         ch->total_subs--;
+        lru_update(m, ch, true); /* to `idle` when it was the last subscriber */
         chan_maybe_free(m, ch);
     }
     uv_mutex_unlock(&m->mu);
@@ -425,6 +582,8 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
     out->history_events = m->hist_events;
     out->history_bytes = m->hist_bytes;
     out->published = m->published;
+    out->evicted_channels = m->evicted_channels;
+    out->evicted_events = m->evicted_events;
     uv_mutex_unlock(&m->mu);
 }
 
@@ -516,7 +675,8 @@ static void mem_channels(hsc_engine_t *e, hsc_channels_t *q)
     uint64_t now = now_ms();
     q->total = m->nchans;
     if (q->one) {
-        mchan_t *ch = table_find(m, q->name, q->name_len, hash_name(q->name, q->name_len));
+        mchan_t *ch =
+            table_find(m, q->name, q->name_len, hsc_siphash(m->hash_key, q->name, q->name_len));
         if (ch != NULL) {
             chan_expire(m, ch, now);
             report(q, ch, now, wall);
@@ -573,6 +733,18 @@ static const hsc_engine_vt_t memory_vt = {
     mem_sweep,   mem_stats,     mem_free,        mem_channels,
 };
 
+/* The hash key, per process: getrandom(), else (no entropy yet, an old kernel) the clock and
+ * addresses, still unknown to a remote client. */
+static void draw_key(unsigned char key[HSC_SIPHASH_KEY])
+{
+    if (getrandom(key, HSC_SIPHASH_KEY, GRND_NONBLOCK) == HSC_SIPHASH_KEY)
+        return;
+    HSC_LOG(HSC_LOG_WARN, "getrandom() failed: the channel hash key is from the clock");
+    uint64_t a = uv_hrtime() ^ (uint64_t)(uintptr_t)key, b = (uint64_t)(uintptr_t)&a * 31 + a;
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
+}
+
 int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_engine_t **out)
 {
     *out = NULL;
@@ -597,7 +769,9 @@ int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_en
     m->history = cfg->history;
     m->history_bytes = cfg->history_bytes;
     m->history_age_ms = cfg->history_age_ms;
+    m->history_total = cfg->history_total_bytes > 0 ? cfg->history_total_bytes : SIZE_MAX;
     m->max_channels = cfg->max_channels;
+    draw_key(m->hash_key);
     *out = &m->base;
     return 0;
 }

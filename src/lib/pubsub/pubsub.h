@@ -66,7 +66,8 @@ typedef struct hsc_hub_s {
     unsigned index;                 /* among the engine's hubs */
     const hsc_server_config_t *cfg; /* borrowed for the hub's life */
     hsc_engine_t *engine;
-    uv_async_t wake; /* the engine signals new deliveries and calls */
+    hsc_ratelimit_t *create_limit; /* channels created per client (the server's), or NULL */
+    uv_async_t wake;               /* the engine signals new deliveries and calls */
     uv_timer_t keepalive;
     uv_mutex_t mu; /* guards inbox and calls */
     hsc_delivery_t *inbox, *spare;
@@ -84,6 +85,7 @@ typedef struct hsc_hub_s {
     size_t drain_total, drain_closed;
     /* Counters: written by this loop's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_delivered, st_slow_dropped, st_resumes, st_missed;
+    atomic_uint_fast64_t st_create_limited; /* requests refused with 429 */
     atomic_uint st_subscribers;
 } hsc_hub_t;
 
@@ -125,8 +127,9 @@ typedef struct hsc_hub_sub_s {
     size_t stride, n;
     const char *last; /* the client's last event id, or NULL: no resume */
     size_t last_len;
-    size_t recent; /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
-    bool tag;      /* say each event's channel: its tag before an event of another channel */
+    size_t recent;   /* without `last`: the newest `recent` events first (HSC_REPLAY_ALL: all) */
+    bool tag;        /* say each event's channel: its tag before an event of another channel */
+    uint64_t client; /* hsc_ratelimit_key() of the client, for hub->create_limit */
     const char *subject; /* who subscribes: the `sub` claim of a verified JWT (NUL-terminated,
                             copied, at most HSC_SUBJECT_MAX bytes), or NULL: anonymous */
 } hsc_hub_sub_t;

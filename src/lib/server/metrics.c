@@ -104,6 +104,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     (void)req;
     hsc_server_t *srv = ctx;
     uint64_t requests = 0, bytes = 0, delivered = 0, dropped = 0, resumes = 0, missed = 0;
+    uint64_t limited = 0;
     unsigned subscribers = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         hsc_worker_t *w = &srv->workers[i];
@@ -113,6 +114,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         dropped += atomic_load_explicit(&w->hub.st_slow_dropped, memory_order_relaxed);
         resumes += atomic_load_explicit(&w->hub.st_resumes, memory_order_relaxed);
         missed += atomic_load_explicit(&w->hub.st_missed, memory_order_relaxed);
+        limited += atomic_load_explicit(&w->hub.st_create_limited, memory_order_relaxed);
         subscribers += atomic_load_explicit(&w->hub.st_subscribers, memory_order_relaxed);
     }
     hsc_engine_stats_t ps;
@@ -135,6 +137,18 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         "# HELP hsc_history_bytes Encoded bytes held in history.\n"
         "# TYPE hsc_history_bytes gauge\n"
         "hsc_history_bytes %zu\n"
+        "# HELP hsc_channels_evicted_total Idle channels dropped with their history to make room "
+        "(--max-channels, --history-total-bytes).\n"
+        "# TYPE hsc_channels_evicted_total counter\n"
+        "hsc_channels_evicted_total %llu\n"
+        "# HELP hsc_history_evicted_total Events dropped from history to make room "
+        "(--max-channels, --history-total-bytes).\n"
+        "# TYPE hsc_history_evicted_total counter\n"
+        "hsc_history_evicted_total %llu\n"
+        "# HELP hsc_channel_creates_limited_total Requests refused with 429 for creating channels "
+        "too fast (--channel-create-rate).\n"
+        "# TYPE hsc_channel_creates_limited_total counter\n"
+        "hsc_channel_creates_limited_total %llu\n"
         "# HELP hsc_events_published_total Events accepted by POST /v1/events.\n"
         "# TYPE hsc_events_published_total counter\n"
         "hsc_events_published_total %llu\n"
@@ -157,9 +171,10 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         "# TYPE hsc_requests_total counter\n"
         "hsc_requests_total %llu\n",
         atomic_load(&srv->nconns), subscribers, ps.channels, ps.history_events, ps.history_bytes,
-        (unsigned long long)ps.published, (unsigned long long)delivered, (unsigned long long)bytes,
-        (unsigned long long)resumes, (unsigned long long)missed, (unsigned long long)dropped,
-        (unsigned long long)requests);
+        (unsigned long long)ps.evicted_channels, (unsigned long long)ps.evicted_events,
+        (unsigned long long)limited, (unsigned long long)ps.published,
+        (unsigned long long)delivered, (unsigned long long)bytes, (unsigned long long)resumes,
+        (unsigned long long)missed, (unsigned long long)dropped, (unsigned long long)requests);
     put_answers(&o, srv);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                  "Cache-Control: no-store\r\n", body, o.len);

@@ -56,9 +56,12 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->handle_signals = 1;
     cfg->history = 100;
     cfg->history_bytes = 256 * 1024;
+    cfg->history_total_bytes = (size_t)256 * 1024 * 1024;
     cfg->history_age_ms = 3600 * 1000;
     cfg->max_event_bytes = 64 * 1024;
     cfg->max_channels = 10000;
+    cfg->channel_create_rate = 100;
+    cfg->channel_create_burst = 1000;
     cfg->max_subscription_channels = 16;
     cfg->retry_ms = 2000;
     cfg->cors_origin = NULL;
@@ -253,7 +256,7 @@ static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
         c->listen = "127.0.0.1:8000";
     const char **strings[] = {
         &c->listen,          &c->exec,         &c->cors_origin, &c->publish_token,
-        &c->subscribe_token, &c->stream_token, &c->admin_token};
+        &c->subscribe_token, &c->stream_token, &c->admin_token, &c->jwt_key_env};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         srv->owned[i] = NULL;
@@ -301,7 +304,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin, srv->cfg.cors_credentials)) != 0 ||
-        (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0) {
+        (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
+        (rc = hsc_ratelimit_new(srv->cfg.channel_create_rate, srv->cfg.channel_create_burst,
+                                HSC_RATELIMIT_CLIENTS, &srv->create_limit)) != 0) {
         hsc_server_free(srv);
         return rc;
     }
@@ -328,6 +333,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         hsc_http_init(&w->http, &w->loop, &srv->cfg, &hsc_routes_owner, w, &srv->nconns,
                       &srv->next_req_id);
         hsc_hub_init(&w->hub, &w->loop, i, &srv->cfg, srv->engine);
+        w->hub.create_limit = srv->create_limit;
         hsc_stream_init(&w->stream, srv->responder, &w->loop, &srv->cfg, i, srv->nworkers);
         if ((rc = worker_listen(w)) != 0) {
             hsc_server_free(srv);
@@ -510,6 +516,7 @@ void hsc_server_free(hsc_server_t *srv)
     }
     close_main_loop(srv);
     hsc_engine_free(srv->engine);
+    hsc_ratelimit_free(srv->create_limit);
     hsc_cors_dispose(&srv->cors);
     for (size_t i = 0; i < sizeof srv->owned / sizeof srv->owned[0]; i++)
         free(srv->owned[i]);

@@ -29,7 +29,7 @@ struct hsc_worker_s {
 
 struct hsc_server_s {
     hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
-    char *owned[7];
+    char *owned[8];
     void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
@@ -44,7 +44,8 @@ struct hsc_server_s {
     uv_async_t stop_async;
     uv_signal_t sigint, sigterm, sighup; /* sighup: unreferenced, it outlives the main loop */
     const hsc_responder_t *responder;
-    hsc_engine_t *engine; /* channels: ids, history, resume (pubsub/engine.h) */
+    hsc_engine_t *engine;          /* channels: ids, history, resume (pubsub/engine.h) */
+    hsc_ratelimit_t *create_limit; /* channels created per client (--channel-create-rate) */
     uv_timer_t sweep_timer;
     hsc_cors_t cors;    /* --cors-origin */
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */

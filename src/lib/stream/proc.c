@@ -272,10 +272,13 @@ int hsc_proc_spawn(hsc_proc_t *p, char **env)
     };
     char name[32];
     hsc_proc_name(p, name, sizeof name);
-    int rc = uv_spawn(loop, &p->proc, &opts);
+    char **base = env == NULL ? hsc_proc_env_base(p->procs->cfg) : NULL;
+    opts.env = env != NULL ? env : base;
+    int rc = opts.env != NULL ? uv_spawn(loop, &p->proc, &opts) : HSC_ENOMEM;
+    free(base);
     p->proc.data = p;
     if (rc != 0) {
-        HSC_LOG(HSC_LOG_ERROR, "%s: cannot start: %s", name, uv_strerror(rc));
+        HSC_LOG(HSC_LOG_ERROR, "%s: cannot start: %s", name, hsc_strerror(rc));
         hsc_proc_close(p);
         return rc;
     }
@@ -416,6 +419,7 @@ typedef struct fields_s {
     const char *v[F_COUNT];
     size_t n[F_COUNT];
     char id[24], port[8], length[24], software[32];
+    char *query; /* the query without its token (malloc(); free after use), or NULL */
 } fields_t;
 
 static void set_field(fields_t *f, int i, const char *v, size_t n)
@@ -442,7 +446,12 @@ static void get_fields(const hsc_answer_t *a, fields_t *f)
     set_field(f, F_ID, f->id, strlen(f->id));
     set_field(f, F_METHOD, r->method_name, strlen(r->method_name));
     set_field(f, F_PATH, r->path, r->path_len);
-    set_field(f, F_QUERY, r->query ? r->query : "", r->query ? r->query_len : 0);
+    /* Without the token: a responder must not be able to act as its client (issue 21). Out of
+     * memory, the query is left out rather than passed with its token. */
+    f->query = r->query != NULL && r->query_len > 0 ? malloc(r->query_len) : NULL;
+    size_t qlen =
+        f->query != NULL ? hsc_query_without(f->query, r->query, r->query_len, "access_token") : 0;
+    set_field(f, F_QUERY, f->query != NULL ? f->query : "", qlen);
     set_field(f, F_ADDR, ip, ip_len);
     set_field(f, F_PORT, f->port, strlen(f->port));
     set_field(f, F_LENGTH, f->length, strlen(f->length));
@@ -450,73 +459,122 @@ static void get_fields(const hsc_answer_t *a, fields_t *f)
     set_field(f, F_SOFTWARE, f->software, strlen(f->software));
 }
 
+/*
+ * Whether an inherited variable stays out of a responder's environment: hscd's own (HSC_*: its
+ * tokens, and nothing can pass for HSC_REQUEST_ID), the one the JWT key was read from, and any
+ * whose value is the key or a static token (a secret exported under another name).
+ */
+static bool secret_var(const hsc_server_config_t *cfg, const char *var)
+{
+    if (strncmp(var, "HSC_", 4) == 0)
+        return true;
+    const char *eq = strchr(var, '=');
+    if (eq == NULL)
+        return false;
+    size_t nl = (size_t)(eq - var);
+    const char *v = eq + 1;
+    const char *env = cfg->jwt_key_env;
+    if (env != NULL && strlen(env) == nl && memcmp(var, env, nl) == 0)
+        return true;
+    if (cfg->jwt_key_len > 0 && strlen(v) == cfg->jwt_key_len &&
+        memcmp(v, cfg->jwt_key, cfg->jwt_key_len) == 0)
+        return true;
+    const char *tokens[] = {cfg->publish_token, cfg->subscribe_token, cfg->stream_token};
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+        if (tokens[i] != NULL && tokens[i][0] != '\0' && strcmp(v, tokens[i]) == 0)
+            return true;
+    return false;
+}
+
+/* hscd's environment less secret_var()'s, with room for `extra` more entries and `bytes` more
+ * bytes after the array (*store points there). */
+static char **base_env(const hsc_server_config_t *cfg, size_t extra, size_t bytes, size_t *k,
+                       char **store)
+{
+    size_t inherited = 0;
+    while (environ[inherited] != NULL)
+        inherited++;
+    size_t slots = inherited + extra + 1;
+    char **env = malloc(slots * sizeof *env + bytes);
+    if (env == NULL)
+        return NULL;
+    *store = (char *)(env + slots);
+    *k = 0;
+    for (size_t i = 0; i < inherited; i++)
+        if (!secret_var(cfg, environ[i]))
+            env[(*k)++] = environ[i];
+    env[*k] = NULL;
+    return env;
+}
+
+char **hsc_proc_env_base(const hsc_server_config_t *cfg)
+{
+    size_t k;
+    char *store;
+    return base_env(cfg, 0, 0, &k, &store);
+}
+
 char **hsc_proc_env(const hsc_answer_t *a, const char *json_file)
 {
     fields_t f;
     get_fields(a, &f);
     /* The OpenAI front's three (docs/openai.md): how it was asked, the limit, the whole request. */
-    char front[3][64];
-    const char *extra[3] = {NULL, NULL, json_file};
+    char front[2][64];
+    const char *extra[3] = {front[0], front[1], json_file};
     size_t nextra = 0;
     if (a->api != NULL) {
         snprintf(front[0], sizeof front[0], "HSC_API=%s", a->api);
         snprintf(front[1], sizeof front[1], "HSC_MAX_TOKENS=%llu",
                  (unsigned long long)a->max_tokens);
-        extra[0] = front[0];
-        extra[1] = front[1];
         nextra = json_file != NULL ? 3 : 2;
     }
-    size_t inherited = 0, bytes = 0;
-    while (environ[inherited] != NULL)
-        inherited++;
+    size_t bytes = 0;
     for (int i = 0; i < F_COUNT; i++)
         bytes += strlen(field_names[i].env) + 1 + f.n[i] + 1;
     for (size_t i = 0; i < nextra; i++)
         bytes += strlen(extra[i]) + sizeof "HSC_REQUEST_JSON_FILE=";
-    size_t slots = inherited + F_COUNT + nextra + 1;
-    char **env = malloc(slots * sizeof *env + bytes);
-    if (env == NULL)
-        return NULL;
-    char *store = (char *)(env + slots);
-    size_t k = 0;
-    for (size_t i = 0; i < inherited; i++)
-        if (strncmp(environ[i], "HSC_", 4) != 0) /* no spoofed HSC_REQUEST_ID */
-            env[k++] = environ[i];
-    for (int i = 0; i < F_COUNT; i++) {
+    size_t k;
+    char *store;
+    char **env = base_env(a->cfg, F_COUNT + nextra, bytes, &k, &store);
+    for (int i = 0; env != NULL && i < F_COUNT; i++) {
         env[k++] = store;
         store += sprintf(store, "%s=", field_names[i].env);
         memcpy(store, f.v[i], f.n[i]);
         store += f.n[i];
         *store++ = '\0';
     }
-    for (size_t i = 0; i < nextra; i++) {
+    for (size_t i = 0; env != NULL && i < nextra; i++) {
         env[k++] = store;
         store += sprintf(store, "%s%s", i == 2 ? "HSC_REQUEST_JSON_FILE=" : "", extra[i]) + 1;
     }
-    env[k] = NULL;
+    if (env != NULL)
+        env[k] = NULL;
+    free(f.query);
     return env;
 }
 
 char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
 {
+    size_t json_len = 0;
+    const char *json = a->api != NULL ? hsc_answer_request_json(a, &json_len) : NULL;
+    if (a->api != NULL && json == NULL)
+        return NULL;
     fields_t f;
     get_fields(a, &f);
     /* Before the list: remote_addr, "IP:PORT" as hsc_req_peer() has it, for the workers written
      * when it was the only address field. */
     const char *peer = hsc_req_peer(a->req);
     size_t cap = sizeof "remote_addr=\n" + strlen(peer);
-    size_t json_len = 0;
-    const char *json = a->api != NULL ? hsc_answer_request_json(a, &json_len) : NULL;
-    if (a->api != NULL && json == NULL)
-        return NULL;
     if (a->api != NULL) /* the OpenAI front's (docs/openai.md); the JSON is one line */
         cap +=
             sizeof "api=completions\nmax_tokens=18446744073709551615\nrequest_json=\n" + json_len;
     for (int i = 0; i < F_COUNT; i++)
         cap += strlen(field_names[i].meta) + 2 + f.n[i];
     char *out = malloc(cap);
-    if (out == NULL)
+    if (out == NULL) {
+        free(f.query);
         return NULL;
+    }
     size_t o = 0;
     for (int i = 0; i < F_COUNT; i++) {
         if (i == F_ADDR)
@@ -533,6 +591,7 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
         o += json_len;
         out[o++] = '\n';
     }
+    free(f.query);
     *len = o;
     return out;
 }

@@ -178,7 +178,7 @@ struct hsc_proc_s {
 /** Prepares `p` (its timer); no process yet. */
 void hsc_proc_init(hsc_proc_t *p, hsc_procs_t *procs, const hsc_proc_ops_t *ops);
 /**
- * Starts the --exec command with `env` (NULL: hscd's environment) and reads its stdout and
+ * Starts the --exec command with `env` (NULL: hsc_proc_env_base()) and reads its stdout and
  * stderr. On failure (logged) the handles are closed at once: `closed` follows.
  */
 int hsc_proc_spawn(hsc_proc_t *p, char **env);
@@ -216,11 +216,18 @@ void hsc_proc_name(const hsc_proc_t *p, char *out, size_t cap);
 
 /**
  * What a responder process learns about its request (docs/responders.md, "The request"): for
- * exec, hscd's environment (minus HSC_*) plus the request's variables, NULL-terminated, in one
- * allocation (free()); NULL when out of memory. An answer of the OpenAI front adds HSC_API,
- * HSC_MAX_TOKENS and HSC_REQUEST_JSON_FILE=`json_file` (where its request JSON was written).
+ * exec, hscd's environment (less hsc_proc_env_base()'s secrets) plus the request's variables,
+ * NULL-terminated, in one allocation (free()); NULL when out of memory. An answer of the OpenAI
+ * front adds HSC_API, HSC_MAX_TOKENS and HSC_REQUEST_JSON_FILE=`json_file` (where its request
+ * JSON was written).
  */
 char **hsc_proc_env(const hsc_answer_t *a, const char *json_file);
+/**
+ * The environment a pool worker starts with: hscd's, less what no responder may see (HSC_*, the
+ * variable of --jwt-key-env, any variable holding the key or a token). One allocation (free());
+ * NULL when out of memory.
+ */
+char **hsc_proc_env_base(const hsc_server_config_t *cfg);
 /** The same for a pool worker: the `meta` frame's payload, key=value lines; free(). */
 char *hsc_proc_meta(const hsc_answer_t *a, size_t *len);
 

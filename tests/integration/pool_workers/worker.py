@@ -33,6 +33,7 @@ The request text says what to do; its first word is a command:
   dribble H1 H2 ...   the same frames, written one byte at a time with a flush and 1 ms pauses
   fail HEX            piece "partial\\n", then an error frame whose reason is HEX decoded
   meta                one piece: the payload of the last meta frame, verbatim
+  environ             one piece: the worker's whole environment as a JSON object
   flood               64 KiB pieces as fast as possible until cancel (at most 60 s), then end
   stderr TEXT         writes TEXT and a newline to stderr, then piece "logged\\n"
 """
@@ -256,6 +257,9 @@ def serve(text):
         send("error", unhex(rest[0]))
     elif cmd == "meta":
         send("piece", last_meta)
+        send("end")
+    elif cmd == "environ":
+        send("piece", json.dumps(dict(os.environ)))
         send("end")
     elif cmd == "flood":
         chunk = b"f" * 65535 + b"\n"

@@ -17,6 +17,7 @@ Modes (TEXT is the request text read from stdin, up to EOF):
   flood           64 KiB blocks of "x" as fast as the pipe takes them, forever
   noread [MS]     never reads stdin: optionally sleeps MS ms, "did not read\\n", exit 0
   env             the environment and TEXT as one JSON object on stdout
+  environ         the whole environment (as "environ") and TEXT, one JSON object on stdout
   stderr          two lines on stderr, "ok\\n" on stdout
   utf8            UTF-8 characters cut across writes (flush + 300 ms sleep in between)
   cutend          "ok" and the first byte of a 2-byte character, then exit 0
@@ -117,6 +118,9 @@ def main(argv):
         env["inherited"] = os.environ.get("EXEC_TEST_INHERITED")
         env["text"] = text
         put(json.dumps(env) + "\n")
+        return 0
+    if mode == "environ":
+        put(json.dumps({"environ": dict(os.environ), "text": text}) + "\n")
         return 0
     if mode == "stderr":
         sys.stderr.write("first stderr line for %s\n" % text)
