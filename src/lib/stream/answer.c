@@ -241,7 +241,8 @@ int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
     return rc;
 }
 
-/* The front's early end: the responder is cancelled first unless it has ended by then. */
+/* An answer of the OpenAI front is over, completed or ended early (a stop sequence, max_tokens):
+ * its last chunks and [DONE], or its one JSON answer, and then it is freed. */
 static void complete(hsc_answer_t *a)
 {
     uv_timer_stop(&a->keepalive);
@@ -251,6 +252,8 @@ static void complete(hsc_answer_t *a)
     answer_free(a);
 }
 
+/* The front's early end, on the loop turn after it: the responder is cancelled (it had no chance to
+ * end by itself in between), then the answer completes. */
 static void on_finish_early(uv_timer_t *t)
 {
     hsc_answer_t *a = t->data;
