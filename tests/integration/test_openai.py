@@ -158,6 +158,22 @@ class Wire(ServerTestCase):
         # not one burst: the demo sends one piece every 50 ms (generous: 60 ms over 3 gaps)
         self.assertGreater(times[3] - times[0], 0.06)
 
+    def test_longest_model_name_escaped(self):
+        # 256 bytes that each escape to six: the chunks' fixed parts at their largest
+        model = "\x01" * 128 + '"' * 64 + "é" * 32
+        self.assertEqual(len(model.encode()), 256)
+        _, _, raw = post(self.s, CHAT, {"model": model, "messages": user("x"), "stream": True,
+                                        "stream_options": {"include_usage": True},
+                                        "max_tokens": 1})
+        chunks, done = chunks_of(raw)
+        self.assertTrue(done)
+        self.assertEqual({c["model"] for c in chunks}, {model})
+        self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 1)
+        _, _, raw = post(self.s, CMPL, {"model": model, "prompt": "p", "max_tokens": 1})
+        self.assertEqual(json.loads(raw)["model"], model)
+        status, _, raw = post(self.s, CHAT, {"model": model + "x", "messages": user("x")})
+        self.assertEqual(status, 400, raw)  # 257 bytes: not a model name
+
     def test_unknown_fields_are_ignored(self):
         status, _, raw = post(self.s, CHAT, {
             "messages": [{"role": "user", "content": "u", "name": "bob", "x-extra": [1, 2]}],

@@ -378,7 +378,8 @@ void hsc_openai_complete(hsc_answer_t *a)
         return;
     }
     /* The last chunk, the usage when asked, [DONE]: one write. */
-    char buf[sizeof o->head + 512];
+    /* Sized for both chunks with the longest head (a 256-byte model name escaped six times). */
+    char buf[2 * sizeof o->head + 512];
     const char *obj = o->req.kind == HSC_OAI_CHAT ? "chat.completion.chunk" : "text_completion";
     size_t n = (size_t)snprintf(
         buf, sizeof buf,
