@@ -288,6 +288,13 @@ for rep in $(seq 1 "$REPS"); do
     fi
 done
 
+# The OpenAI-compatible front against /v1/stream on the same responders (docs/openai.md).
+echo "== the OpenAI front against /v1/stream =="
+OPENAI_JSON="$WORK/openai.json"
+timeout 900 python3 "$ROOT/bench/openai_bench.py" --hscd "$HSCD" --bench "$BENCH" \
+    -d "$STREAM_D" --rounds "$REPS" --json >"$OPENAI_JSON" \
+    || { echo "bench: the OpenAI front's run FAILED" >&2; : >"$OPENAI_JSON"; }
+
 CHAOS_LOG="$WORK/chaos.log"
 if [ "$CHAOS_SECONDS" != 0 ]; then
     echo "== chaos, $CHAOS_SECONDS s (tests/integration/test_chaos.py) =="
@@ -302,5 +309,6 @@ else
 fi
 
 python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos "$CHAOS_LOG" --out "$OUT" \
-    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --hscd-fsync "$HSCD_FSYNC"
+    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --hscd-fsync "$HSCD_FSYNC" \
+    --openai "$OPENAI_JSON"
 echo "bench: wrote $OUT/PERFORMANCE.md"

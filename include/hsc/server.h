@@ -50,6 +50,8 @@ typedef struct hsc_server_config_s {
     uint64_t responder_timeout_ms; /* an answer taking longer fails; 0 = no limit */
     uint64_t kill_grace_ms;        /* SIGTERM, then SIGKILL after this long */
     uint64_t keepalive_ms;         /* SSE answers: a comment line while the responder is silent */
+    const char *model; /* OpenAI front: model names, comma-separated (the first is the default);
+                          NULL: "hsc-KIND" is listed and any name is accepted */
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
     int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */

@@ -104,6 +104,12 @@ static const hscd_flag_t flags[] = {
      .help = "SSE answers and channels: a comment line while the stream is silent; 0 = never",
      .default_shown = "15s", FIELD(keepalive_ms),
      .fix = "a duration such as 500ms or 15s"},
+    {.name = "model", .arg = HSCD_ARG_STRING, .metavar = "NAMES", .group = HSCD_GROUP_RESPONDERS,
+     .help = "the OpenAI-compatible front's model names, comma-separated (the first is the default; "
+             "others get 404); without it, hsc-KIND is listed and any name is accepted "
+             "(docs/openai.md)",
+     .default_shown = "none", FIELD(model),
+     .min = 1, .max = 4096, .fix = "model names such as 'llama-3-8b,llama-3-70b'"},
     {.name = "max-gen-len", .aliases = {"max_gen_len"}, .arg = HSCD_ARG_UNSIGNED,
      .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "demo: pieces per answer",
