@@ -51,6 +51,10 @@ static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                      uint64_t n);
+static int set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 
 /*
  * The table, in --help order within each group. Laid out by hand, one flag per paragraph:
@@ -241,19 +245,27 @@ static const hscd_flag_t flags[] = {
      .max = 65535, .fix = "a port number from 0 to 65535"},
 
     /* Other */
+    {.name = "config", .arg = HSCD_ARG_STRING, .metavar = "FILE", .group = HSCD_GROUP_OTHER,
+     .help = "read settings from FILE, one 'NAME VALUE' per line (docs/operations.md); "
+             "flags and the environment override it; SIGHUP reads it again",
+     .default_shown = "none", .handler = set_config, .cli_only = 1,
+     .min = 1, .max = 4095, .fix = "the path of a configuration file"},
+    {.name = "check", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
+     .help = "check the configuration (file, environment, flags), say what is wrong, and exit",
+     .handler = set_check, .cli_only = 1},
     {.name = "log-level", .arg = HSCD_ARG_LOG_LEVEL, .metavar = "LEVEL", .group = HSCD_GROUP_OTHER,
      .help = "error, warn, notice, info or debug",
      .default_shown = "notice", .handler = set_log_level,
      .fix = "one of error, warn, notice, info, debug"},
     {.name = "help", .short_name = 'h', .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show this help",
-     .handler = show_help},
+     .handler = show_help, .cli_only = 1},
     {.name = "version", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show the version",
-     .handler = show_version},
+     .handler = show_version, .cli_only = 1},
     {.name = "help-markdown", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "print the flags as docs/hscd.md's Markdown section",
-     .handler = show_markdown, .hidden = 1},
+     .handler = show_markdown, .hidden = 1, .cli_only = 1},
 };
 /* clang-format on */
 
@@ -412,6 +424,17 @@ int hscd_flags_apply(hscd_flags_t *fl, const char *name, const char *value)
 {
     char flag[80];
     snprintf(flag, sizeof flag, "--%s", name);
+    return hscd_flags_apply_as(fl, name, value, flag);
+}
+
+void hscd_flags_clear_switch(hscd_flags_t *fl, const hscd_flag_t *f)
+{
+    if (f->arg == HSCD_ARG_NONE && f->handler == NULL)
+        store_field(fl, f, NULL, 0);
+}
+
+int hscd_flags_apply_as(hscd_flags_t *fl, const char *name, const char *value, const char *flag)
+{
     const hscd_flag_t *f = hscd_flags_find(name);
     if (f == NULL) {
         fprintf(stderr, "hscd: unknown option '%s'\nTry 'hscd --help'.\n", flag);
@@ -480,6 +503,10 @@ static int add_cors_origin(hscd_flags_t *fl, const hscd_flag_t *f, const char *f
     (void)n;
     if (strpbrk(value, "\r\n") != NULL)
         return bad_value(flag, value, f->fix);
+    if (fl->cors_source != fl->source) { /* the command line's list replaces the file's */
+        fl->cors[0] = '\0';
+        fl->cors_source = fl->source;
+    }
     size_t used = strlen(fl->cors);
     if (used + (used > 0) + strlen(value) >= sizeof fl->cors)
         return bad_value(flag, value, "at most 4 KiB of origins in all");
@@ -564,6 +591,22 @@ static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
     return HSCD_FLAGS_DONE;
 }
 
+static int set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                      uint64_t n)
+{
+    (void)f, (void)flag, (void)n;
+    snprintf(fl->config, sizeof fl->config, "%s", value);
+    return 0;
+}
+
+static int set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)f, (void)flag, (void)value, (void)n;
+    fl->check = 1;
+    return 0;
+}
+
 /* ---- argv --------------------------------------------------------------------------------- */
 
 /*
@@ -633,6 +676,29 @@ int hscd_flags_parse_argv(hscd_flags_t *fl, int argc, char **argv)
         return HSC_EINVAL;
     }
     return 0;
+}
+
+int hscd_flags_load(hscd_flags_t *fl, int argc, char **argv)
+{
+    /* A first pass finds --config (and stops at --help or a bad flag), so that the file can be
+     * read before the command line that overrides it. */
+    hscd_flags_t first;
+    hscd_flags_init(&first);
+    int rc = hscd_flags_parse_argv(&first, argc, argv);
+    snprintf(fl->config, sizeof fl->config, "%s", first.config);
+    hscd_flags_dispose(&first);
+    if (rc != 0)
+        return rc;
+    fl->source = 1;
+    if (fl->config[0] != '\0' && (rc = hscd_flags_load_file(fl, fl->config)) != 0)
+        return rc;
+    fl->source = 2;
+    if ((rc = hscd_flags_apply_env(fl)) != 0)
+        return rc;
+    fl->source = 3;
+    if ((rc = hscd_flags_parse_argv(fl, argc, argv)) != 0)
+        return rc;
+    return hscd_flags_finish(fl);
 }
 
 /* ---- after all flags ---------------------------------------------------------------------- */

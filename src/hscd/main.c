@@ -1,8 +1,10 @@
 /*
  * hscd: the hsc server daemon. Reads the environment and the command line into an
- * hsc_server_config_t (src/hscd/flags.c holds the flags' table), runs the server, maps the
- * result to an exit status: 0 after a clean shutdown (or --help, --version), 1 when the server
- * cannot start (address in use...), 2 for a bad command line (the message names the flag).
+ * hsc_server_config_t (src/hscd/flags.c holds the flags' table; --config FILE adds a file under
+ * them, src/hscd/conffile.c), runs the server, maps the result to an exit status: 0 after a
+ * clean shutdown (or --help, --version, --check of a good configuration), 1 when the server
+ * cannot start (address in use...), 2 for a bad command line or file (the message names the
+ * flag, or the file and line).
  */
 #include "flags.h"
 
@@ -16,11 +18,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     hscd_flags_t fl;
     hscd_flags_init(&fl);
-    int rc = hscd_flags_apply_env(&fl);
-    if (rc == 0)
-        rc = hscd_flags_parse_argv(&fl, argc, argv);
-    if (rc == 0)
-        rc = hscd_flags_finish(&fl);
+    int rc = hscd_flags_load(&fl, argc, argv);
+    if (rc == 0 && fl.check) {
+        printf("hscd: configuration OK%s%s\n", fl.config[0] ? ": " : "", fl.config);
+        rc = HSCD_FLAGS_DONE;
+    }
     if (rc != 0) {
         hscd_flags_dispose(&fl);
         return rc == HSCD_FLAGS_DONE ? 0 : 2;
