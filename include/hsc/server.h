@@ -52,7 +52,7 @@ typedef struct hsc_server_config_s {
     uint64_t keepalive_ms;         /* SSE answers: a comment line while the responder is silent */
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
-    int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */
+    int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, catch SIGHUP */
     /* Channels (/v1/events). */
     size_t history;             /* events kept per channel for resuming; 0 = none */
     size_t history_bytes;       /* encoded bytes kept per channel */
@@ -90,6 +90,13 @@ HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
  */
 HSC_EXPORT void hsc_log_set_level(hsc_log_level_t level);
 
+/**
+ * Writes one line to libhsc's log (stderr) if `level` is enabled: the server's own format, one
+ * write per line. For programs that embed the server (hscd's reload messages).
+ */
+HSC_EXPORT void hsc_log_printf(hsc_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /** Fills `cfg` with the defaults that `hscd --help` shows. */
 HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);
 
@@ -107,9 +114,30 @@ HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);
  * Runs the worker threads and blocks until the server is stopped (hsc_server_stop(), or
  * SIGINT/SIGTERM when cfg.handle_signals): it then stops accepting, lets streams in progress
  * finish for up to cfg.drain_timeout_ms, closes the rest, and returns 0. With cfg.handle_signals
- * it also catches SIGHUP until it returns, logs it and ignores it (there is no reload).
+ * it also catches SIGHUP until it returns: it calls hsc_server_on_sighup()'s function, or logs
+ * and ignores it when there is none.
  */
 HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
+
+/**
+ * Replaces the settings a running server can change without dropping a connection: the tokens,
+ * the JWT key, the CORS origins, the limits and timeouts (docs/operations.md lists them). The
+ * others (the listen address, threads, the responder, history bounds...) keep their running
+ * values, and each one that differs is logged as needing a restart. Borrows `cfg` (copied).
+ * Each worker takes the new settings up between two callbacks of its loop: a request sees one
+ * configuration or the other, never a mix. Safe from any thread. Returns 0, or HSC_EINVAL (a bad
+ * CORS list) or HSC_ENOMEM with the running configuration unchanged.
+ */
+HSC_EXPORT int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *cfg);
+
+typedef void (*hsc_server_hup_fn)(hsc_server_t *srv, void *data);
+
+/**
+ * With cfg.handle_signals, SIGHUP calls `fn` (on the thread running hsc_server_run()) instead of
+ * being logged and ignored: hscd reads its configuration again there and calls
+ * hsc_server_reload(). Call before hsc_server_run().
+ */
+HSC_EXPORT void hsc_server_on_sighup(hsc_server_t *srv, hsc_server_hup_fn fn, void *data);
 
 /** Asks a running server to drain and stop. Safe from any thread; returns at once. */
 HSC_EXPORT void hsc_server_stop(hsc_server_t *srv);

@@ -35,7 +35,7 @@ typedef struct where_s {
 
 static int line_error(const where_t *w, const char *what)
 {
-    fprintf(stderr, "hscd: %s:%u: %s\n", w->path, w->line, what);
+    fprintf(hscd_flags_err(), "hscd: %s:%u: %s\n", w->path, w->line, what);
     return HSC_EINVAL;
 }
 
@@ -143,7 +143,7 @@ int hscd_flags_load_file(hscd_flags_t *fl, const char *path)
 {
     FILE *fp = fopen(path, "r");
     if (fp == NULL) {
-        fprintf(stderr, "hscd: --config: cannot read '%s': %s\n", path, strerror(errno));
+        fprintf(hscd_flags_err(), "hscd: --config: cannot read '%s': %s\n", path, strerror(errno));
         return HSC_EINVAL;
     }
     char *line = malloc(LINE_MAX_BYTES + 2);
@@ -169,7 +169,7 @@ int hscd_flags_load_file(hscd_flags_t *fl, const char *path)
         rc = load_line(fl, &w, line);
     }
     if (rc == 0 && ferror(fp)) {
-        fprintf(stderr, "hscd: --config: error reading '%s'\n", path);
+        fprintf(hscd_flags_err(), "hscd: --config: error reading '%s'\n", path);
         rc = HSC_EINVAL;
     }
     free(line);

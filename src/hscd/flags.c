@@ -273,6 +273,18 @@ static const hscd_flag_t flags[] = {
 #define MAX_ALIASES (sizeof flags[0].aliases / sizeof flags[0].aliases[0] - 1)
 _Static_assert(N_FLAGS <= HSCD_FLAGS_MAX, "raise HSCD_FLAGS_MAX");
 
+static FILE *err_file;
+
+void hscd_flags_set_err(FILE *f)
+{
+    err_file = f;
+}
+
+FILE *hscd_flags_err(void)
+{
+    return err_file != NULL ? err_file : stderr;
+}
+
 const hscd_flag_t *hscd_flags_table(size_t *count)
 {
     *count = N_FLAGS;
@@ -319,9 +331,9 @@ static char *copy_or_abort(const char *s)
 static int bad_value(const char *flag, const char *value, const char *fix)
 {
     if (flag[0] == '$') /* from the environment: perhaps a secret, so not repeated */
-        fprintf(stderr, "hscd: %s: invalid value (%s)\n", flag, fix);
+        fprintf(hscd_flags_err(), "hscd: %s: invalid value (%s)\n", flag, fix);
     else
-        fprintf(stderr, "hscd: %s: invalid value '%s' (%s)\n", flag, value, fix);
+        fprintf(hscd_flags_err(), "hscd: %s: invalid value '%s' (%s)\n", flag, value, fix);
     return HSC_EINVAL;
 }
 
@@ -437,15 +449,15 @@ int hscd_flags_apply_as(hscd_flags_t *fl, const char *name, const char *value, c
 {
     const hscd_flag_t *f = hscd_flags_find(name);
     if (f == NULL) {
-        fprintf(stderr, "hscd: unknown option '%s'\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: unknown option '%s'\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     if (f->arg == HSCD_ARG_NONE && value != NULL) {
-        fprintf(stderr, "hscd: %s takes no value\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: %s takes no value\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     if (f->arg != HSCD_ARG_NONE && value == NULL) {
-        fprintf(stderr, "hscd: %s needs a value\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: %s needs a value\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     return apply_entry(fl, f, flag, value);
@@ -532,7 +544,8 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     if (from_file) {
         FILE *fp = fopen(where, "rb");
         if (fp == NULL) {
-            fprintf(stderr, "hscd: %s: cannot read '%s': %s\n", flag, where, strerror(errno));
+            fprintf(hscd_flags_err(), "hscd: %s: cannot read '%s': %s\n", flag, where,
+                    strerror(errno));
             return HSC_EINVAL;
         }
         n = fread(key, 1, sizeof fl->jwt_key, fp);
@@ -542,19 +555,20 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     } else {
         const char *v = getenv(where);
         if (v == NULL) {
-            fprintf(stderr, "hscd: %s: environment variable '%s' is not set\n", flag, where);
+            fprintf(hscd_flags_err(), "hscd: %s: environment variable '%s' is not set\n", flag,
+                    where);
             return HSC_EINVAL;
         }
         n = strlen(v);
         memcpy(key, v, n < sizeof fl->jwt_key ? n : sizeof fl->jwt_key);
         if (strlen(where) >= sizeof fl->jwt_key_env) {
-            fprintf(stderr, "hscd: %s: the variable's name is too long\n", flag);
+            fprintf(hscd_flags_err(), "hscd: %s: the variable's name is too long\n", flag);
             return HSC_EINVAL;
         }
     }
     if (n < 32 || n >= sizeof fl->jwt_key) {
-        fprintf(stderr, "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n", flag,
-                n >= sizeof fl->jwt_key ? "over " : "", n);
+        fprintf(hscd_flags_err(), "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n",
+                flag, n >= sizeof fl->jwt_key ? "over " : "", n);
         return HSC_EINVAL;
     }
     fl->cfg.jwt_key = key;
@@ -625,14 +639,14 @@ static int option_error(char **argv, int opt)
         for (size_t a = 0; f->aliases[a] != NULL; a++)
             if (strncmp(typed + 2, f->aliases[a], len) == 0 && f->aliases[a][len] == '\0')
                 name = f->aliases[a];
-        fprintf(stderr, "hscd: --%s %s\n", name,
+        fprintf(hscd_flags_err(), "hscd: --%s %s\n", name,
                 f->arg == HSCD_ARG_NONE ? "takes no value" : "needs a value");
     } else if (opt > 0 && opt < 256) {
-        fprintf(stderr, "hscd: unknown option '-%c'\n", opt);
+        fprintf(hscd_flags_err(), "hscd: unknown option '-%c'\n", opt);
     } else {
-        fprintf(stderr, "hscd: unknown option '%s'\n", typed);
+        fprintf(hscd_flags_err(), "hscd: unknown option '%s'\n", typed);
     }
-    fprintf(stderr, "Try 'hscd --help'.\n");
+    fprintf(hscd_flags_err(), "Try 'hscd --help'.\n");
     return HSC_EINVAL;
 }
 
@@ -672,7 +686,8 @@ int hscd_flags_parse_argv(hscd_flags_t *fl, int argc, char **argv)
             return rc;
     }
     if (optind < argc) {
-        fprintf(stderr, "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n", argv[optind]);
+        fprintf(hscd_flags_err(), "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n",
+                argv[optind]);
         return HSC_EINVAL;
     }
     return 0;
@@ -723,12 +738,13 @@ int hscd_flags_finish(hscd_flags_t *fl)
 {
     hsc_server_config_t *cfg = &fl->cfg;
     if (cfg->pool > 0 && cfg->exec == NULL) {
-        fprintf(stderr, "hscd: --pool needs --exec 'CMD' (the worker program)\n");
+        fprintf(hscd_flags_err(), "hscd: --pool needs --exec 'CMD' (the worker program)\n");
         return HSC_EINVAL;
     }
     if (cfg->cors_credentials && !has_exact_origin(cfg->cors_origin)) {
-        fprintf(stderr, "hscd: --cors-credentials needs --cors-origin with exact origins such as "
-                        "https://app.example (credentials are never allowed to *)\n");
+        fprintf(hscd_flags_err(),
+                "hscd: --cors-credentials needs --cors-origin with exact origins such as "
+                "https://app.example (credentials are never allowed to *)\n");
         return HSC_EINVAL;
     }
     if (fl->ip[0] != '\0' || fl->port[0] != '\0') {
@@ -753,7 +769,7 @@ void hscd_flags_explain_bad_address(const hscd_flags_t *fl)
         bad_value(fl->ip_flag, fl->ip, f->fix);
         return;
     }
-    fprintf(stderr,
+    fprintf(hscd_flags_err(),
             "hscd: --listen: invalid address '%s' (use HOST:PORT with an IP address or "
             "localhost, e.g. 127.0.0.1:8000 or [::1]:8000)\n",
             fl->cfg.listen);

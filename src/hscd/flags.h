@@ -102,6 +102,13 @@ struct hscd_flags_s {
                                      source replaces the list instead of adding to it */
 };
 
+/**
+ * Where the flags' messages go: stderr, unless `f` is set (hscd's reload gathers them to log
+ * them in one line). Not thread-safe: set and used on one thread.
+ */
+void hscd_flags_set_err(FILE *f);
+FILE *hscd_flags_err(void);
+
 /** The table, in --help order; `*count` gets its length. */
 const hscd_flag_t *hscd_flags_table(size_t *count);
 

@@ -12,6 +12,53 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct argv_s {
+    int argc;
+    char **argv;
+} argv_t;
+
+/*
+ * SIGHUP: reads the configuration again as at start (the file, the environment, the command
+ * line), and hands it to the server, which applies what can change while running. A mistake
+ * leaves the running configuration as it is; the reason, with the file's line, is logged.
+ */
+static void on_sighup(hsc_server_t *srv, void *data)
+{
+    const argv_t *a = data;
+    char *msg = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&msg, &len);
+    hscd_flags_set_err(err);
+    hscd_flags_t fl;
+    hscd_flags_init(&fl);
+    int rc = hscd_flags_load(&fl, a->argc, a->argv);
+    hscd_flags_set_err(NULL);
+    if (err != NULL)
+        fclose(err);
+    if (msg != NULL) { /* one log line: "hscd: f.conf:3: history: invalid value..." */
+        for (char *p = msg; *p != '\0'; p++)
+            if (*p == '\n')
+                *p = ' ';
+        while (len > 0 && msg[len - 1] == ' ')
+            msg[--len] = '\0';
+    }
+    if (rc != 0) {
+        hsc_log_printf(HSC_LOG_ERROR, "SIGHUP: configuration refused, the running one stays: %s",
+                       msg != NULL && msg[0] != '\0' ? msg : "(no reason given)");
+    } else if ((rc = hsc_server_reload(srv, &fl.cfg)) != 0) {
+        hsc_log_printf(HSC_LOG_ERROR, "SIGHUP: configuration refused, the running one stays: %s",
+                       hsc_strerror(rc));
+    } else {
+        hsc_log_set_level(fl.log_level);
+        hsc_log_printf(HSC_LOG_NOTICE, "SIGHUP: configuration reloaded%s%s",
+                       fl.config[0] != '\0' ? " from " : "", fl.config);
+    }
+    free(msg);
+    hscd_flags_dispose(&fl);
+}
 
 int main(int argc, char **argv)
 {
@@ -41,6 +88,8 @@ int main(int argc, char **argv)
         hscd_flags_dispose(&fl);
         return 1;
     }
+    argv_t args = {argc, argv};
+    hsc_server_on_sighup(srv, on_sighup, &args);
     rc = hsc_server_run(srv);
     hsc_server_free(srv);
     hscd_flags_dispose(&fl);

@@ -92,5 +92,72 @@ class FileSettings(ConfTestCase):
         self.assertEqual(self.publish(srv, "from-file"), 401)
 
 
+def wait_data(conn, needle, timeout=10.0):
+    """Reads from `conn` until `needle` (bytes) has arrived; fails if the stream ends first."""
+    deadline = conn._deadline(timeout)
+    while needle not in conn.buf:
+        if not conn._fill(deadline):
+            raise AssertionError("the stream ended (%s) before %r" % (conn.eof, needle))
+
+
+class Reload(ConfTestCase):
+    BASE = "listen %s:0\nsubscribe-token sub-1\n" % HOST
+
+    def subscribe(self, srv, token):
+        c = RawConn(srv.port)
+        self.addCleanup(c.close)
+        c.request("GET", "/v1/events?channel=c", [("Authorization", "Bearer " + token)])
+        r = c.read_response(head_only=True)
+        self.assertEqual(r.status, 200)
+        return c
+
+    def reload(self, srv, want):
+        """Sends SIGHUP and waits for the log line `want` (one more than before)."""
+        before = srv.log().count(want)
+        srv.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: srv.log().count(want) > before, 10),
+                        "no %r after SIGHUP\n%s" % (want, srv.describe()))
+
+    def test_token_changes_and_subscribers_stay(self):
+        path = self.conf(self.BASE + "publish-token old-token\n")
+        srv = self.start("--config", path, "--threads", "2", listen=None)
+        sub = self.subscribe(srv, "sub-1")
+        self.assertEqual(self.publish(srv, "old-token", body="before"), 200)
+        wait_data(sub, b"before")
+
+        write_conf(self.BASE + "publish-token new-token\n", path)
+        self.reload(srv, "configuration reloaded")
+        # Every worker takes the new snapshot up between callbacks: wait until all have, by
+        # asking until the old token is refused several times in a row on new connections.
+        self.assertTrue(wait_for(lambda: all(self.publish(srv, "old-token") == 401
+                                             for _ in range(8)), 10))
+        self.assertEqual(self.publish(srv, "new-token", body="after"), 200)
+        wait_data(sub, b"after")  # the subscriber opened before the reload is still there
+        self.assertIsNone(sub.eof)
+
+    def test_bad_file_keeps_running_configuration(self):
+        path = self.conf(self.BASE + "publish-token old-token\n")
+        srv = self.start("--config", path, listen=None)
+        sub = self.subscribe(srv, "sub-1")
+        write_conf(self.BASE + "publish-token new-token\nhistory lots\n", path)
+        self.reload(srv, "configuration refused")
+        self.assertIn(path + ":4: history: invalid value 'lots'", srv.log())
+        self.assertTrue(srv.running())
+        self.assertEqual(self.publish(srv, "old-token", body="still"), 200)
+        self.assertEqual(self.publish(srv, "new-token"), 401)
+        wait_data(sub, b"still")
+        os.unlink(path)  # a missing file is refused too
+        self.addCleanup(write_conf, "", path)  # for the cleanup's unlink
+        self.reload(srv, "configuration refused")
+        self.assertEqual(self.publish(srv, "old-token"), 200)
+
+    def test_restart_only_setting_is_kept_and_logged(self):
+        path = self.conf(self.BASE + "history 10\n")
+        srv = self.start("--config", path, listen=None)
+        write_conf(self.BASE + "history 20\nlog-level debug\n", path)
+        self.reload(srv, "configuration reloaded")
+        self.assertIn("reload: --history changed: it needs a restart", srv.log())
+
+
 if __name__ == "__main__":
     unittest.main()

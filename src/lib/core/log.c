@@ -38,7 +38,27 @@ int hsc_log_level_parse(const char *s, hsc_log_level_t *out)
     return HSC_EINVAL;
 }
 
+static void vlog(hsc_log_level_t level, const char *fmt, va_list ap);
+
 void hsc_log(hsc_log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+void hsc_log_printf(hsc_log_level_t level, const char *fmt, ...)
+{
+    if ((int)level > atomic_load_explicit(&hsc_log_level_v, memory_order_relaxed))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+static void vlog(hsc_log_level_t level, const char *fmt, va_list ap)
 {
     char line[1024];
     struct timeval tv;
@@ -48,10 +68,7 @@ void hsc_log(hsc_log_level_t level, const char *fmt, ...)
     size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
     n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ %s: ", (long)(tv.tv_usec / 1000),
                           level_names[level]);
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
-    va_end(ap);
     if (m < 0)
         m = 0;
     n += (size_t)m;

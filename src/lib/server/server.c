@@ -193,9 +193,29 @@ static void on_drain_timeout(uv_timer_t *t)
     hsc_worker_maybe_finish(w);
 }
 
+static void snapshot_release(hsc_snapshot_t *snap);
+
+/* Takes up the server's current configuration if it is newer than the loop's: in this loop's
+ * thread, between callbacks, so no request of this loop sees a mix of the two. */
+static void worker_take_config(hsc_worker_t *w)
+{
+    hsc_server_t *srv = w->srv;
+    uv_mutex_lock(&srv->snap_lock);
+    hsc_snapshot_t *snap = srv->snap, *old = w->snap;
+    if (snap != old)
+        atomic_fetch_add(&snap->refs, 1);
+    uv_mutex_unlock(&srv->snap_lock);
+    if (snap == old)
+        return;
+    w->cfg = snap->cfg;
+    w->snap = snap;
+    snapshot_release(old);
+}
+
 static void on_wake(uv_async_t *a)
 {
     hsc_worker_t *w = a->data;
+    worker_take_config(w);
     if (!atomic_load(&w->srv->stopping) || w->http.draining)
         return;
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
@@ -232,6 +252,8 @@ static void raise_fd_limit(hsc_server_t *srv)
                 (unsigned long long)rl.rlim_cur);
         srv->cfg.max_connections = (unsigned)room;
     }
+    if (rl.rlim_cur != RLIM_INFINITY)
+        srv->conns_room = (unsigned)(room < UINT_MAX ? room : UINT_MAX);
 }
 
 /* Copies a string the configuration only borrows; false when out of memory. */
@@ -277,6 +299,145 @@ static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
     return ok ? 0 : HSC_ENOMEM;
 }
 
+/* ---- configuration snapshots and reload -------------------------------------------------- */
+
+static void snapshot_release(hsc_snapshot_t *snap)
+{
+    if (snap == NULL || atomic_fetch_sub(&snap->refs, 1) != 1)
+        return;
+    hsc_cors_dispose(&snap->cors);
+    for (size_t i = 0; i < sizeof snap->owned / sizeof snap->owned[0]; i++)
+        free(snap->owned[i]);
+    free(snap->jwt_key_copy);
+    free(snap);
+}
+
+/* A snapshot of `cfg` with its own copies of every string and the key; one reference. */
+static int snapshot_new(const hsc_server_config_t *cfg, hsc_snapshot_t **out)
+{
+    *out = NULL;
+    hsc_snapshot_t *snap = calloc(1, sizeof *snap);
+    if (snap == NULL)
+        return HSC_ENOMEM;
+    atomic_init(&snap->refs, 1);
+    snap->cfg = *cfg;
+    hsc_server_config_t *c = &snap->cfg;
+    const char **strings[] = {
+        &c->listen,          &c->exec,         &c->cors_origin, &c->publish_token,
+        &c->subscribe_token, &c->stream_token, &c->admin_token, &c->jwt_key_env};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        if (!ok)
+            *strings[i] = NULL;
+        else if ((ok = copy_string(strings[i])))
+            snap->owned[i] = (char *)*strings[i];
+    }
+    if (ok && c->jwt_key_len > 0) {
+        c->jwt_key = snap->jwt_key_copy = malloc(c->jwt_key_len);
+        if ((ok = c->jwt_key != NULL))
+            memcpy(snap->jwt_key_copy, cfg->jwt_key, c->jwt_key_len);
+    }
+    int rc = ok ? hsc_cors_setup(&snap->cors, c->cors_origin, c->cors_credentials) : HSC_ENOMEM;
+    if (rc != 0) {
+        snapshot_release(snap);
+        return rc;
+    }
+    *out = snap;
+    return 0;
+}
+
+static bool same_string(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Says that a setting which only a restart changes was changed in the file, and is kept. */
+#define KEEP_NUM(field, flag)                                                                      \
+    do {                                                                                           \
+        if (in->field != run->field)                                                               \
+            HSC_LOG(HSC_LOG_WARN,                                                                  \
+                    "reload: --%s changed: it needs a restart, the running value "                 \
+                    "stays",                                                                       \
+                    flag);                                                                         \
+    } while (0)
+#define KEEP_STR(field, flag)                                                                      \
+    do {                                                                                           \
+        if (!same_string(in->field, run->field))                                                   \
+            HSC_LOG(HSC_LOG_WARN,                                                                  \
+                    "reload: --%s changed: it needs a restart, the running value "                 \
+                    "stays",                                                                       \
+                    flag);                                                                         \
+    } while (0)
+
+int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
+{
+    /* The running configuration, with what a reload may change taken from `in`. */
+    const hsc_server_config_t *run = &srv->cfg;
+    hsc_server_config_t c = *run;
+    c.publish_token = in->publish_token;
+    c.subscribe_token = in->subscribe_token;
+    c.stream_token = in->stream_token;
+    c.admin_token = in->admin_token;
+    c.jwt_key = in->jwt_key;
+    c.jwt_key_len = in->jwt_key_len;
+    c.cors_origin = in->cors_origin;
+    c.cors_credentials = in->cors_credentials;
+    c.max_connections = in->max_connections;
+    if (srv->conns_room > 0 && c.max_connections > srv->conns_room) {
+        HSC_LOG(HSC_LOG_WARN, "reload: --max-connections %u lowered to %u (open files limit)",
+                c.max_connections, srv->conns_room);
+        c.max_connections = srv->conns_room;
+    }
+    c.max_header_bytes = in->max_header_bytes;
+    c.max_body_bytes = in->max_body_bytes;
+    c.max_queue_bytes = in->max_queue_bytes;
+    c.header_timeout_ms = in->header_timeout_ms;
+    c.idle_timeout_ms = in->idle_timeout_ms;
+    c.responder_timeout_ms = in->responder_timeout_ms;
+    c.kill_grace_ms = in->kill_grace_ms;
+    c.max_event_bytes = in->max_event_bytes;
+    c.max_subscription_channels = in->max_subscription_channels;
+    c.retry_ms = in->retry_ms;
+
+    KEEP_STR(listen, "listen");
+    KEEP_NUM(threads, "threads");
+    KEEP_STR(exec, "exec");
+    KEEP_NUM(pool, "pool");
+    KEEP_NUM(max_processes, "max-processes");
+    KEEP_NUM(queue, "queue");
+    KEEP_NUM(keepalive_ms, "keepalive");
+    KEEP_NUM(max_gen_len, "max-gen-len");
+    KEEP_NUM(interval_ms, "interval");
+    KEEP_NUM(history, "history");
+    KEEP_NUM(history_bytes, "history-bytes");
+    KEEP_NUM(history_total_bytes, "history-total-bytes");
+    KEEP_NUM(history_age_ms, "history-age");
+    KEEP_NUM(max_channels, "max-channels");
+    KEEP_NUM(channel_create_rate, "channel-create-rate");
+    KEEP_NUM(channel_create_burst, "channel-create-burst");
+    KEEP_NUM(drain_timeout_ms, "drain-timeout");
+    KEEP_NUM(legacy_get, "legacy-get");
+
+    hsc_snapshot_t *snap;
+    int rc = snapshot_new(&c, &snap);
+    if (rc != 0)
+        return rc;
+    uv_mutex_lock(&srv->snap_lock);
+    hsc_snapshot_t *old = srv->snap;
+    srv->snap = snap;
+    uv_mutex_unlock(&srv->snap_lock);
+    snapshot_release(old);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        uv_async_send(&srv->workers[i].wake);
+    return 0;
+}
+
+void hsc_server_on_sighup(hsc_server_t *srv, hsc_server_hup_fn fn, void *data)
+{
+    srv->on_hup = fn;
+    srv->on_hup_data = data;
+}
+
 int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
 {
     *out = NULL;
@@ -303,7 +464,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->stop_async.data = srv;
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
-    if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin, srv->cfg.cors_credentials)) != 0 ||
+    uv_mutex_init(&srv->snap_lock);
+    srv->snap_lock_ready = true;
+    if ((rc = snapshot_new(&srv->cfg, &srv->snap)) != 0 ||
         (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
         (rc = hsc_ratelimit_new(srv->cfg.channel_create_rate, srv->cfg.channel_create_burst,
                                 HSC_RATELIMIT_CLIENTS, &srv->create_limit)) != 0) {
@@ -311,6 +474,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         return rc;
     }
     raise_fd_limit(srv);
+    srv->snap->cfg.max_connections = srv->cfg.max_connections;
 
     if ((rc = probe_address(srv)) != 0) {
         hsc_server_free(srv);
@@ -325,16 +489,19 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         hsc_worker_t *w = &srv->workers[i];
         w->srv = srv;
         w->index = i;
+        w->snap = srv->snap;
+        atomic_fetch_add(&w->snap->refs, 1);
+        w->cfg = w->snap->cfg;
         uv_loop_init(&w->loop);
         uv_async_init(&w->loop, &w->wake, on_wake);
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->drain_timer);
         w->drain_timer.data = w;
-        hsc_http_init(&w->http, &w->loop, &srv->cfg, &hsc_routes_owner, w, &srv->nconns,
+        hsc_http_init(&w->http, &w->loop, &w->cfg, &hsc_routes_owner, w, &srv->nconns,
                       &srv->next_req_id);
-        hsc_hub_init(&w->hub, &w->loop, i, &srv->cfg, srv->engine);
+        hsc_hub_init(&w->hub, &w->loop, i, &w->cfg, srv->engine);
         w->hub.create_limit = srv->create_limit;
-        hsc_stream_init(&w->stream, srv->responder, &w->loop, &srv->cfg, i, srv->nworkers);
+        hsc_stream_init(&w->stream, srv->responder, &w->loop, &w->cfg, i, srv->nworkers);
         if ((rc = worker_listen(w)) != 0) {
             hsc_server_free(srv);
             return rc;
@@ -419,8 +586,12 @@ static void warn_if_open(const hsc_server_t *srv)
 
 static void on_sighup(uv_signal_t *s, int signum)
 {
-    (void)s;
+    hsc_server_t *srv = s->data;
     (void)signum;
+    if (srv->on_hup != NULL && !atomic_load(&srv->stopping)) {
+        srv->on_hup(srv, srv->on_hup_data);
+        return;
+    }
     HSC_LOG(HSC_LOG_NOTICE, "SIGHUP ignored: hscd cannot reload its configuration yet "
                             "(restart it to apply changes; SIGTERM stops it cleanly)");
 }
@@ -445,6 +616,7 @@ int hsc_server_run(hsc_server_t *srv)
         uv_signal_start(&srv->sigint, on_signal, SIGINT);
         uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
         uv_signal_init(&srv->main_loop, &srv->sighup);
+        srv->sighup.data = srv;
         uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
         uv_unref((uv_handle_t *)&srv->sighup);
     }
@@ -511,13 +683,16 @@ void hsc_server_free(hsc_server_t *srv)
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);
             hsc_hub_dispose(&w->hub);
+            snapshot_release(w->snap);
         }
         free(srv->workers);
     }
     close_main_loop(srv);
     hsc_engine_free(srv->engine);
     hsc_ratelimit_free(srv->create_limit);
-    hsc_cors_dispose(&srv->cors);
+    snapshot_release(srv->snap);
+    if (srv->snap_lock_ready)
+        uv_mutex_destroy(&srv->snap_lock);
     for (size_t i = 0; i < sizeof srv->owned / sizeof srv->owned[0]; i++)
         free(srv->owned[i]);
     free(srv->jwt_key_copy);

@@ -13,10 +13,26 @@
 
 typedef struct hsc_worker_s hsc_worker_t;
 
+/*
+ * A configuration as one immutable object (server.c): its strings, JWT key and parsed CORS list
+ * are its own. The server holds the current one; each worker holds the one its loop uses, and
+ * changes to a newer one only in its own loop (on_wake), between callbacks. The last holder to
+ * let go frees it.
+ */
+typedef struct hsc_snapshot_s {
+    atomic_uint refs;
+    hsc_server_config_t cfg;
+    char *owned[8];
+    void *jwt_key_copy;
+    hsc_cors_t cors; /* --cors-origin */
+} hsc_snapshot_t;
+
 /* One worker thread: its loop, its listener, and each layer's share of that loop. */
 struct hsc_worker_s {
     hsc_server_t *srv;
     unsigned index;
+    hsc_server_config_t cfg; /* what this loop's layers read: snap->cfg, copied in this loop */
+    hsc_snapshot_t *snap;    /* held: cfg's strings, key and cors are snap's */
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t wake;
@@ -47,7 +63,12 @@ struct hsc_server_s {
     hsc_engine_t *engine;          /* channels: ids, history, resume (pubsub/engine.h) */
     hsc_ratelimit_t *create_limit; /* channels created per client (--channel-create-rate) */
     uv_timer_t sweep_timer;
-    hsc_cors_t cors;    /* --cors-origin */
+    uv_mutex_t snap_lock; /* guards snap */
+    bool snap_lock_ready;
+    hsc_snapshot_t *snap; /* the current configuration; workers take it up in on_wake() */
+    unsigned conns_room;  /* --max-connections' ceiling from the open files limit; 0: none */
+    hsc_server_hup_fn on_hup;
+    void *on_hup_data;
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
