@@ -181,7 +181,4 @@ void hscd_flags_print_help(FILE *out);
 /** `hscd --help-markdown`: the section of docs/hscd.md between its markers, markers included. */
 void hscd_flags_print_markdown(FILE *out);
 
-/** `hscd --help-man`: the manual page hscd(8) in roff, from the same table. */
-void hscd_flags_print_man(FILE *out);
-
 #endif
