@@ -29,6 +29,11 @@ typedef enum hsc_log_level_e {
     HSC_LOG_DEBUG
 } hsc_log_level_t;
 
+typedef enum hsc_log_format_e {
+    HSC_LOG_FORMAT_TEXT = 0, /* "2026-11-22T05:31:00.123Z notice: message" */
+    HSC_LOG_FORMAT_JSON      /* {"time":"...","level":"notice","message":"..."} */
+} hsc_log_format_t;
+
 typedef struct hsc_server_config_s {
     const char *listen;         /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free port */
     unsigned threads;           /* worker threads (loops); 0 = number of cores */
@@ -77,6 +82,7 @@ typedef struct hsc_server_config_s {
     size_t jwt_key_len;
     const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
                                 responder processes never see it (docs/responders.md) */
+    int access_log;          /* one log line per response (hsc_log_set_format() shapes it) */
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;
@@ -89,6 +95,11 @@ HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
  * a program does (hscd from --log-level). Safe from any thread.
  */
 HSC_EXPORT void hsc_log_set_level(hsc_log_level_t level);
+
+/** Parses "text" or "json". Returns 0 or HSC_EINVAL. */
+HSC_EXPORT int hsc_log_format_parse(const char *s, hsc_log_format_t *out);
+/** Sets the log lines' shape: text (at first) or one JSON object per line. Process-wide. */
+HSC_EXPORT void hsc_log_set_format(hsc_log_format_t format);
 
 /**
  * Writes one line to libhsc's log (stderr) if `level` is enabled: the server's own format, one

@@ -51,6 +51,8 @@ static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_log_format(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
+                          const char *value, uint64_t n);
 static int set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                       uint64_t n);
 static int set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -257,6 +259,14 @@ static const hscd_flag_t flags[] = {
      .help = "error, warn, notice, info or debug",
      .default_shown = "notice", .handler = set_log_level,
      .fix = "one of error, warn, notice, info, debug"},
+    {.name = "log-format", .arg = HSCD_ARG_STRING, .metavar = "FORMAT", .group = HSCD_GROUP_OTHER,
+     .help = "text, or json: one object per line with time, level and message",
+     .default_shown = "text", .handler = set_log_format,
+     .min = 1, .max = 16, .fix = "text or json"},
+    {.name = "access-log", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
+     .help = "log one line per response: request id, peer, method, path, status, bytes, "
+             "duration",
+     FIELD(access_log)},
     {.name = "help", .short_name = 'h', .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show this help",
      .handler = show_help, .cli_only = 1},
@@ -505,6 +515,18 @@ static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
 {
     (void)f, (void)flag, (void)value;
     fl->log_level = (hsc_log_level_t)n;
+    return 0;
+}
+
+/* The log format is the process's too: main() applies it (hsc_log_set_format). */
+static int set_log_format(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
+                          const char *value, uint64_t n)
+{
+    (void)n;
+    hsc_log_format_t format;
+    if (hsc_log_format_parse(value, &format) != 0)
+        return bad_value(flag, value, f->fix);
+    fl->log_format = format;
     return 0;
 }
 

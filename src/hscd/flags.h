@@ -92,6 +92,7 @@ struct hscd_flags_s {
     char port[8];                 /* --server-port's value; "" when not given */
     char listen[160];             /* --listen with --server-ip / --server-port merged in */
     hsc_log_level_t log_level;    /* --log-level, for hsc_log_set_level() */
+    hsc_log_format_t log_format;  /* --log-format, for hsc_log_set_format() */
     char cors[4096];              /* every --cors-origin, comma-separated */
     char jwt_key[4097];           /* the key read by --jwt-key-file or --jwt-key-env */
     char jwt_key_env[256];        /* --jwt-key-env's variable, kept from responders */

@@ -53,6 +53,7 @@ static void on_sighup(hsc_server_t *srv, void *data)
                        hsc_strerror(rc));
     } else {
         hsc_log_set_level(fl.log_level);
+        hsc_log_set_format(fl.log_format);
         hsc_log_printf(HSC_LOG_NOTICE, "SIGHUP: configuration reloaded%s%s",
                        fl.config[0] != '\0' ? " from " : "", fl.config);
     }
@@ -76,6 +77,7 @@ int main(int argc, char **argv)
     }
 
     hsc_log_set_level(fl.log_level);
+    hsc_log_set_format(fl.log_format);
     hsc_server_t *srv;
     rc = hsc_server_new(&fl.cfg, &srv);
     if (rc == HSC_EINVAL) {

@@ -60,6 +60,9 @@ static void conn_dispatch(hsc_conn_t *c)
     HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
     c->res.conn = c;
+    c->access_open = h->cfg->access_log != 0;
+    c->access_start = uv_hrtime();
+    c->access_bytes = 0;
     if (h->draining)
         c->keep_alive = false;
 
@@ -107,6 +110,10 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *fram
         r->http_minor = 1;
     }
     r->head_only = false;
+    r->id = atomic_fetch_add_explicit(c->h->next_req_id, 1, memory_order_relaxed) + 1;
+    c->access_open = c->h->cfg->access_log != 0;
+    c->access_start = uv_hrtime();
+    c->access_bytes = 0;
     hsc_res_error(&c->res, status, status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, reason,
                   true);
 }
@@ -221,8 +228,31 @@ static void conn_next(hsc_conn_t *c)
         hsc_conn_start_reading(c);
 }
 
+void hsc_conn_access_log(hsc_conn_t *c, bool complete)
+{
+    if (!c->access_open)
+        return;
+    c->access_open = false;
+    hsc_req_t *r = &c->req;
+    char shown[256] = "";
+    if (r->target != NULL)
+        hsc_req_log_target(r->target, r->target_len, shown, sizeof shown);
+    hsc_access_t a = {
+        .id = r->id,
+        .peer = c->peer,
+        .method = r->method_name != NULL ? r->method_name : "",
+        .path = shown,
+        .status = c->res.started ? c->res.status : 0,
+        .bytes = c->access_bytes,
+        .duration_ms = (double)(uv_hrtime() - c->access_start) / 1e6,
+        .complete = complete,
+    };
+    hsc_log_access(&a);
+}
+
 void hsc_conn_response_done(hsc_conn_t *c, bool reset)
 {
+    hsc_conn_access_log(c, !reset);
     if (c->closing || c->close_pending)
         return;
     if (!c->keep_alive || c->h->draining || reset) {
@@ -372,6 +402,7 @@ static void conn_close_impl(hsc_conn_t *c, bool reset)
         c->res.ended = true;
         cb(&c->res, c->res.user);
     }
+    hsc_conn_access_log(c, false);
     hsc_http_t *h = c->h;
     if (c->prev)
         c->prev->next = c->next;

@@ -398,6 +398,7 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
     c.max_event_bytes = in->max_event_bytes;
     c.max_subscription_channels = in->max_subscription_channels;
     c.retry_ms = in->retry_ms;
+    c.access_log = in->access_log;
 
     KEEP_STR(listen, "listen");
     KEEP_NUM(threads, "threads");
