@@ -16,10 +16,23 @@
  * their current response (then close), and after drain_timeout closes whatever is left. A worker's
  * loop ends when its last handle is closed; hsc_server_run() joins the threads and returns.
  *
- * SIGHUP would end the process at once (its default action), with no drain and no word. There is
- * no reload yet, so it is caught and logged as ignored. Its handle is unreferenced: it does not
- * keep the main loop running, and it stays installed until the workers are joined, so a SIGHUP
- * during the drain is ignored too (silently: the main loop has ended by then).
+ * SIGHUP would end the process at once (its default action), with no drain and no word, so it is
+ * caught: it calls the program's hsc_server_on_sighup() function (hscd reads its configuration
+ * again and calls hsc_server_reload()), or is logged as ignored when there is none. Its handle is
+ * unreferenced: it does not keep the main loop running, and it stays installed until the workers
+ * are joined, so a SIGHUP during the drain is ignored too (silently: the main loop has ended).
+ *
+ * Reload. The configuration the layers read is a snapshot (hsc_snapshot_t): one allocation that
+ * owns its strings, JWT key and parsed CORS list, never changed once published, freed by whoever
+ * drops the last reference. srv->snap is the current one, under snap_lock. Each worker holds a
+ * reference to the snapshot its loop uses and a by-value copy of its hsc_server_config_t
+ * (w->cfg), which every layer of that loop points to. hsc_server_reload() builds a new snapshot
+ * (the running values for what only a restart changes, the new ones for the rest), swaps it in
+ * and wakes every worker; on_wake() then copies it into w->cfg and drops the old one. The copy
+ * happens on the worker's own thread between two callbacks, so nothing on that loop ever reads a
+ * half-written configuration, and a request sees one snapshot or the next (a stream already
+ * running keeps the limits it started with where it copied them). srv->cfg stays the startup
+ * configuration, read by the main thread (drain timeout) and the engine (history bounds).
  */
 #include "server/server.h"
 
