@@ -83,6 +83,11 @@ typedef struct hsc_server_config_s {
     const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
                                 responder processes never see it (docs/responders.md) */
     int access_log;          /* one log line per response (hsc_log_set_format() shapes it) */
+    /* Listening sockets to use instead of binding `listen` (systemd socket activation, a hand-over
+     * from an older process: docs/operations.md). The server takes ownership of them. One socket
+     * is shared by every worker; several give one worker each (so `threads` is their number). */
+    const int *listen_fds;
+    unsigned n_listen_fds;
 } hsc_server_config_t;
 
 typedef struct hsc_server_s hsc_server_t;
@@ -149,6 +154,19 @@ typedef void (*hsc_server_hup_fn)(hsc_server_t *srv, void *data);
  * hsc_server_reload(). Call before hsc_server_run().
  */
 HSC_EXPORT void hsc_server_on_sighup(hsc_server_t *srv, hsc_server_hup_fn fn, void *data);
+
+/**
+ * With cfg.handle_signals, SIGUSR2 calls `fn` (on the thread running hsc_server_run()); without
+ * one it is logged and ignored. hscd hands its listening sockets to a new process there. Call
+ * before hsc_server_run().
+ */
+HSC_EXPORT void hsc_server_on_sigusr2(hsc_server_t *srv, hsc_server_hup_fn fn, void *data);
+
+/**
+ * The listening sockets, for a hand-over to a new process: fills `fds` with up to `cap` of them
+ * and returns their number. Valid until the server drains; the server keeps them open.
+ */
+HSC_EXPORT unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap);
 
 /** Asks a running server to drain and stop. Safe from any thread; returns at once. */
 HSC_EXPORT void hsc_server_stop(hsc_server_t *srv);

@@ -7,6 +7,7 @@
  * flag, or the file and line).
  */
 #include "flags.h"
+#include "handover.h"
 
 #include "hsc/server.h"
 
@@ -64,6 +65,9 @@ static void on_sighup(hsc_server_t *srv, void *data)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    int inherited[256];
+    pid_t old_pid;
+    unsigned ninherited = hscd_inherited_fds(inherited, 256, &old_pid);
     hscd_flags_t fl;
     hscd_flags_init(&fl);
     int rc = hscd_flags_load(&fl, argc, argv);
@@ -79,7 +83,15 @@ int main(int argc, char **argv)
     hsc_log_set_level(fl.log_level);
     hsc_log_set_format(fl.log_format);
     hsc_server_t *srv;
+    fl.cfg.listen_fds = inherited;
+    fl.cfg.n_listen_fds = ninherited;
     rc = hsc_server_new(&fl.cfg, &srv);
+    if (rc != 0 && ninherited > 0) {
+        fprintf(stderr, "hscd: cannot use the %u inherited listening socket%s: %s\n", ninherited,
+                ninherited == 1 ? "" : "s", hsc_strerror(rc));
+        hscd_flags_dispose(&fl);
+        return 1;
+    }
     if (rc == HSC_EINVAL) {
         hscd_flags_explain_bad_address(&fl);
         hscd_flags_dispose(&fl);
@@ -92,6 +104,9 @@ int main(int argc, char **argv)
     }
     argv_t args = {argc, argv};
     hsc_server_on_sighup(srv, on_sighup, &args);
+    hsc_server_on_sigusr2(srv, hscd_handover, argv);
+    if (ninherited > 0)
+        hscd_handover_done(ninherited, old_pid);
     rc = hsc_server_run(srv);
     hsc_server_free(srv);
     hscd_flags_dispose(&fl);

@@ -46,6 +46,7 @@
 #define HSC_PENDING_KEEP     (8 * 1024)
 #define HSC_PIPELINE_WAIT_MS 1000
 #define HSC_LINGER_MS        2000
+#define HSC_DRAIN_FRESH_MS   1000 /* at a drain, for a fresh connection's first request */
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
@@ -60,6 +61,7 @@ static void conn_dispatch(hsc_conn_t *c)
     HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
     c->res.conn = c;
+    c->served = true;
     c->access_open = h->cfg->access_log != 0;
     c->access_start = uv_hrtime();
     c->access_bytes = 0;
@@ -111,6 +113,7 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *fram
     }
     r->head_only = false;
     r->id = atomic_fetch_add_explicit(c->h->next_req_id, 1, memory_order_relaxed) + 1;
+    c->served = true;
     c->access_open = c->h->cfg->access_log != 0;
     c->access_start = uv_hrtime();
     c->access_bytes = 0;
@@ -627,8 +630,17 @@ void hsc_conn_drain(hsc_conn_t *c)
 {
     if (c->closing)
         return;
-    if (c->state == CONN_IDLE || c->shutdown_sent)
+    /* A connection accepted just before the drain that has not sent its first request yet is
+     * not idle: its client is about to ask (a hand-over to a new process relies on it). It gets
+     * HSC_DRAIN_FRESH_MS (or --header-timeout if shorter) to send it, is answered, then closes;
+     * a client that only opened a connection does not hold the exit longer than that. */
+    if ((c->state == CONN_IDLE && c->served) || c->shutdown_sent) {
         hsc_conn_close(c);
-    else
-        c->keep_alive = false;
+        return;
+    }
+    c->keep_alive = false;
+    if (c->state == CONN_IDLE && c->timer_mode == T_HEADER) {
+        uint64_t ms = c->h->cfg->header_timeout_ms;
+        hsc_conn_arm(c, T_HEADER, ms < HSC_DRAIN_FRESH_MS ? ms : HSC_DRAIN_FRESH_MS);
+    }
 }

@@ -71,6 +71,7 @@ struct hsc_conn_s {
      * dispatch until its line is written (response done, or the connection closed first). */
     uint64_t access_start, access_bytes;
     bool access_open;
+    bool served; /* a request was dispatched (or refused): no longer a fresh connection */
 };
 
 /** Writes the access log line of the current response if one is open (conn.c). */

@@ -36,7 +36,9 @@
  */
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,9 +164,68 @@ static void on_connection(uv_stream_t *listener, int status)
     hsc_http_accept(&w->http, listener);
 }
 
+/* An inherited socket: worker i takes socket i, or with one socket each worker a duplicate. */
+static int worker_adopt(hsc_worker_t *w)
+{
+    hsc_server_t *srv = w->srv;
+    int rc = uv_tcp_init(&w->loop, &w->listener);
+    if (rc != 0)
+        return rc;
+    w->listener.data = w;
+    int fd;
+    if (srv->n_inherited > 1) {
+        fd = srv->inherited[w->index];
+        srv->inherited[w->index] = -1;
+    } else if ((fd = fcntl(srv->inherited[0], F_DUPFD_CLOEXEC, 3)) < 0) {
+        return uv_translate_sys_error(errno);
+    }
+    if ((rc = uv_tcp_open(&w->listener, fd)) != 0) {
+        close(fd);
+        return rc;
+    }
+    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+}
+
+/* Checks the inherited sockets and takes the address from the first. */
+static int adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg)
+{
+    srv->inherited = malloc(cfg->n_listen_fds * sizeof *srv->inherited);
+    if (srv->inherited == NULL)
+        return HSC_ENOMEM;
+    srv->n_inherited = cfg->n_listen_fds;
+    memcpy(srv->inherited, cfg->listen_fds, cfg->n_listen_fds * sizeof *srv->inherited);
+    for (unsigned i = 0; i < srv->n_inherited; i++) {
+        int fd = srv->inherited[i], type = 0, listening = 0;
+        socklen_t len = sizeof type;
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &(socklen_t){sizeof listening}) !=
+                0 ||
+            !listening || getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+            HSC_LOG(HSC_LOG_ERROR, "inherited descriptor %d is not a listening TCP socket", fd);
+            return HSC_EINVAL;
+        }
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if (i == 0)
+            srv->addr = ss;
+    }
+    void *a = srv->addr.ss_family == AF_INET6
+                  ? (void *)&((struct sockaddr_in6 *)&srv->addr)->sin6_addr
+                  : (void *)&((struct sockaddr_in *)&srv->addr)->sin_addr;
+    inet_ntop(srv->addr.ss_family, a, srv->host, sizeof srv->host);
+    srv->port =
+        ntohs(srv->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&srv->addr)->sin6_port
+                                              : ((struct sockaddr_in *)&srv->addr)->sin_port);
+    return 0;
+}
+
 static int worker_listen(hsc_worker_t *w)
 {
     hsc_server_t *srv = w->srv;
+    if (srv->n_inherited > 0)
+        return worker_adopt(w);
     int rc = uv_tcp_init_ex(&w->loop, &w->listener, srv->addr.ss_family);
     if (rc != 0)
         return rc;
@@ -452,6 +513,26 @@ void hsc_server_on_sighup(hsc_server_t *srv, hsc_server_hup_fn fn, void *data)
     srv->on_hup_data = data;
 }
 
+void hsc_server_on_sigusr2(hsc_server_t *srv, hsc_server_hup_fn fn, void *data)
+{
+    srv->on_usr2 = fn;
+    srv->on_usr2_data = data;
+}
+
+unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap)
+{
+    unsigned n = 0;
+    bool shared = srv->n_inherited == 1; /* every worker holds a duplicate of one socket */
+    for (unsigned i = 0; i < srv->nworkers && n < cap && (!shared || n == 0); i++) {
+        uv_os_fd_t fd;
+        if (srv->workers[i].listener.type == UV_TCP &&
+            !uv_is_closing((const uv_handle_t *)&srv->workers[i].listener) &&
+            uv_fileno((const uv_handle_t *)&srv->workers[i].listener, &fd) == 0)
+            fds[n++] = fd;
+    }
+    return n;
+}
+
 int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
 {
     *out = NULL;
@@ -459,7 +540,11 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     if (srv == NULL)
         return HSC_ENOMEM;
     int rc = copy_config(srv, cfg);
-    if (rc == 0)
+    srv->cfg.listen_fds = NULL;
+    srv->cfg.n_listen_fds = 0;
+    if (rc == 0 && cfg->n_listen_fds > 0)
+        rc = adopt_sockets(srv, cfg);
+    else if (rc == 0)
         rc = parse_listen(srv, srv->cfg.listen);
     if (rc != 0) {
         hsc_server_free(srv);
@@ -473,6 +558,17 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     srv->responder = hsc_stream_responder(&srv->cfg);
     if (srv->nworkers > hsc_stream_max_loops(srv->responder, &srv->cfg))
         srv->nworkers = hsc_stream_max_loops(srv->responder, &srv->cfg);
+    if (srv->n_inherited > 1 && srv->n_inherited != srv->nworkers) {
+        /* One worker per inherited socket: each has its own queue of accepted connections. */
+        if (srv->n_inherited > hsc_stream_max_loops(srv->responder, &srv->cfg)) {
+            HSC_LOG(HSC_LOG_ERROR, "cannot take over %u sockets with --pool %u: restart instead",
+                    srv->n_inherited, srv->cfg.pool);
+            hsc_server_free(srv);
+            return HSC_EINVAL;
+        }
+        HSC_LOG(HSC_LOG_NOTICE, "%u threads, one per inherited socket", srv->n_inherited);
+        srv->nworkers = srv->n_inherited;
+    }
     uv_loop_init(&srv->main_loop);
     uv_async_init(&srv->main_loop, &srv->stop_async, on_stop_async);
     srv->stop_async.data = srv;
@@ -490,7 +586,7 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     raise_fd_limit(srv);
     srv->snap->cfg.max_connections = srv->cfg.max_connections;
 
-    if ((rc = probe_address(srv)) != 0) {
+    if (srv->n_inherited == 0 && (rc = probe_address(srv)) != 0) {
         hsc_server_free(srv);
         return rc;
     }
@@ -610,6 +706,17 @@ static void on_sighup(uv_signal_t *s, int signum)
                             "(restart it to apply changes; SIGTERM stops it cleanly)");
 }
 
+static void on_sigusr2(uv_signal_t *s, int signum)
+{
+    hsc_server_t *srv = s->data;
+    (void)signum;
+    if (srv->on_usr2 != NULL && !atomic_load(&srv->stopping)) {
+        srv->on_usr2(srv, srv->on_usr2_data);
+        return;
+    }
+    HSC_LOG(HSC_LOG_NOTICE, "SIGUSR2 ignored");
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     hsc_server_t *srv = s->data;
@@ -633,6 +740,10 @@ int hsc_server_run(hsc_server_t *srv)
         srv->sighup.data = srv;
         uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
         uv_unref((uv_handle_t *)&srv->sighup);
+        uv_signal_init(&srv->main_loop, &srv->sigusr2);
+        srv->sigusr2.data = srv;
+        uv_signal_start(&srv->sigusr2, on_sigusr2, SIGUSR2);
+        uv_unref((uv_handle_t *)&srv->sigusr2);
     }
     uv_timer_start(&srv->sweep_timer, on_sweep, 1000, 1000);
     for (unsigned i = 0; i < srv->nworkers; i++) {
@@ -652,6 +763,7 @@ int hsc_server_run(hsc_server_t *srv)
         uv_thread_join(&srv->workers[i].thread);
     if (srv->cfg.handle_signals) {
         uv_close((uv_handle_t *)&srv->sighup, NULL);
+        uv_close((uv_handle_t *)&srv->sigusr2, NULL);
         uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     }
     uv_loop_close(&srv->main_loop);
@@ -704,6 +816,10 @@ void hsc_server_free(hsc_server_t *srv)
     close_main_loop(srv);
     hsc_engine_free(srv->engine);
     hsc_ratelimit_free(srv->create_limit);
+    for (unsigned i = 0; i < srv->n_inherited; i++)
+        if (srv->inherited[i] >= 0)
+            close(srv->inherited[i]);
+    free(srv->inherited);
     snapshot_release(srv->snap);
     if (srv->snap_lock_ready)
         uv_mutex_destroy(&srv->snap_lock);

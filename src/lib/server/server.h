@@ -67,8 +67,11 @@ struct hsc_server_s {
     bool snap_lock_ready;
     hsc_snapshot_t *snap; /* the current configuration; workers take it up in on_wake() */
     unsigned conns_room;  /* --max-connections' ceiling from the open files limit; 0: none */
-    hsc_server_hup_fn on_hup;
-    void *on_hup_data;
+    hsc_server_hup_fn on_hup, on_usr2;
+    void *on_hup_data, *on_usr2_data;
+    uv_signal_t sigusr2; /* like sighup */
+    int *inherited;      /* cfg.listen_fds, owned until a worker opens them */
+    unsigned n_inherited;
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
