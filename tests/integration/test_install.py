@@ -8,7 +8,8 @@ Proves that:
   a streamed answer;
 - `man -l` renders both pages, and hscd(8) lists every flag `hscd --help` lists;
 - the installed hscd accepts the installed sample configuration (--check);
-- the systemd unit passes `systemd-analyze verify` (when systemd-analyze is there).
+- the systemd units (service and socket) pass `systemd-analyze verify` (when systemd-analyze
+  is there).
 """
 
 import os
@@ -57,6 +58,7 @@ class Install(unittest.TestCase):
                     "include/hsc/responder.h", "include/hsc/codec.h",
                     "lib/pkgconfig/hsc.pc", "share/man/man8/hscd.8", "share/man/man1/hsc.1",
                     "etc/hscd/hscd.conf", "lib/systemd/system/hscd.service",
+                    "lib/systemd/system/hscd.socket",
                     "share/doc/hsc/examples/embed.c"]:
             self.assertTrue(os.path.exists(self.path(rel)), rel)
         self.assertTrue(os.access(self.path("bin/hscd"), os.X_OK))
@@ -119,7 +121,8 @@ class Install(unittest.TestCase):
         path = os.path.join(self.tmp, "hscd.service")
         with open(path, "w", encoding="utf-8") as f:
             f.write(unit)
-        run(["systemd-analyze", "verify", "--man=no", path])
+        shutil.copy(self.path("lib/systemd/system/hscd.socket"), self.tmp)
+        run(["systemd-analyze", "verify", "--man=no", path, os.path.join(self.tmp, "hscd.socket")])
 
 
 if __name__ == "__main__":
