@@ -1,4 +1,5 @@
-"""Logs operators expect (docs/operations.md): --log-format json and --access-log.
+"""Logs and metrics operators expect (docs/operations.md): --log-format json, --access-log, and
+the build and process metrics of /metrics.
 
 Proves that:
 - with --log-format json every line hscd writes (start, access, a refused reload, shutdown)
@@ -8,7 +9,10 @@ Proves that:
   could not be parsed, and a path holding quotes and bytes that are not UTF-8;
 - access tokens in the query are masked in the access log;
 - without --access-log there is no access line; the text format has one too;
-- a bad --log-format value exits 2.
+- a bad --log-format value exits 2;
+- /metrics has hsc_build_info and the process metrics under Prometheus' conventional names
+  (process_resident_memory_bytes, process_open_fds, process_cpu_seconds_total...), with
+  plausible values, and counts configuration reloads.
 """
 
 import json
@@ -111,6 +115,42 @@ class Json(ServerTestCase):
         rc, out, err = run_hscd(["--log-format", "xml"])
         self.assertEqual(rc, 2)
         self.assertIn("--log-format: invalid value 'xml' (text or json)", err)
+
+
+class ProcessMetrics(ServerTestCase):
+    def metrics(self, srv):
+        with RawConn(srv.port) as c:
+            c.request("GET", "/metrics")
+            r = c.read_response()
+        self.assertEqual(r.status, 200)
+        values = {}
+        for line in r.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def test_build_and_process_metrics(self):
+        srv = self.start()
+        m = self.metrics(srv)
+        self.assertEqual(m['hsc_build_info{version="0.1.0"}'], 1)
+        self.assertGreater(m["process_resident_memory_bytes"], 1 << 20)
+        self.assertGreaterEqual(m["process_virtual_memory_bytes"],
+                                m["process_resident_memory_bytes"])
+        self.assertGreater(m["process_open_fds"], 3)
+        self.assertGreaterEqual(m["process_max_fds"], m["process_open_fds"])
+        self.assertGreaterEqual(m["process_cpu_seconds_total"], 0)
+        self.assertGreater(m["process_start_time_seconds"], 1.6e9)
+        self.assertEqual(m["hsc_config_reloads_total"], 0)
+        conns = [RawConn(srv.port) for _ in range(10)]
+        try:
+            self.assertTrue(wait_for(lambda: self.metrics(srv)["process_open_fds"]
+                                     >= m["process_open_fds"] + 10, 10))
+        finally:
+            for c in conns:
+                c.close()
+        srv.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: self.metrics(srv)["hsc_config_reloads_total"] == 1, 10))
 
 
 if __name__ == "__main__":

@@ -502,6 +502,7 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
     srv->snap = snap;
     uv_mutex_unlock(&srv->snap_lock);
     snapshot_release(old);
+    atomic_fetch_add(&srv->reloads, 1);
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_async_send(&srv->workers[i].wake);
     return 0;
@@ -539,6 +540,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     hsc_server_t *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return HSC_ENOMEM;
+    uv_timeval64_t now;
+    if (uv_gettimeofday(&now) == 0)
+        srv->start_time = (double)now.tv_sec + (double)now.tv_usec / 1e6;
     int rc = copy_config(srv, cfg);
     srv->cfg.listen_fds = NULL;
     srv->cfg.n_listen_fds = 0;

@@ -72,7 +72,9 @@ struct hsc_server_s {
     uv_signal_t sigusr2; /* like sighup */
     int *inherited;      /* cfg.listen_fds, owned until a worker opens them */
     unsigned n_inherited;
-    unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
+    atomic_uint reloads; /* hsc_server_reload() calls that applied (/metrics) */
+    double start_time;   /* seconds since the epoch, at hsc_server_new() (/metrics) */
+    unsigned trim_peak;  /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
 /** Called when a worker's connection has closed: the worker ends once drained and empty. */
