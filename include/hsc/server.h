@@ -137,8 +137,8 @@ HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
 
 /**
  * Replaces the settings a running server can change without dropping a connection: the tokens,
- * the JWT key, the CORS origins, the limits and timeouts (docs/operations.md lists them). The
- * others (the listen address, threads, the responder, history bounds...) keep their running
+ * the JWT key, the CORS origins, the limits and timeouts, the history bounds (docs/operations.md
+ * lists them). The others (the listen address, threads, the responder...) keep their running
  * values, and each one that differs is logged as needing a restart. Borrows `cfg` (copied).
  * Each worker takes the new settings up between two callbacks of its loop: a request sees one
  * configuration or the other, never a mix. Safe from any thread. Returns 0, or HSC_EINVAL (a bad

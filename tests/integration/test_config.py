@@ -7,10 +7,13 @@ Proves that:
   the command line overrides the file's value;
 - on SIGHUP (class Reload) hscd reads the file again: a changed token applies to the next
   request while a subscriber opened before stays connected and keeps receiving; a broken file
-  is refused with its line number in the log and the running configuration stays.
+  is refused with its line number in the log and the running configuration stays; new history
+  bounds apply to the channels that exist (their oldest events leave); a setting that needs a
+  restart is logged as such and keeps its running value.
 """
 
 import os
+import re
 import signal
 import tempfile
 import unittest
@@ -152,11 +155,38 @@ class Reload(ConfTestCase):
         self.assertEqual(self.publish(srv, "old-token"), 200)
 
     def test_restart_only_setting_is_kept_and_logged(self):
-        path = self.conf(self.BASE + "history 10\n")
+        path = self.conf(self.BASE + "max-gen-len 10\n")
         srv = self.start("--config", path, listen=None)
-        write_conf(self.BASE + "history 20\nlog-level debug\n", path)
+        write_conf(self.BASE + "max-gen-len 20\nlog-level debug\n", path)
         self.reload(srv, "configuration reloaded")
-        self.assertIn("reload: --history changed: it needs a restart", srv.log())
+        self.assertIn("reload: --max-gen-len changed: it needs a restart", srv.log())
+
+    def metric(self, srv, name):
+        with RawConn(srv.port) as c:
+            c.request("GET", "/metrics")
+            body = c.read_response().body.decode()
+        return int(float(re.search(r"^%s (\S+)$" % name, body, re.M).group(1)))
+
+    def test_history_bounds_change(self):
+        base = "listen %s:0\n" % HOST
+        path = self.conf(base + "history 10\n")
+        srv = self.start("--config", path, listen=None)
+        for i in range(10):
+            self.assertEqual(self.publish(srv, None, channel="h", body="e%d" % i), 200)
+        self.assertEqual(self.metric(srv, "hsc_history_events"), 10)
+        write_conf(base + "history 3\n", path)
+        self.reload(srv, "configuration reloaded")
+        self.assertEqual(self.metric(srv, "hsc_history_events"), 3)  # the oldest left
+        self.assertEqual(self.metric(srv, "hsc_history_evicted_total"), 7)
+        for i in range(5):
+            self.publish(srv, None, channel="h", body="f%d" % i)
+        self.assertEqual(self.metric(srv, "hsc_history_events"), 3)
+        write_conf(base + "history 8\n", path)
+        self.reload(srv, "configuration reloaded")
+        for i in range(10):
+            self.publish(srv, None, channel="h", body="g%d" % i)
+        self.assertEqual(self.metric(srv, "hsc_history_events"), 8)
+        self.assertNotIn("needs a restart", srv.log())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@
  * happens on the worker's own thread between two callbacks, so nothing on that loop ever reads a
  * half-written configuration, and a request sees one snapshot or the next (a stream already
  * running keeps the limits it started with where it copied them). srv->cfg stays the startup
- * configuration, read by the main thread (drain timeout) and the engine (history bounds).
+ * configuration, read by the main thread (drain timeout); the engine copies the history bounds and
+ * takes new ones through its reconfigure() (under its own lock).
  */
 #include "server/server.h"
 
@@ -483,11 +484,20 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
     KEEP_NUM(keepalive_ms, "keepalive");
     KEEP_NUM(max_gen_len, "max-gen-len");
     KEEP_NUM(interval_ms, "interval");
-    KEEP_NUM(history, "history");
-    KEEP_NUM(history_bytes, "history-bytes");
-    KEEP_NUM(history_total_bytes, "history-total-bytes");
-    KEEP_NUM(history_age_ms, "history-age");
-    KEEP_NUM(max_channels, "max-channels");
+    bool engine_bounds = srv->engine->vt->reconfigure != NULL;
+    if (engine_bounds) { /* the engine takes them below, once the snapshot is made */
+        c.history = in->history;
+        c.history_bytes = in->history_bytes;
+        c.history_total_bytes = in->history_total_bytes;
+        c.history_age_ms = in->history_age_ms;
+        c.max_channels = in->max_channels;
+    } else {
+        KEEP_NUM(history, "history");
+        KEEP_NUM(history_bytes, "history-bytes");
+        KEEP_NUM(history_total_bytes, "history-total-bytes");
+        KEEP_NUM(history_age_ms, "history-age");
+        KEEP_NUM(max_channels, "max-channels");
+    }
     KEEP_NUM(channel_create_rate, "channel-create-rate");
     KEEP_NUM(channel_create_burst, "channel-create-burst");
     KEEP_NUM(drain_timeout_ms, "drain-timeout");
@@ -497,6 +507,8 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
     int rc = snapshot_new(&c, &snap);
     if (rc != 0)
         return rc;
+    if (engine_bounds)
+        srv->engine->vt->reconfigure(srv->engine, &c);
     uv_mutex_lock(&srv->snap_lock);
     hsc_snapshot_t *old = srv->snap;
     srv->snap = snap;
