@@ -14,7 +14,7 @@ PREFIX       ?= /usr/local
 DESTDIR      ?=
 
 .PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
-        test-fuzz fuzz bench bench-deps format format-check clean help install
+        test-fuzz fuzz bench bench-deps format format-check clean help install deb
 
 all: build
 
@@ -27,6 +27,7 @@ help:
 	@echo "make bench        hscd against nchan, Pushpin and the floor; writes docs/PERFORMANCE.md"
 	@echo "make format       clang-format the C sources"
 	@echo "make install      install under PREFIX (/usr/local), into DESTDIR if set (docs/operations.md)"
+	@echo "make deb          Debian packages into $(BUILD)/deb, checked by lintian"
 
 deps:
 	@scripts/install-deps.sh
@@ -88,6 +89,9 @@ install:
 	@test -f $(BUILD)/CMakeCache.txt || $(MAKE) build
 	@cmake --build $(BUILD) -j$(JOBS)
 	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+deb:
+	@OUT=$(abspath $(BUILD))/deb scripts/build-deb.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
