@@ -6,12 +6,17 @@ Proves that:
 - a running hscd takes its settings from the file (the listen address, a token), and a flag on
   the command line overrides the file's value;
 - on SIGHUP (class Reload) hscd reads the file again: a changed token applies to the next
-  request while a subscriber opened before stays connected and keeps receiving; a broken file
+  request while a subscriber opened before stays connected and keeps receiving; so do a rotated
+  JWT key file and changed CORS origins; a broken file
   is refused with its line number in the log and the running configuration stays; new history
   bounds apply to the channels that exist (their oldest events leave); a setting that needs a
   restart is logged as such and keeps its running value.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import re
 import signal
@@ -95,6 +100,18 @@ class FileSettings(ConfTestCase):
         self.assertEqual(self.publish(srv, "from-file"), 401)
 
 
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt(claims, key):
+    """An HS256 token, minted here independently of hscd."""
+    h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    p = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(key, (h + "." + p).encode(), hashlib.sha256).digest())
+    return h + "." + p + "." + sig
+
+
 def wait_data(conn, needle, timeout=10.0):
     """Reads from `conn` until `needle` (bytes) has arrived; fails if the stream ends first."""
     deadline = conn._deadline(timeout)
@@ -153,6 +170,42 @@ class Reload(ConfTestCase):
         self.addCleanup(write_conf, "", path)  # for the cleanup's unlink
         self.reload(srv, "configuration refused")
         self.assertEqual(self.publish(srv, "old-token"), 200)
+
+    def get(self, srv, target, headers=()):
+        with RawConn(srv.port) as c:
+            c.request("GET", target, list(headers))
+            return c.read_response()
+
+    def test_jwt_key_rotates(self):
+        key_a, key_b = b"a" * 40, b"b" * 40
+        kfd, key_path = tempfile.mkstemp(prefix="hscd-", suffix=".key")
+        os.close(kfd)
+        self.addCleanup(os.unlink, key_path)
+        write_conf(key_a.decode(), key_path)
+        path = self.conf("listen %s:0\njwt-key-file %s\n" % (HOST, key_path))
+        srv = self.start("--config", path, listen=None)
+        tok_a, tok_b = jwt({"hsc_pub": ["c"]}, key_a), jwt({"hsc_pub": ["c"]}, key_b)
+        self.assertEqual(self.publish(srv, tok_a), 200)
+        self.assertEqual(self.publish(srv, tok_b), 401)
+        write_conf(key_b.decode(), key_path)  # the file is read again on SIGHUP
+        self.reload(srv, "configuration reloaded")
+        self.assertTrue(wait_for(lambda: all(self.publish(srv, tok_a) == 401
+                                             for _ in range(8)), 10))
+        self.assertEqual(self.publish(srv, tok_b), 200)
+
+    def test_cors_origins_change(self):
+        base = "listen %s:0\n" % HOST
+        path = self.conf(base + "cors-origin https://old.example\n")
+        srv = self.start("--config", path, listen=None)
+        acao = "Access-Control-Allow-Origin"
+        old, new = [("Origin", "https://old.example")], [("Origin", "https://new.example")]
+        self.assertEqual(self.get(srv, "/healthz", old).header(acao), "https://old.example")
+        self.assertIsNone(self.get(srv, "/healthz", new).header(acao))
+        write_conf(base + "cors-origin https://new.example\n", path)
+        self.reload(srv, "configuration reloaded")
+        self.assertTrue(wait_for(lambda: all(self.get(srv, "/healthz", old).header(acao) is None
+                                             for _ in range(8)), 10))
+        self.assertEqual(self.get(srv, "/healthz", new).header(acao), "https://new.example")
 
     def test_restart_only_setting_is_kept_and_logged(self):
         path = self.conf(self.BASE + "max-gen-len 10\n")
