@@ -141,8 +141,9 @@ HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
  * lists them). The others (the listen address, threads, the responder...) keep their running
  * values, and each one that differs is logged as needing a restart. Borrows `cfg` (copied).
  * Each worker takes the new settings up between two callbacks of its loop: a request sees one
- * configuration or the other, never a mix. Safe from any thread. Returns 0, or HSC_EINVAL (a bad
- * CORS list) or HSC_ENOMEM with the running configuration unchanged.
+ * configuration or the other, never a mix. Safe from any thread while the server runs. Returns
+ * 0, or HSC_EINVAL (a bad CORS list), HSC_ENOMEM, or HSC_ESTATE once it is stopping, with the
+ * running configuration unchanged.
  */
 HSC_EXPORT int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *cfg);
 

@@ -446,6 +446,8 @@ static bool same_string(const char *a, const char *b)
 
 int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
 {
+    if (atomic_load(&srv->stopping))
+        return HSC_ESTATE; /* the workers may be closing their wake handles */
     /* The running configuration, with what a reload may change taken from `in`. */
     const hsc_server_config_t *run = &srv->cfg;
     hsc_server_config_t c = *run;
