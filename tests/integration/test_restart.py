@@ -83,8 +83,17 @@ class HandOver(ServerTestCase):
         self.assertTrue(wait_for(lambda: srv.log().count(needle) >= n, 30 * SLOW),
                         "no %d x %r\n%s" % (n, needle, srv.describe()))
 
+    def stop_successors(self, srv):
+        """Stops every successor our SIGUSR2 started that is still there (a failed test too)."""
+        for pid in re.findall(r"SIGUSR2: started pid (\d+)", srv.log()):
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def test_two_hand_overs_under_load(self):
         srv = self.start("--threads", "2", "--max-gen-len", "2", "--interval", "50ms")
+        self.addCleanup(self.stop_successors, srv)
         quick = Load(srv.port)
         streams = Load(srv.port, threads=2, stream=True)
         try:
