@@ -87,8 +87,11 @@ class HandOver(ServerTestCase):
         """Stops every successor our SIGUSR2 started that is still there (a failed test too)."""
         for pid in re.findall(r"SIGUSR2: started pid (\d+)", srv.log()):
             try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    if not f.read().startswith(binary().encode()):
+                        continue  # gone, and the number reused: not ours
                 os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
+            except (OSError, ProcessLookupError):
                 pass
 
     def test_two_hand_overs_under_load(self):
