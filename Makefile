@@ -10,9 +10,11 @@ LISTEN       ?= 127.0.0.1:8000
 ARGS         ?=
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS   ?= --output-on-failure --no-tests=error -j$(JOBS)
+PREFIX       ?= /usr/local
+DESTDIR      ?=
 
 .PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
-        test-fuzz fuzz bench bench-deps format format-check clean help
+        test-fuzz fuzz bench bench-deps format format-check clean help install deb
 
 all: build
 
@@ -25,6 +27,8 @@ help:
 	@echo "make fuzz         run each libFuzzer target for FUZZ_SECONDS (60) and sum up"
 	@echo "make bench        hscd against nchan, Pushpin and the floor; writes docs/PERFORMANCE.md"
 	@echo "make format       clang-format the C sources"
+	@echo "make install      install under PREFIX (/usr/local), into DESTDIR if set (docs/operations.md)"
+	@echo "make deb          Debian packages into $(BUILD)/deb, checked by lintian"
 
 deps:
 	@scripts/install-deps.sh
@@ -80,6 +84,15 @@ bench-deps:
 
 bench: build bench-deps
 	@BUILD=$(BUILD) scripts/bench.sh
+
+# Installs what $(BUILD)/ holds (built first if it is not there): docs/operations.md lists the tree.
+install:
+	@test -f $(BUILD)/CMakeCache.txt || $(MAKE) build
+	@cmake --build $(BUILD) -j$(JOBS)
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
+deb:
+	@OUT=$(abspath $(BUILD))/deb scripts/build-deb.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -29,6 +29,11 @@ typedef enum hsc_log_level_e {
     HSC_LOG_DEBUG
 } hsc_log_level_t;
 
+typedef enum hsc_log_format_e {
+    HSC_LOG_FORMAT_TEXT = 0, /* "2026-11-22T05:31:00.123Z notice: message" */
+    HSC_LOG_FORMAT_JSON      /* {"time":"...","level":"notice","message":"..."} */
+} hsc_log_format_t;
+
 typedef struct hsc_server_config_s {
     const char *listen;         /* "HOST:PORT" or "[V6]:PORT"; port 0 picks a free port */
     unsigned threads;           /* worker threads (loops); 0 = number of cores */
@@ -54,7 +59,7 @@ typedef struct hsc_server_config_s {
                           NULL: "hsc-KIND" is listed and any name is accepted */
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
-    int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */
+    int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, catch SIGHUP */
     /* Channels (/v1/events). */
     size_t history;             /* events kept per channel for resuming; 0 = none */
     size_t history_bytes;       /* encoded bytes kept per channel */
@@ -79,11 +84,19 @@ typedef struct hsc_server_config_s {
     size_t jwt_key_len;
     const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
                                 responder processes never see it (docs/responders.md) */
+    int access_log;          /* one log line per response (hsc_log_set_format() shapes it) */
+    /* Listening sockets to use instead of binding `listen` (systemd socket activation, a hand-over
+     * from an older process: docs/operations.md). The server takes ownership of them. One socket
+     * is shared by every worker; several give one worker each (so `threads` is their number). */
+    const int *listen_fds;
+    unsigned n_listen_fds;
     /* Durability (docs/internals/journal.md). */
     const char *data_dir;         /* the journal's directory; NULL or "none": memory only */
     int fsync_mode;               /* HSC_FSYNC_BATCH, HSC_FSYNC_ALWAYS or HSC_FSYNC_OFF */
     uint64_t fsync_interval_ms;   /* batch: the longest a written record stays unsynced */
     size_t journal_segment_bytes; /* a segment file's size before the next one begins */
+    uint64_t data_dir_wait_ms;    /* how long to wait for another hscd to let go of data_dir (a
+                                     hand-over: docs/operations.md); 0: fail at once */
 } hsc_server_config_t;
 
 /* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
@@ -104,6 +117,18 @@ HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
  */
 HSC_EXPORT void hsc_log_set_level(hsc_log_level_t level);
 
+/** Parses "text" or "json". Returns 0 or HSC_EINVAL. */
+HSC_EXPORT int hsc_log_format_parse(const char *s, hsc_log_format_t *out);
+/** Sets the log lines' shape: text (at first) or one JSON object per line. Process-wide. */
+HSC_EXPORT void hsc_log_set_format(hsc_log_format_t format);
+
+/**
+ * Writes one line to libhsc's log (stderr) if `level` is enabled: the server's own format, one
+ * write per line. For programs that embed the server (hscd's reload messages).
+ */
+HSC_EXPORT void hsc_log_printf(hsc_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /** Fills `cfg` with the defaults that `hscd --help` shows. */
 HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);
 
@@ -121,9 +146,44 @@ HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);
  * Runs the worker threads and blocks until the server is stopped (hsc_server_stop(), or
  * SIGINT/SIGTERM when cfg.handle_signals): it then stops accepting, lets streams in progress
  * finish for up to cfg.drain_timeout_ms, closes the rest, and returns 0. With cfg.handle_signals
- * it also catches SIGHUP until it returns, logs it and ignores it (there is no reload).
+ * it also catches SIGHUP until it returns: it calls hsc_server_on_sighup()'s function, or logs
+ * and ignores it when there is none.
  */
 HSC_EXPORT int hsc_server_run(hsc_server_t *srv);
+
+/**
+ * Replaces the settings a running server can change without dropping a connection: the tokens,
+ * the JWT key, the CORS origins, the limits and timeouts, the history bounds (docs/operations.md
+ * lists them). The others (the listen address, threads, the responder...) keep their running
+ * values, and each one that differs is logged as needing a restart. Borrows `cfg` (copied).
+ * Each worker takes the new settings up between two callbacks of its loop: a request sees one
+ * configuration or the other, never a mix. Safe from any thread while the server runs. Returns
+ * 0, or HSC_EINVAL (a bad CORS list), HSC_ENOMEM, or HSC_ESTATE once it is stopping, with the
+ * running configuration unchanged.
+ */
+HSC_EXPORT int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *cfg);
+
+typedef void (*hsc_server_hup_fn)(hsc_server_t *srv, void *data);
+
+/**
+ * With cfg.handle_signals, SIGHUP calls `fn` (on the thread running hsc_server_run()) instead of
+ * being logged and ignored: hscd reads its configuration again there and calls
+ * hsc_server_reload(). Call before hsc_server_run().
+ */
+HSC_EXPORT void hsc_server_on_sighup(hsc_server_t *srv, hsc_server_hup_fn fn, void *data);
+
+/**
+ * With cfg.handle_signals, SIGUSR2 calls `fn` (on the thread running hsc_server_run()); without
+ * one it is logged and ignored. hscd hands its listening sockets to a new process there. Call
+ * before hsc_server_run().
+ */
+HSC_EXPORT void hsc_server_on_sigusr2(hsc_server_t *srv, hsc_server_hup_fn fn, void *data);
+
+/**
+ * The listening sockets, for a hand-over to a new process: fills `fds` with up to `cap` of them
+ * and returns their number. Valid until the server drains; the server keeps them open.
+ */
+HSC_EXPORT unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap);
 
 /** Asks a running server to drain and stop. Safe from any thread; returns at once. */
 HSC_EXPORT void hsc_server_stop(hsc_server_t *srv);

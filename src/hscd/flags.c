@@ -55,6 +55,12 @@ static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_log_format(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
+                          const char *value, uint64_t n);
+static int set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                      uint64_t n);
+static int set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 
 /*
  * The table, in --help order within each group. Laid out by hand, one flag per paragraph:
@@ -273,25 +279,53 @@ static const hscd_flag_t flags[] = {
      .max = 65535, .fix = "a port number from 0 to 65535"},
 
     /* Other */
+    {.name = "config", .arg = HSCD_ARG_STRING, .metavar = "FILE", .group = HSCD_GROUP_OTHER,
+     .help = "read settings from FILE, one 'NAME VALUE' per line (docs/operations.md); "
+             "flags and the environment override it; SIGHUP reads it again",
+     .default_shown = "none", .handler = set_config, .cli_only = 1,
+     .min = 1, .max = 4095, .fix = "the path of a configuration file"},
+    {.name = "check", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
+     .help = "check the configuration (file, environment, flags), say what is wrong, and exit",
+     .handler = set_check, .cli_only = 1},
     {.name = "log-level", .arg = HSCD_ARG_LOG_LEVEL, .metavar = "LEVEL", .group = HSCD_GROUP_OTHER,
      .help = "error, warn, notice, info or debug",
      .default_shown = "notice", .handler = set_log_level,
      .fix = "one of error, warn, notice, info, debug"},
+    {.name = "log-format", .arg = HSCD_ARG_STRING, .metavar = "FORMAT", .group = HSCD_GROUP_OTHER,
+     .help = "text, or json: one object per line with time, level and message",
+     .default_shown = "text", .handler = set_log_format,
+     .min = 1, .max = 16, .fix = "text or json"},
+    {.name = "access-log", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
+     .help = "log one line per response: request id, peer, method, path, status, bytes, "
+             "duration",
+     FIELD(access_log)},
     {.name = "help", .short_name = 'h', .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show this help",
-     .handler = show_help},
+     .handler = show_help, .cli_only = 1},
     {.name = "version", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "show the version",
-     .handler = show_version},
+     .handler = show_version, .cli_only = 1},
     {.name = "help-markdown", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_OTHER,
      .help = "print the flags as docs/hscd.md's Markdown section",
-     .handler = show_markdown, .hidden = 1},
+     .handler = show_markdown, .hidden = 1, .cli_only = 1},
 };
 /* clang-format on */
 
 #define N_FLAGS     (sizeof flags / sizeof flags[0])
 #define MAX_ALIASES (sizeof flags[0].aliases / sizeof flags[0].aliases[0] - 1)
 _Static_assert(N_FLAGS <= HSCD_FLAGS_MAX, "raise HSCD_FLAGS_MAX");
+
+static FILE *err_file;
+
+void hscd_flags_set_err(FILE *f)
+{
+    err_file = f;
+}
+
+FILE *hscd_flags_err(void)
+{
+    return err_file != NULL ? err_file : stderr;
+}
 
 const hscd_flag_t *hscd_flags_table(size_t *count)
 {
@@ -340,9 +374,9 @@ static char *copy_or_abort(const char *s)
 static int bad_value(const char *flag, const char *value, const char *fix)
 {
     if (flag[0] == '$') /* from the environment: perhaps a secret, so not repeated */
-        fprintf(stderr, "hscd: %s: invalid value (%s)\n", flag, fix);
+        fprintf(hscd_flags_err(), "hscd: %s: invalid value (%s)\n", flag, fix);
     else
-        fprintf(stderr, "hscd: %s: invalid value '%s' (%s)\n", flag, value, fix);
+        fprintf(hscd_flags_err(), "hscd: %s: invalid value '%s' (%s)\n", flag, value, fix);
     return HSC_EINVAL;
 }
 
@@ -445,17 +479,28 @@ int hscd_flags_apply(hscd_flags_t *fl, const char *name, const char *value)
 {
     char flag[80];
     snprintf(flag, sizeof flag, "--%s", name);
+    return hscd_flags_apply_as(fl, name, value, flag);
+}
+
+void hscd_flags_clear_switch(hscd_flags_t *fl, const hscd_flag_t *f)
+{
+    if (f->arg == HSCD_ARG_NONE && f->handler == NULL)
+        store_field(fl, f, NULL, 0);
+}
+
+int hscd_flags_apply_as(hscd_flags_t *fl, const char *name, const char *value, const char *flag)
+{
     const hscd_flag_t *f = hscd_flags_find(name);
     if (f == NULL) {
-        fprintf(stderr, "hscd: unknown option '%s'\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: unknown option '%s'\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     if (f->arg == HSCD_ARG_NONE && value != NULL) {
-        fprintf(stderr, "hscd: %s takes no value\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: %s takes no value\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     if (f->arg != HSCD_ARG_NONE && value == NULL) {
-        fprintf(stderr, "hscd: %s needs a value\nTry 'hscd --help'.\n", flag);
+        fprintf(hscd_flags_err(), "hscd: %s needs a value\nTry 'hscd --help'.\n", flag);
         return HSC_EINVAL;
     }
     return apply_entry(fl, f, flag, value);
@@ -537,6 +582,18 @@ static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, c
     return 0;
 }
 
+/* The log format is the process's too: main() applies it (hsc_log_set_format). */
+static int set_log_format(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
+                          const char *value, uint64_t n)
+{
+    (void)n;
+    hsc_log_format_t format;
+    if (hsc_log_format_parse(value, &format) != 0)
+        return bad_value(flag, value, f->fix);
+    fl->log_format = format;
+    return 0;
+}
+
 /* Each --cors-origin adds to the list; at most 4 KiB in all. */
 static int add_cors_origin(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                            const char *value, uint64_t n)
@@ -544,6 +601,10 @@ static int add_cors_origin(hscd_flags_t *fl, const hscd_flag_t *f, const char *f
     (void)n;
     if (strpbrk(value, "\r\n") != NULL)
         return bad_value(flag, value, f->fix);
+    if (fl->cors_source != fl->source) { /* the command line's list replaces the file's */
+        fl->cors[0] = '\0';
+        fl->cors_source = fl->source;
+    }
     size_t used = strlen(fl->cors);
     if (used + (used > 0) + strlen(value) >= sizeof fl->cors)
         return bad_value(flag, value, "at most 4 KiB of origins in all");
@@ -569,7 +630,8 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     if (from_file) {
         FILE *fp = fopen(where, "rb");
         if (fp == NULL) {
-            fprintf(stderr, "hscd: %s: cannot read '%s': %s\n", flag, where, strerror(errno));
+            fprintf(hscd_flags_err(), "hscd: %s: cannot read '%s': %s\n", flag, where,
+                    strerror(errno));
             return HSC_EINVAL;
         }
         n = fread(key, 1, sizeof fl->jwt_key, fp);
@@ -579,19 +641,20 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     } else {
         const char *v = getenv(where);
         if (v == NULL) {
-            fprintf(stderr, "hscd: %s: environment variable '%s' is not set\n", flag, where);
+            fprintf(hscd_flags_err(), "hscd: %s: environment variable '%s' is not set\n", flag,
+                    where);
             return HSC_EINVAL;
         }
         n = strlen(v);
         memcpy(key, v, n < sizeof fl->jwt_key ? n : sizeof fl->jwt_key);
         if (strlen(where) >= sizeof fl->jwt_key_env) {
-            fprintf(stderr, "hscd: %s: the variable's name is too long\n", flag);
+            fprintf(hscd_flags_err(), "hscd: %s: the variable's name is too long\n", flag);
             return HSC_EINVAL;
         }
     }
     if (n < 32 || n >= sizeof fl->jwt_key) {
-        fprintf(stderr, "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n", flag,
-                n >= sizeof fl->jwt_key ? "over " : "", n);
+        fprintf(hscd_flags_err(), "hscd: %s: the key must be 32 to 4096 bytes (it is %s%zu)\n",
+                flag, n >= sizeof fl->jwt_key ? "over " : "", n);
         return HSC_EINVAL;
     }
     fl->cfg.jwt_key = key;
@@ -628,6 +691,22 @@ static int show_markdown(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
     return HSCD_FLAGS_DONE;
 }
 
+static int set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                      uint64_t n)
+{
+    (void)f, (void)flag, (void)n;
+    snprintf(fl->config, sizeof fl->config, "%s", value);
+    return 0;
+}
+
+static int set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)f, (void)flag, (void)value, (void)n;
+    fl->check = 1;
+    return 0;
+}
+
 /* ---- argv --------------------------------------------------------------------------------- */
 
 /*
@@ -646,14 +725,14 @@ static int option_error(char **argv, int opt)
         for (size_t a = 0; f->aliases[a] != NULL; a++)
             if (strncmp(typed + 2, f->aliases[a], len) == 0 && f->aliases[a][len] == '\0')
                 name = f->aliases[a];
-        fprintf(stderr, "hscd: --%s %s\n", name,
+        fprintf(hscd_flags_err(), "hscd: --%s %s\n", name,
                 f->arg == HSCD_ARG_NONE ? "takes no value" : "needs a value");
     } else if (opt > 0 && opt < 256) {
-        fprintf(stderr, "hscd: unknown option '-%c'\n", opt);
+        fprintf(hscd_flags_err(), "hscd: unknown option '-%c'\n", opt);
     } else {
-        fprintf(stderr, "hscd: unknown option '%s'\n", typed);
+        fprintf(hscd_flags_err(), "hscd: unknown option '%s'\n", typed);
     }
-    fprintf(stderr, "Try 'hscd --help'.\n");
+    fprintf(hscd_flags_err(), "Try 'hscd --help'.\n");
     return HSC_EINVAL;
 }
 
@@ -693,10 +772,34 @@ int hscd_flags_parse_argv(hscd_flags_t *fl, int argc, char **argv)
             return rc;
     }
     if (optind < argc) {
-        fprintf(stderr, "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n", argv[optind]);
+        fprintf(hscd_flags_err(), "hscd: unexpected argument '%s'\nTry 'hscd --help'.\n",
+                argv[optind]);
         return HSC_EINVAL;
     }
     return 0;
+}
+
+int hscd_flags_load(hscd_flags_t *fl, int argc, char **argv)
+{
+    /* A first pass finds --config (and stops at --help or a bad flag), so that the file can be
+     * read before the command line that overrides it. */
+    hscd_flags_t first;
+    hscd_flags_init(&first);
+    int rc = hscd_flags_parse_argv(&first, argc, argv);
+    snprintf(fl->config, sizeof fl->config, "%s", first.config);
+    hscd_flags_dispose(&first);
+    if (rc != 0)
+        return rc;
+    fl->source = 1;
+    if (fl->config[0] != '\0' && (rc = hscd_flags_load_file(fl, fl->config)) != 0)
+        return rc;
+    fl->source = 2;
+    if ((rc = hscd_flags_apply_env(fl)) != 0)
+        return rc;
+    fl->source = 3;
+    if ((rc = hscd_flags_parse_argv(fl, argc, argv)) != 0)
+        return rc;
+    return hscd_flags_finish(fl);
 }
 
 /* ---- after all flags ---------------------------------------------------------------------- */
@@ -721,12 +824,13 @@ int hscd_flags_finish(hscd_flags_t *fl)
 {
     hsc_server_config_t *cfg = &fl->cfg;
     if (cfg->pool > 0 && cfg->exec == NULL) {
-        fprintf(stderr, "hscd: --pool needs --exec 'CMD' (the worker program)\n");
+        fprintf(hscd_flags_err(), "hscd: --pool needs --exec 'CMD' (the worker program)\n");
         return HSC_EINVAL;
     }
     if (cfg->cors_credentials && !has_exact_origin(cfg->cors_origin)) {
-        fprintf(stderr, "hscd: --cors-credentials needs --cors-origin with exact origins such as "
-                        "https://app.example (credentials are never allowed to *)\n");
+        fprintf(hscd_flags_err(),
+                "hscd: --cors-credentials needs --cors-origin with exact origins such as "
+                "https://app.example (credentials are never allowed to *)\n");
         return HSC_EINVAL;
     }
     if (fl->ip[0] != '\0' || fl->port[0] != '\0') {
@@ -751,7 +855,7 @@ void hscd_flags_explain_bad_address(const hscd_flags_t *fl)
         bad_value(fl->ip_flag, fl->ip, f->fix);
         return;
     }
-    fprintf(stderr,
+    fprintf(hscd_flags_err(),
             "hscd: --listen: invalid address '%s' (use HOST:PORT with an IP address or "
             "localhost, e.g. 127.0.0.1:8000 or [::1]:8000)\n",
             fl->cfg.listen);

@@ -71,6 +71,7 @@ struct hscd_flag_s {
     const char *fix;           /* what a good value looks like, for the error message */
     hscd_flag_fn handler;      /* stores the value instead of the field; NULL: the field */
     int hidden;                /* left out of --help and the Markdown table */
+    int cli_only;              /* an action (--help, --config...): refused in a config file */
 };
 
 /* Where hscd keeps its journal unless --data-dir says otherwise (relative: the working dir). */
@@ -95,10 +96,23 @@ struct hscd_flags_s {
     char port[8];                 /* --server-port's value; "" when not given */
     char listen[160];             /* --listen with --server-ip / --server-port merged in */
     hsc_log_level_t log_level;    /* --log-level, for hsc_log_set_level() */
+    hsc_log_format_t log_format;  /* --log-format, for hsc_log_set_format() */
     char cors[4096];              /* every --cors-origin, comma-separated */
     char jwt_key[4097];           /* the key read by --jwt-key-file or --jwt-key-env */
     char jwt_key_env[256];        /* --jwt-key-env's variable, kept from responders */
+    char config[4096];            /* --config's file; "" when none */
+    int check;                    /* --check: validate, then exit */
+    int source, cors_source;      /* where values come from now (file, environment, command
+                                     line), and where the --cors-origin list came from: a later
+                                     source replaces the list instead of adding to it */
 };
+
+/**
+ * Where the flags' messages go: stderr, unless `f` is set (hscd's reload gathers them to log
+ * them in one line). Not thread-safe: set and used on one thread.
+ */
+void hscd_flags_set_err(FILE *f);
+FILE *hscd_flags_err(void);
 
 /** The table, in --help order; `*count` gets its length. */
 const hscd_flag_t *hscd_flags_table(size_t *count);
@@ -125,6 +139,29 @@ int hscd_flags_apply_env(hscd_flags_t *fl);
  * HSC_EINVAL after printing a message that names the flag and the fix.
  */
 int hscd_flags_apply(hscd_flags_t *fl, const char *name, const char *value);
+
+/**
+ * hscd_flags_apply() with the setting named `spelled` in messages ("hscd.conf:3: history"
+ * rather than "--history"). Switches take `value` NULL.
+ */
+int hscd_flags_apply_as(hscd_flags_t *fl, const char *name, const char *value, const char *spelled);
+
+/** Turns switch `f` (a field, not an action) off: a configuration file's `NAME off`. */
+void hscd_flags_clear_switch(hscd_flags_t *fl, const hscd_flag_t *f);
+
+/**
+ * Reads a configuration file (conffile.c): one `NAME VALUE` per line, NAME a flag's long name
+ * or alias without "--", through hscd_flags_apply_as(). Returns 0, or HSC_EINVAL after a message
+ * that names the file and line.
+ */
+int hscd_flags_load_file(hscd_flags_t *fl, const char *path);
+
+/**
+ * Everything hscd reads at start and on SIGHUP, in order of precedence from lowest: defaults,
+ * the --config file, the environment, the command line; then hscd_flags_finish(). `fl` must be
+ * freshly initialised. Returns 0, HSCD_FLAGS_DONE (--help...), or HSC_EINVAL after a message.
+ */
+int hscd_flags_load(hscd_flags_t *fl, int argc, char **argv);
 
 /**
  * Applies a command line (argv[0] is the program) through hscd_flags_apply(). Long options may

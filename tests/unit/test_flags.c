@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *field_ptr(const hsc_server_config_t *cfg, const hscd_flag_t *f)
 {
@@ -307,6 +308,168 @@ static void test_argv_twice(void **state)
     hscd_flags_dispose(&fl);
 }
 
+/* ---- the configuration file (conffile.c) --------------------------------------------------- */
+
+/* Writes `text` to a new temporary file; its path goes to `path` (at least 32 bytes). */
+static void write_file(char *path, const char *text)
+{
+    strcpy(path, "/tmp/hsc-conf-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A value the entry accepts, by its kind and range. */
+static const char *good_value(const hscd_flag_t *f, char *buf, size_t cap)
+{
+    unsigned long long n = f->min > 0 ? (unsigned long long)f->min : 1;
+    switch (f->arg) {
+    case HSCD_ARG_NONE:
+        return "on";
+    case HSCD_ARG_STRING:
+        return strcmp(f->name, "listen") == 0 ? "127.0.0.1:1" : "some text";
+    case HSCD_ARG_TOKEN:
+        return "tok";
+    case HSCD_ARG_LOG_LEVEL:
+        return "debug";
+    case HSCD_ARG_DURATION:
+        snprintf(buf, cap, "%llums", n);
+        return buf;
+    case HSCD_ARG_UNSIGNED:
+    case HSCD_ARG_SIZE:
+        snprintf(buf, cap, "%llu", n);
+        return buf;
+    }
+    return NULL;
+}
+
+/* Every setting of the table can be written in a file, and sets what the flag sets. */
+static void test_file_sets_what_flags_set(void **state)
+{
+    (void)state;
+    size_t n;
+    const hscd_flag_t *t = hscd_flags_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        const hscd_flag_t *f = &t[i];
+        if (f->cli_only || f->handler != NULL)
+            continue;
+        char buf[64], line[200], path[32];
+        const char *v = good_value(f, buf, sizeof buf);
+        snprintf(line, sizeof line, "# %s\n  %s   %s  \n", f->name, f->name, v);
+        write_file(path, line);
+        hscd_flags_t a, b;
+        hscd_flags_init(&a);
+        hscd_flags_init(&b);
+        if (hscd_flags_load_file(&a, path) != 0)
+            fail_msg("%s: the file refused '%s'", f->name, line);
+        assert_int_equal(hscd_flags_apply(&b, f->name, f->arg == HSCD_ARG_NONE ? NULL : v), 0);
+        if (f->arg == HSCD_ARG_STRING || f->arg == HSCD_ARG_TOKEN)
+            assert_string_equal(string_field(&a.cfg, f), string_field(&b.cfg, f));
+        else
+            assert_memory_equal(field_ptr(&a.cfg, f), field_ptr(&b.cfg, f), f->size);
+        unlink(path);
+        hscd_flags_dispose(&a);
+        hscd_flags_dispose(&b);
+    }
+}
+
+static void test_file_syntax(void **state)
+{
+    (void)state;
+    char path[32];
+    write_file(path, "# a comment\n"
+                     "\n"
+                     "listen 127.0.0.1:9000\r\n"
+                     "exec \"python3 r.py # not a comment\"  # a comment\n"
+                     "publish-token \"a\\\"b\\\\c\"\n"
+                     "history 7 # seven\n"
+                     "max_gen_len 3\n"
+                     "legacy-get\n"
+                     "legacy-get off\n"
+                     "cors-origin https://a.example\n"
+                     "cors-origin https://b.example\n"
+                     "log-level debug");
+    hscd_flags_t fl;
+    hscd_flags_init(&fl);
+    assert_int_equal(hscd_flags_load_file(&fl, path), 0);
+    assert_string_equal(fl.cfg.listen, "127.0.0.1:9000");
+    assert_string_equal(fl.cfg.exec, "python3 r.py # not a comment");
+    assert_string_equal(fl.cfg.publish_token, "a\"b\\c");
+    assert_int_equal(fl.cfg.history, 7);
+    assert_int_equal(fl.cfg.max_gen_len, 3);
+    assert_int_equal(fl.cfg.legacy_get, 0);
+    assert_string_equal(fl.cfg.cors_origin, "https://a.example,https://b.example");
+    assert_int_equal(fl.log_level, HSC_LOG_DEBUG);
+    unlink(path);
+    hscd_flags_dispose(&fl);
+}
+
+static void test_file_errors(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "histroy 5\n",                   /* unknown */
+        "\n\nhistory -5\n",              /* bad value */
+        "history\n",                     /* no value */
+        "help\n",                        /* an action */
+        "config other.conf\n",           /* an action */
+        "--history 5\n",                 /* the dashes */
+        "history=5\n",                   /* not NAME VALUE */
+        "exec \"unterminated\n",         /* quotes */
+        "exec \"a\" b\n",                /* after the quotes */
+        "legacy-get maybe\n",            /* a switch's value */
+        "publish-token \"has space\"\n", /* a token's rules hold */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char path[32];
+        write_file(path, bad[i]);
+        hscd_flags_t fl;
+        hscd_flags_init(&fl);
+        if (hscd_flags_load_file(&fl, path) != HSC_EINVAL)
+            fail_msg("accepted: %s", bad[i]);
+        unlink(path);
+        hscd_flags_dispose(&fl);
+    }
+    hscd_flags_t fl;
+    hscd_flags_init(&fl);
+    assert_int_equal(hscd_flags_load_file(&fl, "/nonexistent/hscd.conf"), HSC_EINVAL);
+    hscd_flags_dispose(&fl);
+}
+
+/* Defaults, then the file, then the environment, then the command line. */
+static void test_load_order(void **state)
+{
+    (void)state;
+    char path[32];
+    write_file(path, "history 5\nretry 3s\nmax-gen-len 4\ncors-origin https://file.example\n"
+                     "subscribe-token from-file\n");
+    setenv("HSC_SUBSCRIBE_TOKEN", "from-env", 1);
+    char *argv[] = {
+        "hscd", "--config", path, "--history", "6", "--cors-origin", "https://cli.example", NULL};
+    hscd_flags_t fl;
+    hscd_flags_init(&fl);
+    assert_int_equal(hscd_flags_load(&fl, 7, argv), 0);
+    assert_int_equal(fl.cfg.history, 6);     /* the command line wins */
+    assert_int_equal(fl.cfg.retry_ms, 3000); /* the file's */
+    assert_int_equal(fl.cfg.max_gen_len, 4);
+    assert_string_equal(fl.cfg.cors_origin, "https://cli.example"); /* replaced, not added */
+    assert_string_equal(fl.cfg.subscribe_token, "from-env");
+    assert_int_equal(fl.check, 0);
+    hscd_flags_dispose(&fl);
+    unsetenv("HSC_SUBSCRIBE_TOKEN");
+
+    char *check[] = {"hscd", "--check", "--config", path, NULL};
+    hscd_flags_init(&fl);
+    assert_int_equal(hscd_flags_load(&fl, 4, check), 0);
+    assert_int_equal(fl.check, 1);
+    assert_string_equal(fl.config, path);
+    hscd_flags_dispose(&fl);
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +484,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pool_needs_exec),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_argv_twice),
+        cmocka_unit_test(test_file_sets_what_flags_set),
+        cmocka_unit_test(test_file_syntax),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_load_order),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -26,6 +26,19 @@ void hsc_log(hsc_log_level_t level, const char *fmt, ...) __attribute__((format(
             hsc_log((level), __VA_ARGS__);                                                         \
     } while (0)
 
+/** One line of the access log (--access-log): a response, complete or cut short. */
+typedef struct hsc_access_s {
+    uint64_t id;
+    const char *peer, *method, *path; /* path as hsc_req_log_target() shows it */
+    int status;                       /* 0: no response was started */
+    uint64_t bytes;                   /* sent for the response, head included */
+    double duration_ms;               /* from the request's head to the response's end */
+    bool complete;
+} hsc_access_t;
+
+/** Writes an access log line in the process's log format, whatever the log level. */
+void hsc_log_access(const hsc_access_t *a);
+
 /* ---- bounded buffers (buf.c) ----------------------------------------------------------------- */
 
 typedef struct hsc_buf_s {

@@ -46,6 +46,7 @@
 #define HSC_PENDING_KEEP     (8 * 1024)
 #define HSC_PIPELINE_WAIT_MS 1000
 #define HSC_LINGER_MS        2000
+#define HSC_DRAIN_FRESH_MS   1000 /* at a drain, for a fresh connection's first request */
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
@@ -60,6 +61,10 @@ static void conn_dispatch(hsc_conn_t *c)
     HSC_STAT_ADD(h->st_requests, 1);
     memset(&c->res, 0, sizeof c->res);
     c->res.conn = c;
+    c->served = true;
+    c->access_open = h->cfg->access_log != 0;
+    c->access_start = uv_hrtime();
+    c->access_bytes = 0;
     if (h->draining)
         c->keep_alive = false;
 
@@ -107,6 +112,11 @@ static void conn_parse_error(hsc_conn_t *c, llhttp_errno_t err, const char *fram
         r->http_minor = 1;
     }
     r->head_only = false;
+    r->id = atomic_fetch_add_explicit(c->h->next_req_id, 1, memory_order_relaxed) + 1;
+    c->served = true;
+    c->access_open = c->h->cfg->access_log != 0;
+    c->access_start = uv_hrtime();
+    c->access_bytes = 0;
     hsc_res_error(&c->res, status, status == 405 ? "Allow: GET, HEAD, POST\r\n" : NULL, reason,
                   true);
 }
@@ -221,8 +231,31 @@ static void conn_next(hsc_conn_t *c)
         hsc_conn_start_reading(c);
 }
 
+void hsc_conn_access_log(hsc_conn_t *c, bool complete)
+{
+    if (!c->access_open)
+        return;
+    c->access_open = false;
+    hsc_req_t *r = &c->req;
+    char shown[256] = "";
+    if (r->target != NULL)
+        hsc_req_log_target(r->target, r->target_len, shown, sizeof shown);
+    hsc_access_t a = {
+        .id = r->id,
+        .peer = c->peer,
+        .method = r->method_name != NULL ? r->method_name : "",
+        .path = shown,
+        .status = c->res.started ? c->res.status : 0,
+        .bytes = c->access_bytes,
+        .duration_ms = (double)(uv_hrtime() - c->access_start) / 1e6,
+        .complete = complete,
+    };
+    hsc_log_access(&a);
+}
+
 void hsc_conn_response_done(hsc_conn_t *c, bool reset)
 {
+    hsc_conn_access_log(c, !reset);
     if (c->closing || c->close_pending)
         return;
     if (!c->keep_alive || c->h->draining || reset) {
@@ -372,6 +405,7 @@ static void conn_close_impl(hsc_conn_t *c, bool reset)
         c->res.ended = true;
         cb(&c->res, c->res.user);
     }
+    hsc_conn_access_log(c, false);
     hsc_http_t *h = c->h;
     if (c->prev)
         c->prev->next = c->next;
@@ -596,8 +630,17 @@ void hsc_conn_drain(hsc_conn_t *c)
 {
     if (c->closing)
         return;
-    if (c->state == CONN_IDLE || c->shutdown_sent)
+    /* A connection accepted just before the drain that has not sent its first request yet is
+     * not idle: its client is about to ask (a hand-over to a new process relies on it). It gets
+     * HSC_DRAIN_FRESH_MS (or --header-timeout if shorter) to send it, is answered, then closes;
+     * a client that only opened a connection does not hold the exit longer than that. */
+    if ((c->state == CONN_IDLE && c->served) || c->shutdown_sent) {
         hsc_conn_close(c);
-    else
-        c->keep_alive = false;
+        return;
+    }
+    c->keep_alive = false;
+    if (c->state == CONN_IDLE && c->timer_mode == T_HEADER) {
+        uint64_t ms = c->h->cfg->header_timeout_ms;
+        hsc_conn_arm(c, T_HEADER, ms < HSC_DRAIN_FRESH_MS ? ms : HSC_DRAIN_FRESH_MS);
+    }
 }

@@ -67,7 +67,15 @@ struct hsc_conn_s {
     unsigned in_flight; /* items handed to the current uv_write, 0 when none */
     int open_handles;
     char peer[64];
+    /* --access-log: the current response's start (uv_hrtime) and bytes sent; `access_open` from
+     * dispatch until its line is written (response done, or the connection closed first). */
+    uint64_t access_start, access_bytes;
+    bool access_open;
+    bool served; /* a request was dispatched (or refused): no longer a fresh connection */
 };
+
+/** Writes the access log line of the current response if one is open (conn.c). */
+void hsc_conn_access_log(hsc_conn_t *c, bool complete);
 
 /** Called by the writer when a response is complete: next request, or close. */
 void hsc_conn_response_done(hsc_conn_t *c, bool reset);

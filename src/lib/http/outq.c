@@ -204,6 +204,7 @@ int hsc_conn_send(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
     ssize_t w = conn_try(c, bufs, n);
     if (w < 0)
         return (int)w;
+    c->access_bytes += total;
     if ((size_t)w == total)
         return 0;
     return conn_queue_rest(c, bufs, n, (size_t)w, total);
@@ -256,6 +257,8 @@ int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
         }
         taken = i + 1;
     }
+    for (unsigned k = 0; k < taken; k++)
+        c->access_bytes += it[k].end - it[k].off;
     conn_flush(c);
     hsc_conn_watch_send(c);
     return (int)taken;

@@ -277,6 +277,13 @@ typedef struct hsc_engine_vt_s {
      * q->cb. Last, and optional: NULL in an engine that cannot list (the admin API answers 501).
      */
     void (*channels)(hsc_engine_t *e, hsc_channels_t *q);
+    /**
+     * Takes new history bounds from `cfg` while running (a reload, docs/operations.md): history,
+     * history_bytes, history_total_bytes, history_age_ms, max_channels. History over the new
+     * bounds leaves at once, oldest first, and counts as evicted. Safe from any thread. Optional:
+     * NULL in an engine whose bounds only a restart changes.
+     */
+    void (*reconfigure)(hsc_engine_t *e, const hsc_server_config_t *cfg);
 } hsc_engine_vt_t;
 
 /** One hub as its engine knows it. */

@@ -633,8 +633,11 @@ static int make_dirs(const char *path)
     return rc;
 }
 
-/* Takes the directory's lock: one hscd per data directory. */
-static int lock_dir(hsc_journal_t *j)
+/*
+ * Takes the directory's lock: one hscd per data directory. A successor in a hand-over waits up
+ * to `wait_ms` for its predecessor, which lets go when its drain ends.
+ */
+static int lock_dir(hsc_journal_t *j, uint64_t wait_ms)
 {
     j->lockfd = openat(j->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (j->lockfd < 0) {
@@ -643,6 +646,15 @@ static int lock_dir(hsc_journal_t *j)
                 "by hscd; --data-dir none keeps channels in memory only)",
                 j->dir, strerror(errno));
         return HSC_ESTATE;
+    }
+    uint64_t deadline = uv_hrtime() + wait_ms * 1000000u;
+    bool said = false;
+    while (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0 && uv_hrtime() < deadline) {
+        if (!said)
+            HSC_LOG(HSC_LOG_NOTICE, "--data-dir %s: waiting for the previous hscd to let go",
+                    j->dir);
+        said = true;
+        usleep(20000);
     }
     if (flock(j->lockfd, LOCK_EX | LOCK_NB) != 0) {
         char pid[32] = "";
@@ -718,7 +730,7 @@ int hsc_journal_open(const hsc_server_config_t *cfg, hsc_engine_t *e, hsc_journa
         journal_release(j);
         return HSC_ESTATE;
     }
-    if ((rc = lock_dir(j)) != 0) {
+    if ((rc = lock_dir(j, cfg->data_dir_wait_ms)) != 0) {
         journal_release(j);
         return rc;
     }

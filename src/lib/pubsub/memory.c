@@ -953,9 +953,47 @@ uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx,
     return cut;
 }
 
+/* Copies the limits the engine keeps from `cfg`. */
+static void take_limits(memory_t *m, const hsc_server_config_t *cfg)
+{
+    m->history = cfg->history;
+    m->history_bytes = cfg->history_bytes;
+    m->history_age_ms = cfg->history_age_ms;
+    m->history_total = cfg->history_total_bytes > 0 ? cfg->history_total_bytes : SIZE_MAX;
+    m->max_channels = cfg->max_channels;
+}
+
+/* A reload: every channel's ring takes the new bounds, then the global budget is enforced. */
+static void mem_reconfigure(hsc_engine_t *e, const hsc_server_config_t *cfg)
+{
+    memory_t *m = (memory_t *)e;
+    uv_mutex_lock(&m->mu);
+    take_limits(m, cfg);
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < m->tcap; i++) {
+        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
+            next = ch->hnext;
+            hsc_history_t *h = &ch->hist;
+            h->max_count = m->history;
+            h->max_bytes = m->history_bytes;
+            h->max_age_ms = m->history_age_ms;
+            size_t c0 = h->count, b0 = h->bytes;
+            while (h->count > 0 && (h->count > h->max_count || h->bytes > h->max_bytes))
+                hsc_history_evict_oldest(h);
+            m->evicted_events += c0 - h->count;
+            hist_account(m, ch, c0, b0);
+            chan_expire(m, ch, now);
+            chan_maybe_free(m, ch);
+        }
+    }
+    while (m->hist_bytes > m->history_total && evict_for_budget(m))
+        ;
+    uv_mutex_unlock(&m->mu);
+}
+
 static const hsc_engine_vt_t memory_vt = {
-    mem_publish, mem_subscribe, mem_unsubscribe, mem_release,
-    mem_sweep,   mem_stats,     mem_free,        mem_channels,
+    mem_publish, mem_subscribe, mem_unsubscribe, mem_release,     mem_sweep,
+    mem_stats,   mem_free,      mem_channels,    mem_reconfigure,
 };
 
 /* The hash key, per process: getrandom(), else (no entropy yet, an old kernel) the clock and
@@ -991,11 +1029,7 @@ int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_en
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
     m->epoch = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-    m->history = cfg->history;
-    m->history_bytes = cfg->history_bytes;
-    m->history_age_ms = cfg->history_age_ms;
-    m->history_total = cfg->history_total_bytes > 0 ? cfg->history_total_bytes : SIZE_MAX;
-    m->max_channels = cfg->max_channels;
+    take_limits(m, cfg);
     draw_key(m->hash_key);
     *out = &m->base;
     return 0;

@@ -8,8 +8,11 @@
  */
 #include "server/server.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /* A bounded text buffer: what does not fit is cut (the body is sized for every metric). */
 typedef struct out_s {
@@ -145,6 +148,75 @@ static void put_journal(out_t *o, hsc_journal_t *j)
         (unsigned long long)s.write_errors, (unsigned long long)s.compactions, s.failing);
 }
 
+/* Open descriptors: the entries of /proc/self/fd, less the one reading it. -1 if unreadable. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* Build information and the process metrics every Prometheus client library exports, under their
+ * conventional names, so existing dashboards and alerts work unchanged. */
+static void put_process(out_t *o, hsc_server_t *srv)
+{
+    put(o,
+        "# HELP hsc_build_info The running hscd's version (the value is always 1).\n"
+        "# TYPE hsc_build_info gauge\n"
+        "hsc_build_info{version=\"%s\"} 1\n"
+        "# HELP hsc_config_reloads_total Configurations applied while running (SIGHUP).\n"
+        "# TYPE hsc_config_reloads_total counter\n"
+        "hsc_config_reloads_total %u\n"
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch.\n"
+        "# TYPE process_start_time_seconds gauge\n"
+        "process_start_time_seconds %.3f\n",
+        HSC_VERSION_STRING, atomic_load(&srv->reloads), srv->start_time);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        put(o,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+            "# TYPE process_cpu_seconds_total counter\n"
+            "process_cpu_seconds_total %.6f\n",
+            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages_vm = 0, pages_rss = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &pages_vm, &pages_rss) == 2) {
+            unsigned long long page = (unsigned long long)sysconf(_SC_PAGESIZE);
+            put(o,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                "# TYPE process_resident_memory_bytes gauge\n"
+                "process_resident_memory_bytes %llu\n"
+                "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                "# TYPE process_virtual_memory_bytes gauge\n"
+                "process_virtual_memory_bytes %llu\n",
+                pages_rss * page, pages_vm * page);
+        }
+        fclose(f);
+    }
+    long fds = open_fds();
+    if (fds >= 0)
+        put(o,
+            "# HELP process_open_fds Number of open file descriptors.\n"
+            "# TYPE process_open_fds gauge\n"
+            "process_open_fds %ld\n",
+            fds);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        put(o,
+            "# HELP process_max_fds Maximum number of open file descriptors.\n"
+            "# TYPE process_max_fds gauge\n"
+            "process_max_fds %llu\n",
+            (unsigned long long)rl.rlim_cur);
+}
+
 void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
     (void)req;
@@ -165,7 +237,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     }
     hsc_engine_stats_t ps;
     hsc_engine_stats(srv->engine, &ps);
-    char body[20480];
+    char body[32768];
     out_t o = {body, 0, sizeof body};
     put(&o,
         "# HELP hsc_connections Open client connections.\n"
@@ -224,6 +296,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     put_answers(&o, srv);
     if (srv->journal != NULL)
         put_journal(&o, srv->journal);
+    put_process(&o, srv);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                  "Cache-Control: no-store\r\n", body, o.len);
 }

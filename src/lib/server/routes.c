@@ -76,7 +76,7 @@ static void on_request(void *ctx, hsc_req_t *r, hsc_res_t *res)
     }
     if (rc == 0) {
         if (r->method == HSC_M_OPTIONS)
-            hsc_cors_options(&srv->cors, r, res, route->methods);
+            hsc_cors_options(&w->snap->cors, r, res, route->methods);
         else
             route->handler(route_ctx(w, route->data), r, res);
         return;
@@ -103,7 +103,7 @@ static void on_request(void *ctx, hsc_req_t *r, hsc_res_t *res)
 static void response_headers(void *ctx, const hsc_req_t *req, char *out, size_t cap)
 {
     hsc_worker_t *w = ctx;
-    hsc_cors_headers(&w->srv->cors, req, out, cap);
+    hsc_cors_headers(&w->snap->cors, req, out, cap);
 }
 
 static void on_closed(void *ctx)

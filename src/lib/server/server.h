@@ -14,10 +14,26 @@
 
 typedef struct hsc_worker_s hsc_worker_t;
 
+/*
+ * A configuration as one immutable object (server.c): its strings, JWT key and parsed CORS list
+ * are its own. The server holds the current one; each worker holds the one its loop uses, and
+ * changes to a newer one only in its own loop (on_wake), between callbacks. The last holder to
+ * let go frees it.
+ */
+typedef struct hsc_snapshot_s {
+    atomic_uint refs;
+    hsc_server_config_t cfg;
+    char *owned[8];
+    void *jwt_key_copy;
+    hsc_cors_t cors; /* --cors-origin */
+} hsc_snapshot_t;
+
 /* One worker thread: its loop, its listener, and each layer's share of that loop. */
 struct hsc_worker_s {
     hsc_server_t *srv;
     unsigned index;
+    hsc_server_config_t cfg; /* what this loop's layers read: snap->cfg, copied in this loop */
+    hsc_snapshot_t *snap;    /* held: cfg's strings, key and cors are snap's */
     uv_loop_t loop;
     uv_tcp_t listener;
     uv_async_t wake;
@@ -49,8 +65,18 @@ struct hsc_server_s {
     hsc_ratelimit_t *create_limit; /* channels created per client (--channel-create-rate) */
     hsc_journal_t *journal;        /* the engine's journal (pubsub/journal.h); NULL: memory only */
     uv_timer_t sweep_timer;
-    hsc_cors_t cors;    /* --cors-origin */
-    unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */
+    uv_mutex_t snap_lock; /* guards snap */
+    bool snap_lock_ready;
+    hsc_snapshot_t *snap; /* the current configuration; workers take it up in on_wake() */
+    unsigned conns_room;  /* --max-connections' ceiling from the open files limit; 0: none */
+    hsc_server_hup_fn on_hup, on_usr2;
+    void *on_hup_data, *on_usr2_data;
+    uv_signal_t sigusr2; /* like sighup */
+    int *inherited;      /* cfg.listen_fds, owned until a worker opens them */
+    unsigned n_inherited;
+    atomic_uint reloads; /* hsc_server_reload() calls that applied (/metrics) */
+    double start_time;   /* seconds since the epoch, at hsc_server_new() (/metrics) */
+    unsigned trim_peak;  /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
 /** Called when a worker's connection has closed: the worker ends once drained and empty. */
