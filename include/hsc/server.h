@@ -66,6 +66,8 @@ typedef struct hsc_server_config_s {
     unsigned channel_create_burst; /* ... at once, after a pause (the bucket's size) */
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
+    const char *redis;              /* cluster mode: the Redis URL (docs/cluster.md); NULL: off */
+    const char *redis_password_env; /* the environment variable holding Redis's password */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
     int cors_credentials;    /* the exact cors_origin origins may send cookies (not "*") */
     /* Authorization (docs/security.md); all NULL / 0: everyone may do everything. */

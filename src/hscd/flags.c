@@ -138,6 +138,17 @@ static const hscd_flag_t flags[] = {
              "subscribers goes, 503 when all have subscribers",
      .default_shown = "10000", FIELD(max_channels),
      .min = 1, .max = 100000000, .fix = "a positive number of channels"},
+    {.name = "redis", .arg = HSCD_ARG_STRING, .metavar = "URL", .group = HSCD_GROUP_CHANNELS,
+     .help = "cluster mode: ids, history and fan-out through Redis, shared by every node "
+             "given the same URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH "
+             "(docs/cluster.md)",
+     FIELD(redis),
+     .min = 1, .fix = "a URL such as redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"},
+    {.name = "redis-password-env", .arg = HSCD_ARG_STRING, .metavar = "VAR",
+     .group = HSCD_GROUP_CHANNELS,
+     .help = "Redis's password, read from environment variable VAR (not visible in ps)",
+     FIELD(redis_password_env),
+     .min = 1, .fix = "the name of an environment variable"},
     {.name = "channel-create-rate", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
      .group = HSCD_GROUP_CHANNELS,
      .help = "new channels one client (JWT subject, else address) may create per second; past "

@@ -50,8 +50,9 @@ static void fail_engine(hsc_hub_t *hub, hsc_res_t *res, int rc, uint64_t retry_m
         return;
     }
     fail(res, 503,
-         rc == HSC_EFULL ? "too many channels, all with subscribers (see --max-channels)"
-                         : "out of memory");
+         rc == HSC_EFULL     ? "too many channels, all with subscribers (see --max-channels)"
+         : rc == HSC_ECLOSED ? "the engine's store is unreachable (Redis): try again"
+                             : "out of memory");
 }
 
 typedef struct names_s {

@@ -304,7 +304,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     uv_timer_init(&srv->main_loop, &srv->sweep_timer);
     srv->sweep_timer.data = srv;
     if ((rc = hsc_cors_setup(&srv->cors, srv->cfg.cors_origin, srv->cfg.cors_credentials)) != 0 ||
-        (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
+        (rc = srv->cfg.redis != NULL
+                  ? hsc_redis_engine_new(&srv->cfg, srv->nworkers, &srv->engine)
+                  : hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
         (rc = hsc_ratelimit_new(srv->cfg.channel_create_rate, srv->cfg.channel_create_burst,
                                 HSC_RATELIMIT_CLIENTS, &srv->create_limit)) != 0) {
         hsc_server_free(srv);

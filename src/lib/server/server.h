@@ -6,6 +6,7 @@
 #define HSC_SERVER_INT_H
 
 #include "pubsub/pubsub.h"
+#include "pubsub/redis.h"
 #include "site/site.h"
 #include "stream/stream.h"
 
