@@ -63,5 +63,7 @@ extern const hsc_http_owner_t hsc_routes_owner;
 /* ---- /metrics (metrics.c) -------------------------------------------------------------------- */
 
 void hsc_metrics_handle(void *srv, hsc_req_t *req, hsc_res_t *res);
+/** /healthz: 503 with the reason while Redis is unreachable (cluster mode), else "ok". */
+void hsc_server_healthz_handle(void *srv, hsc_req_t *req, hsc_res_t *res);
 
 #endif

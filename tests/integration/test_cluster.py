@@ -1,0 +1,276 @@
+"""Cluster mode (`hscd --redis URL`, docs/cluster.md): several hscd nodes share channels, ids and
+history through one real redis-server on loopback.
+
+Each test starts its own redis-server on a free loopback port with a temp directory and no
+persistence (`--save "" --appendonly no`), stopped by its PID, and its own hscd nodes.
+
+Proves that:
+- an event published on one node reaches subscribers on every node once, in order, with the
+  same ids, and ids increase across channels and nodes;
+- a subscriber that leaves one node resumes exactly on another (Last-Event-ID), also while a
+  publisher runs flat out: every acknowledged event once, none twice, in order;
+- a restarted node resumes its subscribers exactly (ids and history live in Redis);
+- Redis killed: publishes answer 503 with Retry-After, subscribers stay connected; Redis back
+  (empty: a new epoch): publishes succeed again and the connected subscriber gets the new events
+  with ids still increasing;
+- Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
+  SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
+- /metrics shows the Redis connections' state; /healthz answers 503 with the reason while Redis
+  is unreachable.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from hscd import HOST, SLOW, ServerTestCase, free_port
+from test_channels import FlatOutPublisher, Publisher, Sub, metrics, request, seq_of, split_id
+
+
+class Redis:
+    """One redis-server on loopback, no persistence, in a temp dir; stopped by its PID."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="hsc-redis-")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10 * SLOW
+        while time.monotonic() < deadline:
+            try:
+                if self.command(b"PING").startswith(b"+PONG"):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not answer PING on port %d" % self.port)
+
+    def command(self, *args):
+        """One command over a fresh connection; the raw reply's first line."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection((HOST, self.port), timeout=2) as s:
+            s.sendall(out)
+            return s.recv(65536)
+
+    def url(self):
+        return "redis://%s:%d" % (HOST, self.port)
+
+    def signal(self, sig):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill(self):
+        """SIGKILL and wait: Redis vanishes with whatever it held."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterTestCase(ServerTestCase):
+    def setUp(self):
+        self.redis = Redis().start()
+        self.addCleanup(self.redis.stop)
+
+    def node(self, *args):
+        return self.start("--redis", self.redis.url(), "--threads", "2", *args)
+
+    def wait_publish_ok(self, srv, channel, timeout=10):
+        """Publishes until it succeeds (Redis reachable again); returns the answer."""
+        deadline = time.monotonic() + timeout * SLOW
+        pub = Publisher(srv)
+        try:
+            while True:
+                r = pub.post("/v1/events?channel=" + channel, b"probe")
+                if r.status == 200:
+                    import json
+                    return json.loads(r.body.decode())
+                if time.monotonic() > deadline:
+                    raise AssertionError("publishing did not recover: %r" % (r,))
+                time.sleep(0.1)
+        finally:
+            pub.close()
+
+    def wait_ready(self, srv, timeout=10):
+        deadline = time.monotonic() + timeout * SLOW
+        while request(srv, "GET", "/healthz").status != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError("node not ready: " + srv.describe())
+            time.sleep(0.05)
+
+
+def data_of(events):
+    return [e.data for e in events if not e.type.startswith("hsc.")]
+
+
+def ids_of(events):
+    return [e.id for e in events if not e.type.startswith("hsc.")]
+
+
+class ThreeNodes(ClusterTestCase):
+    def test_publish_on_one_every_node_receives_in_order_same_ids(self):
+        nodes = [self.node() for _ in range(3)]
+        for n in nodes:
+            self.wait_ready(n)
+        subs = [Sub(n, ["room"]) for n in nodes]
+        for s in subs:
+            s.head()
+        # A second channel on another node interleaves: ids still increase across channels.
+        pub_a, pub_c = Publisher(nodes[0]), Publisher(nodes[2])
+        sent = []
+        for i in range(40):
+            ans = pub_a.publish("room", "event %d" % i)
+            sent.append((ans["id"], "event %d" % i))
+            other = pub_c.publish("other", "x%d" % i)
+            self.assertGreater(seq_of(other["id"]), seq_of(ans["id"]))
+        pub_a.close()
+        pub_c.close()
+        for s in subs:
+            s.wait(lambda s=s: len(s.messages()) >= 40, what="40 events")
+            got = [(e.id, e.data) for e in s.messages()]
+            self.assertEqual(got, sent)
+            s.close()
+
+    def test_resume_on_another_node_while_publishing_flat_out(self):
+        a, b, c = self.node(), self.node(), self.node()
+        for n in (a, b, c):
+            self.wait_ready(n)
+        pub = FlatOutPublisher(a, "race", lambda i: "r%d" % i, duration=30, limit=600)
+        first = Sub(b, ["race"])
+        first.head()
+        pub.start()
+        first.wait(lambda: len(first.messages()) >= 50, what="50 events on node B")
+        got = first.messages()
+        first.close()
+        last = got[-1].id
+        second = Sub(c, ["race"], last_event_id=last)
+        pub.done.wait(60 * SLOW)
+        self.assertIsNone(pub.error)
+        n = len(pub.sent)
+        second.wait(lambda: len(got) + len(second.messages()) >= n, timeout=30,
+                    what="the rest on node C")
+        self.assertFalse([e for e in second.events if e.type == "hsc.gap"])
+        received = [(e.id, e.data) for e in got + second.messages()]
+        self.assertEqual(received, pub.sent)
+        second.close()
+
+
+class NodeRestart(ClusterTestCase):
+    def test_restarted_node_resumes_exactly(self):
+        a = self.node()
+        self.wait_ready(a)
+        pub = Publisher(a)
+        sent = [pub.publish("keep", "k%d" % i)["id"] for i in range(10)]
+        pub.close()
+        self.stop_clean(a)
+        b = self.node()  # a new process: everything it knows comes from Redis
+        self.wait_ready(b)
+        s = Sub(b, ["keep"], last_event_id=sent[3])
+        s.wait(lambda: len(s.messages()) >= 6, what="6 replayed events")
+        self.assertEqual(ids_of(s.events), sent[4:])
+        self.assertFalse([e for e in s.events if e.type == "hsc.gap"])
+        ans = Publisher(b).publish("keep", "after restart")
+        self.assertGreater(seq_of(ans["id"]), seq_of(sent[-1]))
+        self.assertEqual(split_id(ans["id"])[0], split_id(sent[-1])[0])  # same epoch
+        s.wait(lambda: len(s.messages()) >= 7, what="the live event")
+        s.close()
+
+
+class RedisFailure(ClusterTestCase):
+    def test_redis_killed_then_back_empty(self):
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["chaos"])
+        s.head()
+        pub = Publisher(a)
+        before = [pub.publish("chaos", "before %d" % i)["id"] for i in range(5)]
+        s.wait(lambda: len(s.messages()) >= 5, what="5 events before the kill")
+        self.redis.kill()
+        deadline = time.monotonic() + 5 * SLOW
+        while True:
+            r = pub.post("/v1/events?channel=chaos", b"during")
+            if r.status == 503:
+                break
+            self.assertLess(time.monotonic(), deadline, "publishes still answered %r" % (r,))
+            time.sleep(0.05)
+        self.assertIsNotNone(r.header("Retry-After"))
+        self.assertEqual(request(a, "GET", "/healthz").status, 503)
+        m = metrics(a)
+        self.assertEqual(m.get("hsc_redis_up"), 0)
+        pub.close()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        ans = self.wait_publish_ok(a, "chaos")
+        self.assertGreater(seq_of(ans["id"]), seq_of(before[-1]))  # ids still increase
+        pub = Publisher(a)
+        after = [pub.publish("chaos", "after %d" % i)["id"] for i in range(5)]
+        pub.close()
+        s.wait(lambda: [e.data for e in s.messages()][-1:] == ["after 4"], timeout=15,
+               what="the events after Redis returned")
+        got = ids_of(s.events)
+        self.assertEqual(got[:5], before)
+        for x in after:
+            self.assertIn(x, got)
+        seqs = [seq_of(i) for i in got]
+        self.assertEqual(seqs, sorted(set(seqs)))  # strictly increasing, no duplicate
+        s.close()
+
+    def test_redis_frozen_answers_503_then_recovers(self):
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["ice"])
+        s.head()
+        pub = Publisher(a)
+        before = [pub.publish("ice", "b%d" % i)["id"] for i in range(5)]
+        self.redis.signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            while True:
+                r = pub.post("/v1/events?channel=ice", b"frozen")
+                if r.status == 503:
+                    break
+                self.assertLess(time.monotonic() - t0, 10 * SLOW, "no 503: %r" % (r,))
+            self.assertIsNotNone(r.header("Retry-After"))
+            self.assertTrue(s.listen(0.5))  # the subscriber stays connected
+        finally:
+            self.redis.signal(signal.SIGCONT)
+        pub.close()
+        ans = self.wait_publish_ok(a, "ice")
+        self.assertGreater(seq_of(ans["id"]), seq_of(before[-1]))
+        s.wait(lambda: ans["id"] in ids_of(s.events), timeout=15, what="recovery")
+        got = ids_of(s.events)
+        for x in before:
+            self.assertIn(x, got)
+        seqs = [seq_of(i) for i in got]
+        self.assertEqual(seqs, sorted(set(seqs)))
+        s.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
