@@ -661,36 +661,36 @@ static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
     }
 }
 
-/* An entry of a stream ([id, [t, TYPE, d, DATA, p, PREV]]) as a frame; NULL when malformed. */
+/*
+ * An event's frame from what Redis carried (a notice or a stream entry), with the id EPOCH-SEQ.
+ * What another node published was checked there; a type or data that is not valid here (someone
+ * else wrote to the keys) is refused. NULL when malformed or out of memory.
+ */
+static hsc_frame_t *event_frame(uint64_t epoch, const hsc_redis_notice_t *n)
+{
+    char type[HSC_EVENT_TYPE_MAX + 1];
+    if (n->type_len > 0) {
+        if (!hsc_event_type_valid(n->type, n->type_len))
+            return NULL;
+        memcpy(type, n->type, n->type_len);
+        type[n->type_len] = '\0';
+    }
+    if (!hsc_utf8_valid(n->data, n->len))
+        return NULL;
+    char id[HSC_EVENT_ID_MAX];
+    hsc_event_id_format(id, epoch, n->seq);
+    return hsc_event_frame_new(n->type_len > 0 ? type : NULL, id, n->data, n->len);
+}
+
+/* A stream entry as a frame of the current epoch; NULL when malformed. */
 static hsc_frame_t *entry_frame(rengine_t *r, const redisReply *e, uint64_t *seq, uint64_t *prev)
 {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+    hsc_redis_notice_t n;
+    if (hsc_redis_entry_parse(e, &n) != 0)
         return NULL;
-    *seq = to_u64(e->element[0]->str, e->element[0]->len);
-    const redisReply *f = e->element[1];
-    const char *type = NULL, *data = "";
-    size_t len = 0;
-    char tbuf[HSC_EVENT_TYPE_MAX + 1];
-    *prev = 0;
-    for (size_t i = 0; i + 1 < f->elements; i += 2) {
-        const redisReply *k = f->element[i], *v = f->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
-            continue;
-        if (k->str[0] == 't' && v->len > 0 && v->len <= HSC_EVENT_TYPE_MAX) {
-            memcpy(tbuf, v->str, v->len);
-            tbuf[v->len] = '\0';
-            type = tbuf;
-        } else if (k->str[0] == 'd') {
-            data = v->str;
-            len = v->len;
-        } else if (k->str[0] == 'p') {
-            *prev = to_u64(v->str, v->len);
-        }
-    }
-    char id[HSC_EVENT_ID_MAX];
-    hsc_event_id_format(id, r->epoch, *seq);
-    return hsc_event_frame_new(type, id, data, len);
+    *seq = n.seq;
+    *prev = n.prev;
+    return event_frame(r->epoch, &n);
 }
 
 /* ---- catch-up -------------------------------------------------------------------------------- */
@@ -802,26 +802,12 @@ static void process_notice(rengine_t *r, const char *chan, size_t chan_len, cons
     rchan_t *ch = table_find(r, chan + 5, chan_len - 11, h);
     if (ch == NULL)
         return;
-    const char *nl = memchr(payload, '\n', len);
-    if (nl == NULL)
+    hsc_redis_notice_t nt;
+    if (hsc_redis_notice_parse(payload, len, &nt) != 0) {
+        HSC_LOG(HSC_LOG_WARN, "channel %s: a malformed notice from Redis", ch->name);
         return;
-    uint64_t v[3] = {0, 0, 0};
-    const char *p = payload, *type = NULL;
-    for (int i = 0; i < 3; i++) {
-        const char *sp = memchr(p, ' ', (size_t)(nl - p));
-        if (sp == NULL)
-            return;
-        v[i] = to_u64(p, (size_t)(sp - p));
-        p = sp + 1;
     }
-    char tbuf[HSC_EVENT_TYPE_MAX + 1];
-    size_t tl = (size_t)(nl - p);
-    if (tl > 0 && tl <= HSC_EVENT_TYPE_MAX) {
-        memcpy(tbuf, p, tl);
-        tbuf[tl] = '\0';
-        type = tbuf;
-    }
-    uint64_t epoch = v[0], seq = v[1], prev = v[2];
+    uint64_t epoch = nt.epoch, seq = nt.seq, prev = nt.prev;
     if (epoch != r->epoch) {
         if (r->epoch != 0)
             HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
@@ -835,11 +821,10 @@ static void process_notice(rengine_t *r, const char *chan, size_t chan_len, cons
         catchup(r, ch); /* reads this event too: the held notice is then a duplicate */
         return;
     }
-    char id[HSC_EVENT_ID_MAX];
-    hsc_event_id_format(id, epoch, seq);
-    hsc_frame_t *f = hsc_event_frame_new(type, id, nl + 1, len - (size_t)(nl + 1 - payload));
+    hsc_frame_t *f = event_frame(epoch, &nt);
     if (f == NULL) {
-        HSC_LOG(HSC_LOG_ERROR, "channel %s: out of memory for an event", ch->name);
+        HSC_LOG(HSC_LOG_ERROR, "channel %s: an event from Redis is invalid or out of memory",
+                ch->name);
         return;
     }
     fan_out(r, ch, seq, f);

@@ -27,6 +27,25 @@ typedef struct hsc_redis_url_s {
 int hsc_redis_url_parse(const char *url, hsc_redis_url_t *out, const char **why);
 
 /**
+ * An event as Redis carries it: a live notice's payload, or a stream entry. `type` (type_len
+ * bytes, 0: none) and `data` point into the parsed bytes; the epoch is the notice's only.
+ */
+typedef struct hsc_redis_notice_s {
+    uint64_t epoch, seq, prev; /* prev: the channel's event before this one, 0 for none */
+    const char *type;
+    size_t type_len;
+    const char *data;
+    size_t len;
+} hsc_redis_notice_t;
+
+/** Parses a live notice "EPOCH SEQ PREV TYPE\nDATA". Returns 0 or HSC_EINVAL. */
+int hsc_redis_notice_parse(const char *payload, size_t len, hsc_redis_notice_t *out);
+
+struct redisReply;
+/** Parses a stream entry [SEQ-0, [t, TYPE, d, DATA, p, PREV]] (epoch 0). 0 or HSC_EINVAL. */
+int hsc_redis_entry_parse(const struct redisReply *e, hsc_redis_notice_t *out);
+
+/**
  * The Redis engine: ids, history and fan-out across nodes (docs/cluster.md). Runs its own thread
  * and loop with two connections to `cfg->redis`; the password from cfg->redis_password_env when
  * set. Returns 0, HSC_EINVAL (a bad URL, logged) or HSC_ENOMEM; free with hsc_engine_free().

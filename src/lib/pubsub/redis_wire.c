@@ -1,8 +1,12 @@
 /*
- * The Redis engine's URL (redis.h): "redis://[:PASSWORD@]HOST[:PORT][/DB]" or
- * "unix:///PATH[?db=N]". Pure: no sockets, so tests/unit/test_redis_url.c reaches every branch.
+ * What the Redis engine reads and parses without sockets (redis.h), so that tests/unit/
+ * test_redis.c reaches every branch: the URL ("redis://[:PASSWORD@]HOST[:PORT][/DB]" or
+ * "unix:///PATH[?db=N]"), a live notice ("EPOCH SEQ PREV TYPE\nDATA") and a stream entry
+ * ([ID, [t, TYPE, d, DATA, p, PREV]]).
  */
 #include "pubsub/redis.h"
+
+#include <hiredis/hiredis.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -108,4 +112,77 @@ int hsc_redis_url_parse(const char *url, hsc_redis_url_t *out, const char **why)
     if (slash != NULL && slash + 1 < end && !number(slash + 1, end, 0, 1000000, &out->db))
         return bad(why, "the database must be a number, e.g. redis://127.0.0.1:6379/0");
     return 0;
+}
+
+/* A decimal number of at most 20 digits filling [s, e) exactly. */
+static bool u64(const char *s, const char *e, uint64_t *out)
+{
+    if (s == e || e - s > 20)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = s; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+int hsc_redis_notice_parse(const char *payload, size_t len, hsc_redis_notice_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *end = payload + len, *nl = memchr(payload, '\n', len);
+    if (nl == NULL)
+        return HSC_EINVAL;
+    const char *p = payload;
+    uint64_t *v[3] = {&out->epoch, &out->seq, &out->prev};
+    for (int i = 0; i < 3; i++) {
+        const char *sp = memchr(p, ' ', (size_t)(nl - p));
+        if (sp == NULL || !u64(p, sp, v[i]))
+            return HSC_EINVAL;
+        p = sp + 1;
+    }
+    if (out->seq == 0 || (size_t)(nl - p) > HSC_EVENT_TYPE_MAX)
+        return HSC_EINVAL;
+    out->type = p;
+    out->type_len = (size_t)(nl - p);
+    out->data = nl + 1;
+    out->len = (size_t)(end - (nl + 1));
+    return 0;
+}
+
+int hsc_redis_entry_parse(const struct redisReply *e, hsc_redis_notice_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->data = "";
+    if (e == NULL || e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return HSC_EINVAL;
+    const char *id = e->element[0]->str, *dash = memchr(id, '-', e->element[0]->len);
+    if (dash == NULL || !u64(id, dash, &out->seq) || out->seq == 0)
+        return HSC_EINVAL;
+    const struct redisReply *f = e->element[1];
+    bool data = false;
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const struct redisReply *k = f->element[i], *v = f->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
+            return HSC_EINVAL;
+        if (k->str[0] == 't') {
+            if (v->len > HSC_EVENT_TYPE_MAX)
+                return HSC_EINVAL;
+            out->type = v->str;
+            out->type_len = v->len;
+        } else if (k->str[0] == 'd') {
+            out->data = v->str;
+            out->len = v->len;
+            data = true;
+        } else if (k->str[0] == 'p' && !u64(v->str, v->str + v->len, &out->prev)) {
+            return HSC_EINVAL;
+        }
+    }
+    return data ? 0 : HSC_EINVAL;
 }
