@@ -12,7 +12,7 @@ JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS   ?= --output-on-failure --no-tests=error -j$(JOBS)
 
 .PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
-        test-fuzz fuzz bench bench-deps format format-check clean help
+        test-fuzz fuzz bench bench-deps format format-check clean help cluster
 
 all: build
 
@@ -23,6 +23,7 @@ help:
 	@echo "make test-unit | test-integration | test-asan | test-fuzz   one tier"
 	@echo "make fuzz         run each libFuzzer target for FUZZ_SECONDS (60) and sum up"
 	@echo "make bench        hscd against nchan, Pushpin and the floor; writes docs/PERFORMANCE.md"
+	@echo "make cluster      one Redis and three hscd nodes on loopback (docs/cluster.md)"
 	@echo "make format       clang-format the C sources"
 
 deps:
@@ -45,6 +46,10 @@ build-fuzz: deps
 
 run: build
 	$(BUILD)/hscd --listen $(LISTEN) $(ARGS)
+
+# One redis-server and three hscd nodes sharing it, on free loopback ports; Ctrl-C stops them.
+cluster: build
+	@HSCD=$(BUILD)/hscd scripts/cluster.sh -- $(ARGS)
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit
