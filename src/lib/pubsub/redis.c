@@ -682,15 +682,33 @@ static hsc_frame_t *event_frame(uint64_t epoch, const hsc_redis_notice_t *n)
     return hsc_event_frame_new(n->type_len > 0 ? type : NULL, id, n->data, n->len);
 }
 
-/* A stream entry as a frame of the current epoch; NULL when malformed. */
-static hsc_frame_t *entry_frame(rengine_t *r, const redisReply *e, uint64_t *seq, uint64_t *prev)
+/* A stream entry as a frame of `epoch` (read with it, atomically); NULL when malformed. */
+static hsc_frame_t *entry_frame(uint64_t epoch, const redisReply *e, uint64_t *seq, uint64_t *prev)
 {
     hsc_redis_notice_t n;
     if (hsc_redis_entry_parse(e, &n) != 0)
         return NULL;
     *seq = n.seq;
     *prev = n.prev;
-    return event_frame(r->epoch, &n);
+    return event_frame(epoch, &n);
+}
+
+/*
+ * Redis's epoch as a reply shows it. Epochs are drawn from Redis's clock and only ever grow; a
+ * new one means Redis lost its data: the channels' chains start again.
+ */
+static void epoch_seen(rengine_t *r, uint64_t epoch)
+{
+    if (epoch <= r->epoch)
+        return;
+    if (r->epoch != 0) {
+        HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
+                (unsigned long long)epoch);
+        for (size_t i = 0; i < r->tcap; i++)
+            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+                ch->last = 0;
+    }
+    r->epoch = epoch;
 }
 
 /* ---- catch-up -------------------------------------------------------------------------------- */
@@ -726,15 +744,26 @@ static void catchup_finish(rengine_t *r)
     }
 }
 
+static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval);
+
 static void catchup_done(rengine_t *r, void *arg, redisReply *x)
 {
     rchan_t *ch = arg;
-    if (x == NULL)
+    if (x != NULL && x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0 &&
+        catchup_send(r, ch, true))
+        return;
+    /* The read script's answer for one channel: {epoch, seq, last, entries}. */
+    if (x == NULL || x->type != REDIS_REPLY_ARRAY || x->elements != 4) {
         r->need_catchup = true;
+        x = NULL;
+    } else {
+        epoch_seen(r, reply_u64(x->element[0]));
+        x = x->element[3];
+    }
     if (x != NULL && x->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < x->elements; i++) {
             uint64_t seq, prev;
-            hsc_frame_t *f = entry_frame(r, x->element[i], &seq, &prev);
+            hsc_frame_t *f = entry_frame(r->epoch, x->element[i], &seq, &prev);
             if (f == NULL)
                 continue;
             if (i == 0 && ch->last != 0 && prev > ch->last)
@@ -763,16 +792,31 @@ static void catchup_done(rengine_t *r, void *arg, redisReply *x)
 }
 
 /* Reads `ch`'s stream after what this node has: notices are held until every read answered. */
+/* The read script for one channel after ch->last: the entries with the epoch they belong to. */
+static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval)
+{
+    char ks[HSC_CHANNEL_MAX + 16], kl[HSC_CHANNEL_MAX + 16], after[24];
+    size_t sl = key(ks, sizeof ks, ch, "s"), ll = key(kl, sizeof kl, ch, "last");
+    snprintf(after, sizeof after, "%llu", (unsigned long long)ch->last);
+    const char *argv[] = {eval ? "EVAL" : "EVALSHA",
+                          eval ? READ_LUA : r->read_sha,
+                          "4",
+                          "hsc:epoch",
+                          "hsc:seq",
+                          ks,
+                          kl,
+                          "a",
+                          after};
+    size_t lens[9];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    lens[5] = sl;
+    lens[6] = ll;
+    return conn_send(&r->cmd, 9, argv, lens, catchup_done, ch) == 0;
+}
+
 static void catchup(rengine_t *r, rchan_t *ch)
 {
-    char k[HSC_CHANNEL_MAX + 16], from[32];
-    size_t kl = key(k, sizeof k, ch, "s");
-    if (ch->last != 0)
-        snprintf(from, sizeof from, "(%llu-0", (unsigned long long)ch->last);
-    else
-        snprintf(from, sizeof from, "-");
-    const char *argv[] = {"XRANGE", k, from, "+"};
-    size_t lens[] = {6, kl, strlen(from), 1};
     if (r->cmd.state != CONN_READY) {
         r->need_catchup = true; /* once the command connection is back */
         return;
@@ -781,7 +825,7 @@ static void catchup(rengine_t *r, rchan_t *ch)
     ch->pins++;
     r->catching++;
     atomic_fetch_add(&r->catchups, 1);
-    if (conn_send(&r->cmd, 4, argv, lens, catchup_done, ch) != 0) {
+    if (!catchup_send(r, ch, false)) {
         r->need_catchup = true;
         catchup_done(r, ch, NULL);
     }
@@ -808,13 +852,9 @@ static void process_notice(rengine_t *r, const char *chan, size_t chan_len, cons
         return;
     }
     uint64_t epoch = nt.epoch, seq = nt.seq, prev = nt.prev;
-    if (epoch != r->epoch) {
-        if (r->epoch != 0)
-            HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
-                    (unsigned long long)epoch);
-        r->epoch = epoch;
-        prev = 0; /* the channel's chain started again */
-    }
+    if (epoch < r->epoch)
+        return; /* from before Redis lost its data, read late */
+    epoch_seen(r, epoch);
     if (ch->last != 0 && seq <= ch->last)
         return;
     if (ch->last != 0 && prev > ch->last) {
@@ -948,10 +988,7 @@ static void publish_done(rengine_t *r, void *arg, redisReply *x)
         return;
     }
     uint64_t epoch = reply_u64(x->element[0]), seq = reply_u64(x->element[1]);
-    if (epoch != r->epoch && r->epoch != 0)
-        HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu)", (unsigned long long)epoch);
-    if (r->epoch == 0)
-        r->epoch = epoch;
+    epoch_seen(r, epoch);
     if (seq > r->highest)
         r->highest = seq;
     hsc_event_id_format(op->p->id, epoch, seq);
@@ -1061,8 +1098,7 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         return;
     }
     uint64_t epoch = reply_u64(x->element[0]), S = reply_u64(x->element[1]);
-    if (epoch != 0)
-        r->epoch = epoch;
+    epoch_seen(r, epoch);
     uint64_t cut = S > r->highest ? S : r->highest;
     if (S > r->highest)
         r->highest = S;
@@ -1101,7 +1137,7 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         size_t first = n;
         for (size_t j = 0; j < es->elements; j++) {
             uint64_t seq, prev;
-            hsc_frame_t *f = entry_frame(r, es->element[j], &seq, &prev);
+            hsc_frame_t *f = entry_frame(s->epoch, es->element[j], &seq, &prev);
             if (f == NULL)
                 continue;
             if (op->last != NULL && j == 0 && s->gap == HSC_GAP_NONE && prev > after)
