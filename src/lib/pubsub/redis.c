@@ -221,6 +221,7 @@ struct rengine_s {
     uint64_t history_age_ms;
     /* Counters (any thread). */
     atomic_uint_fast64_t published, reconnects, in_flight, timeouts, catchups;
+    atomic_uint_fast64_t queued; /* publishes queued to the engine's loop, not sent yet */
     atomic_bool cmd_up, ps_up;
     atomic_size_t nchans_seen;
 };
@@ -715,6 +716,7 @@ static void epoch_seen(rengine_t *r, uint64_t epoch)
 
 static void process_notice(rengine_t *r, const char *chan, size_t chan_len, const char *payload,
                            size_t len);
+static void sub_retry(rengine_t *r);
 
 static int replay_cmp(const void *a, const void *b)
 {
@@ -742,6 +744,8 @@ static void catchup_finish(rengine_t *r)
         process_notice(r, h->chan, h->chan_len, h->payload, h->len);
         free(h);
     }
+    if (r->catching == 0 && r->sub_wait != NULL)
+        sub_retry(r); /* subscriptions that waited for the catch-up */
 }
 
 static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval);
@@ -1097,6 +1101,12 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         subscribe_fail(r, op, HSC_ECLOSED);
         return;
     }
+    if (r->catching > 0 || r->need_catchup) {
+        /* Events the catch-up will deliver may lie between S and the cut: read again after. */
+        op->next = r->sub_wait;
+        r->sub_wait = op;
+        return;
+    }
     uint64_t epoch = reply_u64(x->element[0]), S = reply_u64(x->element[1]);
     epoch_seen(r, epoch);
     uint64_t cut = S > r->highest ? S : r->highest;
@@ -1273,7 +1283,7 @@ static bool subscribe_try(rengine_t *r, op_t *op)
         subscribe_fail(r, op, HSC_ECLOSED);
         return true;
     }
-    bool ready = true;
+    bool ready = r->catching == 0 && !r->need_catchup; /* see subscribe_done() */
     for (size_t i = 0; i < op->n; i++) {
         pubsub_subscribe(r, op->chans[i]);
         ready &= op->chans[i]->sub_state == 2;
@@ -1369,6 +1379,7 @@ static void on_wake(uv_async_t *a)
         op->next = NULL;
         switch (op->kind) {
         case OP_PUBLISH:
+            atomic_fetch_sub(&r->queued, 1);
             publish_send(r, op, false);
             break;
         case OP_SUBSCRIBE:
@@ -1433,6 +1444,8 @@ static void on_tick(uv_timer_t *t)
                         catchup(r, ch);
         }
     }
+    if (r->sub_wait != NULL && r->catching == 0 && !r->need_catchup)
+        sub_retry(r);
     flush_hubs(r);
     atomic_store(&r->nchans_seen, r->nchans);
 }
@@ -1491,7 +1504,8 @@ static void r_publish(hsc_engine_t *e, hsc_publish_t *p)
         p->cb(p);
         return;
     }
-    if (!atomic_load(&r->cmd_up) || atomic_load(&r->in_flight) >= MAX_IN_FLIGHT) {
+    if (!atomic_load(&r->cmd_up) ||
+        atomic_load(&r->in_flight) + atomic_load(&r->queued) >= MAX_IN_FLIGHT) {
         op_free(op);
         p->rc = HSC_ECLOSED; /* 503 at once: never acknowledged from a local buffer */
         p->cb(p);
@@ -1499,6 +1513,7 @@ static void r_publish(hsc_engine_t *e, hsc_publish_t *p)
     }
     memcpy(op->data, p->data, p->len);
     op->data[p->len] = '\0';
+    atomic_fetch_add(&r->queued, 1);
     enqueue(r, op);
 }
 
