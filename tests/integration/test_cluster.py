@@ -9,7 +9,9 @@ Proves that:
   same ids, and ids increase across channels and nodes;
 - a subscriber that leaves one node resumes exactly on another (Last-Event-ID), also while a
   publisher runs flat out: every acknowledged event once, none twice, in order;
-- a restarted node resumes its subscribers exactly (ids and history live in Redis);
+- a restarted node resumes its subscribers exactly (ids and history live in Redis); a subscriber
+  of a node killed with SIGKILL resumes exactly on another node (two channels, merged); a node
+  leaves a channel's pub/sub after its last subscriber is gone;
 - Redis killed: publishes answer 503 with Retry-After, subscribers stay connected; Redis back
   (empty: a new epoch): publishes succeed again and the connected subscriber gets the new events
   with ids still increasing;
@@ -31,7 +33,7 @@ import tempfile
 import time
 import unittest
 
-from hscd import HOST, SLOW, ServerTestCase, free_port
+from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port
 from test_channels import FlatOutPublisher, Publisher, Sub, metrics, request, seq_of, split_id
 
 
@@ -199,6 +201,50 @@ class NodeRestart(ClusterTestCase):
         self.assertEqual(split_id(ans["id"])[0], split_id(sent[-1])[0])  # same epoch
         s.wait(lambda: len(s.messages()) >= 7, what="the live event")
         s.close()
+
+    def test_killed_node_subscriber_resumes_elsewhere(self):
+        # Node A is killed, not stopped: started outside start(), whose cleanup wants exit 0.
+        a = Hscd("--redis", self.redis.url(), "--threads", "2").start()
+        self.addCleanup(a.stop, signal.SIGKILL)
+        b = self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(a, ["k9", "k9b"])
+        s.head()
+        pub = Publisher(b)
+        sent = []
+        for i in range(6):
+            sent.append(pub.publish("k9" if i % 2 else "k9b", "e%d" % i)["id"])
+        s.wait(lambda: len(s.messages()) >= 6, what="6 events on node A")
+        a.stop(signal.SIGKILL)
+        s.close()
+        for i in range(6, 12):
+            sent.append(pub.publish("k9" if i % 2 else "k9b", "e%d" % i)["id"])
+        pub.close()
+        r = Sub(b, ["k9", "k9b"], last_event_id=sent[5])  # a multi-channel resume, merged
+        r.wait(lambda: len(r.messages()) >= 6, what="the 6 events missed")
+        self.assertEqual(ids_of(r.events), sent[6:])
+        r.close()
+
+    def test_channel_left_after_its_last_subscriber(self):
+        a = self.node()
+        self.wait_ready(a)
+        s = Sub(a, ["brief"])
+        s.head()
+
+        def numsub():
+            reply = self.redis.command(b"PUBSUB", b"NUMSUB", b"hsc:{brief}:live")
+            return int(reply.split(b"\r\n")[-2].lstrip(b":"))
+
+        deadline = time.monotonic() + 10 * SLOW
+        while numsub() != 1:
+            self.assertLess(time.monotonic(), deadline, "never SUBSCRIBEd")
+            time.sleep(0.05)
+        s.close()
+        deadline = time.monotonic() + 20 * SLOW  # 5 s of grace, then UNSUBSCRIBE
+        while numsub() != 0:
+            self.assertLess(time.monotonic(), deadline, "still SUBSCRIBEd")
+            time.sleep(0.1)
 
 
 class RedisFailure(ClusterTestCase):

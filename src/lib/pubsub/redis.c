@@ -398,7 +398,7 @@ static void conn_fail(conn_t *c, const char *why)
 {
     if (c->state == CONN_DOWN)
         return;
-    HSC_LOG(HSC_LOG_WARN, "redis %s connection: %s", c->name, why);
+    HSC_LOG(c->r->stopped ? HSC_LOG_INFO : HSC_LOG_WARN, "redis %s connection: %s", c->name, why);
     c->state = CONN_DOWN;
     c->gen++;
     atomic_store(c->pubsub ? &c->r->ps_up : &c->r->cmd_up, false);
