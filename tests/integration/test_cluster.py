@@ -19,6 +19,11 @@ Proves that:
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
 - the nodes' pub/sub connections killed (CLIENT KILL TYPE pubsub): the subscribers are caught up
   from the stream, every event once and in order; SCRIPT FLUSH is harmless;
+- chaos with an oracle (Redis with appendfsync always): a publisher runs flat out on one node,
+  logging the ids it was given, while Redis's pub/sub clients are killed, Redis is frozen past
+  the deadline, killed with SIGKILL and restarted on its AOF, and its scripts flushed; the
+  subscribers on two other nodes receive every acknowledged id, ids strictly increasing, no
+  duplicate, no hsc.gap;
 - /metrics shows the Redis connections' state; /healthz answers 503 with the reason while Redis
   is unreachable.
 """
@@ -40,15 +45,18 @@ from test_channels import FlatOutPublisher, Publisher, Sub, metrics, request, se
 class Redis:
     """One redis-server on loopback, no persistence, in a temp dir; stopped by its PID."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, aof=False, directory=None):
         self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="hsc-redis-")
+        self.dir = directory or tempfile.mkdtemp(prefix="hsc-redis-")
+        self.aof = aof
         self.proc = None
 
     def start(self):
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof \
+            else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+            ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", ""] + persist
+            + ["--dir", self.dir, "--daemonize", "no"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10 * SLOW
         while time.monotonic() < deadline:
@@ -357,6 +365,94 @@ class RedisFailure(ClusterTestCase):
         self.assertEqual(ids_of(s.events), [second])
         s.close()
         pub.close()
+
+
+class Oracle:
+    """A publisher that logs the ids it was given (503s are expected and not logged) and
+    subscribers that log what they received and every hsc.gap."""
+
+    def __init__(self, srv, channel):
+        import threading
+        self.srv, self.channel = srv, channel
+        self.acked, self.refused = [], 0
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.error = None
+
+    def run(self):
+        pub = Publisher(self.srv, timeout=10 * SLOW)
+        i = 0
+        try:
+            while not self.halt.is_set():
+                r = pub.post("/v1/events?channel=" + self.channel, b"o%d" % i)
+                if r.status == 200:
+                    self.acked.append(json.loads(r.body.decode())["id"])
+                elif r.status == 503:
+                    self.refused += 1
+                    time.sleep(0.02)
+                else:
+                    raise AssertionError("publish answered %r" % (r,))
+                i += 1
+        except Exception as e:
+            self.error = repr(e)
+        finally:
+            pub.close()
+
+
+class Chaos(ClusterTestCase):
+    def setUp(self):
+        self.redis = Redis(aof=True).start()
+        self.addCleanup(self.redis.stop)
+
+    def test_no_acknowledged_event_lost_through_redis_trouble(self):
+        a, b, c = self.node(), self.node(), self.node()
+        for n in (a, b, c):
+            self.wait_ready(n)
+        subs = [Sub(n, ["chaos"]) for n in (b, c)]
+        for s in subs:
+            s.head()
+        oracle = Oracle(a, "chaos")
+        oracle.thread.start()
+
+        def progress(n=20):  # the publisher gets n more events through
+            goal = len(oracle.acked) + n
+            deadline = time.monotonic() + 20 * SLOW
+            while len(oracle.acked) < goal:
+                self.assertLess(time.monotonic(), deadline, "publishing stalled")
+                self.assertIsNone(oracle.error)
+                for s in subs:
+                    s.listen(0.02)
+
+        progress()
+        self.redis.command(b"CLIENT", b"KILL", b"TYPE", b"pubsub")
+        progress()
+        self.redis.signal(signal.SIGSTOP)
+        for s in subs:
+            self.assertTrue(s.listen(1.5))  # frozen past the deadline; subscribers stay
+        self.redis.signal(signal.SIGCONT)
+        progress()
+        self.redis.kill()
+        for s in subs:
+            self.assertTrue(s.listen(0.5))
+        self.redis = Redis(self.redis.port, aof=True, directory=self.redis.dir).start()
+        self.addCleanup(self.redis.stop)
+        progress()
+        self.redis.command(b"SCRIPT", b"FLUSH")
+        progress()
+        oracle.halt.set()
+        oracle.thread.join(30 * SLOW)
+        self.assertIsNone(oracle.error)
+        self.assertGreater(oracle.refused, 0)  # the trouble was seen
+        last = oracle.acked[-1]
+        for s in subs:
+            s.wait(lambda s=s: last in ids_of(s.events), timeout=20, what="the last event")
+            got = ids_of(s.events)
+            seqs = [seq_of(i) for i in got]
+            self.assertEqual(seqs, sorted(set(seqs)), "ids not strictly increasing")
+            self.assertFalse([e for e in s.events if e.type == "hsc.gap"])
+            missing = sorted(set(oracle.acked) - set(got))
+            self.assertEqual(missing, [], "acknowledged but never received")
+            s.close()
 
 
 if __name__ == "__main__":
