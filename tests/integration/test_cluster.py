@@ -13,8 +13,8 @@ Proves that:
   of a node killed with SIGKILL resumes exactly on another node (two channels, merged); a node
   leaves a channel's pub/sub after its last subscriber is gone;
 - Redis killed: publishes answer 503 with Retry-After, subscribers stay connected; Redis back
-  (empty: a new epoch): publishes succeed again and the connected subscriber gets the new events
-  with ids still increasing;
+  (empty: a new epoch): publishes succeed again and the connected subscriber gets one hsc.gap
+  (reason epoch, no id) and then the new events, with ids still increasing;
 - Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
 - the nodes' pub/sub connections killed (CLIENT KILL TYPE pubsub): the subscribers are caught up
@@ -292,6 +292,14 @@ class RedisFailure(ClusterTestCase):
         self.assertEqual(got[:5], before)
         for x in after:
             self.assertIn(x, got)
+        # Redis lost its data: the live subscriber is told, once, before the new epoch's events.
+        gaps = [i for i, e in enumerate(s.events) if e.type == "hsc.gap"]
+        self.assertEqual(len(gaps), 1, s.events)
+        gap = json.loads(s.events[gaps[0]].data)
+        self.assertEqual((gap["reason"], gap["live"]), ("epoch", True))
+        self.assertEqual(gap["epoch"], split_id(after[0])[0])
+        self.assertEqual(s.events[gaps[0] - 1].id, before[-1])
+        self.assertIsNone(s.events[gaps[0]].id or None)
         seqs = [seq_of(i) for i in got]
         self.assertEqual(seqs, sorted(set(seqs)))  # strictly increasing, no duplicate
         s.close()

@@ -150,6 +150,8 @@ typedef struct rchan_s {
     int sub_state;       /* pub/sub: 0 not subscribed, 1 asked, 2 subscribed */
     uint64_t last;       /* the newest SEQ fanned out here; 0: unknown */
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
+    const char *gap;     /* a hole its live subscribers must be told of ("epoch", "expired")
+                            before its next event; NULL: none */
     hsc_history_t ring;  /* recent deliveries */
     size_t name_len;
     char name[];
@@ -639,6 +641,25 @@ static size_t key(char *buf, size_t cap, const rchan_t *ch, const char *suffix)
 
 /* ---- fan-out --------------------------------------------------------------------------------- */
 
+static void deliver_hubs(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f);
+
+/*
+ * The hsc.gap event live subscribers get when events of their channel were lost for good (Redis
+ * lost its data: "epoch"; the stream was trimmed before this node read it: "expired"). It has no
+ * id, so a client's last event id stays that of the last event it received.
+ */
+static hsc_frame_t *live_gap_frame(const char *reason, uint64_t epoch)
+{
+    char id[HSC_EVENT_ID_MAX], data[160];
+    hsc_event_id_format(id, epoch, 0);
+    char *dash = strrchr(id, '-');
+    if (dash != NULL)
+        *dash = '\0';
+    int n = snprintf(data, sizeof data, "{\"reason\":\"%s\",\"epoch\":\"%s\",\"live\":true}",
+                     reason, id);
+    return hsc_event_frame_new("hsc.gap", NULL, data, (size_t)n);
+}
+
 /* One event reaches this node's hubs with subscribers on `ch`, and its ring. */
 static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
 {
@@ -648,6 +669,20 @@ static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
     if (seq > r->highest)
         r->highest = seq;
     hsc_history_push(&ch->ring, seq, 0, f);
+    if (ch->gap != NULL) {
+        /* Numbered as the event it precedes: every subscriber that gets the event gets it. */
+        hsc_frame_t *g = live_gap_frame(ch->gap, r->epoch);
+        ch->gap = NULL;
+        if (g != NULL) {
+            deliver_hubs(r, ch, seq, g);
+            hsc_frame_unref(g);
+        }
+    }
+    deliver_hubs(r, ch, seq, f);
+}
+
+static void deliver_hubs(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
+{
     for (unsigned i = 0; i < r->base.nhubs && !r->stopped; i++) {
         if (ch->nsubs[i] == 0)
             continue;
@@ -705,9 +740,13 @@ static void epoch_seen(rengine_t *r, uint64_t epoch)
     if (r->epoch != 0) {
         HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
                 (unsigned long long)epoch);
-        for (size_t i = 0; i < r->tcap; i++)
-            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+        for (size_t i = 0; i < r->tcap; i++) {
+            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
                 ch->last = 0;
+                if (ch->total_subs > 0)
+                    ch->gap = "epoch";
+            }
+        }
     }
     r->epoch = epoch;
 }
@@ -770,6 +809,8 @@ static void catchup_done(rengine_t *r, void *arg, redisReply *x)
             hsc_frame_t *f = entry_frame(r->epoch, x->element[i], &seq, &prev);
             if (f == NULL)
                 continue;
+            if (i == 0 && ch->last != 0 && prev > ch->last && ch->total_subs > 0)
+                ch->gap = "expired";
             if (i == 0 && ch->last != 0 && prev > ch->last)
                 HSC_LOG(HSC_LOG_WARN,
                         "channel %s: events %llu to %llu left the stream before "
