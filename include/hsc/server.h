@@ -83,6 +83,9 @@ typedef struct hsc_server_config_s {
 
 typedef struct hsc_server_s hsc_server_t;
 
+/** Checks a Redis URL for `redis` (docs/cluster.md): 0, or HSC_EINVAL with *why (static). */
+HSC_EXPORT int hsc_redis_url_check(const char *url, const char **why);
+
 /** Parses "error", "warn", "notice", "info" or "debug". Returns 0 or HSC_EINVAL. */
 HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);
 /**

@@ -45,6 +45,8 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 static int show_help(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
 static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -142,13 +144,13 @@ static const hscd_flag_t flags[] = {
      .help = "cluster mode: ids, history and fan-out through Redis, shared by every node "
              "given the same URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH "
              "(docs/cluster.md)",
-     FIELD(redis),
-     .min = 1, .fix = "a URL such as redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"},
+     .handler = set_redis,
+     .fix = "a URL such as redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"},
     {.name = "redis-password-env", .arg = HSCD_ARG_STRING, .metavar = "VAR",
      .group = HSCD_GROUP_CHANNELS,
      .help = "Redis's password, read from environment variable VAR (not visible in ps)",
-     FIELD(redis_password_env),
-     .min = 1, .fix = "the name of an environment variable"},
+     .handler = set_redis,
+     .fix = "the name of an environment variable"},
     {.name = "channel-create-rate", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
      .group = HSCD_GROUP_CHANNELS,
      .help = "new channels one client (JWT subject, else address) may create per second; past "
@@ -481,6 +483,33 @@ static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
 {
     (void)f, (void)flag, (void)value;
     fl->log_level = (hsc_log_level_t)n;
+    return 0;
+}
+
+/*
+ * --redis is checked here, so that a bad URL is refused with its reason before anything starts
+ * (never echoed: it may hold a password); --redis-password-env names a variable that must be set.
+ */
+static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)n;
+    if (strcmp(f->name, "redis") == 0) {
+        const char *why = "";
+        if (hsc_redis_url_check(value, &why) != 0) {
+            fprintf(stderr, "hscd: %s: %s (use %s)\n", flag, why, f->fix);
+            return HSC_EINVAL;
+        }
+        fl->cfg.redis = value;
+        return 0;
+    }
+    const char *pw = *value ? getenv(value) : NULL;
+    if (pw == NULL || *pw == '\0') {
+        fprintf(stderr, "hscd: %s: the environment variable '%s' is not set or empty\n", flag,
+                value);
+        return HSC_EINVAL;
+    }
+    fl->cfg.redis_password_env = value;
     return 0;
 }
 

@@ -24,6 +24,8 @@ Proves that:
   the deadline, killed with SIGKILL and restarted on its AOF, and its scripts flushed; the
   subscribers on two other nodes receive every acknowledged id, ids strictly increasing, no
   duplicate, no hsc.gap;
+- a bad --redis URL is refused at start with its reason, never echoing a password; a node
+  whose Redis is unreachable from the start answers 503 to publishes and /healthz;
 - /metrics shows the Redis connections' state; /healthz answers 503 with the reason while Redis
   is unreachable.
 """
@@ -38,7 +40,7 @@ import tempfile
 import time
 import unittest
 
-from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port
+from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port, run_hscd
 from test_channels import FlatOutPublisher, Publisher, Sub, metrics, request, seq_of, split_id
 
 
@@ -140,6 +142,37 @@ def data_of(events):
 
 def ids_of(events):
     return [e.id for e in events if not e.type.startswith("hsc.")]
+
+
+class Flags(unittest.TestCase):
+    def test_bad_url_refused_with_its_reason_and_no_password(self):
+        for url, why in [("redis://:s3cret@host:0", "port"), ("http://h:1", "redis://"),
+                         ("unix://rel", "absolute"), ("redis://:s3cret@h/x", "database")]:
+            rc, out, err = run_hscd(["--redis", url])
+            self.assertEqual(rc, 2, err)
+            self.assertIn("--redis", err)
+            self.assertIn(why, err)
+            self.assertNotIn("s3cret", err + out)
+
+    def test_password_variable_must_be_set(self):
+        env_name = "HSC_TEST_SURELY_UNSET_%d" % os.getpid()
+        rc, out, err = run_hscd(["--redis", "redis://127.0.0.1:1",
+                                 "--redis-password-env", env_name])
+        self.assertEqual(rc, 2)
+        self.assertIn(env_name, err)
+
+    def test_redis_unreachable_at_start_then_503(self):
+        port = free_port()  # nothing listens there
+        srv = Hscd("--redis", "redis://%s:%d" % (HOST, port), "--threads", "1").start()
+        try:
+            r = request(srv, "POST", "/v1/events?channel=x", body=b"no")
+            self.assertEqual(r.status, 503)
+            self.assertIsNotNone(r.header("Retry-After"))
+            h = request(srv, "GET", "/healthz")
+            self.assertEqual(h.status, 503)
+            self.assertIn(b"redis", h.body)
+        finally:
+            self.assertEqual(srv.stop(), 0)
 
 
 class ThreeNodes(ClusterTestCase):

@@ -114,6 +114,14 @@ int hsc_redis_url_parse(const char *url, hsc_redis_url_t *out, const char **why)
     return 0;
 }
 
+int hsc_redis_url_check(const char *url, const char **why)
+{
+    hsc_redis_url_t u;
+    int rc = hsc_redis_url_parse(url, &u, why);
+    memset(u.password, 0, sizeof u.password);
+    return rc;
+}
+
 /* A decimal number of at most 20 digits filling [s, e) exactly. */
 static bool u64(const char *s, const char *e, uint64_t *out)
 {
