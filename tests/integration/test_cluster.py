@@ -8,7 +8,8 @@ Proves that:
 - an event published on one node reaches subscribers on every node once, in order, with the
   same ids, and ids increase across channels and nodes;
 - a subscriber that leaves one node resumes exactly on another (Last-Event-ID), also while a
-  publisher runs flat out: every acknowledged event once, none twice, in order;
+  publisher runs flat out: every acknowledged event once, none twice, in order; on a node already
+  subscribed to the channel, a resume and a live join are served from the node's rings, exact too;
 - a restarted node resumes its subscribers exactly (ids and history live in Redis); a subscriber
   of a node killed with SIGKILL resumes exactly on another node (two channels, merged); a node
   leaves a channel's pub/sub after its last subscriber is gone;
@@ -221,6 +222,36 @@ class ThreeNodes(ClusterTestCase):
         received = [(e.id, e.data) for e in got + second.messages()]
         self.assertEqual(received, pub.sent)
         second.close()
+
+    def test_same_node_resumes_and_joins_from_its_rings_while_publishing(self):
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        anchor = Sub(b, ["ring"])  # keeps node B SUBSCRIBEd and its ring filled
+        anchor.head()
+        pub = FlatOutPublisher(a, "ring", lambda i: "g%d" % i, duration=30, limit=400)
+        pub.start()
+        anchor.wait(lambda: len(anchor.messages()) >= 40, what="40 events")
+        # A resume on the same node, a few events back, while publishes race.
+        back = anchor.messages()[-10].id
+        resumed = Sub(b, ["ring"], last_event_id=back)
+        # A live subscriber joining mid-stream: whatever it gets is a gapless run.
+        joiner = Sub(b, ["ring"])
+        pub.done.wait(60 * SLOW)
+        self.assertIsNone(pub.error)
+        ids = [i for i, _ in pub.sent]
+        for s in (anchor, resumed, joiner):
+            s.wait(lambda s=s: ids[-1] in ids_of(s.events), timeout=30, what="the last event")
+            self.assertFalse([e for e in s.events if e.type == "hsc.gap"])
+        self.assertEqual(ids_of(anchor.events), ids)
+        self.assertEqual(ids_of(resumed.events), ids[ids.index(back) + 1:])
+        got = ids_of(joiner.events)
+        self.assertTrue(got)
+        self.assertEqual(got, ids[ids.index(got[0]):])
+        m = metrics(b)
+        self.assertGreaterEqual(m.get('hsc_redis_subscribes_total{from="node"}'), 1)
+        for s in (anchor, resumed, joiner):
+            s.close()
 
 
 class NodeRestart(ClusterTestCase):

@@ -150,9 +150,11 @@ typedef struct rchan_s {
     int sub_state;       /* pub/sub: 0 not subscribed, 1 asked, 2 subscribed */
     uint64_t last;       /* the newest SEQ fanned out here; 0: unknown */
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
-    const char *gap;     /* a hole its live subscribers must be told of ("epoch", "expired")
-                            before its next event; NULL: none */
-    hsc_history_t ring;  /* recent deliveries */
+    bool synced;         /* every event after `from` reached the ring (see subscribe_local()) */
+    uint64_t from;
+    const char *gap;    /* a hole its live subscribers must be told of ("epoch", "expired")
+                           before its next event; NULL: none */
+    hsc_history_t ring; /* recent deliveries */
     size_t name_len;
     char name[];
 } rchan_t;
@@ -207,7 +209,8 @@ struct rengine_s {
     unsigned char hash_key[HSC_SIPHASH_KEY];
     op_t *sub_wait;   /* subscriptions waiting for their channels' SUBSCRIBE */
     uint64_t epoch;   /* Redis's, as last seen */
-    uint64_t highest; /* the highest SEQ this node fanned out or was given */
+    uint64_t highest; /* the highest SEQ this node fanned out or was given (the floor) */
+    uint64_t fanned;  /* the highest SEQ this node fanned out (cuts are never below it) */
     /* Catch-up: while `catching` reads are out, notices are held, in order. */
     unsigned catching;
     held_t *held, **held_tail;
@@ -224,6 +227,7 @@ struct rengine_s {
     /* Counters (any thread). */
     atomic_uint_fast64_t published, reconnects, in_flight, timeouts, catchups;
     atomic_uint_fast64_t queued; /* publishes queued to the engine's loop, not sent yet */
+    atomic_uint_fast64_t local_subs, read_subs; /* subscriptions served by the node, by a read */
     atomic_bool cmd_up, ps_up;
     atomic_size_t nchans_seen;
 };
@@ -668,6 +672,8 @@ static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
     ch->last = seq;
     if (seq > r->highest)
         r->highest = seq;
+    if (seq > r->fanned)
+        r->fanned = seq;
     hsc_history_push(&ch->ring, seq, 0, f);
     if (ch->gap != NULL) {
         /* Numbered as the event it precedes: every subscriber that gets the event gets it. */
@@ -743,6 +749,7 @@ static void epoch_seen(rengine_t *r, uint64_t epoch)
         for (size_t i = 0; i < r->tcap; i++) {
             for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
                 ch->last = 0;
+                ch->synced = false;
                 if (ch->total_subs > 0)
                     ch->gap = "epoch";
             }
@@ -811,6 +818,8 @@ static void catchup_done(rengine_t *r, void *arg, redisReply *x)
                 continue;
             if (i == 0 && ch->last != 0 && prev > ch->last && ch->total_subs > 0)
                 ch->gap = "expired";
+            if (i == 0 && ch->last != 0 && prev > ch->last)
+                ch->synced = false; /* the ring misses what Redis trimmed: reads from now on */
             if (i == 0 && ch->last != 0 && prev > ch->last)
                 HSC_LOG(HSC_LOG_WARN,
                         "channel %s: events %llu to %llu left the stream before "
@@ -982,9 +991,13 @@ static void sub_fail_waiting(rengine_t *r);
 static void pubsub_lost(rengine_t *r)
 {
     r->need_catchup = true;
-    for (size_t i = 0; i < r->tcap; i++)
-        for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+    for (size_t i = 0; i < r->tcap; i++) {
+        for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
             ch->sub_state = 0;
+            if (ch->total_subs == 0)
+                ch->synced = false; /* not caught up (no subscriber): its ring has a hole */
+        }
+    }
     sub_fail_waiting(r);
 }
 
@@ -1106,6 +1119,7 @@ static void subscribe_fail(rengine_t *r, op_t *op, int rc)
 }
 
 static void subscribe_read(rengine_t *r, op_t *op, bool eval);
+static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_t *v, size_t n);
 
 static bool replay_push(hsc_replay_t **v, size_t *n, size_t *cap, hsc_replay_t e)
 {
@@ -1150,7 +1164,7 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
     }
     uint64_t epoch = reply_u64(x->element[0]), S = reply_u64(x->element[1]);
     epoch_seen(r, epoch);
-    uint64_t cut = S > r->highest ? S : r->highest;
+    uint64_t cut = S > r->fanned ? S : r->fanned;
     if (S > r->highest)
         r->highest = S;
     s->epoch = epoch != 0 ? epoch : r->epoch;
@@ -1180,8 +1194,11 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         uint64_t chan_last = reply_u64(lastr);
         if (ch->last == 0 || ch->last < chan_last) {
             /* Fanned out nothing yet: the notices after S continue from here. */
-            if (ch->last == 0)
+            if (ch->last == 0) {
                 ch->last = chan_last;
+                ch->synced = true; /* from here on every event is fanned out, in order */
+                ch->from = chan_last;
+            }
         }
         if (es->type != REDIS_REPLY_ARRAY)
             continue;
@@ -1222,8 +1239,11 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
     }
     if (!replay) {
         for (size_t i = 0; i < op->n; i++)
-            if (op->chans[i]->last == 0)
+            if (op->chans[i]->last == 0) {
                 op->chans[i]->last = reply_u64(x->element[2 + 2 * i]);
+                op->chans[i]->synced = true;
+                op->chans[i]->from = op->chans[i]->last;
+            }
     }
     if (redo && op->tries++ < 3) {
         replay_drop(v, n);
@@ -1239,6 +1259,13 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         memmove(v, v + skip, (n - skip) * sizeof *v);
         n -= skip;
     }
+    subscribe_register(r, op, cut, v, n);
+}
+
+/* Registers the subscription with its cut and replay (sorted) and queues its completion. */
+static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_t *v, size_t n)
+{
+    hsc_subscribe_t *s = op->s;
     if (s->tag) {
         for (size_t i = 0; i < op->n; i++) {
             rchan_t *ch = op->chans[i];
@@ -1268,6 +1295,7 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
 
 static void subscribe_read(rengine_t *r, op_t *op, bool eval)
 {
+    atomic_fetch_add(&r->read_subs, 1);
     size_t argc = 5 + 2 * op->n + 2;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
@@ -1317,6 +1345,57 @@ static void subscribe_read(rengine_t *r, op_t *op, bool eval)
         subscribe_fail(r, op, HSC_ECLOSED);
 }
 
+/*
+ * A subscription served by the node alone, with no read from Redis: live only, or a resume that
+ * the channels' rings cover. Holds when the node is in step with Redis (SUBSCRIBEd to every
+ * channel, no catch-up running or owed) and each ring holds every event of its channel after
+ * the client's id: then the cut is the highest SEQ fanned out (every earlier event of these
+ * channels has been fanned out, in order) and the replay comes from the rings. So a resume storm
+ * after a node died costs Redis one read per channel, not one per subscriber. False: read.
+ */
+static bool subscribe_local(rengine_t *r, op_t *op)
+{
+    hsc_subscribe_t *s = op->s;
+    if (r->epoch == 0 || (op->last == NULL && s->recent > 0))
+        return false;
+    for (size_t i = 0; i < op->n; i++)
+        if (!op->chans[i]->synced || op->chans[i]->gap != NULL)
+            return false;
+    uint64_t cut = r->fanned, after = 0;
+    s->epoch = r->epoch;
+    s->gap = HSC_GAP_NONE;
+    if (op->last != NULL)
+        s->gap = hsc_resume_point(op->last, op->last_len, s->epoch, cut, &after);
+    if (op->last != NULL && s->gap == HSC_GAP_UNKNOWN)
+        return false; /* maybe an id this node has not fanned out yet: Redis knows */
+    bool replay = op->last != NULL;
+    for (size_t i = 0; i < op->n && replay; i++) {
+        rchan_t *ch = op->chans[i];
+        if (after < ch->from || after < ch->ring.evicted_seq)
+            return false; /* the ring does not reach back that far */
+    }
+    hsc_replay_t *v = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < op->n && replay; i++) {
+        rchan_t *ch = op->chans[i];
+        for (size_t j = hsc_history_first_after(&ch->ring, after); j < ch->ring.count; j++) {
+            const hsc_hist_entry_t *en = hsc_history_at(&ch->ring, j);
+            if (!replay_push(&v, &n, &cap,
+                             (hsc_replay_t){en->seq, hsc_frame_ref(en->frame), &ch->pub})) {
+                hsc_frame_unref(en->frame);
+                replay_drop(v, n);
+                subscribe_fail(r, op, HSC_ENOMEM);
+                return true;
+            }
+        }
+    }
+    if (n > 1)
+        qsort(v, n, sizeof *v, replay_cmp);
+    atomic_fetch_add(&r->local_subs, 1);
+    subscribe_register(r, op, cut, v, n);
+    return true;
+}
+
 /* Reads once every channel of `op` is SUBSCRIBEd; returns false while it must wait. */
 static bool subscribe_try(rengine_t *r, op_t *op)
 {
@@ -1331,7 +1410,8 @@ static bool subscribe_try(rengine_t *r, op_t *op)
     }
     if (!ready)
         return false;
-    subscribe_read(r, op, false);
+    if (!subscribe_local(r, op))
+        subscribe_read(r, op, false);
     return true;
 }
 
@@ -1481,8 +1561,8 @@ static void on_tick(uv_timer_t *t)
             r->need_catchup = false;
             for (size_t i = 0; i < r->tcap; i++)
                 for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
-                    if (ch->total_subs > 0 && ch->last != 0)
-                        catchup(r, ch);
+                    if (ch->total_subs > 0)
+                        catchup(r, ch); /* from its start when it never had an event */
         }
     }
     if (r->sub_wait != NULL && r->catching == 0 && !r->need_catchup)
@@ -1695,6 +1775,8 @@ bool hsc_redis_status(hsc_engine_t *e, hsc_redis_status_t *out)
     out->in_flight = atomic_load(&r->in_flight);
     out->timeouts = atomic_load(&r->timeouts);
     out->catchups = atomic_load(&r->catchups);
+    out->local_subs = atomic_load(&r->local_subs);
+    out->read_subs = atomic_load(&r->read_subs);
     out->why = !out->cmd_up      ? "redis: the command connection is down"
                : !out->pubsub_up ? "redis: the pub/sub connection is down"
                                  : NULL;

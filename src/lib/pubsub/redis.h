@@ -56,6 +56,7 @@ int hsc_redis_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_eng
 typedef struct hsc_redis_status_s {
     bool cmd_up, pubsub_up;
     uint64_t reconnects, in_flight, timeouts, catchups;
+    uint64_t local_subs, read_subs; /* subscriptions served from the node's rings, from a read */
     const char *why;
 } hsc_redis_status_t;
 
