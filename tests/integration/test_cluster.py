@@ -296,6 +296,19 @@ class NodeRestart(ClusterTestCase):
         r = Sub(b, ["k9", "k9b"], last_event_id=sent[5])  # a multi-channel resume, merged
         r.wait(lambda: len(r.messages()) >= 6, what="the 6 events missed")
         self.assertEqual(ids_of(r.events), sent[6:])
+        # The first resume's read seeded node B's rings; once B fanned out a live event past
+        # them, resumes the rings cover need no read (one further back does).
+        pub = Publisher(b)
+        sent.append(pub.publish("k9", "live")["id"])
+        pub.close()
+        r.wait(lambda: len(r.messages()) >= 7, what="the live event")
+        before = metrics(b).get('hsc_redis_subscribes_total{from="node"}')
+        for k in (4, 5, 8):
+            r2 = Sub(b, ["k9", "k9b"], last_event_id=sent[k])
+            r2.wait(lambda: len(r2.messages()) >= 12 - k, what="the events after %d" % k)
+            self.assertEqual(ids_of(r2.events), sent[k + 1:])
+            r2.close()
+        self.assertEqual(metrics(b).get('hsc_redis_subscribes_total{from="node"}'), before + 2)
         r.close()
 
     def test_channel_left_after_its_last_subscriber(self):

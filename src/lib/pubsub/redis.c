@@ -148,7 +148,8 @@ typedef struct rchan_s {
     unsigned total_subs; /* registered subscriptions (the engine's loop) */
     unsigned pins;       /* operations working on it */
     int sub_state;       /* pub/sub: 0 not subscribed, 1 asked, 2 subscribed */
-    uint64_t last;       /* the newest SEQ fanned out here; 0: unknown */
+    uint64_t last;       /* the newest SEQ fanned out here (or known to be covered) */
+    bool known;          /* `last` is set: holes can be told from it */
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
     bool synced;         /* every event after `from` reached the ring (see subscribe_local()) */
     uint64_t from;
@@ -667,9 +668,10 @@ static hsc_frame_t *live_gap_frame(const char *reason, uint64_t epoch)
 /* One event reaches this node's hubs with subscribers on `ch`, and its ring. */
 static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
 {
-    if (seq <= ch->last && ch->last != 0)
+    if (ch->known && seq <= ch->last)
         return; /* already here (a catch-up overlapping live notices) */
     ch->last = seq;
+    ch->known = true;
     if (seq > r->highest)
         r->highest = seq;
     if (seq > r->fanned)
@@ -748,8 +750,11 @@ static void epoch_seen(rengine_t *r, uint64_t epoch)
                 (unsigned long long)epoch);
         for (size_t i = 0; i < r->tcap; i++) {
             for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
-                ch->last = 0;
+                ch->last = 0; /* the chain starts again: every event of the new epoch is after 0 */
+                ch->known = true;
                 ch->synced = false;
+                hsc_history_dispose(&ch->ring); /* the old epoch's events */
+                hsc_history_init(&ch->ring, RING_EVENTS, SIZE_MAX, 0);
                 if (ch->total_subs > 0)
                     ch->gap = "epoch";
             }
@@ -816,11 +821,11 @@ static void catchup_done(rengine_t *r, void *arg, redisReply *x)
             hsc_frame_t *f = entry_frame(r->epoch, x->element[i], &seq, &prev);
             if (f == NULL)
                 continue;
-            if (i == 0 && ch->last != 0 && prev > ch->last && ch->total_subs > 0)
+            if (i == 0 && ch->known && prev > ch->last && ch->total_subs > 0)
                 ch->gap = "expired";
-            if (i == 0 && ch->last != 0 && prev > ch->last)
+            if (i == 0 && ch->known && prev > ch->last)
                 ch->synced = false; /* the ring misses what Redis trimmed: reads from now on */
-            if (i == 0 && ch->last != 0 && prev > ch->last)
+            if (i == 0 && ch->known && prev > ch->last)
                 HSC_LOG(HSC_LOG_WARN,
                         "channel %s: events %llu to %llu left the stream before "
                         "this node read them",
@@ -909,9 +914,9 @@ static void process_notice(rengine_t *r, const char *chan, size_t chan_len, cons
     if (epoch < r->epoch)
         return; /* from before Redis lost its data, read late */
     epoch_seen(r, epoch);
-    if (ch->last != 0 && seq <= ch->last)
+    if (ch->known && seq <= ch->last)
         return;
-    if (ch->last != 0 && prev > ch->last) {
+    if (ch->known && prev > ch->last) {
         catchup(r, ch); /* reads this event too: the held notice is then a duplicate */
         return;
     }
@@ -1192,24 +1197,29 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
         rchan_t *ch = op->chans[i];
         const redisReply *lastr = x->element[2 + 2 * i], *es = x->element[3 + 2 * i];
         uint64_t chan_last = reply_u64(lastr);
-        if (ch->last == 0 || ch->last < chan_last) {
-            /* Fanned out nothing yet: the notices after S continue from here. */
-            if (ch->last == 0) {
-                ch->last = chan_last;
-                ch->synced = true; /* from here on every event is fanned out, in order */
-                ch->from = chan_last;
-            }
+        /* Fanned out nothing yet: the notices after S continue from here, and the ring starts
+         * with what this read found (seed), so that later resumes need no read. */
+        bool seed = !ch->known && ch->ring.count == 0 && op->last != NULL;
+        if (!ch->known) {
+            ch->known = true;
+            ch->last = chan_last;
+            ch->synced = true; /* from here on every event is fanned out, in order */
+            ch->from = chan_last;
         }
         if (es->type != REDIS_REPLY_ARRAY)
             continue;
         size_t first = n;
+        bool hole = false;
         for (size_t j = 0; j < es->elements; j++) {
             uint64_t seq, prev;
             hsc_frame_t *f = entry_frame(s->epoch, es->element[j], &seq, &prev);
             if (f == NULL)
                 continue;
-            if (op->last != NULL && j == 0 && s->gap == HSC_GAP_NONE && prev > after)
-                s->gap = HSC_GAP_EXPIRED;
+            if (op->last != NULL && j == 0 && prev > after) {
+                hole = true;
+                if (s->gap == HSC_GAP_NONE)
+                    s->gap = HSC_GAP_EXPIRED;
+            }
             if (!replay_push(&v, &n, &cap, (hsc_replay_t){seq, f, &ch->pub})) {
                 hsc_frame_unref(f);
                 replay_drop(v, n);
@@ -1217,9 +1227,16 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
                 return;
             }
         }
-        if (op->last != NULL && s->gap == HSC_GAP_NONE && n == first && chan_last > after &&
-            chan_last <= S)
-            s->gap = HSC_GAP_EXPIRED; /* the stream expired, its last id says events were there */
+        if (op->last != NULL && n == first && chan_last > after && chan_last <= S) {
+            hole = true;
+            if (s->gap == HSC_GAP_NONE)
+                s->gap = HSC_GAP_EXPIRED; /* the stream expired; its last id says events were */
+        }
+        if (seed && !hole && s->gap != HSC_GAP_UNKNOWN) {
+            for (size_t j = first; j < n; j++)
+                hsc_history_push(&ch->ring, v[j].seq, 0, v[j].frame);
+            ch->from = after; /* every event of the channel after the client's id is here */
+        }
         /* What this node fanned out after S on the channel, from its ring. */
         if (ch->ring.evicted_seq > S && ch->ring.evicted_seq > after)
             redo = true;
@@ -1239,7 +1256,8 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
     }
     if (!replay) {
         for (size_t i = 0; i < op->n; i++)
-            if (op->chans[i]->last == 0) {
+            if (!op->chans[i]->known) {
+                op->chans[i]->known = true;
                 op->chans[i]->last = reply_u64(x->element[2 + 2 * i]);
                 op->chans[i]->synced = true;
                 op->chans[i]->from = op->chans[i]->last;
@@ -1358,8 +1376,11 @@ static bool subscribe_local(rengine_t *r, op_t *op)
     hsc_subscribe_t *s = op->s;
     if (r->epoch == 0 || (op->last == NULL && s->recent > 0))
         return false;
+    /* A ring may hold events a read put there that the node has not fanned out yet (above
+     * `fanned`): their notices will be skipped, so the cut would have to include them, and then
+     * other channels' events below it might still be on their way. Read instead. */
     for (size_t i = 0; i < op->n; i++)
-        if (!op->chans[i]->synced || op->chans[i]->gap != NULL)
+        if (!op->chans[i]->synced || op->chans[i]->gap != NULL || op->chans[i]->last > r->fanned)
             return false;
     uint64_t cut = r->fanned, after = 0;
     s->epoch = r->epoch;
