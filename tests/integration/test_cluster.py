@@ -10,6 +10,8 @@ Proves that:
 - a subscriber that leaves one node resumes exactly on another (Last-Event-ID), also while a
   publisher runs flat out: every acknowledged event once, none twice, in order; on a node already
   subscribed to the channel, a resume and a live join are served from the node's rings, exact too;
+  the npm eventsource client behind a TCP proxy that moves it to the next node at every cut, two
+  publishers on two nodes flat out: every event once, in order, no hsc.gap;
 - a restarted node resumes its subscribers exactly (ids and history live in Redis); a subscriber
   of a node killed with SIGKILL resumes exactly on another node (two channels, merged); a node
   leaves a channel's pub/sub after its last subscriber is gone;
@@ -37,12 +39,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
-from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port, run_hscd
+from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port, run_hscd, wait_for
 from test_channels import FlatOutPublisher, Publisher, Sub, metrics, request, seq_of, split_id
+from test_eventsource import CuttableProxy, EsClient
 
 
 class Redis:
@@ -252,6 +256,73 @@ class ThreeNodes(ClusterTestCase):
         self.assertGreaterEqual(m.get('hsc_redis_subscribes_total{from="node"}'), 1)
         for s in (anchor, resumed, joiner):
             s.close()
+
+
+class MovingProxy(CuttableProxy):
+    """CuttableProxy whose every new connection goes to the next node in turn: a cut moves the
+    client to another node, as a load balancer would after a node or a connection failed."""
+
+    def __init__(self, ports):
+        super().__init__(ports[0])
+        self.ports = ports
+        self.accepted = 0
+
+    def _accept(self):
+        self.target = self.ports[self.accepted % len(self.ports)]
+        self.accepted += 1
+        super()._accept()
+
+
+class EventSourceAcrossNodes(ClusterTestCase):
+    def test_eventsource_moved_between_nodes_gets_everything_once(self):
+        nodes = [self.node("--retry", "200ms", "--history", "100000") for _ in range(3)]
+        for n in nodes:
+            self.wait_ready(n)
+        proxy = MovingProxy([n.port for n in nodes[1:]] + [nodes[0].port])
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        es = EsClient("http://%s:%d/v1/events?channel=ma&channel=mb" % (HOST, proxy.port),
+                      timeout=90)
+        self.addCleanup(es.close)
+        self.assertTrue(wait_for(lambda: es.of("open"), 20), "no open: %r" % es.lines)
+        pubs = [FlatOutPublisher(nodes[0], "ma", "a-{}".format, 4.0, 100000),
+                FlatOutPublisher(nodes[2], "mb", "b-{}".format, 4.0, 100000)]
+        for pb in pubs:
+            pb.start()
+        cuts = 0
+        try:
+            while not all(pb.done.is_set() for pb in pubs) and cuts < 9:
+                n_conn, n_ev = len(proxy.heads), len(es.events())
+                self.assertTrue(wait_for(lambda: all(pb.done.is_set() for pb in pubs) or (
+                    len(proxy.pairs) >= 1 and len(es.events()) > n_ev + 10), 20),
+                    "the client did not come back after cut %d: %r" % (cuts, es.lines[-5:]))
+                if all(pb.done.is_set() for pb in pubs):
+                    break
+                proxy.cut(rst=cuts % 2 == 1)
+                cuts += 1
+                self.assertTrue(wait_for(lambda: len(proxy.heads) > n_conn, 20),
+                                "no reconnection after cut %d" % cuts)
+        finally:
+            for pb in pubs:
+                pb.halt.set()
+                pb.join(10 * SLOW)
+        for pb in pubs:
+            self.assertIsNone(pb.error)
+        self.assertGreaterEqual(cuts, 3, "the publishers finished too soon")
+        last = Publisher(nodes[1]).publish("ma", "end")
+        rc, err = es.wait_exit()
+        self.assertEqual(rc, 0, "es_client: %s; last lines %r" % (err, es.lines[-5:]))
+        published = sorted(pubs[0].sent + pubs[1].sent, key=lambda e: split_id(e[0])[1])
+        published.append((last["id"], "end"))
+        got = [(e["id"], e["data"]) for e in es.events()]
+        gaps = [e for e in es.events() if e["type"] != "message"]
+        self.assertEqual(gaps, [], "%s" % [(g["data"], g["id"]) for g in gaps])
+        self.assertEqual(len(got), len(published))
+        self.assertEqual(got, published)
+        resumed = [h for h in proxy.heads if "\r\nlast-event-id: " in h.lower()]
+        self.assertEqual(len(resumed), len(proxy.heads) - 1)
+        sys.stderr.write("[numbers] eventsource across nodes: %d events, %d cuts\n"
+                         % (len(published), cuts))
 
 
 class NodeRestart(ClusterTestCase):
