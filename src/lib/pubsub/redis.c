@@ -1008,6 +1008,8 @@ static void pubsub_lost(rengine_t *r)
 
 /* ---- publish --------------------------------------------------------------------------------- */
 
+static void replay_drop(hsc_replay_t *v, size_t n);
+
 static void op_free(op_t *op)
 {
     free(op->type);
@@ -1016,6 +1018,21 @@ static void op_free(op_t *op)
     free(op->last);
     free(op->chans);
     free(op);
+}
+
+/*
+ * Runs op->call.fn on its hub's loop. When the engine is being freed the hubs are gone (the
+ * server frees the engine last): the request is dropped with the process, never completed.
+ */
+static void complete(rengine_t *r, op_t *op)
+{
+    if (r->stopped) {
+        if (op->kind == OP_SUBSCRIBE)
+            replay_drop(op->s->replay, op->s->nreplay);
+        op_free(op);
+        return;
+    }
+    r->base.hubs[op->hub].sink->call(r->base.hubs[op->hub].ctx, &op->call);
 }
 
 static void publish_complete(hsc_engine_call_t *call)
@@ -1031,7 +1048,7 @@ static void publish_answer(rengine_t *r, op_t *op, int rc)
 {
     op->p->rc = rc;
     op->call.fn = publish_complete;
-    r->base.hubs[op->hub].sink->call(r->base.hubs[op->hub].ctx, &op->call);
+    complete(r, op);
 }
 
 static void publish_send(rengine_t *r, op_t *op, bool eval);
@@ -1120,7 +1137,7 @@ static void subscribe_fail(rengine_t *r, op_t *op, int rc)
     }
     op->s->rc = rc;
     op->call.fn = subscribe_complete;
-    r->base.hubs[op->hub].sink->call(r->base.hubs[op->hub].ctx, &op->call);
+    complete(r, op);
 }
 
 static void subscribe_read(rengine_t *r, op_t *op, bool eval);
@@ -1308,7 +1325,7 @@ static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_
     s->nreplay = n;
     s->rc = 0;
     op->call.fn = subscribe_complete;
-    r->base.hubs[op->hub].sink->call(r->base.hubs[op->hub].ctx, &op->call);
+    complete(r, op);
 }
 
 static void subscribe_read(rengine_t *r, op_t *op, bool eval)
