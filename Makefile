@@ -18,6 +18,7 @@ all: build
 
 help:
 	@echo "make run          install what is missing, build, start hscd on http://$(LISTEN)"
+	@echo "                  (channels kept in $(BUILD)/hsc-data across restarts)"
 	@echo "make test         build, then every test tier (unit, integration, ASan+UBSan, fuzzing)"
 	@echo "make build        build into $(BUILD)/"
 	@echo "make test-unit | test-integration | test-asan | test-fuzz   one tier"
@@ -45,7 +46,7 @@ build-fuzz: deps
 	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzzers
 
 run: build
-	$(BUILD)/hscd --listen $(LISTEN) $(ARGS)
+	$(BUILD)/hscd --listen $(LISTEN) --data-dir $(BUILD)/hsc-data $(ARGS)
 
 # One redis-server and three hscd nodes sharing it, on free loopback ports; Ctrl-C stops them.
 cluster: build

@@ -44,7 +44,12 @@ def wait_port(port, deadline=20.0):
 
 def start(hscd, extra):
     port = free_port()
-    p = subprocess.Popen([hscd, "--listen", f"127.0.0.1:{port}", "--log-level", "warn", *extra],
+    # Memory only (--data-dir none, for a build that has the journal): the two builds compared
+    # on the same footing, and no data directory left behind.
+    help_text = subprocess.run([hscd, "--help"], capture_output=True).stdout
+    memory = ["--data-dir", "none"] if b"--data-dir" in help_text else []
+    p = subprocess.Popen([hscd, "--listen", f"127.0.0.1:{port}", "--log-level", "warn",
+                          *memory, *extra],
                          stderr=subprocess.DEVNULL)
     wait_port(port)
     time.sleep(0.3)

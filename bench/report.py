@@ -123,6 +123,9 @@ def main():
     ap.add_argument("--hscd", required=True)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--quick", default="0")
+    ap.add_argument("--hscd-fsync", default="none",
+                    help="hscd's journal mode in the comparison: none (memory only), batch, always")
+    ap.add_argument("--openai", default=None, help="bench/openai_bench.py --json output")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     res = Results(rows)
@@ -183,8 +186,13 @@ def main():
       "the event-stream headers and, for each publish, encodes the event once and `write()`s the same "
       "bytes to every subscriber socket, nothing else. It is the least work a server can do per "
       "delivery with one `write()` per event per subscriber.")
-    w("- **hscd**: `hscd --listen 127.0.0.1:PORT --max-connections 15000` (2 worker threads, the "
-      "default), channels at `/v1/events`.")
+    if a.hscd_fsync == "none":
+        journal = ("--data-dir none` (memory only, like the peers' memory stores; the journal is "
+                   "measured on its own below)")
+    else:
+        journal = "--data-dir DIR --fsync %s` (the journal on)" % a.hscd_fsync
+    w("- **hscd**: `hscd --listen 127.0.0.1:PORT --max-connections 15000 %s (2 worker threads, "
+      "the default), channels at `/v1/events`." % journal)
     w("- **nchan**: nginx with `libnginx-mod-nchan`, 2 worker processes, `nchan_subscriber "
       "eventsource` (bench/nginx-nchan.conf.in).")
     w("- **Pushpin**: the stock configuration with its own ports, warnings-only logs and the "
@@ -262,6 +270,35 @@ def main():
               "of long-lived workers (`--pool`) pays it once.")
             w("")
 
+    openai = []
+    if a.openai and os.path.exists(a.openai) and os.path.getsize(a.openai) > 0:
+        openai = json.load(open(a.openai))
+        shutil.copy(a.openai, os.path.join(plots, "openai.json"))
+    if openai:
+        w("## The OpenAI front")
+        w("")
+        w("bench/openai_bench.py: `hsc-bench stream` against `/v1/stream` (Server-Sent Events) and "
+          "`/v1/chat/completions` (`stream: true`) on the same hscd (one thread), %d pieces per "
+          "answer, the two alternating (medians of %d rounds); hscd's own CPU (not the "
+          "responder's) per piece delivered. The demo at `--interval 0` sends all its pieces at "
+          "once, the framing's worst case; 1 ms apart, each piece is its own write, as a model "
+          "streams; the pool is Python workers sending their pieces at once."
+          % (openai[0].get("pieces", 50), openai[0].get("rounds", 1)))
+        w("")
+        w("| responder | endpoint | answers/s | first piece p50 | hscd CPU per piece | bytes/answer |")
+        w("| --- | --- | ---: | ---: | ---: | ---: |")
+        base = {}
+        for r in openai:
+            extra = ""
+            if r["endpoint"].startswith("/v1/stream"):
+                base[r["responder"]] = r["cpu_us_per_piece"]
+            elif base.get(r["responder"]):
+                extra = " (%+.0f %%)" % (100 * (r["cpu_us_per_piece"] / base[r["responder"]] - 1))
+            w("| %s | %s | %s | %s ms | %s µs%s | %s |" % (
+              r["responder"], r["endpoint"], fmt(r["answers_per_s"]), fmt(r["first_piece_p50_ms"], 2),
+              fmt(r["cpu_us_per_piece"], 2), extra, fmt(r["mean_answer_bytes"])))
+        w("")
+
     w("## Reading the numbers")
     w("")
     w("- **Why hscd can be above the floor.** The floor writes each event to each subscriber "
@@ -287,6 +324,33 @@ def main():
       "with a series at 100, 300 and 3,000 subscribers (100 events each).")
     w("")
 
+    # The journal (issue 15): publishes/s per mode and number of publishers.
+    jrows = [r for r in res.rows if str(r.get("case", "")).startswith("journal-")]
+    jmodes = [m for m in ("memory", "batch", "always") if any(r.get("mode") == m for r in jrows)]
+    jpubs = sorted({r.get("publishers") for r in jrows if r.get("publishers")})
+    if jrows:
+        w("## The journal on the publish path")
+        w("")
+        w("`bench/journal.sh`: `hsc-bench publish` with C publishers flat out, each on its own "
+          "keep-alive connection, 64-byte events on one channel, against hscd memory only "
+          "(`--data-dir none`), with `--fsync batch` (the default) and with `--fsync always`; "
+          "records per fsync (the group-commit factor) from hscd's `/metrics`. "
+          "docs/internals/journal.md explains the two write paths.")
+        w("")
+        w("| mode | " + " | ".join("%d publisher%s" % (c, "" if c == 1 else "s") for c in jpubs)
+          + " |")
+        w("| --- |" + " --- |" * len(jpubs))
+        for m in jmodes:
+            cells = []
+            for c in jpubs:
+                case = "journal-%s-%d" % (m, c)
+                v = res.median(case, "hscd-journal", "publishes_per_s")
+                f = res.median(case, "hscd-journal", "records_per_fsync")
+                extra = ", %.1f per fsync" % f if m == "always" and f is not None else ""
+                cells.append("%s/s%s" % (fmt(v), extra))
+            w("| %s | %s |" % (m, " | ".join(cells)))
+        w("")
+
     # Targets (issue 7).
     w("## Targets")
     w("")
@@ -295,6 +359,15 @@ def main():
 
     def target(text, value, ok):
         w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
+
+    for c in jpubs:  # issue 15
+        mem = res.median("journal-memory-%d" % c, "hscd-journal", "publishes_per_s")
+        bat = res.median("journal-batch-%d" % c, "hscd-journal", "publishes_per_s")
+        share = bat / mem if mem and bat is not None else None
+        target("publishes/s with `--fsync batch` ≥ 80 %% of memory only, %d publisher%s"
+               % (c, "" if c == 1 else "s"),
+               "–" if share is None else "%.0f %%" % (100 * share),
+               None if share is None else share >= 0.8)
 
     for case in ("fanout-1k", "fanout-10k"):
         d = res.median(case, "hscd", "deliveries_per_s")
@@ -324,6 +397,16 @@ def main():
     r = ratio(h, t)
     target("streamed answers ≥ 50 × the Python template", "%s × (%s vs %s answers/s)" % (fmt(r, 1), fmt(h), fmt(t)),
            r >= 50 if r else None)
+    worst = None
+    for r in openai:
+        if not r["endpoint"].startswith("/v1/stream"):
+            b = next((x["cpu_us_per_piece"] for x in openai if x["responder"] == r["responder"]
+                      and x["endpoint"].startswith("/v1/stream")), None)
+            if b:
+                worst = max(worst or 0, r["cpu_us_per_piece"] / b)
+    if openai:
+        target("the OpenAI framing ≤ 1.10 × /v1/stream's server CPU per piece (worst responder)",
+               "%s ×" % fmt(worst, 2), worst <= 1.10 if worst else None)
     bad = sum(res.total(c, s, k) for c in {x.get("case") for x in rows} for s in res.servers(c)
               for k in ("lost", "duplicated", "out_of_order"))
     target("no lost, duplicated or out-of-order delivery, any scenario, any server", "%d" % bad, bad == 0)

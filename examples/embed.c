@@ -6,6 +6,10 @@
  *     build/embed --listen 127.0.0.1:8000 &
  *     curl -N 'http://127.0.0.1:8000/v1/stream?q=streams+of+words'
  *
+ * The same responder answers the OpenAI-compatible front (POST /v1/chat/completions and
+ * /v1/completions, docs/openai.md) and honours its max_tokens; a real model wrapper would read the
+ * whole request with hsc_answer_request_json() to apply its own chat template.
+ *
  * `build/embed --help` says so; an unknown flag or a bad address exits 2, as hscd does.
  */
 #include <hsc/responder.h>
@@ -20,6 +24,8 @@ typedef struct words_s {
     uv_timer_t timer;
     hsc_answer_t *answer; /* NULL once the answer ended or the client left */
     const char *next;     /* the rest of the request text */
+    bool limited;         /* the client set max_tokens ... */
+    uint64_t left;        /* ... and wants this many more pieces */
 } words_t;
 
 static void words_closed(uv_handle_t *h)
@@ -43,7 +49,7 @@ static void words_tick(uv_timer_t *t)
     }
     while (*w->next == ' ')
         w->next++;
-    if (*w->next == '\0') {
+    if (*w->next == '\0' || (w->limited && w->left == 0)) {
         words_stop(w);
         hsc_answer_end(a); /* complete: the last chunk, or `event: done` */
         return;
@@ -55,6 +61,7 @@ static void words_tick(uv_timer_t *t)
         piece[i] = w->next[n - 1 - i]; /* bytes reversed: ASCII only in this toy */
     piece[n] = '\n';
     w->next += len;
+    w->left--;
     hsc_answer_write(a, piece, n + 1);
 }
 
@@ -65,6 +72,8 @@ static int words_start(hsc_answer_t *a)
         return HSC_ENOMEM;
     w->answer = a;
     w->next = hsc_answer_text(a, NULL);
+    w->left = hsc_answer_max_tokens(a);
+    w->limited = w->left > 0;
     w->timer.data = w;
     uv_timer_init(hsc_answer_loop(a), &w->timer);
     hsc_answer_set_data(a, w);

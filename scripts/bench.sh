@@ -7,6 +7,9 @@
 # memory readings) and stopped by the PID this script started. Environment:
 #   BUILD=build  BENCH_REPS=3  BENCH_QUICK=1 (small sizes, one repetition: a smoke run)
 #   BENCH_SERVERS="floor hscd nchan pushpin"  BENCH_OUT=docs  BENCH_CHAOS_SECONDS=60 (0 = skip)
+#   BENCH_HSCD_FSYNC=none (hscd's mode: none = memory only, --data-dir none, like nchan's and
+#   Pushpin's memory stores; batch or always = hscd's journal in a fresh directory with that
+#   --fsync). bench/journal.sh measures the journal itself: memory vs batch vs always.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +22,11 @@ OUT=${BENCH_OUT:-$ROOT/docs}
 CHAOS_SECONDS=${BENCH_CHAOS_SECONDS:-60}
 BENCH="$BUILD/hsc-bench"
 HSCD="$BUILD/hscd"
+HSCD_FSYNC=${BENCH_HSCD_FSYNC:-none}
+case "$HSCD_FSYNC" in
+none | batch | always) ;;
+*) echo "bench: BENCH_HSCD_FSYNC must be none, batch or always" >&2; exit 2 ;;
+esac
 
 N1K=1000; M1K=200; N10K=10000; M10K=50; NLAT=1000; MLAT=100; RLAT=20; NIDLE=10000
 SCALE_N="100 300 3000"; STREAM_C=20; STREAM_D=5
@@ -35,6 +43,17 @@ WORK=$(mktemp -d /tmp/hsc-bench.XXXXXX)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 PIDS=()
+echo "bench: hscd runs with --data-dir $([ "$HSCD_FSYNC" = none ] && echo "none (memory only)" ||
+    echo "in $WORK, --fsync $HSCD_FSYNC")" >&2
+
+# The channel server's journal arguments for this run (a fresh directory each start).
+hscd_journal_args() {
+    if [ "$HSCD_FSYNC" = none ]; then
+        echo "--data-dir none"
+    else
+        echo "--data-dir $(mktemp -d "$WORK/hscd-data.XXXXXX") --fsync $HSCD_FSYNC"
+    fi
+}
 
 cleanup() {
     for p in "${PIDS[@]:-}"; do
@@ -82,8 +101,9 @@ start_server() {
         PUB_URL="http://127.0.0.1:$port/pub/{ch}"
         ;;
     hscd)
+        # shellcheck disable=SC2046
         "$HSCD" --listen "127.0.0.1:$port" --max-connections 15000 --log-level warn \
-            2>"$WORK/hscd.log" &
+            $(hscd_journal_args) 2>"$WORK/hscd.log" &
         SRV_PID=$!
         SUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
         PUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
@@ -220,13 +240,13 @@ for rep in $(seq 1 "$REPS"); do
     # Streamed answers: hscd's demo at interval 0, an exec responder, the Python template.
     port=$(free_port)
     "$HSCD" --listen "127.0.0.1:$port" --interval 0 --max-gen-len 10 --legacy-get \
-        --log-level warn 2>"$WORK/hscd-stream.log" &
+        --data-dir none --log-level warn 2>"$WORK/hscd-stream.log" &
     pid=$!; PIDS+=("$pid")
     wait_port "$port"
     run_stream stream-demo hscd "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
     stop_pid "$pid"
     port=$(free_port)
-    "$HSCD" --listen "127.0.0.1:$port" --log-level warn \
+    "$HSCD" --listen "127.0.0.1:$port" --log-level warn --data-dir none \
         --exec "$EXEC_LOOP" \
         2>"$WORK/hscd-exec.log" &
     pid=$!; PIDS+=("$pid")
@@ -240,7 +260,7 @@ for rep in $(seq 1 "$REPS"); do
     record stream-exec "sh-spawned-serially" "$rep" \
         "$(python3 -c "import json,sys; print(json.dumps({'scenario':'stream','answers':200,'failed':0,'answers_per_s':200/(float(sys.argv[2])-float(sys.argv[1]))}))" "$t0" "$t1")"
     port=$(free_port)
-    "$HSCD" --listen "127.0.0.1:$port" --log-level warn --pool 2 \
+    "$HSCD" --listen "127.0.0.1:$port" --log-level warn --pool 2 --data-dir none \
         --exec "python3 $ROOT/bench/pool_worker.py" 2>"$WORK/hscd-pool.log" &
     pid=$!; PIDS+=("$pid")
     wait_port "$port"
@@ -254,7 +274,26 @@ for rep in $(seq 1 "$REPS"); do
     wait_port "$port"
     run_stream stream-demo python-template "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
     stop_pid "$pid"
+    # The journal on the publish path: memory only, --fsync batch, --fsync always, at 1, 16 and
+    # 64 publishers (bench/journal.sh; BENCH_JOURNAL=0 skips it).
+    if [ "${BENCH_JOURNAL:-1}" != 0 ]; then
+        echo "== journal: publishes/s, memory vs batch vs always, rep $rep ==" >&2
+        BUILD="$BUILD" BENCH_JSON=1 BENCH_SECONDS=$([ "$QUICK" = 1 ] && echo 1 || echo 5) \
+            "$ROOT/bench/journal.sh" >"$WORK/journal.jsonl" || echo "bench: journal.sh FAILED" >&2
+        while read -r line; do
+            [ -n "$line" ] || continue
+            case_name=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("journal-%s-%d" % (r["mode"], r["publishers"]))' "$line")
+            record "$case_name" "hscd-journal" "$rep" "$line"
+        done <"$WORK/journal.jsonl"
+    fi
 done
+
+# The OpenAI-compatible front against /v1/stream on the same responders (docs/openai.md).
+echo "== the OpenAI front against /v1/stream =="
+OPENAI_JSON="$WORK/openai.json"
+timeout 900 python3 "$ROOT/bench/openai_bench.py" --hscd "$HSCD" --bench "$BENCH" \
+    -d "$STREAM_D" --rounds "$REPS" --json >"$OPENAI_JSON" \
+    || { echo "bench: the OpenAI front's run FAILED" >&2; : >"$OPENAI_JSON"; }
 
 CHAOS_LOG="$WORK/chaos.log"
 if [ "$CHAOS_SECONDS" != 0 ]; then
@@ -270,5 +309,6 @@ else
 fi
 
 python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos "$CHAOS_LOG" --out "$OUT" \
-    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK"
+    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --hscd-fsync "$HSCD_FSYNC" \
+    --openai "$OPENAI_JSON"
 echo "bench: wrote $OUT/PERFORMANCE.md"

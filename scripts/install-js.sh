@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the JavaScript clients the integration tests use (tests/js: the npm `eventsource`
-# package and `playwright-core`, which drives Debian's /usr/bin/chromium and downloads no browser;
-# pinned by tests/js/package-lock.json) with `npm ci`, only when tests/js/node_modules is
+# Installs the JavaScript clients the integration tests use (tests/js: the npm `eventsource` and
+# `openai` packages and `playwright-core`, which drives Debian's /usr/bin/chromium and downloads
+# no browser; pinned by tests/js/package-lock.json) with `npm ci`, only when tests/js/node_modules is
 # missing or older than package.json / package-lock.json. Idempotent and quiet when everything
 # is present, so `make test` can call it every time. Needs node and npm (scripts/install-deps.sh).
 set -euo pipefail

@@ -81,6 +81,14 @@ HSC_EXPORT const char *hsc_answer_text(const hsc_answer_t *a, size_t *len);
 HSC_EXPORT uv_loop_t *hsc_answer_loop(const hsc_answer_t *a);
 /** The request id hscd logs (also sent to the client as X-Request-Id). */
 HSC_EXPORT uint64_t hsc_answer_id(const hsc_answer_t *a);
+/**
+ * The whole request of an answer asked through the OpenAI-compatible front (docs/openai.md): its
+ * JSON, compact and ASCII-only (one line), so that a model wrapper can apply its own chat template;
+ * NULL for /v1/stream. Valid until the answer ends.
+ */
+HSC_EXPORT const char *hsc_answer_request_json(const hsc_answer_t *a, size_t *len);
+/** The most pieces the client wants (max_completion_tokens or max_tokens); 0: no limit given. */
+HSC_EXPORT uint64_t hsc_answer_max_tokens(const hsc_answer_t *a);
 /** Whether the client asked for Server-Sent Events (else chunked text). */
 HSC_EXPORT bool hsc_answer_is_sse(const hsc_answer_t *a);
 /** The responder's own pointer for this answer (NULL at first). */

@@ -50,6 +50,8 @@ typedef struct hsc_server_config_s {
     uint64_t responder_timeout_ms; /* an answer taking longer fails; 0 = no limit */
     uint64_t kill_grace_ms;        /* SIGTERM, then SIGKILL after this long */
     uint64_t keepalive_ms;         /* SSE answers: a comment line while the responder is silent */
+    const char *model; /* OpenAI front: model names, comma-separated (the first is the default);
+                          NULL: "hsc-KIND" is listed and any name is accepted */
     const struct hsc_responder_s *responder; /* a C responder: overrides exec and demo */
     void *responder_data;                    /* given to it through hsc_answer_responder_data() */
     int handle_signals;                      /* run(): stop on SIGINT/SIGTERM, ignore SIGHUP */
@@ -79,7 +81,19 @@ typedef struct hsc_server_config_s {
     size_t jwt_key_len;
     const char *jwt_key_env; /* the environment variable the key was read from, or NULL:
                                 responder processes never see it (docs/responders.md) */
+    /* Durability (docs/internals/journal.md). */
+    const char *data_dir;         /* the journal's directory; NULL or "none": memory only */
+    int fsync_mode;               /* HSC_FSYNC_BATCH, HSC_FSYNC_ALWAYS or HSC_FSYNC_OFF */
+    uint64_t fsync_interval_ms;   /* batch: the longest a written record stays unsynced */
+    size_t journal_segment_bytes; /* a segment file's size before the next one begins */
 } hsc_server_config_t;
+
+/* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
+enum {
+    HSC_FSYNC_BATCH = 0, /* every fsync_interval_ms: a crash of the machine loses at most that */
+    HSC_FSYNC_ALWAYS,    /* before a publish is answered or delivered */
+    HSC_FSYNC_OFF        /* never: the kernel writes back when it will */
+};
 
 typedef struct hsc_server_s hsc_server_t;
 

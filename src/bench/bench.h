@@ -74,5 +74,6 @@ void bench_report(json_t *result, bool as_json);
 int bench_fanout_main(int argc, char **argv, bool connect_only);
 int bench_stream_main(int argc, char **argv);
 int bench_floor_main(int argc, char **argv);
+int bench_publish_main(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static void usage(FILE *f)
           "           time per piece\n"
           "  floor    the physical floor: a minimal server that writes each published event to\n"
           "           every subscriber with plain write() calls\n"
+          "  publish  C publishers flat out, each on its own connection: publishes/s and the\n"
+          "           answer's latency (the publish path alone, e.g. hscd's journal)\n"
           "Exit status: 0 all delivered, 2 bad usage, 3 something lost, failed or not connected.\n",
           f);
 }
@@ -40,6 +42,8 @@ int main(int argc, char **argv)
         return bench_stream_main(argc - 1, argv + 1);
     if (strcmp(cmd, "floor") == 0)
         return bench_floor_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "publish") == 0)
+        return bench_publish_main(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

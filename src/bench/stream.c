@@ -42,6 +42,8 @@ typedef struct sopts_s {
     int pids[BENCH_MAX_PIDS];
     int npids;
     bool json;
+    const char *body;   /* --body: POST it (else GET) */
+    const char *header; /* --header: one more header line */
 } sopts_t;
 
 typedef struct sworker_s sworker_t;
@@ -239,9 +241,20 @@ static int sworker_main(const sopts_t *o, sshared_t *sh, uint32_t *samples, int 
     w->clients = calloc((size_t)nclients, sizeof *w->clients);
     if (w->clients == NULL)
         return 1;
-    w->request_len =
-        (size_t)snprintf(w->request, sizeof w->request, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
-                         o->url.path, o->url.host, o->url.port);
+    int n;
+    if (o->body != NULL)
+        n = snprintf(w->request, sizeof w->request,
+                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n%s",
+                     o->url.path, o->url.host, o->url.port, strlen(o->body),
+                     o->header ? o->header : "", o->header ? "\r\n" : "", o->body);
+    else
+        n = snprintf(w->request, sizeof w->request, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s%s\r\n",
+                     o->url.path, o->url.host, o->url.port, o->header ? o->header : "",
+                     o->header ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof w->request)
+        return 1;
+    w->request_len = (size_t)n;
     llhttp_settings_init(&w->settings);
     w->settings.on_body = on_body;
     w->settings.on_message_complete = on_message_complete;
@@ -262,6 +275,7 @@ int bench_stream_main(int argc, char **argv)
     static const struct option longs[] = {
         {"url", required_argument, NULL, 'u'},   {"pid", required_argument, NULL, 'p'},
         {"label", required_argument, NULL, 'l'}, {"json", no_argument, NULL, 'j'},
+        {"body", required_argument, NULL, 'b'},  {"header", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     sopts_t o = {.label = "server", .clients = 10, .pieces = 10, .procs = 1, .seconds = 5};
     const char *url = "http://127.0.0.1:8000/v1/stream?q=hello";
@@ -281,6 +295,12 @@ int bench_stream_main(int argc, char **argv)
             break;
         case 'j':
             o.json = true;
+            break;
+        case 'b':
+            o.body = optarg;
+            break;
+        case 'H':
+            o.header = optarg;
             break;
         case 'c':
             o.clients = atol(optarg);
@@ -307,7 +327,9 @@ int bench_stream_main(int argc, char **argv)
                   "  -P PROCS      client processes (default 1, at most 16)\n"
                   "  --pid PID     the server's process (repeatable) for CPU seconds and RSS\n"
                   "  --label TEXT  a name for the server in the report\n"
-                  "  --json        one JSON object on stdout\n",
+                  "  --json        one JSON object on stdout\n"
+                  "  --body TEXT   POST TEXT as application/json (e.g. an OpenAI request)\n"
+                  "  --header LINE one more request header, e.g. 'Accept: text/event-stream'\n",
                   c == 'h' ? stdout : stderr);
             return c == 'h' ? 0 : 2;
         }

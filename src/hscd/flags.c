@@ -45,6 +45,10 @@ static int read_jwt_key(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag,
                          const char *value, uint64_t n);
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n);
+static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
 static int show_help(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -102,6 +106,12 @@ static const hscd_flag_t flags[] = {
      .help = "SSE answers and channels: a comment line while the stream is silent; 0 = never",
      .default_shown = "15s", FIELD(keepalive_ms),
      .fix = "a duration such as 500ms or 15s"},
+    {.name = "model", .arg = HSCD_ARG_STRING, .metavar = "NAMES", .group = HSCD_GROUP_RESPONDERS,
+     .help = "the OpenAI-compatible front's model names, comma-separated (the first is the default; "
+             "others get 404); without it, hsc-KIND is listed and any name is accepted "
+             "(docs/openai.md)",
+     .default_shown = "none", FIELD(model),
+     .min = 1, .max = 4096, .fix = "model names such as 'llama-3-8b,llama-3-70b'"},
     {.name = "max-gen-len", .aliases = {"max_gen_len"}, .arg = HSCD_ARG_UNSIGNED,
      .metavar = "N", .group = HSCD_GROUP_RESPONDERS,
      .help = "demo: pieces per answer",
@@ -179,6 +189,28 @@ static const hscd_flag_t flags[] = {
     {.name = "cors-credentials", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_CHANNELS,
      .help = "let the exact --cors-origin origins (not *) send cookies, e.g. the hsc_token cookie",
      FIELD(cors_credentials)},
+
+    /* Durability */
+    {.name = "data-dir", .arg = HSCD_ARG_STRING, .metavar = "DIR", .group = HSCD_GROUP_DURABILITY,
+     .help = "keep channels' events in a journal in DIR (created if missing, relative to the "
+             "working directory), so a restart keeps history and ids; none = memory only",
+     .default_shown = HSCD_DATA_DIR_DEFAULT, .handler = set_data_dir,
+     .min = 1, .max = 4000, .fix = "a directory, or none"},
+    {.name = "fsync", .arg = HSCD_ARG_STRING, .metavar = "WHEN", .group = HSCD_GROUP_DURABILITY,
+     .help = "always: a publish is answered and delivered once on disk; batch: synced every "
+             "--fsync-interval (a machine crash loses at most that); off: the kernel decides",
+     .default_shown = "batch", .handler = set_fsync,
+     .fix = "always, batch or off"},
+    {.name = "fsync-interval", .arg = HSCD_ARG_DURATION, .metavar = "DUR",
+     .group = HSCD_GROUP_DURABILITY,
+     .help = "--fsync batch: the longest a written event waits to be synced",
+     .default_shown = "50ms", FIELD(fsync_interval_ms),
+     .min = 1, .max = 60000, .fix = "a duration from 1ms to 60s, e.g. 50ms"},
+    {.name = "journal-segment-size", .arg = HSCD_ARG_SIZE, .metavar = "SIZE",
+     .group = HSCD_GROUP_DURABILITY,
+     .help = "a journal file's size before the next begins; compaction works in these steps",
+     .default_shown = "64m", FIELD(journal_segment_bytes),
+     .min = 4096, .max = 1ull << 30, .fix = "a size from 4k to 1g, e.g. 64m"},
 
     /* Authorization */
     {.name = "publish-token", .arg = HSCD_ARG_TOKEN, .metavar = "TOKEN", .group = HSCD_GROUP_AUTH,
@@ -298,6 +330,7 @@ void hscd_flags_init(hscd_flags_t *fl)
 {
     memset(fl, 0, sizeof *fl);
     hsc_server_config_init(&fl->cfg);
+    fl->cfg.data_dir = HSCD_DATA_DIR_DEFAULT; /* hscd is durable by default; the library not */
     fl->log_level = HSC_LOG_NOTICE;
 }
 
@@ -486,6 +519,37 @@ static int set_log_level(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
     return 0;
 }
 
+/* --data-dir DIR, or none for memory only. */
+static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                        uint64_t n)
+{
+    (void)flag, (void)n;
+    if (strcmp(value, "none") == 0) {
+        fl->cfg.data_dir = NULL;
+        return 0;
+    }
+    size_t i = (size_t)(f - flags);
+    free(fl->copies[i]);
+    fl->copies[i] = copy_or_abort(value);
+    fl->cfg.data_dir = fl->copies[i];
+    return 0;
+}
+
+static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)n;
+    if (strcmp(value, "always") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_ALWAYS;
+    else if (strcmp(value, "batch") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_BATCH;
+    else if (strcmp(value, "off") == 0)
+        fl->cfg.fsync_mode = HSC_FSYNC_OFF;
+    else
+        return bad_value(flag, value, f->fix);
+    return 0;
+}
+
 /*
  * --redis is checked here, so that a bad URL is refused with its reason before anything starts
  * (never echoed: it may hold a password); --redis-password-env names a variable that must be set.
@@ -500,7 +564,10 @@ static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, c
             fprintf(stderr, "hscd: %s: %s (use %s)\n", flag, why, f->fix);
             return HSC_EINVAL;
         }
-        fl->cfg.redis = value;
+        size_t i = (size_t)(f - flags);
+        free(fl->copies[i]);
+        fl->copies[i] = copy_or_abort(value);
+        fl->cfg.redis = fl->copies[i];
         return 0;
     }
     const char *pw = *value ? getenv(value) : NULL;
@@ -509,7 +576,10 @@ static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, c
                 value);
         return HSC_EINVAL;
     }
-    fl->cfg.redis_password_env = value;
+    size_t i = (size_t)(f - flags);
+    free(fl->copies[i]);
+    fl->copies[i] = copy_or_abort(value);
+    fl->cfg.redis_password_env = fl->copies[i];
     return 0;
 }
 

@@ -48,6 +48,7 @@ enum {
     HSCD_GROUP_LISTEN,
     HSCD_GROUP_RESPONDERS,
     HSCD_GROUP_CHANNELS,
+    HSCD_GROUP_DURABILITY,
     HSCD_GROUP_AUTH,
     HSCD_GROUP_LIMITS,
     HSCD_GROUP_COMPAT,
@@ -71,6 +72,9 @@ struct hscd_flag_s {
     hscd_flag_fn handler;      /* stores the value instead of the field; NULL: the field */
     int hidden;                /* left out of --help and the Markdown table */
 };
+
+/* Where hscd keeps its journal unless --data-dir says otherwise (relative: the working dir). */
+#define HSCD_DATA_DIR_DEFAULT "hsc-data"
 
 /* hscd_flags_apply() and the others: --help, --version or --help-markdown printed; exit 0. */
 #define HSCD_FLAGS_DONE 1

@@ -17,6 +17,7 @@ static const struct {
     [HSCD_GROUP_LISTEN] = {"Listening", NULL},
     [HSCD_GROUP_RESPONDERS] = {"Responders", "default: the built-in demo"},
     [HSCD_GROUP_CHANNELS] = {"Channels", "/v1/events, docs/api.md"},
+    [HSCD_GROUP_DURABILITY] = {"Durability", "the journal, docs/internals/journal.md"},
     [HSCD_GROUP_AUTH] = {"Authorization",
                          "docs/security.md; none by default: everyone may do everything"},
     [HSCD_GROUP_LIMITS] = {"Limits", NULL},

@@ -14,6 +14,7 @@
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a journal past RLIMIT_FSIZE: the write fails, publishes get 503 */
     hscd_flags_t fl;
     hscd_flags_init(&fl);
     int rc = hscd_flags_apply_env(&fl);
@@ -33,6 +34,11 @@ int main(int argc, char **argv)
         hscd_flags_explain_bad_address(&fl);
         hscd_flags_dispose(&fl);
         return 2;
+    }
+    if (rc == HSC_ESTATE) { /* the data directory: the message above says why */
+        fprintf(stderr, "hscd: cannot start: --data-dir %s is not usable\n", fl.cfg.data_dir);
+        hscd_flags_dispose(&fl);
+        return 1;
     }
     if (rc != 0) {
         fprintf(stderr, "hscd: cannot listen on %s: %s\n", fl.cfg.listen, hsc_strerror(rc));

@@ -3,7 +3,9 @@
 Everything here talks to a real hscd process over 127.0.0.1 only:
 
 - `Hscd`: starts `$HSCD --listen 127.0.0.1:0 ...` (or any argument list), stderr in a temp
-  file, polls that file (bounded) for `listening on http://HOST:PORT` and parses the port.
+  file, polls that file (bounded) for `listening on http://HOST:PORT` and parses the port. hscd
+  gets a fresh temporary `--data-dir` of its own (its journal, removed once it has exited), so
+  servers running side by side never share one, unless the arguments name a `--data-dir`.
   `stop()` sends SIGTERM to the PID it started, waits (bounded) and returns the exit status; the
   log is kept so that failure messages can show it.
 - `ServerTestCase`: a TestCase whose `start()` registers a cleanup that stops the server and
@@ -23,6 +25,7 @@ import errno
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -77,12 +80,22 @@ def free_port():
 
 class Hscd:
     """One hscd process. `args` are passed as they are; with `listen` (the default), the
-    arguments start with `--listen 127.0.0.1:0`. `env` replaces the environment when given."""
+    arguments start with `--listen 127.0.0.1:0`. `env` replaces the environment when given,
+    `cwd` the working directory."""
 
-    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None, env=None):
+    def __init__(self, *args, listen=HOST + ":0", start_timeout=10.0, program=None, env=None,
+                 cwd=None):
         self.program = program
         self.env = env
+        self.cwd = cwd
         self.args = list(args)
+        self._data_tmp = None
+        if program is None and not any(
+            a == "--data-dir" or a.startswith("--data-dir=") for a in self.args
+        ):
+            # Each hscd its own journal: the default (./hsc-data) would be shared and locked.
+            self._data_tmp = tempfile.mkdtemp(prefix="hscd-data-")
+            self.args = self.args + ["--data-dir", self._data_tmp]
         if listen is not None:
             self.args = ["--listen", listen] + self.args
         self.start_timeout = start_timeout * SLOW
@@ -104,6 +117,7 @@ class Hscd:
                 stderr=fd,
                 close_fds=True,
                 env=self.env,
+                cwd=self.cwd,
             )
         finally:
             os.close(fd)
@@ -190,6 +204,9 @@ class Hscd:
                 os.unlink(self._log_path)
             except OSError:
                 pass
+        if self._data_tmp is not None and not self.running():
+            shutil.rmtree(self._data_tmp, ignore_errors=True)
+            self._data_tmp = None
 
     def log(self):
         return self._read_log_bytes().decode("utf-8", "replace")

@@ -26,7 +26,9 @@ Proves that:
   more open, a fifth waits until that tab is closed);
 - hscd stopped and started again on the same port: the page (same document, no reload) goes
   to "reconnecting", comes back "live" by itself, shows the epoch notice
-  (li.notice[data-reason=epoch]), and chat works again with ids of the new epoch;
+  (li.notice[data-reason=epoch]), and chat works again with ids of the new epoch (each start
+  there has a data directory of its own); with the same data directory, after kill -9, both
+  pages come back by themselves and show every message once, no notice, the same epoch;
 - the npm `eventsource` client subscribed to the room receives the messages sent from the page,
   with the same ids and the page's JSON ({"name", "text"});
 - cross-origin (pages served by a small Python server on other loopback ports): a page of an
@@ -63,7 +65,7 @@ import time
 import unittest
 import urllib.parse
 
-from hscd import HOST, SLOW, ServerTestCase, pieces, wait_for
+from hscd import HOST, SLOW, Hscd, ServerTestCase, free_port, pieces, wait_for
 from test_channels import Publisher, metric, split_id
 from test_eventsource import JS_DIR, CuttableProxy, EsClient
 from test_exec import alive, responder
@@ -460,6 +462,53 @@ class Chat(BrowserCase):
         self.assertGreaterEqual(height, 400)
         self.assertGreater(os.path.getsize(path), 10000)
         sys.stderr.write("[artifact] %s (%dx%d, Chromium %s)\n" % (path, width, height, b.version))
+
+    def test_the_chat_survives_kill9_and_a_restart(self):
+        # The journal (docs/internals/journal.md): hscd killed with SIGKILL and started again on
+        # the same port and data directory; both pages reconnect by themselves with their last
+        # id and see every message once, with no notice (no hsc.gap).
+        data = tempfile.mkdtemp(prefix="hsc-journal-browser-")
+        self.addCleanup(shutil.rmtree, data, True)
+        listen = "%s:%d" % (HOST, free_port())
+
+        def launch():
+            s = Hscd("--data-dir", data, "--retry", "300ms", listen=listen)
+            self._servers.append(s)
+            self.addCleanup(lambda: s._kill() if s.running() else None)
+            return s.start()
+
+        srv = launch()
+        b = self.browser()
+        self.join(b, "alice", srv.port, "room-k9", "alice")
+        self.join(b, "bob", srv.port, "room-k9", "bob")
+        self.subscribers(srv, 2)
+        self.say(b, "alice", "before the crash")
+        self.say(b, "bob", "me too")
+        for page in ("alice", "bob"):
+            self.messages(b, page, 2)
+        srv.send_signal(signal.SIGKILL)
+        srv.wait(10 * SLOW)
+        srv = launch()
+        self.subscribers(srv, 2, timeout=30)
+        for page in ("alice", "bob"):
+            b.wait(page, LIVE, timeout=20, what="%s's page did not come back" % page)
+        pub = Publisher(srv)
+        self.addCleanup(pub.close)
+        pub.publish("room-k9", chat_body("zoe", "after the restart"), event="chat")
+        self.say(b, "alice", "still here")
+        want = ["before the crash", "me too", "after the restart", "still here"]
+        seen = {page: self.messages(b, page, 4) for page in ("alice", "bob")}
+        time.sleep(0.3 * SLOW)  # nothing more arrives (each message once)
+        for page in ("alice", "bob"):
+            msgs = b.eval(page, MESSAGES)
+            self.assertEqual([m["text"] for m in msgs], want, page)
+            seqs = [split_id(m["id"])[1] for m in msgs]
+            self.assertEqual(seqs, sorted(set(seqs)), page)
+            self.assertEqual(len({split_id(m["id"])[0] for m in msgs}), 1, "the epoch changed")
+            self.assertEqual(b.eval(page, "() => document.querySelectorAll('li.notice').length"),
+                             0, "%s's page showed a notice: a gap after the restart" % page)
+        self.assertEqual([m["id"] for m in seen["alice"]], [m["id"] for m in seen["bob"]])
+        self.stop_clean(srv)
 
     def test_a_new_tab_shows_the_recent_messages(self):
         srv = self.start("--history", "4")

@@ -1,7 +1,9 @@
 """examples/embed.c: a program linking libhsc with its own C callback responder serves
 /v1/stream, pieces produced asynchronously on the loop, in both wire forms, and a client that
-leaves mid-answer cancels it (the program then exits cleanly: under ASan, without leaks)."""
+leaves mid-answer cancels it (the program then exits cleanly: under ASan, without leaks). The
+same responder answers the OpenAI-compatible front and honours its max_tokens."""
 
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +43,19 @@ class Embed(ServerTestCase):
         events = parse_sse(r.body)
         self.assertEqual(events[:2], [("message", "ba\n"), ("message", "dc\n")])
         self.assertEqual(events[2][0], "done")
+
+    def test_openai_front_and_max_tokens(self):
+        srv = self.start_embed()
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "ab cd ef"}],
+                           "max_tokens": 2})
+        with RawConn(srv.port) as c:
+            c.request("POST", "/v1/chat/completions", body=body,
+                      headers=[("Content-Type", "application/json")])
+            r = c.read_response(timeout=10)
+        self.assertEqual(r.status, 200, r)
+        choice = json.loads(r.body)["choices"][0]
+        self.assertEqual(choice["message"]["content"], ":resu\nba\n")  # "user: ab ..." reversed
+        self.assertEqual(choice["finish_reason"], "length")
 
     def test_client_leaving_cancels(self):
         srv = self.start_embed()

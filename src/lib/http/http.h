@@ -129,6 +129,7 @@ struct hsc_res_s {
     hsc_res_cb on_drain; /* the queue fell below its low mark after hsc_res_writable() said no */
     void *user;
     bool want_drain;
+    bool json_errors; /* hsc_res_error() answers {"error": {...}}, as OpenAI clients expect */
 };
 
 /**
@@ -157,6 +158,13 @@ int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const cha
  * when `close` (or the request cannot be trusted to have been read whole).
  */
 int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *reason, bool close);
+/**
+ * An error as OpenAI's API has them (docs/openai.md): application/json
+ * {"error": {"message", "type", "param", "code"}}; `type` NULL: chosen from the status, `param`
+ * and `code` NULL: null. hsc_res_error() sends this when the handler has set `json_errors`.
+ */
+int hsc_res_json_error(hsc_res_t *res, int status, const char *extra, const char *message,
+                       const char *type, const char *param, const char *code);
 /**
  * Whether the producer may write more: false when the output queue is above its high mark. After
  * a false, on_drain is called once the queue falls below the low mark.

@@ -13,7 +13,10 @@
  */
 #include "http/conn.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -257,14 +260,51 @@ int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const cha
     return rc;
 }
 
+static const char *json_error_type(int status)
+{
+    switch (status) {
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+    case 415:
+        return status == 404 ? "not_found_error" : "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+int hsc_res_json_error(hsc_res_t *res, int status, const char *extra, const char *message,
+                       const char *type, const char *param, const char *code)
+{
+    json_t *j = json_pack("{s:{s:s,s:s,s:s?,s:s?}}", "error", "message", message, "type",
+                          type ? type : json_error_type(status), "param", param, "code", code);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    static const char fallback[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                                   "\"server_error\",\"param\":null,\"code\":null}}";
+    int rc = hsc_res_send(res, status, "application/json", extra, body ? body : fallback,
+                          body ? strlen(body) : sizeof fallback - 1);
+    free(body);
+    return rc;
+}
+
 int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *reason, bool close)
 {
+    if (close)
+        res->conn->keep_alive = false;
+    if (res->json_errors)
+        return hsc_res_json_error(res, status, extra, reason, NULL, NULL, NULL);
     char body[512];
     int n = snprintf(body, sizeof body, "%s\n", reason);
     if (n < 0 || (size_t)n >= sizeof body)
         n = (int)sizeof body - 1, body[n - 1] = '\n';
-    if (close)
-        res->conn->keep_alive = false;
     return hsc_res_send(res, status, "text/plain; charset=utf-8", extra, body, (size_t)n);
 }
 

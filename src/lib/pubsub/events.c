@@ -36,7 +36,8 @@ static uint64_t client_key(const hsc_hub_t *hub, const hsc_client_id_t *who)
 
 /*
  * The engine refused (p->rc, or a subscription's): 429 when the client creates channels too
- * fast, with Retry-After in whole seconds (at least 1); 503 when every channel has subscribers.
+ * fast, with Retry-After in whole seconds (at least 1); 503 when every channel has subscribers,
+ * or the journal cannot take the event (with the reason: docs/api.md).
  */
 static void fail_engine(hsc_hub_t *hub, hsc_res_t *res, int rc, uint64_t retry_ms)
 {
@@ -49,10 +50,20 @@ static void fail_engine(hsc_hub_t *hub, hsc_res_t *res, int rc, uint64_t retry_m
                       false);
         return;
     }
-    fail(res, 503,
-         rc == HSC_EFULL     ? "too many channels, all with subscribers (see --max-channels)"
-         : rc == HSC_ECLOSED ? "the engine's store is unreachable (Redis): try again"
-                             : "out of memory");
+    char why[160];
+    if (rc == HSC_EFULL)
+        snprintf(why, sizeof why, "too many channels, all with subscribers (see --max-channels)");
+    else if (rc == HSC_ENOMEM)
+        snprintf(why, sizeof why, "out of memory");
+    else if (rc == HSC_ETOOBIG) /* the journal's queue (--fsync always) */
+        snprintf(why, sizeof why, "journal behind: too much waiting to be written");
+    else if (rc == HSC_ESTATE)
+        snprintf(why, sizeof why, "shutting down");
+    else if (rc == HSC_ECLOSED) /* the Redis engine (docs/cluster.md) */
+        snprintf(why, sizeof why, "the engine's store is unreachable (Redis): try again");
+    else /* the journal could not write (docs/internals/journal.md) */
+        snprintf(why, sizeof why, "journal: cannot write to --data-dir (%s)", hsc_strerror(rc));
+    fail(res, 503, why);
 }
 
 typedef struct names_s {

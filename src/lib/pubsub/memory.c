@@ -42,12 +42,21 @@
  * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
  * cannot be dropped under it.
  *
+ * Journal (journal.h, docs/internals/journal.md): with one attached, a publish's record is written
+ * before its event enters history (--fsync batch, off: hsc_journal_write() under the lock), or
+ * queued and committed later by the journal's writer thread (always: hsc_memory_commit(), the
+ * channel kept by `pending` meanwhile); the cut of a subscription is the newest committed number.
+ * On start the journal replays into the histories (hsc_memory_restore*()), and compaction reads
+ * them back (hsc_memory_snapshot()).
+ *
  * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
  * choose names that pile up in one bucket.
  */
 #include "pubsub/engine.h"
-#include "policy/policy.h" /* hsc_ratelimit_take() */
-#include "pubsub/pubsub.h" /* the history rings */
+#include "policy/policy.h"  /* hsc_ratelimit_take() */
+#include "pubsub/jrecord.h" /* record kinds, for the snapshot */
+#include "pubsub/journal.h" /* the persistence hook: journal.c */
+#include "pubsub/pubsub.h"  /* the history rings */
 
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +82,7 @@ struct mchan_s {
     uint64_t since;      /* the last sequence number assigned before this channel existed */
     uint64_t last_pub;   /* now_ms() of its newest publish; 0: none */
     unsigned total_subs; /* under the lock */
+    unsigned pending;    /* publishes waiting for the journal, under the lock */
     unsigned *nsubs;     /* per hub, under the lock */
     size_t name_len;
     char name[];
@@ -83,8 +93,11 @@ typedef struct memory_s {
     uv_mutex_t mu;
     mchan_t **table;
     size_t tcap, nchans;
-    uint64_t seq;        /* the last sequence number assigned */
-    uint64_t freed_upto; /* newest number evicted from a channel that was then freed */
+    uint64_t seq;           /* the last sequence number assigned */
+    uint64_t committed;     /* the last one in history and delivered: subscriptions' cut */
+    uint64_t lost_upto;     /* a resume from below it crosses records the journal lost */
+    hsc_journal_t *journal; /* NULL: memory only */
+    uint64_t freed_upto;    /* newest number evicted from a channel that was then freed */
     uint64_t published;
     size_t hist_events, hist_bytes;
     uint64_t epoch;
@@ -262,7 +275,8 @@ static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_c
 /* Frees a channel with no subscribers and no history (deliveries on their way keep it alive). */
 static void chan_maybe_free(memory_t *m, mchan_t *ch)
 {
-    if (!ch->in_table || ch->pins > 0 || ch->total_subs > 0 || ch->hist.count > 0)
+    if (!ch->in_table || ch->pins > 0 || ch->total_subs > 0 || ch->hist.count > 0 ||
+        ch->pending > 0)
         return;
     lru_unlink(ch);
     mchan_t **pp = &m->table[ch->hash & (m->tcap - 1)];
@@ -336,6 +350,19 @@ static bool evict_for_budget(memory_t *m)
     return true;
 }
 
+/* The global budget after `ch` (pinned) grew: other channels' history first, then `ch`'s oldest. */
+static void keep_budget(memory_t *m, mchan_t *ch)
+{
+    while (m->hist_bytes > m->history_total && evict_for_budget(m))
+        ;
+    while (m->hist_bytes > m->history_total && ch->hist.count > 0) {
+        size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
+        hsc_history_evict_oldest(&ch->hist);
+        hist_account(m, ch, c0, b0);
+        m->evicted_events++;
+    }
+}
+
 /* ---- publish --------------------------------------------------------------------------------- */
 
 /*
@@ -354,15 +381,7 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
     }
     hist_account(m, ch, c0, b0);
     ch->last_pub = now;
-    /* The global budget: other channels' history first (`ch` is pinned), then `ch`'s oldest. */
-    while (m->hist_bytes > m->history_total && evict_for_budget(m))
-        ;
-    while (m->hist_bytes > m->history_total && ch->hist.count > 0) {
-        c0 = ch->hist.count, b0 = ch->hist.bytes;
-        hsc_history_evict_oldest(&ch->hist);
-        hist_account(m, ch, c0, b0);
-        m->evicted_events++;
-    }
+    keep_budget(m, ch);
     unsigned n = 0;
     for (unsigned i = 0; i < m->base.nhubs; i++) {
         if (ch->nsubs[i] == 0)
@@ -381,6 +400,58 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
     return n;
 }
 
+static void flush_hubs(hsc_engine_t *e, uint64_t wake)
+{
+    for (unsigned i = 0; i < e->nhubs; i++)
+        if (i >= 64 || (wake & (1ull << i)))
+            e->hubs[i].sink->flush(e->hubs[i].ctx);
+}
+
+/* The wall clock in milliseconds: what a journal record's time says. */
+static uint64_t wall_ms(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/*
+ * With a journal: the number and the frame now, under the lock, so records queue in sequence
+ * order; history, deliveries and the completion once the writer has written the record
+ * (hsc_memory_commit()). Returns 0 when the publish is the journal's, else an error to answer.
+ */
+static int publish_journaled(memory_t *m, hsc_publish_t *p)
+{
+    hsc_jpending_t *pe = malloc(sizeof *pe);
+    if (pe == NULL)
+        return HSC_ENOMEM;
+    int rc = 0;
+    uv_mutex_lock(&m->mu);
+    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
+    hsc_frame_t *f = NULL;
+    if (ch != NULL) {
+        uint64_t seq = m->seq + 1;
+        hsc_event_id_format(p->id, m->epoch, seq);
+        f = hsc_event_frame_new(p->type, p->id, p->data, p->len);
+        *pe = (hsc_jpending_t){.p = p, .chan = &ch->pub, .frame = f, .seq = seq};
+        if (f == NULL)
+            rc = HSC_ENOMEM;
+        else if ((rc = hsc_journal_append(m->journal, pe, wall_ms())) == 0) {
+            m->seq = seq;
+            p->seq = seq;
+            ch->pending++;
+            atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
+        }
+        unpin(m, ch);
+    }
+    uv_mutex_unlock(&m->mu);
+    if (rc != 0) {
+        hsc_frame_unref(f);
+        free(pe);
+    }
+    return rc;
+}
+
 static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
 {
     memory_t *m = (memory_t *)e;
@@ -388,6 +459,14 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
     uint64_t wake = 0;
     unsigned n = 0;
     hsc_frame_t *f = NULL;
+    if (m->journal != NULL && !hsc_journal_direct(m->journal)) {
+        if ((rc = publish_journaled(m, p)) == 0)
+            return;
+        p->rc = rc;
+        p->subscribers = 0;
+        p->cb(p);
+        return;
+    }
     uv_mutex_lock(&m->mu);
     mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     if (ch != NULL) {
@@ -396,8 +475,11 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         f = hsc_event_frame_new(p->type, p->id, p->data, p->len);
         if (f == NULL) {
             rc = HSC_ENOMEM;
+        } else if (m->journal != NULL &&
+                   (rc = hsc_journal_write(m->journal, p, seq, wall_ms())) != 0) {
+            /* not written: not published (the number is taken by the next one) */
         } else {
-            m->seq = seq;
+            m->seq = m->committed = seq;
             m->published++;
             p->seq = seq;
             n = chan_deliver(m, ch, seq, f, &wake);
@@ -406,9 +488,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
     }
     uv_mutex_unlock(&m->mu);
     hsc_frame_unref(f);
-    for (unsigned i = 0; i < e->nhubs; i++)
-        if (i >= 64 || (wake & (1ull << i)))
-            e->hubs[i].sink->flush(e->hubs[i].ctx);
+    flush_hubs(e, wake);
     p->rc = rc;
     p->subscribers = n;
     p->cb(p);
@@ -473,12 +553,14 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         }
     }
     s->epoch = m->epoch;
-    s->cut = m->seq;
+    s->cut = m->committed;
     uint64_t after = 0;
     bool replay = s->recent > 0;
     if (s->last != NULL) {
         s->gap = hsc_resume_point(s->last, s->last_len, m->epoch, s->cut, &after);
         replay = s->gap != HSC_GAP_UNKNOWN;
+        if (s->gap == HSC_GAP_NONE && after < m->lost_upto)
+            s->gap = HSC_GAP_EXPIRED;
     }
     size_t total = 0, from;
     uint64_t now = now_ms();
@@ -726,6 +808,149 @@ static void mem_free(hsc_engine_t *e)
     free(m->base.hubs);
     uv_mutex_destroy(&m->mu);
     free(m);
+}
+
+/* ---- the journal's side (journal.h) ---------------------------------------------------------- */
+
+void hsc_memory_set_journal(hsc_engine_t *e, hsc_journal_t *j)
+{
+    ((memory_t *)e)->journal = j;
+}
+
+/* On the publisher's loop: the results, then the publisher's callback. */
+static void commit_done(hsc_engine_call_t *c)
+{
+    hsc_jpending_t *pe = (hsc_jpending_t *)((char *)c - offsetof(hsc_jpending_t, call));
+    hsc_publish_t *p = pe->p;
+    p->rc = pe->rc;
+    p->subscribers = pe->subscribers;
+    free(pe);
+    p->cb(p);
+}
+
+void hsc_memory_commit(hsc_engine_t *e, hsc_jpending_t **v, size_t n)
+{
+    memory_t *m = (memory_t *)e;
+    uint64_t wake = 0;
+    uv_mutex_lock(&m->mu);
+    for (size_t i = 0; i < n; i++) {
+        hsc_jpending_t *pe = v[i];
+        mchan_t *ch = mchan(pe->chan);
+        ch->pins++; /* as a publish holds it: on no list while it grows */
+        lru_unlink(ch);
+        if (pe->rc == 0) {
+            pe->subscribers = chan_deliver(m, ch, pe->seq, pe->frame, &wake);
+            m->committed = pe->seq;
+            m->published++;
+        }
+        ch->pending--;
+        unpin(m, ch);
+        chan_unref(ch); /* the publish's reference */
+        hsc_frame_unref(pe->frame);
+        pe->frame = NULL;
+        pe->chan = NULL;
+        pe->call.fn = commit_done;
+        hsc_engine_hub_t *hub = &m->base.hubs[pe->p->hub];
+        hub->sink->call(hub->ctx, &pe->call);
+    }
+    uv_mutex_unlock(&m->mu);
+    flush_hubs(e, wake);
+}
+
+int hsc_memory_restore(hsc_engine_t *e, const char *name, size_t len, uint64_t seq, uint64_t age_ms,
+                       hsc_frame_t *f)
+{
+    memory_t *m = (memory_t *)e;
+    int rc = 0;
+    uv_mutex_lock(&m->mu);
+    mchan_t *ch = chan_get(m, name, len, NULL, &rc);
+    if (ch != NULL) {
+        if (seq > m->seq)
+            m->seq = seq;
+        if (seq - 1 < ch->since) /* it existed then: replay order is not creation order */
+            ch->since = seq - 1;
+        size_t count = ch->hist.count;
+        if (seq > ch->hist.evicted_seq &&
+            (count == 0 || hsc_history_at(&ch->hist, count - 1)->seq < seq)) {
+            size_t c0 = count, b0 = ch->hist.bytes;
+            uint64_t now = now_ms(), t = age_ms < now ? now - age_ms : 0;
+            if (hsc_history_push(&ch->hist, seq, t, f) != 0)
+                rc = HSC_ENOMEM;
+            hist_account(m, ch, c0, b0);
+            ch->last_pub = t;
+            keep_budget(m, ch);
+        }
+        unpin(m, ch);
+    }
+    uv_mutex_unlock(&m->mu);
+    hsc_frame_unref(f);
+    return rc;
+}
+
+void hsc_memory_restore_evicted(hsc_engine_t *e, const char *name, size_t len, uint64_t seq)
+{
+    memory_t *m = (memory_t *)e;
+    int rc = 0;
+    uv_mutex_lock(&m->mu);
+    if (seq > m->seq)
+        m->seq = seq;
+    if (name == NULL) {
+        if (seq > m->freed_upto)
+            m->freed_upto = seq;
+    } else {
+        mchan_t *ch = chan_get(m, name, len, NULL, &rc);
+        if (ch != NULL && seq > ch->hist.evicted_seq)
+            ch->hist.evicted_seq = seq;
+        if (ch != NULL && seq - 1 < ch->since)
+            ch->since = seq - 1;
+        if (ch != NULL)
+            unpin(m, ch);
+    }
+    uv_mutex_unlock(&m->mu);
+}
+
+void hsc_memory_restore_done(hsc_engine_t *e, uint64_t epoch, uint64_t seq, uint64_t lost_upto)
+{
+    memory_t *m = (memory_t *)e;
+    uv_mutex_lock(&m->mu);
+    m->epoch = epoch;
+    if (seq > m->seq)
+        m->seq = seq;
+    m->committed = m->seq;
+    m->lost_upto = lost_upto;
+    uv_mutex_unlock(&m->mu);
+    mem_sweep(e);
+}
+
+uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx, int *stopped)
+{
+    memory_t *m = (memory_t *)e;
+    *stopped = 0;
+    uv_mutex_lock(&m->mu);
+    uint64_t mono = now_ms(), wall = wall_ms();
+    *stopped = fn(ctx, 0, NULL, 0, m->committed, wall, NULL);
+    for (size_t i = 0; i < m->tcap && !*stopped; i++) {
+        for (mchan_t *ch = m->table[i]; ch != NULL && !*stopped; ch = ch->hnext) {
+            for (size_t k = 0; k < ch->hist.count && !*stopped; k++) {
+                const hsc_hist_entry_t *en = hsc_history_at(&ch->hist, k);
+                uint64_t age = mono > en->time_ms ? mono - en->time_ms : 0;
+                *stopped = fn(ctx, HSC_JREC_FRAME, ch->name, ch->name_len, en->seq,
+                              wall > age ? wall - age : 0, en->frame);
+            }
+            /* After its events: replayed onto a channel with history, the mark stays its own
+             * (a channel left empty is freed and its mark becomes the freed channels'). */
+            if (!*stopped && ch->hist.evicted_seq > 0)
+                *stopped = fn(ctx, HSC_JREC_EVICTED, ch->name, ch->name_len, ch->hist.evicted_seq,
+                              wall, NULL);
+        }
+    }
+    if (!*stopped && m->freed_upto > 0)
+        *stopped = fn(ctx, HSC_JREC_FREED, NULL, 0, m->freed_upto, wall, NULL);
+    if (!*stopped && m->lost_upto > 0)
+        *stopped = fn(ctx, HSC_JREC_LOST, NULL, 0, m->lost_upto, wall, NULL);
+    uint64_t cut = m->committed;
+    uv_mutex_unlock(&m->mu);
+    return cut;
 }
 
 static const hsc_engine_vt_t memory_vt = {

@@ -99,6 +99,52 @@ static void put_answers(out_t *o, hsc_server_t *srv)
         kind, (unsigned long long)queued, (unsigned long long)restarts);
 }
 
+/* The journal's counters (--data-dir). */
+static void put_journal(out_t *o, hsc_journal_t *j)
+{
+    hsc_journal_stats_t s;
+    hsc_journal_stats(j, &s);
+    put(o,
+        "# HELP hsc_journal_bytes Bytes in the journal's segment files.\n"
+        "# TYPE hsc_journal_bytes gauge\n"
+        "hsc_journal_bytes %llu\n"
+        "# HELP hsc_journal_segments Journal segment files.\n"
+        "# TYPE hsc_journal_segments gauge\n"
+        "hsc_journal_segments %llu\n"
+        "# HELP hsc_journal_fsyncs_total fsync calls on the journal.\n"
+        "# TYPE hsc_journal_fsyncs_total counter\n"
+        "hsc_journal_fsyncs_total %llu\n"
+        "# HELP hsc_journal_writes_total Journal writes (with --fsync always, one per group).\n"
+        "# TYPE hsc_journal_writes_total counter\n"
+        "hsc_journal_writes_total %llu\n"
+        "# HELP hsc_journal_records_total Records written to the journal.\n"
+        "# TYPE hsc_journal_records_total counter\n"
+        "hsc_journal_records_total %llu\n"
+        "# HELP hsc_journal_write_seconds Time of each journal write (always: write + fsync).\n"
+        "# TYPE hsc_journal_write_seconds summary\n"
+        "hsc_journal_write_seconds_sum %.6f\n"
+        "hsc_journal_write_seconds_count %llu\n"
+        "# HELP hsc_journal_write_seconds_max The slowest journal write.\n"
+        "# TYPE hsc_journal_write_seconds_max gauge\n"
+        "hsc_journal_write_seconds_max %.6f\n"
+        "# HELP hsc_journal_records_skipped_total Damaged records skipped when replaying.\n"
+        "# TYPE hsc_journal_records_skipped_total counter\n"
+        "hsc_journal_records_skipped_total %llu\n"
+        "# HELP hsc_journal_write_errors_total Writes that failed (their publishes got 503).\n"
+        "# TYPE hsc_journal_write_errors_total counter\n"
+        "hsc_journal_write_errors_total %llu\n"
+        "# HELP hsc_journal_compactions_total Compactions of the journal.\n"
+        "# TYPE hsc_journal_compactions_total counter\n"
+        "hsc_journal_compactions_total %llu\n"
+        "# HELP hsc_journal_failing 1 while the journal cannot write (publishes get 503).\n"
+        "# TYPE hsc_journal_failing gauge\n"
+        "hsc_journal_failing %d\n",
+        (unsigned long long)s.bytes, (unsigned long long)s.segments, (unsigned long long)s.fsyncs,
+        (unsigned long long)s.writes, (unsigned long long)s.records, s.write_ns_sum / 1e9,
+        (unsigned long long)s.writes, s.write_ns_max / 1e9, (unsigned long long)s.skipped,
+        (unsigned long long)s.write_errors, (unsigned long long)s.compactions, s.failing);
+}
+
 void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
     (void)req;
@@ -119,7 +165,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     }
     hsc_engine_stats_t ps;
     hsc_engine_stats(srv->engine, &ps);
-    char body[16384];
+    char body[20480];
     out_t o = {body, 0, sizeof body};
     put(&o,
         "# HELP hsc_connections Open client connections.\n"
@@ -176,6 +222,8 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         (unsigned long long)delivered, (unsigned long long)bytes, (unsigned long long)resumes,
         (unsigned long long)missed, (unsigned long long)dropped, (unsigned long long)requests);
     put_answers(&o, srv);
+    if (srv->journal != NULL)
+        put_journal(&o, srv->journal);
     hsc_redis_status_t rs;
     if (hsc_redis_status(srv->engine, &rs))
         put(&o,

@@ -20,6 +20,9 @@ enum { CTX_WORKER, CTX_HUB, CTX_STREAM, CTX_SERVER, CTX_NONE };
 
 static const hsc_route_t routes[] = {
     {"/v1/stream", ALL_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_stream_handle, CTX_STREAM},
+    {"/v1/chat/completions", HSC_M_POST | HSC_M_OPTIONS, hsc_openai_chat_handle, CTX_STREAM},
+    {"/v1/completions", HSC_M_POST | HSC_M_OPTIONS, hsc_openai_completions_handle, CTX_STREAM},
+    {"/v1/models", ALL_GET | HSC_M_OPTIONS, hsc_openai_models_handle, CTX_STREAM},
     {"/v1/events", HSC_M_GET | HSC_M_POST | HSC_M_OPTIONS, hsc_events_handle, CTX_HUB},
     {"/v1/admin/channels", ALL_GET, hsc_admin_channels_handle, CTX_HUB},
     {"/v1/admin/channel", ALL_GET, hsc_admin_channel_handle, CTX_HUB},

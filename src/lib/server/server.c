@@ -65,6 +65,10 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->max_subscription_channels = 16;
     cfg->retry_ms = 2000;
     cfg->cors_origin = NULL;
+    cfg->data_dir = NULL; /* a library user asks for a journal; hscd does by default */
+    cfg->fsync_mode = HSC_FSYNC_BATCH;
+    cfg->fsync_interval_ms = 50;
+    cfg->journal_segment_bytes = 64u << 20;
 }
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT"; "localhost" means 127.0.0.1. */
@@ -255,8 +259,8 @@ static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
     if (c->listen == NULL)
         c->listen = "127.0.0.1:8000";
     const char **strings[] = {
-        &c->listen,          &c->exec,         &c->cors_origin, &c->publish_token,
-        &c->subscribe_token, &c->stream_token, &c->admin_token, &c->jwt_key_env};
+        &c->listen,       &c->exec,        &c->cors_origin, &c->publish_token, &c->subscribe_token,
+        &c->stream_token, &c->admin_token, &c->jwt_key_env, &c->data_dir};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         srv->owned[i] = NULL;
@@ -315,6 +319,14 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     raise_fd_limit(srv);
 
     if ((rc = probe_address(srv)) != 0) {
+        hsc_server_free(srv);
+        return rc;
+    }
+    /* After the address: a start that fails there never touches the data directory. In cluster
+     * mode Redis holds ids and history: no journal (docs/cluster.md). */
+    if (srv->cfg.redis == NULL && srv->cfg.data_dir != NULL &&
+        strcmp(srv->cfg.data_dir, "none") != 0 &&
+        (rc = hsc_journal_open(&srv->cfg, srv->engine, &srv->journal)) != 0) {
         hsc_server_free(srv);
         return rc;
     }
@@ -466,6 +478,8 @@ int hsc_server_run(hsc_server_t *srv)
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_thread_join(&srv->workers[i].thread);
+    /* The loops have ended, not closed: the journal's last completions still reach the hubs. */
+    hsc_journal_stop(srv->journal);
     if (srv->cfg.handle_signals) {
         uv_close((uv_handle_t *)&srv->sighup, NULL);
         uv_run(&srv->main_loop, UV_RUN_DEFAULT);
@@ -497,6 +511,7 @@ void hsc_server_free(hsc_server_t *srv)
 {
     if (srv == NULL)
         return;
+    hsc_journal_stop(srv->journal); /* before the hubs go: it completes publishes through them */
     if (srv->workers != NULL) {
         for (unsigned i = 0; i < srv->nworkers; i++) {
             hsc_worker_t *w = &srv->workers[i];
@@ -517,6 +532,7 @@ void hsc_server_free(hsc_server_t *srv)
         free(srv->workers);
     }
     close_main_loop(srv);
+    hsc_journal_free(srv->journal);
     hsc_engine_free(srv->engine);
     hsc_ratelimit_free(srv->create_limit);
     hsc_cors_dispose(&srv->cors);

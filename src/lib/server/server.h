@@ -5,6 +5,7 @@
 #ifndef HSC_SERVER_INT_H
 #define HSC_SERVER_INT_H
 
+#include "pubsub/journal.h"
 #include "pubsub/pubsub.h"
 #include "pubsub/redis.h"
 #include "site/site.h"
@@ -30,7 +31,7 @@ struct hsc_worker_s {
 
 struct hsc_server_s {
     hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
-    char *owned[8];
+    char *owned[9];
     void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
@@ -47,6 +48,7 @@ struct hsc_server_s {
     const hsc_responder_t *responder;
     hsc_engine_t *engine;          /* channels: ids, history, resume (pubsub/engine.h) */
     hsc_ratelimit_t *create_limit; /* channels created per client (--channel-create-rate) */
+    hsc_journal_t *journal;        /* the engine's journal (pubsub/journal.h); NULL: memory only */
     uv_timer_t sweep_timer;
     hsc_cors_t cors;    /* --cors-origin */
     unsigned trim_peak; /* connections at the last malloc_trim() or since: see on_sweep() */

@@ -63,6 +63,7 @@ static void observe_end(hsc_answer_t *a)
 static void answer_closed(uv_handle_t *h)
 {
     hsc_answer_t *a = h->data;
+    hsc_openai_free(a->oai);
     free(a->text);
     free(a);
 }
@@ -104,6 +105,21 @@ uv_loop_t *hsc_answer_loop(const hsc_answer_t *a)
 uint64_t hsc_answer_id(const hsc_answer_t *a)
 {
     return a->req->id;
+}
+
+const char *hsc_answer_request_json(const hsc_answer_t *a, size_t *len)
+{
+    if (a->oai == NULL) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    return hsc_openai_request_json(a->oai, len);
+}
+
+uint64_t hsc_answer_max_tokens(const hsc_answer_t *a)
+{
+    return a->max_tokens;
 }
 
 bool hsc_answer_is_sse(const hsc_answer_t *a)
@@ -177,6 +193,8 @@ static int emit(hsc_answer_t *a, const void *p, size_t n)
         hsc_timing_observe(&a->ctx->st.first_piece, uv_hrtime() - a->started_ns);
     a->pieces++;
     a->bytes += n;
+    if (a->oai != NULL)
+        return hsc_openai_emit(a, p, n);
     if (a->sse)
         return write_event(a, NULL, p, n);
     return hsc_res_write(a->res, p, n);
@@ -213,12 +231,44 @@ static int write_sse(hsc_answer_t *a, const void *p, size_t n)
  * takes a stream with a hole for a complete one) and cancel() follows, whatever the error. */
 int hsc_answer_write(hsc_answer_t *a, const void *p, size_t n)
 {
+    if (a->finished)
+        return HSC_ECLOSED; /* the front has ended it: cancel() follows */
     if (n == 0)
         return 0;
     int rc = a->sse ? write_sse(a, p, n) : emit(a, p, n);
-    if (rc != 0)
+    if (rc != 0 && !a->finished)
         hsc_res_close(a->res);
     return rc;
+}
+
+/* An answer of the OpenAI front is over, completed or ended early (a stop sequence, max_tokens):
+ * its last chunks and [DONE], or its one JSON answer, and then it is freed. */
+static void complete(hsc_answer_t *a)
+{
+    uv_timer_stop(&a->keepalive);
+    hsc_openai_complete(a);
+    HSC_STAT_ADD(a->ctx->st.completed, 1);
+    observe_end(a);
+    answer_free(a);
+}
+
+/* The front's early end, on the loop turn after it: the responder is cancelled (it had no chance to
+ * end by itself in between), then the answer completes. */
+static void on_finish_early(uv_timer_t *t)
+{
+    hsc_answer_t *a = t->data;
+    HSC_LOG(HSC_LOG_INFO,
+            "req %llu: ended by the front after %u piece(s), cancelling the responder",
+            (unsigned long long)a->req->id, a->pieces);
+    if (a->responder->cancel != NULL)
+        a->responder->cancel(a);
+    complete(a);
+}
+
+void hsc_answer_finish_early(hsc_answer_t *a)
+{
+    a->finished = true;
+    uv_timer_start(&a->keepalive, on_finish_early, 0, 0);
 }
 
 bool hsc_answer_writable(hsc_answer_t *a)
@@ -228,6 +278,19 @@ bool hsc_answer_writable(hsc_answer_t *a)
 
 void hsc_answer_end(hsc_answer_t *a)
 {
+    if (a->finished) { /* the responder ended before its cancel: no need for it */
+        complete(a);
+        return;
+    }
+    if (a->oai != NULL) {
+        if (a->carry_len > 0)
+            emit(a, a->carry, a->carry_len);
+        if (!a->finished)
+            HSC_LOG(HSC_LOG_INFO, "req %llu: complete, %u piece(s), %llu bytes",
+                    (unsigned long long)a->req->id, a->pieces, (unsigned long long)a->bytes);
+        complete(a);
+        return;
+    }
     HSC_LOG(HSC_LOG_INFO, "req %llu: complete, %u piece(s), %llu bytes",
             (unsigned long long)a->req->id, a->pieces, (unsigned long long)a->bytes);
     if (a->carry_len > 0)
@@ -247,9 +310,16 @@ void hsc_answer_end(hsc_answer_t *a)
 
 void hsc_answer_fail(hsc_answer_t *a, const char *reason)
 {
+    if (a->finished) { /* the front had ended it already: what failed after does not count */
+        complete(a);
+        return;
+    }
     HSC_LOG(HSC_LOG_WARN, "req %llu: failed after %u piece(s): %s", (unsigned long long)a->req->id,
             a->pieces, reason);
-    if (a->sse) {
+    if (a->oai != NULL) {
+        uv_timer_stop(&a->keepalive);
+        hsc_openai_fail(a, reason);
+    } else if (a->sse) {
         write_event(a, "error", reason, strlen(reason));
         hsc_res_end(a->res);
     } else {
@@ -263,25 +333,27 @@ void hsc_answer_fail(hsc_answer_t *a, const char *reason)
 static void start_answer(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, const char *text,
                          size_t len)
 {
+    hsc_answer_begin(ctx, req, res, text, len, NULL);
+}
+
+void hsc_answer_begin(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, const char *text,
+                      size_t len, struct hsc_oai_answer_s *oai)
+{
+    hsc_answer_t *a = NULL;
+    char *copy = NULL;
     if (ctx->start_rc != 0) {
         hsc_res_error(res, 503, "Retry-After: 1\r\n",
                       "the responder is not available on this thread; retry later", false);
-        return;
-    }
-    if (len == 0) {
+    } else if (len == 0) {
         hsc_res_error(res, 400, NULL, "the request text is empty", false);
-        return;
-    }
-    if (!hsc_utf8_valid(text, len)) {
+    } else if (!hsc_utf8_valid(text, len)) {
         hsc_res_error(res, 400, NULL, "the request text is not valid UTF-8", false);
-        return;
-    }
-    hsc_answer_t *a = calloc(1, sizeof *a);
-    char *copy = malloc(len + 1);
-    if (a == NULL || copy == NULL) {
-        free(a);
-        free(copy);
+    } else if ((a = calloc(1, sizeof *a)) == NULL || (copy = malloc(len + 1)) == NULL) {
         hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+    }
+    if (copy == NULL) {
+        free(a);
+        hsc_openai_free(oai);
         return;
     }
     memcpy(copy, text, len);
@@ -297,8 +369,11 @@ static void start_answer(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, 
     a->responder = ctx->responder;
     uv_timer_init(a->loop, &a->keepalive);
     a->keepalive.data = a;
+    if (oai != NULL) /* from here the answer holds it */
+        hsc_openai_attach(a, oai);
     if (a->responder->admit != NULL && a->responder->admit(a) != 0) {
-        hsc_res_error(res, 503, "Retry-After: 1\r\n",
+        /* OpenAI clients back off and retry on 429; /v1/stream has always said 503 */
+        hsc_res_error(res, a->oai ? 429 : 503, "Retry-After: 1\r\n",
                       "all responders are busy and the queue is full; retry later", false);
         answer_free(a);
         return;
@@ -309,7 +384,8 @@ static void start_answer(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, 
              "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\nX-Request-Id: %llu\r\n",
              (unsigned long long)req->id);
     const char *type = a->sse ? "text/event-stream; charset=utf-8" : "text/plain; charset=utf-8";
-    if (hsc_res_start(res, 200, type, extra, HSC_STREAMING) != 0 || req->head_only) {
+    bool later = a->oai != NULL && !a->sse; /* one JSON answer: its status is known at the end */
+    if (!later && (hsc_res_start(res, 200, type, extra, HSC_STREAMING) != 0 || req->head_only)) {
         hsc_res_end(res);
         answer_free(a);
         return;

@@ -6,7 +6,8 @@
  *
  * Each piece is a line, newline included, so that the plain form (the template's GET included)
  * reads as lines; the SSE form keeps the newline in each event's data (an empty last "data:"
- * line), so that the events' data joined is the plain body (docs/api.md).
+ * line), so that the events' data joined is the plain body (docs/api.md). An answer of the OpenAI
+ * front has at most its max_tokens pieces.
  */
 #include "stream/stream.h"
 
@@ -89,6 +90,8 @@ static int demo_start(hsc_answer_t *a)
         return HSC_ENOMEM;
     d->a = a;
     d->total = a->cfg->max_gen_len;
+    if (a->max_tokens > 0 && a->max_tokens < d->total) /* the OpenAI front's max_tokens */
+        d->total = (unsigned)a->max_tokens;
     a->state = d;
     uv_timer_init(a->loop, &d->timer);
     d->timer.data = d;

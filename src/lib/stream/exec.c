@@ -15,6 +15,12 @@
  * --kill-grace. The process outlives the answer until it has been reaped and every handle is
  * closed; then its slot is released and the next waiting request starts.
  *
+ * The OpenAI front's request JSON (docs/openai.md) goes into a file of its own, in a directory
+ * private to the loop (mode 0700 under $TMPDIR), named by HSC_REQUEST_JSON_FILE: the environment
+ * has a size limit a long conversation would pass, and stdin stays the text alone. The file is
+ * written at spawn (synchronously: a request body is bounded by --max-body-bytes) and removed when
+ * the process is gone; the directory when the loop ends.
+ *
  * Admission: each loop runs at most ceil(--max-processes / loops) processes; further requests
  * wait in a FIFO of ceil(--queue / loops) (their SSE streams get keep-alive comments meanwhile);
  * past that, 503 with Retry-After. From the drain on, waiting requests stay waiting (the drain
@@ -22,9 +28,13 @@
  */
 #include "stream/stream.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One loop's share of --max-processes and --queue. */
 typedef struct exec_loop_s {
@@ -32,13 +42,15 @@ typedef struct exec_loop_s {
     unsigned running, limit; /* processes of this loop, from spawn to the last handle closed */
     hsc_waitq_t queue;
     bool draining;
+    char tmpdir[PATH_MAX - 64]; /* "" until the first request JSON needs it */
 } exec_loop_t;
 
 typedef struct exec_proc_s {
     hsc_proc_t proc; /* first: the process's callbacks find the rest */
     exec_loop_t *el;
-    hsc_answer_t *a;  /* NULL once the answer has ended or the client has gone */
-    char reason[160]; /* set when the answer must fail whatever the exit status */
+    hsc_answer_t *a;          /* NULL once the answer has ended or the client has gone */
+    char reason[160];         /* set when the answer must fail whatever the exit status */
+    char json_file[PATH_MAX]; /* the request JSON's file, removed with the process; "" */
 } exec_proc_t;
 
 static void spawn_next(exec_loop_t *el);
@@ -47,6 +59,8 @@ static void on_freed(uv_handle_t *h)
 {
     exec_proc_t *p = h->data;
     exec_loop_t *el = p->el;
+    if (p->json_file[0] != '\0')
+        unlink(p->json_file);
     free(p);
     el->running--;
     spawn_next(el);
@@ -113,14 +127,65 @@ static const hsc_proc_ops_t exec_ops = {
     .closed = on_closed,
 };
 
+/* The request JSON into a new file of the loop's private directory: 0 or a libuv error. */
+static int write_json(exec_loop_t *el, const hsc_answer_t *a, char *path, size_t cap)
+{
+    size_t len;
+    const char *json = hsc_answer_request_json(a, &len);
+    if (json == NULL)
+        return HSC_ENOMEM;
+    if (el->tmpdir[0] == '\0') {
+        const char *t = getenv("TMPDIR");
+        snprintf(el->tmpdir, sizeof el->tmpdir, "%s/hscd-XXXXXX", t && t[0] ? t : "/tmp");
+        if (mkdtemp(el->tmpdir) == NULL) {
+            int rc = -errno;
+            HSC_LOG(HSC_LOG_ERROR, "cannot create a directory for request files: %s",
+                    strerror(errno));
+            el->tmpdir[0] = '\0';
+            return rc;
+        }
+    }
+    int w = snprintf(path, cap, "%s/req-%llu.json", el->tmpdir, (unsigned long long)a->req->id);
+    if (w < 0 || (size_t)w >= cap)
+        return UV_ENAMETOOLONG;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, json + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int rc = n < 0 ? -errno : UV_EIO;
+            close(fd);
+            unlink(path);
+            return rc;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
 /* Starts a process for `a`: 0, or an error for which the answer has not been touched. */
 static int spawn_for(exec_loop_t *el, hsc_answer_t *a)
 {
     exec_proc_t *p = calloc(1, sizeof *p);
-    char **env = hsc_proc_env(a);
-    if (p == NULL || env == NULL) {
+    if (p == NULL)
+        return HSC_ENOMEM;
+    if (a->oai != NULL) {
+        int rc = write_json(el, a, p->json_file, sizeof p->json_file);
+        if (rc != 0) {
+            free(p);
+            return rc;
+        }
+    }
+    char **env = hsc_proc_env(a, p->json_file[0] ? p->json_file : NULL);
+    if (env == NULL) {
+        if (p->json_file[0] != '\0')
+            unlink(p->json_file);
         free(p);
-        free(env);
         return HSC_ENOMEM;
     }
     p->el = el;
@@ -223,6 +288,9 @@ static void exec_loop_drain(hsc_responder_loop_t *l)
 
 static void exec_loop_free(hsc_responder_loop_t *l)
 {
+    exec_loop_t *el = l->data;
+    if (el->tmpdir[0] != '\0')
+        rmdir(el->tmpdir); /* each file went with its process */
     free(l->data);
 }
 

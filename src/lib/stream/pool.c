@@ -303,6 +303,10 @@ static int send_request(pool_proc_t *p, hsc_answer_t *a)
     char *meta = hsc_proc_meta(a, &meta_len);
     if (meta == NULL)
         return HSC_ENOMEM;
+    if (meta_len > POOL_MAX_FRAME) { /* the OpenAI front's request JSON makes it large */
+        free(meta);
+        return HSC_ETOOBIG;
+    }
     char h1[32], h2[32];
     int n1 = snprintf(h1, sizeof h1, "meta %zu\n", meta_len);
     int n2 = snprintf(h2, sizeof h2, "request %zu\n", a->text_len);
@@ -320,8 +324,8 @@ static void hand_over(pool_proc_t *p, hsc_answer_t *a)
         char reason[160];
         if (rc == HSC_ETOOBIG)
             snprintf(reason, sizeof reason,
-                     "the request text is larger than the pool protocol's %d-byte frame limit",
-                     POOL_MAX_FRAME);
+                     "the request %s is larger than the pool protocol's %d-byte frame limit",
+                     a->text_len > POOL_MAX_FRAME ? "text" : "JSON", POOL_MAX_FRAME);
         else
             snprintf(reason, sizeof reason, "the request could not be sent to pool worker %d: %s",
                      p->proc.worker, hsc_strerror(rc));

@@ -514,22 +514,38 @@ char **hsc_proc_env_base(const hsc_server_config_t *cfg)
     return base_env(cfg, 0, 0, &k, &store);
 }
 
-char **hsc_proc_env(const hsc_answer_t *a)
+char **hsc_proc_env(const hsc_answer_t *a, const char *json_file)
 {
     fields_t f;
     get_fields(a, &f);
+    /* The OpenAI front's three (docs/openai.md): how it was asked, the limit, the whole request. */
+    char front[2][64];
+    const char *extra[3] = {front[0], front[1], json_file};
+    size_t nextra = 0;
+    if (a->api != NULL) {
+        snprintf(front[0], sizeof front[0], "HSC_API=%s", a->api);
+        snprintf(front[1], sizeof front[1], "HSC_MAX_TOKENS=%llu",
+                 (unsigned long long)a->max_tokens);
+        nextra = json_file != NULL ? 3 : 2;
+    }
     size_t bytes = 0;
     for (int i = 0; i < F_COUNT; i++)
         bytes += strlen(field_names[i].env) + 1 + f.n[i] + 1;
+    for (size_t i = 0; i < nextra; i++)
+        bytes += strlen(extra[i]) + sizeof "HSC_REQUEST_JSON_FILE=";
     size_t k;
     char *store;
-    char **env = base_env(a->cfg, F_COUNT, bytes, &k, &store);
+    char **env = base_env(a->cfg, F_COUNT + nextra, bytes, &k, &store);
     for (int i = 0; env != NULL && i < F_COUNT; i++) {
         env[k++] = store;
         store += sprintf(store, "%s=", field_names[i].env);
         memcpy(store, f.v[i], f.n[i]);
         store += f.n[i];
         *store++ = '\0';
+    }
+    for (size_t i = 0; env != NULL && i < nextra; i++) {
+        env[k++] = store;
+        store += sprintf(store, "%s%s", i == 2 ? "HSC_REQUEST_JSON_FILE=" : "", extra[i]) + 1;
     }
     if (env != NULL)
         env[k] = NULL;
@@ -539,12 +555,19 @@ char **hsc_proc_env(const hsc_answer_t *a)
 
 char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
 {
+    size_t json_len = 0;
+    const char *json = a->api != NULL ? hsc_answer_request_json(a, &json_len) : NULL;
+    if (a->api != NULL && json == NULL)
+        return NULL;
     fields_t f;
     get_fields(a, &f);
     /* Before the list: remote_addr, "IP:PORT" as hsc_req_peer() has it, for the workers written
      * when it was the only address field. */
     const char *peer = hsc_req_peer(a->req);
     size_t cap = sizeof "remote_addr=\n" + strlen(peer);
+    if (a->api != NULL) /* the OpenAI front's (docs/openai.md); the JSON is one line */
+        cap +=
+            sizeof "api=completions\nmax_tokens=18446744073709551615\nrequest_json=\n" + json_len;
     for (int i = 0; i < F_COUNT; i++)
         cap += strlen(field_names[i].meta) + 2 + f.n[i];
     char *out = malloc(cap);
@@ -559,6 +582,13 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len)
         o += (size_t)sprintf(out + o, "%s=", field_names[i].meta);
         memcpy(out + o, f.v[i], f.n[i]);
         o += f.n[i];
+        out[o++] = '\n';
+    }
+    if (a->api != NULL) {
+        o += (size_t)sprintf(out + o, "api=%s\nmax_tokens=%llu\nrequest_json=", a->api,
+                             (unsigned long long)a->max_tokens);
+        memcpy(out + o, json, json_len);
+        o += json_len;
         out[o++] = '\n';
     }
     free(f.query);

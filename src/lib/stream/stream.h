@@ -108,6 +108,11 @@ struct hsc_answer_s {
     unsigned char carry[4]; /* SSE: the start of a UTF-8 character cut by the last piece */
     size_t carry_len;
     hsc_wait_t wait; /* in a responder's wait queue (proc.c) while no process is free */
+    /* The OpenAI front (openai.c); all NULL / 0 on /v1/stream. */
+    struct hsc_oai_answer_s *oai;
+    const char *api;     /* "chat" or "completions" */
+    uint64_t max_tokens; /* 0: none */
+    bool finished;       /* ended early by the front (stop sequence, max_tokens): cancel is due */
 };
 
 extern const hsc_responder_t hsc_demo_responder;
@@ -212,9 +217,11 @@ void hsc_proc_name(const hsc_proc_t *p, char *out, size_t cap);
 /**
  * What a responder process learns about its request (docs/responders.md, "The request"): for
  * exec, hscd's environment (less hsc_proc_env_base()'s secrets) plus the request's variables,
- * NULL-terminated, in one allocation (free()); NULL when out of memory.
+ * NULL-terminated, in one allocation (free()); NULL when out of memory. An answer of the OpenAI
+ * front adds HSC_API, HSC_MAX_TOKENS and HSC_REQUEST_JSON_FILE=`json_file` (where its request
+ * JSON was written).
  */
-char **hsc_proc_env(const hsc_answer_t *a);
+char **hsc_proc_env(const hsc_answer_t *a, const char *json_file);
 /**
  * The environment a pool worker starts with: hscd's, less what no responder may see (HSC_*, the
  * variable of --jwt-key-env, any variable holding the key or a token). One allocation (free());
@@ -227,5 +234,33 @@ char *hsc_proc_meta(const hsc_answer_t *a, size_t *len);
 /* Route handlers: /v1/stream and the template's GET /<text>. */
 void hsc_stream_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
 void hsc_legacy_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+
+/* ---- the OpenAI-compatible front (openai.c, docs/openai.md) ---------------------------------- */
+
+/* Route handlers: POST /v1/chat/completions, POST /v1/completions, GET /v1/models. */
+void hsc_openai_chat_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+void hsc_openai_completions_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+void hsc_openai_models_handle(void *ctx, hsc_req_t *req, hsc_res_t *res);
+
+/**
+ * Starts an answer to `text` (answer.c): /v1/stream's path, shared by the front. With `oai`
+ * (taken: freed on every path) the answer is framed by openai.c and errors are JSON.
+ */
+void hsc_answer_begin(hsc_stream_ctx_t *ctx, hsc_req_t *req, hsc_res_t *res, const char *text,
+                      size_t len, struct hsc_oai_answer_s *oai);
+/**
+ * The front has ended the answer (a stop sequence, max_tokens): on the next loop turn the
+ * responder is cancelled and the answer completed, unless the responder ends it first.
+ */
+void hsc_answer_finish_early(hsc_answer_t *a);
+
+/* What answer.c asks of openai.c for an answer with `oai`. */
+void hsc_openai_attach(hsc_answer_t *a, struct hsc_oai_answer_s *o); /* the answer holds it */
+int hsc_openai_emit(hsc_answer_t *a, const char *p, size_t n);       /* text, whole characters */
+void hsc_openai_complete(hsc_answer_t *a); /* the final chunks and [DONE], or the JSON answer */
+void hsc_openai_fail(hsc_answer_t *a, const char *reason); /* an error event, or a JSON error */
+void hsc_openai_free(struct hsc_oai_answer_s *o);
+/* The request JSON, encoded on the first call (NULL: out of memory). */
+const char *hsc_openai_request_json(struct hsc_oai_answer_s *o, size_t *len);
 
 #endif
