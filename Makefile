@@ -14,7 +14,7 @@ PREFIX       ?= /usr/local
 DESTDIR      ?=
 
 .PHONY: all deps build build-asan build-fuzz run test test-unit test-integration test-asan \
-        test-fuzz fuzz bench bench-deps format format-check clean help install deb
+        test-fuzz fuzz bench bench-deps format format-check clean help install deb cluster
 
 all: build
 
@@ -26,6 +26,7 @@ help:
 	@echo "make test-unit | test-integration | test-asan | test-fuzz   one tier"
 	@echo "make fuzz         run each libFuzzer target for FUZZ_SECONDS (60) and sum up"
 	@echo "make bench        hscd against nchan, Pushpin and the floor; writes docs/PERFORMANCE.md"
+	@echo "make cluster      one Redis and three hscd nodes on loopback (docs/cluster.md)"
 	@echo "make format       clang-format the C sources"
 	@echo "make install      install under PREFIX (/usr/local), into DESTDIR if set (docs/operations.md)"
 	@echo "make deb          Debian packages into $(BUILD)/deb, checked by lintian"
@@ -50,6 +51,10 @@ build-fuzz: deps
 
 run: build
 	$(BUILD)/hscd --listen $(LISTEN) --data-dir $(BUILD)/hsc-data $(ARGS)
+
+# One redis-server and three hscd nodes sharing it, on free loopback ports; Ctrl-C stops them.
+cluster: build
+	@HSCD=$(BUILD)/hscd scripts/cluster.sh -- $(ARGS)
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_ARGS) -L unit

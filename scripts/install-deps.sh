@@ -17,6 +17,8 @@ packages=(
     nodejs            # the npm eventsource client (tests/js, scripts/install-js.sh)
     chromium          # headless browser for tests/integration/test_browser.py
     nginx             # a real front end for tests/integration/test_smuggling.py
+    redis-server redis-tools  # cluster mode's tests and `make cluster` (docs/cluster.md)
+    libhiredis-dev    # the Redis protocol (command formatting, reply reader) for --redis
 )
 
 missing=()
@@ -35,8 +37,8 @@ else
     SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Debian's nginx starts its service (on port 80) when installed; the tests start their own on
-# loopback. A policy-rc.d that answers 101 ("action forbidden") keeps every service from starting
+# Debian's nginx and redis-server start their services (on ports 80 and 6379) when installed;
+# the tests start their own on loopback. A policy-rc.d that answers 101 ("action forbidden") keeps every service from starting
 # during the install; it is removed afterwards, and one that was already there is left alone.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then

@@ -73,6 +73,8 @@ typedef struct hsc_server_config_s {
     unsigned channel_create_burst; /* ... at once, after a pause (the bucket's size) */
     unsigned max_subscription_channels; /* channels in one subscription; past it 400 */
     uint64_t retry_ms;                  /* the "retry:" sent to subscribers (plus jitter) */
+    const char *redis;              /* cluster mode: the Redis URL (docs/cluster.md); NULL: off */
+    const char *redis_password_env; /* the environment variable holding Redis's password */
     const char *cors_origin; /* comma-separated origins allowed cross-origin, "*" for any; NULL */
     int cors_credentials;    /* the exact cors_origin origins may send cookies (not "*") */
     /* Authorization (docs/security.md); all NULL / 0: everyone may do everything. */
@@ -107,6 +109,9 @@ enum {
 };
 
 typedef struct hsc_server_s hsc_server_t;
+
+/** Checks a Redis URL for `redis` (docs/cluster.md): 0, or HSC_EINVAL with *why (static). */
+HSC_EXPORT int hsc_redis_url_check(const char *url, const char **why);
 
 /** Parses "error", "warn", "notice", "info" or "debug". Returns 0 or HSC_EINVAL. */
 HSC_EXPORT int hsc_log_level_parse(const char *s, hsc_log_level_t *out);

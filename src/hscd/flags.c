@@ -49,6 +49,8 @@ static int set_data_dir(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
                         uint64_t n);
 static int set_fsync(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
+static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n);
 static int show_help(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                      uint64_t n);
 static int show_version(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
@@ -154,6 +156,17 @@ static const hscd_flag_t flags[] = {
              "subscribers goes, 503 when all have subscribers",
      .default_shown = "10000", FIELD(max_channels),
      .min = 1, .max = 100000000, .fix = "a positive number of channels"},
+    {.name = "redis", .arg = HSCD_ARG_STRING, .metavar = "URL", .group = HSCD_GROUP_CHANNELS,
+     .help = "cluster mode: ids, history and fan-out through Redis, shared by every node "
+             "given the same URL: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH "
+             "(docs/cluster.md)",
+     .handler = set_redis,
+     .fix = "a URL such as redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"},
+    {.name = "redis-password-env", .arg = HSCD_ARG_STRING, .metavar = "VAR",
+     .group = HSCD_GROUP_CHANNELS,
+     .help = "Redis's password, read from environment variable VAR (not visible in ps)",
+     .handler = set_redis,
+     .fix = "the name of an environment variable"},
     {.name = "channel-create-rate", .arg = HSCD_ARG_UNSIGNED, .metavar = "N",
      .group = HSCD_GROUP_CHANNELS,
      .help = "new channels one client (JWT subject, else address) may create per second; past "
@@ -591,6 +604,39 @@ static int set_log_format(hscd_flags_t *fl, const hscd_flag_t *f, const char *fl
     if (hsc_log_format_parse(value, &format) != 0)
         return bad_value(flag, value, f->fix);
     fl->log_format = format;
+    return 0;
+}
+
+/*
+ * --redis is checked here, so that a bad URL is refused with its reason before anything starts
+ * (never echoed: it may hold a password); --redis-password-env names a variable that must be set.
+ */
+static int set_redis(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                     uint64_t n)
+{
+    (void)n;
+    if (strcmp(f->name, "redis") == 0) {
+        const char *why = "";
+        if (hsc_redis_url_check(value, &why) != 0) {
+            fprintf(stderr, "hscd: %s: %s (use %s)\n", flag, why, f->fix);
+            return HSC_EINVAL;
+        }
+        size_t i = (size_t)(f - flags);
+        free(fl->copies[i]);
+        fl->copies[i] = copy_or_abort(value);
+        fl->cfg.redis = fl->copies[i];
+        return 0;
+    }
+    const char *pw = *value ? getenv(value) : NULL;
+    if (pw == NULL || *pw == '\0') {
+        fprintf(stderr, "hscd: %s: the environment variable '%s' is not set or empty\n", flag,
+                value);
+        return HSC_EINVAL;
+    }
+    size_t i = (size_t)(f - flags);
+    free(fl->copies[i]);
+    fl->copies[i] = copy_or_abort(value);
+    fl->cfg.redis_password_env = fl->copies[i];
     return 0;
 }
 

@@ -59,6 +59,8 @@ static void fail_engine(hsc_hub_t *hub, hsc_res_t *res, int rc, uint64_t retry_m
         snprintf(why, sizeof why, "journal behind: too much waiting to be written");
     else if (rc == HSC_ESTATE)
         snprintf(why, sizeof why, "shutting down");
+    else if (rc == HSC_ECLOSED) /* the Redis engine (docs/cluster.md) */
+        snprintf(why, sizeof why, "the engine's store is unreachable (Redis): try again");
     else /* the journal could not write (docs/internals/journal.md) */
         snprintf(why, sizeof why, "journal: cannot write to --data-dir (%s)", hsc_strerror(rc));
     fail(res, 503, why);

@@ -297,6 +297,49 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     if (srv->journal != NULL)
         put_journal(&o, srv->journal);
     put_process(&o, srv);
+    hsc_redis_status_t rs;
+    if (hsc_redis_status(srv->engine, &rs))
+        put(&o,
+            "# HELP hsc_redis_up Whether both Redis connections (commands, pub/sub) are up.\n"
+            "# TYPE hsc_redis_up gauge\n"
+            "hsc_redis_up %d\n"
+            "# HELP hsc_redis_connection_up Each Redis connection's state.\n"
+            "# TYPE hsc_redis_connection_up gauge\n"
+            "hsc_redis_connection_up{connection=\"command\"} %d\n"
+            "hsc_redis_connection_up{connection=\"pubsub\"} %d\n"
+            "# HELP hsc_redis_reconnects_total Connections to Redis attempted after a failure.\n"
+            "# TYPE hsc_redis_reconnects_total counter\n"
+            "hsc_redis_reconnects_total %llu\n"
+            "# HELP hsc_redis_timeouts_total Redis commands or connects that missed their "
+            "deadline.\n"
+            "# TYPE hsc_redis_timeouts_total counter\n"
+            "hsc_redis_timeouts_total %llu\n"
+            "# HELP hsc_redis_catchups_total Stream range reads after a hole or a reconnect.\n"
+            "# TYPE hsc_redis_catchups_total counter\n"
+            "hsc_redis_catchups_total %llu\n"
+            "# HELP hsc_redis_subscribes_total Subscriptions, by where their replay came from.\n"
+            "# TYPE hsc_redis_subscribes_total counter\n"
+            "hsc_redis_subscribes_total{from=\"node\"} %llu\n"
+            "hsc_redis_subscribes_total{from=\"redis\"} %llu\n"
+            "# HELP hsc_redis_commands_in_flight Commands sent to Redis and not answered yet.\n"
+            "# TYPE hsc_redis_commands_in_flight gauge\n"
+            "hsc_redis_commands_in_flight %llu\n",
+            rs.cmd_up && rs.pubsub_up, rs.cmd_up, rs.pubsub_up, (unsigned long long)rs.reconnects,
+            (unsigned long long)rs.timeouts, (unsigned long long)rs.catchups,
+            (unsigned long long)rs.local_subs, (unsigned long long)rs.read_subs,
+            (unsigned long long)rs.in_flight);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                  "Cache-Control: no-store\r\n", body, o.len);
+}
+
+/* /healthz: 503 with the reason while the engine's store (Redis) is unreachable, else site/'s. */
+void hsc_server_healthz_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
+{
+    hsc_server_t *srv = ctx;
+    hsc_redis_status_t rs;
+    if (hsc_redis_status(srv->engine, &rs) && rs.why != NULL) {
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", rs.why, false);
+        return;
+    }
+    hsc_healthz_handle(NULL, req, res);
 }

@@ -27,7 +27,7 @@ static const hsc_route_t routes[] = {
     {"/v1/admin/channels", ALL_GET, hsc_admin_channels_handle, CTX_HUB},
     {"/v1/admin/channel", ALL_GET, hsc_admin_channel_handle, CTX_HUB},
     {"/v1/admin/disconnect", HSC_M_POST, hsc_admin_disconnect_handle, CTX_HUB},
-    {"/healthz", ALL_GET, hsc_healthz_handle, CTX_NONE},
+    {"/healthz", ALL_GET, hsc_server_healthz_handle, CTX_SERVER},
     {"/metrics", ALL_GET, hsc_metrics_handle, CTX_SERVER},
     {"/", ALL_GET, hsc_static_handle, CTX_NONE},
 };

@@ -356,8 +356,9 @@ static int copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
     if (c->listen == NULL)
         c->listen = "127.0.0.1:8000";
     const char **strings[] = {
-        &c->listen,       &c->exec,        &c->cors_origin, &c->publish_token, &c->subscribe_token,
-        &c->stream_token, &c->admin_token, &c->jwt_key_env, &c->data_dir};
+        &c->listen,          &c->exec,         &c->cors_origin,       &c->publish_token,
+        &c->subscribe_token, &c->stream_token, &c->admin_token,       &c->jwt_key_env,
+        &c->data_dir,        &c->redis,        &c->redis_password_env};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         srv->owned[i] = NULL;
@@ -599,7 +600,9 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     uv_mutex_init(&srv->snap_lock);
     srv->snap_lock_ready = true;
     if ((rc = snapshot_new(&srv->cfg, &srv->snap)) != 0 ||
-        (rc = hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
+        (rc = srv->cfg.redis != NULL
+                  ? hsc_redis_engine_new(&srv->cfg, srv->nworkers, &srv->engine)
+                  : hsc_memory_engine_new(&srv->cfg, srv->nworkers, &srv->engine)) != 0 ||
         (rc = hsc_ratelimit_new(srv->cfg.channel_create_rate, srv->cfg.channel_create_burst,
                                 HSC_RATELIMIT_CLIENTS, &srv->create_limit)) != 0) {
         hsc_server_free(srv);
@@ -612,8 +615,10 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
         hsc_server_free(srv);
         return rc;
     }
-    /* After the address: a start that fails there never touches the data directory. */
-    if (srv->cfg.data_dir != NULL && strcmp(srv->cfg.data_dir, "none") != 0 &&
+    /* After the address: a start that fails there never touches the data directory. In cluster
+     * mode Redis holds ids and history: no journal (docs/cluster.md). */
+    if (srv->cfg.redis == NULL && srv->cfg.data_dir != NULL &&
+        strcmp(srv->cfg.data_dir, "none") != 0 &&
         (rc = hsc_journal_open(&srv->cfg, srv->engine, &srv->journal)) != 0) {
         hsc_server_free(srv);
         return rc;

@@ -7,6 +7,7 @@
 
 #include "pubsub/journal.h"
 #include "pubsub/pubsub.h"
+#include "pubsub/redis.h"
 #include "site/site.h"
 #include "stream/stream.h"
 
@@ -46,7 +47,7 @@ struct hsc_worker_s {
 
 struct hsc_server_s {
     hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
-    char *owned[9];
+    char *owned[11];
     void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
@@ -90,5 +91,7 @@ extern const hsc_http_owner_t hsc_routes_owner;
 /* ---- /metrics (metrics.c) -------------------------------------------------------------------- */
 
 void hsc_metrics_handle(void *srv, hsc_req_t *req, hsc_res_t *res);
+/** /healthz: 503 with the reason while Redis is unreachable (cluster mode), else "ok". */
+void hsc_server_healthz_handle(void *srv, hsc_req_t *req, hsc_res_t *res);
 
 #endif
