@@ -510,6 +510,36 @@ class Compaction(JournalCase):
     def test_disk_stays_bounded_and_history_survives_always(self):
         self.check_compaction("always")
 
+    def test_over_the_bound_compacts_without_a_full_segment(self):
+        # Segments over 2 x history + one segment must be compacted at the next write, not only
+        # at the moment a segment fills: under load, publishes overshoot the segment being closed
+        # (with batch and off they go on while the next one is created), and the segment after
+        # the last check may never fill. Here deterministically: a journal written with 64 MiB
+        # segments, reopened with 4 KiB ones, gets a few events that fill no segment.
+        d = self.data_dir()
+        srv = self.launch(d, "--history", "10")
+        p = self.publisher(srv)
+        for i in range(300):
+            p.publish("b%d" % (i % 3), "event %d %s" % (i, "y" * 80))
+        p.close()
+        self.stop_ok(srv)
+        big = segments(d)
+        self.assertEqual(len(big), 1)
+        args = ["--journal-segment-size", "4k", "--history", "10"]
+        srv = self.launch(d, *args)
+        p = self.publisher(srv)
+        for i in range(3):
+            p.publish("b0", "small %d" % i)
+        self.assertTrue(wait_for(lambda: metric(srv, "hsc_journal_compactions_total") >= 1, 10),
+                        "journal %d bytes, history %d bytes"
+                        % (metric(srv, "hsc_journal_bytes"), metric(srv, "hsc_history_bytes")))
+        self.assertTrue(wait_for(lambda: not os.path.exists(os.path.join(d, big[0])), 10),
+                        segments(d))
+        m = metrics(srv)
+        self.assertLessEqual(m["hsc_journal_bytes"], 2 * m["hsc_history_bytes"] + 2 * 4096)
+        p.close()
+        self.stop_ok(srv)
+
     def check_compaction(self, fsync):
         d = self.data_dir()
         args = ["--journal-segment-size", "4k", "--history", "10", "--fsync", fsync]

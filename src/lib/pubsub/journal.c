@@ -33,9 +33,10 @@
  * publishes answer 503 with the reason, subscribers go on, and the next group tries again, so
  * the journal recovers by itself once space returns. Nothing acknowledged is lost.
  *
- * Compaction: when the closed segments hold more than twice what history holds (and at least
- * one segment), the writer writes what history still holds into a new segment and deletes the
- * old ones (docs/internals/journal.md states the disk bound).
+ * Compaction: when the segments hold more than twice what history holds plus one segment, the
+ * writer writes what history still holds into a new segment and deletes the old ones
+ * (docs/internals/journal.md states the disk bound). It looks when a segment fills and when a
+ * write takes the segments past the bound it last saw (maintain()).
  */
 #include "pubsub/journal_int.h"
 
@@ -280,7 +281,8 @@ int hsc_journal_write(hsc_journal_t *j, const hsc_publish_t *p, uint64_t seq, ui
             if (!j->dirty && j->mode == HSC_FSYNC_BATCH)
                 what |= KICK_DIRTY;
             j->dirty = true;
-            if (s->bytes >= j->seg_max && !j->full_kicked) {
+            if (!j->full_kicked &&
+                (s->bytes >= j->seg_max || atomic_load(&j->st_bytes) > j->compact_at)) {
                 j->full_kicked = true;
                 what |= KICK_FULL;
             }
@@ -380,7 +382,7 @@ static int snap_visit(void *ctx, unsigned kind, const char *name, size_t len, ui
  * crash before the rename leaves the old segments (compact.tmp is removed on start); after it,
  * both are replayed and what history already holds is ignored.
  */
-static void compact(hsc_journal_t *j)
+static int compact(hsc_journal_t *j)
 {
     uv_mutex_lock(&j->fmu);
     uint64_t last = j->segs[j->nsegs - 1].num;
@@ -396,7 +398,7 @@ static void compact(hsc_journal_t *j)
             close(s.next_fd);
             unlinkat(j->dirfd, name, 0);
         }
-        return;
+        return rc ? rc : HSC_ENOMEM;
     }
     hsc_jseg_header(s.buf);
     s.len = HSC_JSEG_HEADER_LEN;
@@ -416,7 +418,7 @@ static void compact(hsc_journal_t *j)
     if (s.rc != 0) {
         HSC_LOG(HSC_LOG_WARN, "journal: compaction skipped: %s", hsc_strerror(s.rc));
         free(s.buf);
-        return;
+        return s.rc;
     }
     char name[SEG_NAME_LEN + 1];
     hsc_journal_seg_name(name, last + 1);
@@ -434,7 +436,7 @@ static void compact(hsc_journal_t *j)
     if (rc != 0) {
         HSC_LOG(HSC_LOG_WARN, "journal: compaction failed: %s", hsc_strerror(rc));
         unlinkat(j->dirfd, "compact.tmp", 0);
-        return;
+        return rc;
     }
     atomic_fetch_add(&j->st_fsyncs, 2);
     /* The list: the snapshot in place of the segments before the cut, then the newer ones. */
@@ -461,14 +463,28 @@ static void compact(hsc_journal_t *j)
     atomic_fetch_add(&j->st_segments, 1);
     atomic_fetch_add(&j->st_compactions, 1);
     HSC_LOG(HSC_LOG_INFO, "journal: compacted %" PRIu64 " bytes into %zu", removed, s.len);
+    return 0;
 }
 
 /*
- * A full segment: compaction when the segments hold more than 2 x history + one segment, else
- * the next segment begins. Again while the segment being written is full: direct writes go on
- * while this runs.
+ * Looks after the segments: compaction when they hold more than 2 x history + one segment, else
+ * the next segment when the one written is full. Looked at when a segment fills and also when
+ * the segments grow past compact_at (the bound when the writer last looked), so a journal over
+ * its bound is compacted at the next write even when no segment fills again: with batch and off,
+ * publishes go on writing into the old segment while the next one is created (two fsyncs), so
+ * the bytes found at the moment a segment is full vary with the load, and a segment that was not
+ * full may be the last one for a long time. Every path ends with full_kicked cleared (writes tell
+ * the writer again) or returns non-zero (it failed: the writer retries after a while).
  */
-static void maintain(hsc_journal_t *j)
+static int maintain_failed(hsc_journal_t *j, int rc)
+{
+    uv_mutex_lock(&j->fmu);
+    j->full_kicked = true; /* writes leave it to the writer's retry rather than kick at once */
+    uv_mutex_unlock(&j->fmu);
+    return rc;
+}
+
+static int maintain(hsc_journal_t *j)
 {
     for (int round = 0; round < 8; round++) {
         uv_mutex_lock(&j->fmu);
@@ -476,21 +492,37 @@ static void maintain(hsc_journal_t *j)
         uint64_t total = 0, last = j->segs[j->nsegs - 1].num;
         for (size_t i = 0; i < j->nsegs; i++)
             total += j->segs[i].bytes;
+        if (!full && total <= j->compact_at) {
+            j->full_kicked = false;
+            uv_mutex_unlock(&j->fmu);
+            return 0;
+        }
         uv_mutex_unlock(&j->fmu);
-        if (!full)
-            return;
+        /* Not under fmu: direct writes take it inside the engine's lock. */
         hsc_engine_stats_t es;
         hsc_engine_stats(j->engine, &es);
-        if (total > 2 * (uint64_t)es.history_bytes + j->seg_max) {
-            compact(j);
+        uint64_t bound = 2 * (uint64_t)es.history_bytes + j->seg_max;
+        if (total > bound) {
+            int rc = compact(j);
+            if (rc != 0)
+                return maintain_failed(j, rc); /* logged */
             continue;
         }
+        uv_mutex_lock(&j->fmu);
+        j->compact_at = bound;
+        uv_mutex_unlock(&j->fmu);
+        if (!full)
+            continue; /* looked again with the new mark */
         int rc = seg_begin(j, last + 1);
         if (rc != 0) {
             HSC_LOG(HSC_LOG_WARN, "journal: cannot begin a new segment: %s", hsc_strerror(rc));
-            return;
+            return maintain_failed(j, rc);
         }
     }
+    uv_mutex_lock(&j->fmu);
+    j->full_kicked = false; /* still busy: the next write tells the writer again */
+    uv_mutex_unlock(&j->fmu);
+    return 0;
 }
 
 /*
@@ -506,19 +538,23 @@ static void writer_main(void *arg)
     hsc_jpending_t **vspare = NULL;
     size_t vspare_cap = 0;
     uint64_t deadline = 0; /* batch: when the unsynced writes must be synced; 0: none */
+    uint64_t retry = 0;    /* when maintain() failed: when it is tried again; 0: none */
     uv_mutex_lock(&j->qmu);
     for (;;) {
         uint64_t now = uv_hrtime();
         if ((j->kick & KICK_DIRTY) && deadline == 0)
             deadline = now + j->interval_ns;
-        bool full = (j->kick & KICK_FULL) != 0;
+        bool full = (j->kick & KICK_FULL) != 0 || (retry != 0 && now >= retry && !j->stop);
         j->kick = 0;
         bool sync_now = deadline != 0 && (now >= deadline || j->stop);
         if (j->qn == 0 && !full && !sync_now) {
             if (j->stop)
                 break;
-            if (deadline != 0)
-                uv_cond_timedwait(&j->qcond, &j->qmu, deadline - now);
+            uint64_t until = deadline;
+            if (retry != 0 && (until == 0 || retry < until))
+                until = retry;
+            if (until != 0)
+                uv_cond_timedwait(&j->qcond, &j->qmu, until - now);
             else
                 uv_cond_wait(&j->qcond, &j->qmu);
             continue;
@@ -541,7 +577,7 @@ static void writer_main(void *arg)
             sync_active(j);
         }
         if (n > 0 || full)
-            maintain(j);
+            retry = maintain(j) == 0 ? 0 : uv_hrtime() + 1000000000u;
         spare = buf;
         spare_cap = cap;
         vspare = v;

@@ -40,9 +40,12 @@ struct hsc_journal_s {
     seg_t *segs;
     size_t nsegs, segs_cap;
     int fd;
-    bool dirty;       /* written since the last fdatasync */
-    bool full_kicked; /* the writer was told the segment is full */
-    char *dbuf;       /* a direct write's record */
+    bool dirty;          /* written since the last fdatasync */
+    bool full_kicked;    /* the writer was told to look (the segment is full, or compact_at) */
+    uint64_t compact_at; /* the segments' bytes past which the writer looks again for compaction
+                          * (2 x history + one segment when it last looked), although the
+                          * segment written is not full */
+    char *dbuf;          /* a direct write's record */
     size_t dcap;
     /* The queue, under qmu: records encoded back to back, and their publishes (always); and
      * what direct writes tell the writer thread (kick). */
