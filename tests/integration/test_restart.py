@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -353,7 +354,11 @@ class SocketActivation(ServerTestCase):
         """hscd with `sock` as descriptor 3 and LISTEN_FDS=1, LISTEN_PID its own pid."""
         fd = sock.fileno()
         cmd = 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$0" "$@"'
-        return subprocess.Popen(["/bin/sh", "-c", cmd, binary(), "--threads", "2"],
+        if not hasattr(self, "data_dir"):  # one journal for the restarts, never the cwd's
+            self.data_dir = tempfile.mkdtemp(prefix="hscd-data-")
+            self.addCleanup(shutil.rmtree, self.data_dir, True)
+        return subprocess.Popen(["/bin/sh", "-c", cmd, binary(), "--threads", "2",
+                                 "--data-dir", self.data_dir],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 pass_fds=(3,), preexec_fn=lambda: os.dup2(fd, 3))
 
