@@ -63,6 +63,7 @@ void hsc_buf_shrink(hsc_buf_t *b);
 
 typedef struct hsc_frame_s {
     atomic_uint refs;
+    uint64_t born_ns; /* an event's: when the engine took its publish (uv_hrtime()); else 0 */
     size_t len;
     char data[];
 } hsc_frame_t;
