@@ -10,6 +10,8 @@ Proves that:
   reconnect with Last-Event-ID when the old process ends their stream (a parting `retry:`), all
   through two hand-overs in a row with the journal on: no refused connection, every acknowledged
   publish received by every subscriber exactly once and in order, no hsc.gap;
+- a SIGHUP or SIGUSR2 reaching the successor while it waits for the journal's directory does not
+  end it (their default action): it serves once the old one has drained;
 - a successor that cannot start (its configuration file became bad) exits, and the old process
   keeps serving;
 - systemd socket activation (LISTEN_FDS, LISTEN_PID): hscd serves on the socket it is given,
@@ -331,6 +333,30 @@ class HandOver(ServerTestCase):
             # Publishes answered 503 or cut off were not acknowledged; one may still have been
             # taken (the answer lost with the connection), never more than the retries.
             self.assertLessEqual(len(ids) - len(acked), sum(p.retried for p in pubs))
+
+    def test_signals_while_the_successor_waits_for_the_data_directory(self):
+        # A long answer keeps the old process draining (up to --drain-timeout), so the successor
+        # waits for the journal's directory; a SIGHUP or SIGUSR2 then must not end it (their
+        # default action), since the old one is already on its way out.
+        srv = self.start("--threads", "2", "--max-gen-len", "200", "--interval", "50ms",
+                         "--drain-timeout", "2s")
+        self.addCleanup(self.stop_successors, srv)
+        with RawConn(srv.port) as c:
+            c.request("GET", "/v1/stream?q=" + urllib.parse.quote("a b"))
+            c.read_response(head_only=True)
+            srv.send_signal(signal.SIGUSR2)
+            self.wait_log(srv, "waiting for the previous hscd to let go", 1)
+            pid = int(re.findall(r"SIGUSR2: started pid (\d+)", srv.log())[-1])
+            os.kill(pid, signal.SIGHUP)
+            os.kill(pid, signal.SIGUSR2)
+            self.assertEqual(srv.proc.wait(30 * SLOW), 0)
+        self.wait_log(srv, "listening on", 2)
+        with RawConn(srv.port) as c:
+            c.request("GET", "/healthz")
+            self.assertEqual(c.read_response().body, b"ok\n")
+        self.assertEqual(srv.log().count("SIGUSR2: started pid"), 1)  # the successor's was ignored
+        os.kill(pid, signal.SIGTERM)
+        self.wait_log(srv, "notice: stopped", 2)
 
     def test_failed_successor_leaves_the_old_one_serving(self):
         fd, path = tempfile.mkstemp(prefix="hscd-", suffix=".conf")
