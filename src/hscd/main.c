@@ -67,6 +67,11 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a journal past RLIMIT_FSIZE: the write fails, publishes get 503 */
+    /* Until hsc_server_run() handles them: their default action would end the process. In a
+     * hand-over with a journal that is while the predecessor already drains and this process
+     * waits for the data directory: a reload or hand-over asked meanwhile would leave nobody. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     int inherited[256];
     pid_t old_pid;
     unsigned ninherited = hscd_inherited_fds(inherited, 256, &old_pid);

@@ -6,7 +6,10 @@ Proves that:
 - the time to the first piece and the answer's duration are Prometheus histograms: cumulative
   `_bucket{le=...}` lines ending in `le="+Inf"`, equal to `_count`, and a `_sum` in seconds;
 - the responder queue depth is a gauge of the answers waiting for an exec process now;
-- a pool worker that crashes is restarted, and the restart is counted.
+- a pool worker that crashes is restarted, and the restart is counted;
+- publish to delivery (hsc_publish_delivery_seconds) is a histogram with one observation per
+  event and loop that wrote it to subscribers: not per subscriber, none for an event nobody
+  subscribed to.
 Values are compared before and after; nothing here asserts a duration.
 """
 
@@ -198,3 +201,72 @@ class Counters(ServerTestCase):
         m = scrape(self, srv)
         self.check_answers(m, "callback", 1, 1, 0, 0)
         self.assertEqual(value(m, "hsc_answer_duration_seconds_count", "callback"), 1)
+
+
+def subscribe(srv, channel):
+    """A subscription on a raw socket, returned once the server registered it (its preamble)."""
+    s = socket.create_connection((HOST, srv.port), timeout=10 * SLOW)
+    s.sendall(("GET /v1/events?channel=%s HTTP/1.1\r\nHost: x\r\n\r\n" % channel).encode())
+    buf = b""
+    while b": hsc " not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("closed: %r" % buf)
+        buf += chunk
+    return s
+
+
+def publish(srv, channel, data):
+    c = http.client.HTTPConnection(HOST, srv.port, timeout=10 * SLOW)
+    c.request("POST", "/v1/events?channel=" + channel, body=data.encode())
+    r = c.getresponse()
+    r.read()
+    c.close()
+    if r.status != 200:
+        raise AssertionError("publish to %s: %d" % (channel, r.status))
+
+
+class PublishDelivery(ServerTestCase):
+    def delivery(self, srv):
+        m = scrape(self, srv)
+        self.assertEqual(m["types"]["hsc_publish_delivery_seconds"], "histogram")
+        return (value(m, "hsc_publish_delivery_seconds_count"),
+                value(m, "hsc_publish_delivery_seconds_bucket", le="1"),
+                value(m, "hsc_publish_delivery_seconds_sum"),
+                value(m, "hsc_events_delivered_total"))
+
+    def test_one_observation_per_event_and_loop(self):
+        srv = self.start("--threads", "1")
+        self.assertEqual(self.delivery(srv), (0, 0, 0, 0))
+        subs = [subscribe(srv, "a") for _ in range(3)] + [subscribe(srv, "b")]
+        try:
+            for i in range(5):
+                publish(srv, "a", "a%d" % i)
+            for i in range(2):
+                publish(srv, "b", "b%d" % i)
+            for i in range(3):
+                publish(srv, "c", "c%d" % i)  # no subscriber: delivered to no one
+            self.assertTrue(wait_for(lambda: self.delivery(srv)[3] == 5 * 3 + 2, 10))
+            count, under_1s, total, _ = self.delivery(srv)
+            self.assertEqual(count, 5 + 2)  # per event and loop, not per subscriber
+            self.assertEqual(under_1s, count)  # a local delivery takes well under a second
+            self.assertGreater(total, 0)
+            self.assertLess(total, count * 1.0)
+            publish(srv, "b", "b2")
+            self.assertTrue(wait_for(lambda: self.delivery(srv)[0] == 8, 10))
+        finally:
+            for s in subs:
+                s.close()
+
+    def test_summed_over_loops(self):
+        srv = self.start("--threads", "2")
+        subs = [subscribe(srv, "a") for _ in range(8)]  # on one loop or both
+        try:
+            for i in range(4):
+                publish(srv, "a", "a%d" % i)
+            self.assertTrue(wait_for(lambda: self.delivery(srv)[3] == 4 * 8, 10))
+            count = self.delivery(srv)[0]
+            self.assertIn(count, (4, 8))  # 4 events, once per loop with subscribers
+        finally:
+            for s in subs:
+                s.close()

@@ -63,6 +63,7 @@ void hsc_buf_shrink(hsc_buf_t *b);
 
 typedef struct hsc_frame_s {
     atomic_uint refs;
+    uint64_t born_ns; /* an event's: when the engine took its publish (uv_hrtime()); else 0 */
     size_t len;
     char data[];
 } hsc_frame_t;
@@ -87,5 +88,24 @@ uint64_t hsc_siphash(const unsigned char key[HSC_SIPHASH_KEY], const void *data,
     atomic_store_explicit(&(counter),                                                              \
                           atomic_load_explicit(&(counter), memory_order_relaxed) + (n),            \
                           memory_order_relaxed)
+
+/* ---- duration histograms (timing.c) -------------------------------------------------------- */
+
+/** Upper bounds (seconds) of the histograms' buckets, then +Inf (docs/api.md). */
+#define HSC_TIMING_BUCKETS 14
+extern const double hsc_timing_bounds[HSC_TIMING_BUCKETS];
+
+/**
+ * A histogram of durations, per loop: each observation goes into the first bucket whose bound
+ * it does not exceed (the last, HSC_TIMING_BUCKETS, is +Inf); /metrics sums the loops and makes
+ * the counts cumulative. Written by its loop's thread only, read by /metrics on any thread.
+ */
+typedef struct hsc_timing_s {
+    atomic_uint_fast64_t bucket[HSC_TIMING_BUCKETS + 1];
+    atomic_uint_fast64_t sum_us; /* the observations' sum, in microseconds */
+} hsc_timing_t;
+
+/** Records one duration (nanoseconds) on the histogram's own loop. */
+void hsc_timing_observe(hsc_timing_t *t, uint64_t ns);
 
 #endif

@@ -14,6 +14,7 @@ hsc_frame_t *hsc_frame_try_new(size_t len)
     if (f == NULL)
         return NULL;
     atomic_init(&f->refs, 1);
+    f->born_ns = 0;
     f->len = len;
     return f;
 }

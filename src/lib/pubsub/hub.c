@@ -270,11 +270,19 @@ static void on_inbox(uv_async_t *a)
                 batch_push(hub, s, d->chan->tag, &touched);
             }
             batch_push(hub, s, d->frame, &touched);
+            d->hit = true;
         }
     }
     batch_send(hub, &touched);
     run_calls(&calls, SIZE_MAX);
+    uint64_t now = 0; /* one clock read per batch, and only when something went out */
     for (size_t i = 0; i < n; i++) {
+        if (v[i].hit && v[i].frame->born_ns != 0) {
+            if (now == 0)
+                now = uv_hrtime();
+            hsc_timing_observe(&hub->st_publish_delivery,
+                               now > v[i].frame->born_ns ? now - v[i].frame->born_ns : 0);
+        }
         hsc_frame_unref(v[i].frame);
         hsc_engine_release(hub->engine, v[i].chan);
     }
@@ -302,7 +310,7 @@ static bool hub_deliver(void *ctx, hsc_chan_t *chan, uint64_t seq, hsc_frame_t *
         hub->inbox = v;
         hub->inbox_cap = cap;
     }
-    hub->inbox[hub->inbox_n++] = (hsc_delivery_t){chan, hsc_frame_ref(f), seq};
+    hub->inbox[hub->inbox_n++] = (hsc_delivery_t){chan, hsc_frame_ref(f), seq, false};
     uv_mutex_unlock(&hub->mu);
     return true;
 }

@@ -433,6 +433,8 @@ static int publish_journaled(memory_t *m, hsc_publish_t *p)
         uint64_t seq = m->seq + 1;
         hsc_event_id_format(p->id, m->epoch, seq);
         f = hsc_event_frame_new(p->type, p->id, p->data, p->len);
+        if (f != NULL)
+            f->born_ns = uv_hrtime(); /* hsc_publish_delivery_seconds starts here */
         *pe = (hsc_jpending_t){.p = p, .chan = &ch->pub, .frame = f, .seq = seq};
         if (f == NULL)
             rc = HSC_ENOMEM;
@@ -473,6 +475,8 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         uint64_t seq = m->seq + 1;
         hsc_event_id_format(p->id, m->epoch, seq);
         f = hsc_event_frame_new(p->type, p->id, p->data, p->len);
+        if (f != NULL)
+            f->born_ns = uv_hrtime(); /* hsc_publish_delivery_seconds starts here */
         if (f == NULL) {
             rc = HSC_ENOMEM;
         } else if (m->journal != NULL &&

@@ -54,6 +54,7 @@ typedef struct hsc_delivery_s {
     hsc_chan_t *chan;
     hsc_frame_t *frame;
     uint64_t seq;
+    bool hit; /* on_inbox(): written to (or queued for) one of the hub's subscribers at least */
 } hsc_delivery_t;
 
 /**
@@ -87,6 +88,9 @@ typedef struct hsc_hub_s {
     atomic_uint_fast64_t st_delivered, st_slow_dropped, st_resumes, st_missed;
     atomic_uint_fast64_t st_create_limited; /* requests refused with 429 */
     atomic_uint st_subscribers;
+    /* From the engine taking a publish to this loop writing the event to its subscribers: one
+     * observation per event this loop had subscribers for, however many. */
+    hsc_timing_t st_publish_delivery;
 } hsc_hub_t;
 
 /**

@@ -672,6 +672,7 @@ static void fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
         return; /* already here (a catch-up overlapping live notices) */
     ch->last = seq;
     ch->known = true;
+    f->born_ns = uv_hrtime(); /* hsc_publish_delivery_seconds: from this node's receipt */
     if (seq > r->highest)
         r->highest = seq;
     if (seq > r->fanned)

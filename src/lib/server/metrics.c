@@ -30,31 +30,34 @@ static void put(out_t *o, const char *fmt, ...)
         o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
 }
 
-/* One histogram, summed over the loops: cumulative buckets, _sum (seconds), _count. */
+/* One histogram, summed over the loops: cumulative buckets, _sum (seconds), _count. `offset`:
+ * the hsc_timing_t's place in a worker; `labels`: "" or `name="value"`, before le. */
 static void put_timing(out_t *o, hsc_server_t *srv, size_t offset, const char *name,
-                       const char *help, const char *kind)
+                       const char *help, const char *labels)
 {
     uint64_t b[HSC_TIMING_BUCKETS + 1] = {0}, sum_us = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
-        hsc_timing_t *t = (hsc_timing_t *)((char *)&srv->workers[i].stream.st + offset);
+        hsc_timing_t *t = (hsc_timing_t *)((char *)&srv->workers[i] + offset);
         for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++)
             b[k] += atomic_load_explicit(&t->bucket[k], memory_order_relaxed);
         sum_us += atomic_load_explicit(&t->sum_us, memory_order_relaxed);
     }
+    const char *comma = labels[0] != '\0' ? "," : "";
+    const char *open = labels[0] != '\0' ? "{" : "", *close = labels[0] != '\0' ? "}" : "";
     put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (size_t k = 0; k <= HSC_TIMING_BUCKETS; k++) {
         cum += b[k];
         if (k < HSC_TIMING_BUCKETS)
-            put(o, "%s_bucket{responder=\"%s\",le=\"%g\"} %llu\n", name, kind, hsc_timing_bounds[k],
+            put(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, comma, hsc_timing_bounds[k],
                 (unsigned long long)cum);
         else
-            put(o, "%s_bucket{responder=\"%s\",le=\"+Inf\"} %llu\n", name, kind,
+            put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, comma,
                 (unsigned long long)cum);
     }
-    put(o, "%s_sum{responder=\"%s\"} %llu.%06llu\n", name, kind,
+    put(o, "%s_sum%s%s%s %llu.%06llu\n", name, open, labels, close,
         (unsigned long long)(sum_us / 1000000), (unsigned long long)(sum_us % 1000000));
-    put(o, "%s_count{responder=\"%s\"} %llu\n", name, kind, (unsigned long long)cum);
+    put(o, "%s_count%s%s%s %llu\n", name, open, labels, close, (unsigned long long)cum);
 }
 
 /* The answers' counters (/v1/stream), labelled with the kind of responder the server runs. */
@@ -83,10 +86,13 @@ static void put_answers(out_t *o, hsc_server_t *srv)
         put(o, "# HELP %s %s\n# TYPE %s counter\n%s{responder=\"%s\"} %llu\n", counters[c].name,
             counters[c].help, counters[c].name, counters[c].name, kind, (unsigned long long)v);
     }
-    put_timing(o, srv, offsetof(hsc_stream_stats_t, first_piece), "hsc_answer_first_piece_seconds",
-               "Time from an answer's start to its first piece (queue wait included).", kind);
-    put_timing(o, srv, offsetof(hsc_stream_stats_t, duration), "hsc_answer_duration_seconds",
-               "Time from an answer's start to its end, completed or failed.", kind);
+    char labels[64];
+    snprintf(labels, sizeof labels, "responder=\"%s\"", kind);
+    put_timing(o, srv, offsetof(hsc_worker_t, stream.st.first_piece),
+               "hsc_answer_first_piece_seconds",
+               "Time from an answer's start to its first piece (queue wait included).", labels);
+    put_timing(o, srv, offsetof(hsc_worker_t, stream.st.duration), "hsc_answer_duration_seconds",
+               "Time from an answer's start to its end, completed or failed.", labels);
     uint64_t queued = 0, restarts = 0;
     for (unsigned i = 0; i < srv->nworkers; i++) {
         queued += atomic_load_explicit(&srv->workers[i].stream.st.queued, memory_order_relaxed);
@@ -293,6 +299,11 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
         (unsigned long long)limited, (unsigned long long)ps.published,
         (unsigned long long)delivered, (unsigned long long)bytes, (unsigned long long)resumes,
         (unsigned long long)missed, (unsigned long long)dropped, (unsigned long long)requests);
+    put_timing(&o, srv, offsetof(hsc_worker_t, hub.st_publish_delivery),
+               "hsc_publish_delivery_seconds",
+               "Time from the engine taking a publish to a loop writing the event to its "
+               "subscribers (one observation per event and loop with subscribers for it).",
+               "");
     put_answers(&o, srv);
     if (srv->journal != NULL)
         put_journal(&o, srv->journal);

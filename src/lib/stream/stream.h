@@ -13,23 +13,6 @@
 
 /* ---- counters for /metrics (answer.c) -------------------------------------------------------- */
 
-/** Upper bounds (seconds) of the answer histograms' buckets, then +Inf (docs/api.md). */
-#define HSC_TIMING_BUCKETS 14
-extern const double hsc_timing_bounds[HSC_TIMING_BUCKETS];
-
-/**
- * A histogram of durations, per loop: each observation goes into the first bucket whose bound
- * it does not exceed (the last, HSC_TIMING_BUCKETS, is +Inf); /metrics sums the loops and makes
- * the counts cumulative. Written by its loop's thread only, read by /metrics on any thread.
- */
-typedef struct hsc_timing_s {
-    atomic_uint_fast64_t bucket[HSC_TIMING_BUCKETS + 1];
-    atomic_uint_fast64_t sum_us; /* the observations' sum, in microseconds */
-} hsc_timing_t;
-
-/** Records one duration (nanoseconds) on the histogram's own loop. */
-void hsc_timing_observe(hsc_timing_t *t, uint64_t ns);
-
 /** One loop's answer counters (its loop writes, /metrics reads). */
 typedef struct hsc_stream_stats_s {
     atomic_uint_fast64_t started;   /* handed to the responder's start() */
