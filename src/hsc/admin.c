@@ -138,6 +138,15 @@ static const char *str(const json_t *o, const char *key, const char *none)
     return s != NULL ? s : none;
 }
 
+/* Prints `j` as one line of JSON (--json). */
+static void print_json_line(const json_t *j)
+{
+    char *line = json_dumps(j, JSON_COMPACT);
+    if (line != NULL)
+        printf("%s\n", line);
+    free(line);
+}
+
 int cmd_channels(int argc, char **argv)
 {
     server_opts_t so = {0};
@@ -190,10 +199,7 @@ int cmd_channels(int argc, char **argv)
     json_array_foreach(all, i, c)
     {
         if (as_json) {
-            char *line = json_dumps(c, JSON_COMPACT);
-            if (line != NULL)
-                printf("%s\n", line);
-            free(line);
+            print_json_line(c);
         } else {
             printf("%-*s  %11lld  %14lld  %13lld\n", (int)width, str(c, "channel", ""),
                    num(c, "subscribers"), num(c, "history_events"), num(c, "history_bytes"));
@@ -233,10 +239,7 @@ int cmd_info(int argc, char **argv)
     if ((st = admin_call("info", &so, url, false, &j)) != EXIT_OK)
         return st;
     if (as_json) {
-        char *line = json_dumps(j, JSON_COMPACT);
-        if (line != NULL)
-            printf("%s\n", line);
-        free(line);
+        print_json_line(j);
         json_decref(j);
         return EXIT_OK;
     }
@@ -275,10 +278,7 @@ int cmd_disconnect(int argc, char **argv)
     if ((st = admin_call("disconnect", &so, url, true, &j)) != EXIT_OK)
         return st;
     if (as_json) {
-        char *line = json_dumps(j, JSON_COMPACT);
-        if (line != NULL)
-            printf("%s\n", line);
-        free(line);
+        print_json_line(j);
     } else {
         printf("disconnected %lld subscription(s) of %s\n", num(j, "disconnected"),
                str(j, "channel", ""));

@@ -70,6 +70,15 @@ static const char *cookie_value(const char *h, const char *name, size_t *len)
  * Finds the request's token: copies it into `buf` (capacity HSC_JWT_MAX + 1) and returns its
  * length, 0 when there is none, or -1 when one is present but unusable (too long, bad encoding).
  */
+/* Room for a request's token (HSC_JWT_MAX + 1 bytes), or NULL after answering 503. */
+static char *token_buffer(hsc_res_t *res)
+{
+    char *tok = malloc(HSC_JWT_MAX + 1);
+    if (tok == NULL)
+        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+    return tok;
+}
+
 static ssize_t request_token(const hsc_req_t *req, char *buf)
 {
     const char *h = hsc_req_header(req, "Authorization");
@@ -192,11 +201,9 @@ int hsc_auth_require_who(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res
         subject[0] = '\0';
     if (!hsc_auth_protects(cfg, act))
         return 0;
-    char *tok = malloc(HSC_JWT_MAX + 1);
-    if (tok == NULL) {
-        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+    char *tok = token_buffer(res);
+    if (tok == NULL)
         return 503;
-    }
     ssize_t len = request_token(req, tok);
     int status = 0;
     const char *st = static_token(cfg, act);
@@ -248,11 +255,9 @@ int hsc_auth_admin(const hsc_server_config_t *cfg, hsc_req_t *req, hsc_res_t *re
                       "the admin API is off: start hscd with --admin-token (docs/api.md)", false);
         return 404;
     }
-    char *tok = malloc(HSC_JWT_MAX + 1);
-    if (tok == NULL) {
-        hsc_res_error(res, 503, "Retry-After: 1\r\n", "out of memory", false);
+    char *tok = token_buffer(res);
+    if (tok == NULL)
         return 503;
-    }
     ssize_t len = request_token(req, tok);
     int status = 0;
     json_t *claims = NULL;

@@ -241,19 +241,27 @@ bool hsc_journal_direct(const hsc_journal_t *j)
     return j->direct;
 }
 
+/* The record of a publish's event, and its encoded size; 0 when its body would be too long. */
+static size_t event_record(const hsc_publish_t *p, uint64_t seq, uint64_t time_ms, hsc_jrec_t *rec)
+{
+    *rec = (hsc_jrec_t){.kind = HSC_JREC_EVENT,
+                        .seq = seq,
+                        .time_ms = time_ms,
+                        .chan = p->channel,
+                        .chan_len = p->channel_len,
+                        .type = p->type,
+                        .type_len = p->type ? strlen(p->type) : 0,
+                        .data = p->data,
+                        .data_len = p->len};
+    size_t need = hsc_jrec_size(rec);
+    return need - HSC_JREC_PREFIX_LEN > HSC_JREC_BODY_MAX ? 0 : need;
+}
+
 int hsc_journal_write(hsc_journal_t *j, const hsc_publish_t *p, uint64_t seq, uint64_t time_ms)
 {
-    hsc_jrec_t rec = {.kind = HSC_JREC_EVENT,
-                      .seq = seq,
-                      .time_ms = time_ms,
-                      .chan = p->channel,
-                      .chan_len = p->channel_len,
-                      .type = p->type,
-                      .type_len = p->type ? strlen(p->type) : 0,
-                      .data = p->data,
-                      .data_len = p->len};
-    size_t need = hsc_jrec_size(&rec);
-    if (need - HSC_JREC_PREFIX_LEN > HSC_JREC_BODY_MAX)
+    hsc_jrec_t rec;
+    size_t need = event_record(p, seq, time_ms, &rec);
+    if (need == 0)
         return HSC_ETOOBIG;
     unsigned what = 0;
     int rc = 0;
@@ -593,17 +601,9 @@ static void writer_main(void *arg)
 int hsc_journal_append(hsc_journal_t *j, hsc_jpending_t *pend, uint64_t time_ms)
 {
     hsc_publish_t *p = pend->p;
-    hsc_jrec_t rec = {.kind = HSC_JREC_EVENT,
-                      .seq = pend->seq,
-                      .time_ms = time_ms,
-                      .chan = p->channel,
-                      .chan_len = p->channel_len,
-                      .type = p->type,
-                      .type_len = p->type ? strlen(p->type) : 0,
-                      .data = p->data,
-                      .data_len = p->len};
-    size_t need = hsc_jrec_size(&rec);
-    if (need - HSC_JREC_PREFIX_LEN > HSC_JREC_BODY_MAX)
+    hsc_jrec_t rec;
+    size_t need = event_record(p, pend->seq, time_ms, &rec);
+    if (need == 0)
         return HSC_ETOOBIG;
     uv_mutex_lock(&j->qmu);
     int rc = 0;
