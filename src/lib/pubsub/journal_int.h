@@ -1,6 +1,8 @@
 /*
- * pubsub/journal_int.h: what journal.c (writing, compaction, the writer thread, open and close)
- * and jreplay.c (the meta file and replay on start) share. Private to the two.
+ * pubsub/journal_int.h: what the journal's files share: journal.c (file helpers, open and close,
+ * the counters), jwriter.c (the writer thread, group commit, direct writes), jsegment.c
+ * (segments, compaction, maintenance) and jreplay.c (the meta file and replay on start). Private
+ * to them.
  */
 #ifndef HSC_PUBSUB_JOURNAL_INT_H
 #define HSC_PUBSUB_JOURNAL_INT_H
@@ -65,7 +67,7 @@ struct hsc_journal_s {
     atomic_int st_failing;
 };
 
-/* The file helpers of journal.c. */
+/* The file helpers (journal.c). */
 uint64_t hsc_journal_wall_ms(void);
 const char *hsc_journal_mode_name(int mode);
 int hsc_journal_sync_dir(hsc_journal_t *j);
@@ -75,6 +77,16 @@ int hsc_journal_write_all(int fd, const void *p, size_t n, uint64_t off);
 int hsc_journal_segs_push(hsc_journal_t *j, uint64_t num, uint64_t bytes);
 /* A segment's file name, SEG_NAME_LEN characters. */
 void hsc_journal_seg_name(char *out, uint64_t num);
+
+/* Segments (jsegment.c). Begins segment `num` as the one written; the previous one is synced
+ * (unless off) and closed. 0 or an error. */
+int hsc_journal_seg_begin(hsc_journal_t *j, uint64_t num);
+/* The writer thread's look after the segments: compaction or the next segment. 0, or non-zero
+ * when it failed (logged; the writer tries again after a while). */
+int hsc_journal_maintain(hsc_journal_t *j);
+
+/* The writer thread (jwriter.c), started by hsc_journal_open() with the journal as `arg`. */
+void hsc_journal_writer_main(void *arg);
 
 /* The meta file (jreplay.c): format, epoch, boot id, how the last run ended, fsync mode. */
 typedef struct hsc_jmeta_s {

@@ -1,7 +1,7 @@
 /*
  * pubsub/jrecord.h: the journal's on-disk format (docs/internals/journal.md), pure: bytes in,
- * bytes out, no I/O, no lock, no allocation. journal.c writes and reads segments with it;
- * tests/unit/test_jrecord.c and tests/fuzz/fuzz_jrecord.c exercise it alone.
+ * bytes out, no I/O, no lock, no allocation. jwriter.c and jsegment.c write segments with it,
+ * jreplay.c reads them; tests/unit/test_jrecord.c and tests/fuzz/fuzz_jrecord.c exercise it alone.
  *
  * A segment file starts with a 16-byte header: the magic "HSCJRNL\n", the format version
  * (u32, little-endian) and 4 reserved bytes (0). Records follow back to back:
@@ -83,7 +83,7 @@ void hsc_jrec_seal(void *rec);
 
 /**
  * Reads the record at the start of `p` (n bytes). Checks the length, the checksum, the version,
- * the kind and the field lengths; not the name's or the data's characters (journal.c checks
+ * the kind and the field lengths; not the name's or the data's characters (jreplay.c checks
  * what it restores). On HSC_JREC_OK, *out and *used are set.
  */
 hsc_jrec_status_t hsc_jrec_decode(const void *p, size_t n, hsc_jrec_t *out, size_t *used);
