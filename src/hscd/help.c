@@ -2,7 +2,7 @@
  * hscd's flags table, rendered twice from the same entries: `--help` (wrapped at 80 columns,
  * grouped under headings, the template's aliases listed last under their heading) and the
  * Markdown tables of docs/hscd.md (`--help-markdown`, checked by tests/integration/test_flags.py).
- * Nothing here decides what a flag does: that is flags.c.
+ * Nothing here decides what a flag does: that is flags.c's table and flags_apply.c.
  */
 #include "flags.h"
 

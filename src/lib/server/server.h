@@ -11,12 +11,13 @@
 #include "site/site.h"
 #include "stream/stream.h"
 
-/* ---- server and workers (server.c) ----------------------------------------------------------- */
+/* ---- server and workers (server.c, worker.c, config.c, listen.c)
+ * ----------------------------------------------------------- */
 
 typedef struct hsc_worker_s hsc_worker_t;
 
 /*
- * A configuration as one immutable object (server.c): its strings, JWT key and parsed CORS list
+ * A configuration as one immutable object (config.c): its strings, JWT key and parsed CORS list
  * are its own. The server holds the current one; each worker holds the one its loop uses, and
  * changes to a newer one only in its own loop (on_wake), between callbacks. The last holder to
  * let go frees it.
@@ -80,8 +81,44 @@ struct hsc_server_s {
     unsigned trim_peak;  /* connections at the last malloc_trim() or since: see on_sweep() */
 };
 
+/* ---- a worker's loop (worker.c) -------------------------------------------------------------- */
+
 /** Called when a worker's connection has closed: the worker ends once drained and empty. */
 void hsc_worker_maybe_finish(hsc_worker_t *w);
+
+/** The wake handle's callback: takes up a reloaded configuration, or begins the drain. */
+void hsc_worker_on_wake(uv_async_t *a);
+
+/** The worker thread: runs the loop until its last handle is closed. */
+void hsc_worker_main(void *arg);
+
+/* ---- configuration and reload (config.c) ----------------------------------------------------- */
+
+/** Makes srv->cfg the server's own copy of `cfg` (strings and JWT key); 0 or HSC_ENOMEM. */
+int hsc_server_copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg);
+
+/** A snapshot of `cfg` with its own copies of every string and the key; one reference. */
+int hsc_snapshot_new(const hsc_server_config_t *cfg, hsc_snapshot_t **out);
+
+/** Drops a reference to `snap` (NULL: nothing); the last one frees it. */
+void hsc_snapshot_release(hsc_snapshot_t *snap);
+
+/* ---- listening sockets (listen.c) ------------------------------------------------------------ */
+
+/** Parses "HOST:PORT", "[V6]:PORT" or ":PORT" into srv->addr, host and port; 0 or HSC_EINVAL. */
+int hsc_server_parse_listen(hsc_server_t *srv, const char *s);
+
+/** Binds an ordinary socket to srv->addr: fails if anyone listens there; resolves port 0. */
+int hsc_server_probe_address(hsc_server_t *srv);
+
+/** Checks the inherited sockets of cfg->listen_fds and takes the address from the first. */
+int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg);
+
+/** Opens worker w's listener: bound with SO_REUSEPORT, or an inherited socket. */
+int hsc_worker_listen(hsc_worker_t *w);
+
+/** Warns, once, when the address is not loopback and nothing needs a token. */
+void hsc_server_warn_if_open(const hsc_server_t *srv);
 
 /* ---- the route table (routes.c) -------------------------------------------------------------- */
 

@@ -1,0 +1,228 @@
+/*
+ * The server's listening sockets.
+ *
+ * Each worker thread runs its own libuv loop and accepts on its own listening socket; all the
+ * sockets share one address through SO_REUSEPORT, so the kernel spreads new connections across
+ * workers and no lock is taken on the accept path. A connection never leaves the loop that
+ * accepted it.
+ *
+ * SO_REUSEPORT would also let a second hscd on the same port silently share it, so before binding,
+ * hsc_server_new() probes the address with an ordinary socket: if that bind fails the address is
+ * really in use and the error is reported. With port 0 the probe also picks the port that every
+ * worker then binds.
+ *
+ * A process that takes over from another (cfg.listen_fds) adopts the sockets it inherited
+ * instead: worker i takes socket i, or with one socket every worker a duplicate of it.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Parses "HOST:PORT", "[V6]:PORT" or ":PORT"; "localhost" means 127.0.0.1. */
+int hsc_server_parse_listen(hsc_server_t *srv, const char *s)
+{
+    char host[64];
+    const char *colon;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+            return HSC_EINVAL;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= sizeof host)
+            return HSC_EINVAL;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535)
+        return HSC_EINVAL;
+    if (host[0] == '\0')
+        strcpy(host, "0.0.0.0");
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&srv->addr) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&srv->addr) != 0)
+        return HSC_EINVAL;
+    snprintf(srv->host, sizeof srv->host, "%s", host);
+    srv->port = (int)port;
+    return 0;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* Binds an ordinary socket to the address: fails if anyone listens there; resolves port 0. */
+int hsc_server_probe_address(hsc_server_t *srv)
+{
+    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int rc = 0;
+    if (bind(fd, (struct sockaddr *)&srv->addr, addr_len(&srv->addr)) != 0) {
+        rc = uv_translate_sys_error(errno);
+    } else if (srv->port == 0) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        getsockname(fd, (struct sockaddr *)&ss, &len);
+        srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+        set_port(&srv->addr, srv->port);
+    }
+    close(fd);
+    return rc;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    hsc_worker_t *w = listener->data;
+    if (status < 0) {
+        HSC_LOG(HSC_LOG_WARN, "accept: %s", uv_strerror(status));
+        return;
+    }
+    hsc_http_accept(&w->http, listener);
+}
+
+/* An inherited socket: worker i takes socket i, or with one socket each worker a duplicate. */
+static int worker_adopt(hsc_worker_t *w)
+{
+    hsc_server_t *srv = w->srv;
+    int rc = uv_tcp_init(&w->loop, &w->listener);
+    if (rc != 0)
+        return rc;
+    w->listener.data = w;
+    int fd;
+    if (srv->n_inherited > 1) {
+        fd = srv->inherited[w->index];
+        srv->inherited[w->index] = -1;
+    } else if ((fd = fcntl(srv->inherited[0], F_DUPFD_CLOEXEC, 3)) < 0) {
+        return uv_translate_sys_error(errno);
+    }
+    if ((rc = uv_tcp_open(&w->listener, fd)) != 0) {
+        close(fd);
+        return rc;
+    }
+    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+}
+
+/* Checks the inherited sockets and takes the address from the first. */
+int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg)
+{
+    srv->inherited = malloc(cfg->n_listen_fds * sizeof *srv->inherited);
+    if (srv->inherited == NULL)
+        return HSC_ENOMEM;
+    srv->n_inherited = cfg->n_listen_fds;
+    memcpy(srv->inherited, cfg->listen_fds, cfg->n_listen_fds * sizeof *srv->inherited);
+    for (unsigned i = 0; i < srv->n_inherited; i++) {
+        int fd = srv->inherited[i], type = 0, listening = 0;
+        socklen_t len = sizeof type;
+        struct sockaddr_storage ss;
+        socklen_t slen = sizeof ss;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &(socklen_t){sizeof listening}) !=
+                0 ||
+            !listening || getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+            HSC_LOG(HSC_LOG_ERROR, "inherited descriptor %d is not a listening TCP socket", fd);
+            return HSC_EINVAL;
+        }
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if (i == 0)
+            srv->addr = ss;
+    }
+    void *a = srv->addr.ss_family == AF_INET6
+                  ? (void *)&((struct sockaddr_in6 *)&srv->addr)->sin6_addr
+                  : (void *)&((struct sockaddr_in *)&srv->addr)->sin_addr;
+    inet_ntop(srv->addr.ss_family, a, srv->host, sizeof srv->host);
+    srv->port =
+        ntohs(srv->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&srv->addr)->sin6_port
+                                              : ((struct sockaddr_in *)&srv->addr)->sin_port);
+    return 0;
+}
+
+int hsc_worker_listen(hsc_worker_t *w)
+{
+    hsc_server_t *srv = w->srv;
+    if (srv->n_inherited > 0)
+        return worker_adopt(w);
+    int rc = uv_tcp_init_ex(&w->loop, &w->listener, srv->addr.ss_family);
+    if (rc != 0)
+        return rc;
+    w->listener.data = w;
+    uv_os_fd_t fd;
+    int one = 1;
+    if ((rc = uv_fileno((uv_handle_t *)&w->listener, &fd)) != 0)
+        return rc;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        return uv_translate_sys_error(errno);
+    if ((rc = uv_tcp_bind(&w->listener, (struct sockaddr *)&srv->addr, 0)) != 0)
+        return rc;
+    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+}
+
+unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap)
+{
+    unsigned n = 0;
+    bool shared = srv->n_inherited == 1; /* every worker holds a duplicate of one socket */
+    for (unsigned i = 0; i < srv->nworkers && n < cap && (!shared || n == 0); i++) {
+        uv_os_fd_t fd;
+        if (srv->workers[i].listener.type == UV_TCP &&
+            !uv_is_closing((const uv_handle_t *)&srv->workers[i].listener) &&
+            uv_fileno((const uv_handle_t *)&srv->workers[i].listener, &fd) == 0)
+            fds[n++] = fd;
+    }
+    return n;
+}
+
+/* Whether the address is reachable from this machine only: 127.0.0.0/8, ::1, ::ffff:127.x. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24 == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/*
+ * Everything is open by default (docs/security.md), which is what the demo on 127.0.0.1 wants;
+ * on an address other machines can reach, say so once, before the "listening on" line.
+ */
+void hsc_server_warn_if_open(const hsc_server_t *srv)
+{
+    const hsc_server_config_t *c = &srv->cfg;
+    if (is_loopback(&srv->addr) || c->publish_token != NULL || c->subscribe_token != NULL ||
+        c->stream_token != NULL || c->jwt_key_len > 0)
+        return;
+    bool any = strcmp(srv->host, "0.0.0.0") == 0 || strcmp(srv->host, "::") == 0;
+    HSC_LOG(HSC_LOG_WARN,
+            "%s%s is not loopback and no token or JWT key is set: anyone who can reach port %d "
+            "may publish, subscribe to every channel and ask the responder (/v1/stream). "
+            "Protect them with --publish-token, --subscribe-token and --stream-token, or "
+            "--jwt-key-file (docs/security.md), or listen on 127.0.0.1; /metrics stays open "
+            "either way (keep the port private or put it behind a proxy)",
+            srv->host, any ? " (every interface)" : "", srv->port);
+}
