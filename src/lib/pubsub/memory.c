@@ -38,9 +38,9 @@
  * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
  * cannot be dropped under it.
  *
- * Here: the table, the least-recently-used lists and eviction, publish, subscribe and
- * upkeep. The listings are in memory_list.c, the journal's side in memory_journal.c; what the
- * three share (the structs, the helpers they call) in memory_int.h.
+ * Here: the table (its chains are chantable.c's), the least-recently-used lists and eviction,
+ * publish, subscribe and upkeep. The listings are in memory_list.c, the journal's side in
+ * memory_journal.c; what the three share (the structs, the helpers they call) in memory_int.h.
  *
  * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
  * choose names that pile up in one bucket.
@@ -111,29 +111,7 @@ void hsc_memory_chan_unref(mchan_t *ch)
 
 mchan_t *hsc_memory_table_find(memory_t *m, const char *name, size_t len, uint64_t h)
 {
-    for (mchan_t *ch = m->table[h & (m->tcap - 1)]; ch != NULL; ch = ch->hnext)
-        if (ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)
-            return ch;
-    return NULL;
-}
-
-static int table_grow(memory_t *m)
-{
-    size_t cap = m->tcap * 2;
-    mchan_t **t = calloc(cap, sizeof *t);
-    if (t == NULL)
-        return HSC_ENOMEM;
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
-            ch->hnext = t[ch->hash & (cap - 1)];
-            t[ch->hash & (cap - 1)] = ch;
-        }
-    }
-    free(m->table);
-    m->table = t;
-    m->tcap = cap;
-    return 0;
+    return ment(hsc_chantable_find(&m->chans, name, len, h));
 }
 
 static void evict_channel(memory_t *m, mchan_t *ch);
@@ -167,14 +145,14 @@ mchan_t *hsc_memory_chan_get(memory_t *m, const char *name, size_t len, hsc_crea
         *rc = HSC_ELIMIT;
         return NULL;
     }
-    if (m->nchans >= m->max_channels) {
+    if (m->chans.n >= m->max_channels) {
         if (m->idle.head == NULL) {
             *rc = HSC_EFULL;
             return NULL;
         }
         evict_channel(m, m->idle.head);
     }
-    if (m->nchans + 1 > m->tcap / 4 * 3 && table_grow(m) != 0) {
+    if (hsc_chantable_reserve(&m->chans) != 0) {
         *rc = HSC_ENOMEM;
         return NULL;
     }
@@ -187,7 +165,7 @@ mchan_t *hsc_memory_chan_get(memory_t *m, const char *name, size_t len, hsc_crea
         return NULL;
     }
     atomic_init(&ch->refs, 1);
-    ch->hash = h;
+    ch->hent.hash = h;
     ch->in_table = true;
     /* The pointers first: after nhubs unsigned ints they would be misaligned when the count is
      * odd (found by fuzz_request, one worker). */
@@ -197,9 +175,7 @@ mchan_t *hsc_memory_chan_get(memory_t *m, const char *name, size_t len, hsc_crea
     ch->since = m->seq;
     ch->name_len = len;
     memcpy(ch->name, name, len);
-    ch->hnext = m->table[h & (m->tcap - 1)];
-    m->table[h & (m->tcap - 1)] = ch;
-    m->nchans++;
+    hsc_chantable_insert(&m->chans, &ch->hent);
     ch->pins = 1;
     return ch;
 }
@@ -211,12 +187,8 @@ static void chan_maybe_free(memory_t *m, mchan_t *ch)
         ch->pending > 0)
         return;
     hsc_memory_lru_unlink(ch);
-    mchan_t **pp = &m->table[ch->hash & (m->tcap - 1)];
-    while (*pp != ch)
-        pp = &(*pp)->hnext;
-    *pp = ch->hnext;
+    hsc_chantable_remove(&m->chans, &ch->hent);
     ch->in_table = false;
-    m->nchans--;
     if (ch->hist.evicted_seq > m->freed_upto)
         m->freed_upto = ch->hist.evicted_seq;
     hsc_memory_chan_unref(ch);
@@ -584,9 +556,9 @@ void hsc_memory_sweep(hsc_engine_t *e)
     memory_t *m = (memory_t *)e;
     uv_mutex_lock(&m->mu);
     uint64_t now = now_ms(); /* after the lock: no publish stamped later than this can be pending */
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
             hsc_memory_chan_expire(m, ch, now);
             chan_maybe_free(m, ch);
         }
@@ -598,7 +570,7 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
 {
     memory_t *m = (memory_t *)e;
     uv_mutex_lock(&m->mu);
-    out->channels = m->nchans;
+    out->channels = m->chans.n;
     out->history_events = m->hist_events;
     out->history_bytes = m->hist_bytes;
     out->published = m->published;
@@ -610,13 +582,13 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
 static void mem_free(hsc_engine_t *e)
 {
     memory_t *m = (memory_t *)e;
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
             hsc_memory_chan_unref(ch);
         }
     }
-    free(m->table);
+    hsc_chantable_free(&m->chans);
     free(m->base.hubs);
     uv_mutex_destroy(&m->mu);
     free(m);
@@ -638,9 +610,9 @@ static void mem_reconfigure(hsc_engine_t *e, const hsc_server_config_t *cfg)
     uv_mutex_lock(&m->mu);
     take_limits(m, cfg);
     uint64_t now = now_ms();
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
             hsc_history_t *h = &ch->hist;
             h->max_count = m->history;
             h->max_bytes = m->history_bytes;
@@ -682,11 +654,11 @@ int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_en
     memory_t *m = calloc(1, sizeof *m);
     if (m == NULL)
         return HSC_ENOMEM;
-    m->tcap = 64;
-    m->table = calloc(m->tcap, sizeof *m->table);
+    int trc = hsc_chantable_init(&m->chans, offsetof(mchan_t, name) - offsetof(mchan_t, hent),
+                                 offsetof(mchan_t, name_len) - offsetof(mchan_t, hent));
     m->base.hubs = calloc(nhubs ? nhubs : 1, sizeof *m->base.hubs);
-    if (m->table == NULL || m->base.hubs == NULL) {
-        free(m->table);
+    if (trc != 0 || m->base.hubs == NULL) {
+        hsc_chantable_free(&m->chans);
         free(m->base.hubs);
         free(m);
         return HSC_ENOMEM;

@@ -7,6 +7,7 @@
 #define HSC_PUBSUB_MEMORY_INT_H
 
 #include "pubsub/engine.h"
+#include "pubsub/chantable.h"
 #include "pubsub/journal.h" /* the persistence hook: journal.c */
 #include "pubsub/pubsub.h"  /* the history rings */
 
@@ -18,10 +19,9 @@ typedef struct lru_s {
 } lru_t;
 
 struct mchan_s {
-    hsc_chan_t pub;   /* what hubs see: their slots */
-    atomic_uint refs; /* the table's, and one per delivery on its way */
-    mchan_t *hnext;
-    uint64_t hash;
+    hsc_chan_t pub;     /* what hubs see: their slots */
+    atomic_uint refs;   /* the table's, and one per delivery on its way */
+    hsc_chanent_t hent; /* its chain in the table, and its name's hash */
     bool in_table;
     unsigned pins; /* requests working on it under the lock: on no list */
     lru_t *lru;    /* the list it is on (idle or busy), or NULL */
@@ -39,8 +39,7 @@ struct mchan_s {
 typedef struct memory_s {
     hsc_engine_t base;
     uv_mutex_t mu;
-    mchan_t **table;
-    size_t tcap, nchans;
+    hsc_chantable_t chans;
     uint64_t seq;           /* the last sequence number assigned */
     uint64_t committed;     /* the last one in history and delivered: subscriptions' cut */
     uint64_t lost_upto;     /* a resume from below it crosses records the journal lost */
@@ -66,6 +65,12 @@ static inline uint64_t now_ms(void)
 static inline mchan_t *mchan(hsc_chan_t *c)
 {
     return (mchan_t *)((char *)c - offsetof(mchan_t, pub));
+}
+
+/* The channel of a table entry; NULL for NULL. */
+static inline mchan_t *ment(hsc_chanent_t *e)
+{
+    return e != NULL ? (mchan_t *)((char *)e - offsetof(mchan_t, hent)) : NULL;
 }
 
 /* memory.c */

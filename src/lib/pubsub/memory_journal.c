@@ -133,8 +133,9 @@ uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx,
     uv_mutex_lock(&m->mu);
     uint64_t mono = now_ms(), wall = hsc_memory_wall_ms();
     *stopped = fn(ctx, 0, NULL, 0, m->committed, wall, NULL);
-    for (size_t i = 0; i < m->tcap && !*stopped; i++) {
-        for (mchan_t *ch = m->table[i]; ch != NULL && !*stopped; ch = ch->hnext) {
+    for (size_t i = 0; i < m->chans.cap && !*stopped; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]); ch != NULL && !*stopped;
+             ch = ment(ch->hent.next)) {
             for (size_t k = 0; k < ch->hist.count && !*stopped; k++) {
                 const hsc_hist_entry_t *en = hsc_history_at(&ch->hist, k);
                 uint64_t age = mono > en->time_ms ? mono - en->time_ms : 0;

@@ -96,7 +96,7 @@ void hsc_memory_channels(hsc_engine_t *e, hsc_channels_t *q)
     uint64_t wall = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
     uv_mutex_lock(&m->mu);
     uint64_t now = now_ms();
-    q->total = m->nchans;
+    q->total = m->chans.n;
     if (q->one) {
         mchan_t *ch = hsc_memory_table_find(m, q->name, q->name_len,
                                             hsc_siphash(m->hash_key, q->name, q->name_len));
@@ -106,8 +106,8 @@ void hsc_memory_channels(hsc_engine_t *e, hsc_channels_t *q)
         }
     } else {
         size_t n = 0;
-        for (size_t i = 0; i < m->tcap; i++) {
-            for (mchan_t *ch = m->table[i]; ch != NULL; ch = ch->hnext) {
+        for (size_t i = 0; i < m->chans.cap; i++) {
+            for (mchan_t *ch = ment(m->chans.slots[i]); ch != NULL; ch = ment(ch->hent.next)) {
                 if (q->name != NULL && name_cmp(ch->name, ch->name_len, q->name, q->name_len) <= 0)
                     continue;
                 if (n < q->limit) {

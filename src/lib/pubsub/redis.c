@@ -20,11 +20,11 @@
  * operations queued under a small mutex and run on the engine's loop, which alone touches the
  * channel table; completions go back through the hubs' call(), deliveries through deliver().
  *
- * The files. Here: the scripts, the channel table, publish, the engine's loop and thread, the
- * vtable and the engine's creation; redis_conn.c: the two connections (sockets, deadlines, pings,
- * reconnects); redis_feed.c: fan-out, catch-up and the pub/sub notices; redis_sub.c:
- * subscriptions; redis_int.h: what they share. The configuration (the --redis URL) and the wire
- * formats are parsed in redis_wire.c.
+ * The files. Here: the scripts, the channel table (its chains are chantable.c's), publish, the
+ * engine's loop and thread, the vtable and the engine's creation; redis_conn.c: the two connections
+ * (sockets, deadlines, pings, reconnects); redis_feed.c: fan-out, catch-up and the pub/sub notices;
+ * redis_sub.c: subscriptions; redis_int.h: what they share. The configuration (the --redis URL) and
+ * the wire formats are parsed in redis_wire.c.
  */
 #include "pubsub/redis_int.h"
 
@@ -96,10 +96,7 @@ void hsc_redis_chan_unref(rchan_t *ch)
 
 rchan_t *hsc_redis_table_find(rengine_t *r, const char *name, size_t len, uint64_t h)
 {
-    for (rchan_t *ch = r->table[h & (r->tcap - 1)]; ch != NULL; ch = ch->hnext)
-        if (ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)
-            return ch;
-    return NULL;
+    return rent(hsc_chantable_find(&r->chans, name, len, h));
 }
 
 rchan_t *hsc_redis_chan_get(rengine_t *r, const char *name, size_t len)
@@ -108,22 +105,8 @@ rchan_t *hsc_redis_chan_get(rengine_t *r, const char *name, size_t len)
     rchan_t *ch = hsc_redis_table_find(r, name, len, h);
     if (ch != NULL)
         return ch;
-    if (r->nchans + 1 > r->tcap / 4 * 3) {
-        size_t cap = r->tcap * 2;
-        rchan_t **t = calloc(cap, sizeof *t);
-        if (t == NULL)
-            return NULL;
-        for (size_t i = 0; i < r->tcap; i++) {
-            for (rchan_t *c = r->table[i], *next; c != NULL; c = next) {
-                next = c->hnext;
-                c->hnext = t[c->hash & (cap - 1)];
-                t[c->hash & (cap - 1)] = c;
-            }
-        }
-        free(r->table);
-        r->table = t;
-        r->tcap = cap;
-    }
+    if (hsc_chantable_reserve(&r->chans) != 0)
+        return NULL;
     unsigned nhubs = r->base.nhubs;
     ch = calloc(1, sizeof *ch + len + 1);
     void *arrays = ch ? calloc(nhubs, sizeof(void *) + sizeof(unsigned)) : NULL;
@@ -132,26 +115,20 @@ rchan_t *hsc_redis_chan_get(rengine_t *r, const char *name, size_t len)
         return NULL;
     }
     atomic_init(&ch->refs, 1);
-    ch->hash = h;
+    ch->hent.hash = h;
     ch->pub.slot = arrays;
     ch->nsubs = (unsigned *)(ch->pub.slot + nhubs);
     hsc_history_init(&ch->ring, RING_EVENTS, SIZE_MAX, 0);
     ch->name_len = len;
     memcpy(ch->name, name, len);
-    ch->hnext = r->table[h & (r->tcap - 1)];
-    r->table[h & (r->tcap - 1)] = ch;
-    r->nchans++;
+    hsc_chantable_insert(&r->chans, &ch->hent);
     ch->idle_since = now_ms();
     return ch;
 }
 
 static void chan_remove(rengine_t *r, rchan_t *ch)
 {
-    rchan_t **pp = &r->table[ch->hash & (r->tcap - 1)];
-    while (*pp != ch)
-        pp = &(*pp)->hnext;
-    *pp = ch->hnext;
-    r->nchans--;
+    hsc_chantable_remove(&r->chans, &ch->hent);
     hsc_redis_chan_unref(ch);
 }
 
@@ -323,9 +300,9 @@ static void on_wake(uv_async_t *a)
 /* Idle channels leave pub/sub and the table. */
 static void sweep_idle(rengine_t *r, uint64_t now)
 {
-    for (size_t i = 0; i < r->tcap; i++) {
-        for (rchan_t *ch = r->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < r->chans.cap; i++) {
+        for (rchan_t *ch = rent(r->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = rent(ch->hent.next);
             if (ch->total_subs > 0 || ch->pins > 0 || ch->idle_since == 0 ||
                 now - ch->idle_since < IDLE_UNSUB_MS)
                 continue;
@@ -353,14 +330,14 @@ static void on_tick(uv_timer_t *t)
     if (r->need_catchup && r->catching == 0 && r->cmd.state == CONN_READY &&
         r->ps.state == CONN_READY) {
         bool all = true;
-        for (size_t i = 0; i < r->tcap; i++)
-            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+        for (size_t i = 0; i < r->chans.cap; i++)
+            for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next))
                 if (ch->total_subs > 0 && ch->sub_state != 2)
                     all = false;
         if (all) {
             r->need_catchup = false;
-            for (size_t i = 0; i < r->tcap; i++)
-                for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+            for (size_t i = 0; i < r->chans.cap; i++)
+                for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next))
                     if (ch->total_subs > 0)
                         hsc_redis_catchup(r, ch); /* from its start when it never had an event */
         }
@@ -368,7 +345,7 @@ static void on_tick(uv_timer_t *t)
     if (r->sub_wait != NULL && r->catching == 0 && !r->need_catchup)
         hsc_redis_sub_retry(r);
     hsc_redis_flush_hubs(r);
-    atomic_store(&r->nchans_seen, r->nchans);
+    atomic_store(&r->nchans_seen, r->chans.n);
 }
 
 /* A connection became ready: the pub/sub one subscribes again and catches every channel up. */
@@ -377,8 +354,8 @@ void hsc_redis_on_ready(conn_t *c)
     rengine_t *r = c->r;
     atomic_store(c == &r->cmd ? &r->cmd_up : &r->ps_up, true);
     if (c == &r->ps) {
-        for (size_t i = 0; i < r->tcap; i++)
-            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext)
+        for (size_t i = 0; i < r->chans.cap; i++)
+            for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next))
                 if (ch->total_subs > 0 || ch->pins > 0)
                     hsc_redis_pubsub_subscribe(r, ch);
     }
@@ -546,13 +523,13 @@ static void r_free(hsc_engine_t *e)
         hsc_redis_chan_unref(rchan(r->cu[i].chan));
     }
     free(r->cu);
-    for (size_t i = 0; i < r->tcap; i++) {
-        for (rchan_t *ch = r->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < r->chans.cap; i++) {
+        for (rchan_t *ch = rent(r->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = rent(ch->hent.next);
             hsc_redis_chan_unref(ch);
         }
     }
-    free(r->table);
+    hsc_chantable_free(&r->chans);
     free(r->cmd.q);
     free(r->ps.q);
     free(r->base.hubs);
@@ -605,11 +582,11 @@ int hsc_redis_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_eng
         }
         snprintf(r->url.password, sizeof r->url.password, "%s", pw);
     }
-    r->tcap = 64;
-    r->table = calloc(r->tcap, sizeof *r->table);
+    int trc = hsc_chantable_init(&r->chans, offsetof(rchan_t, name) - offsetof(rchan_t, hent),
+                                 offsetof(rchan_t, name_len) - offsetof(rchan_t, hent));
     r->base.hubs = calloc(nhubs ? nhubs : 1, sizeof *r->base.hubs);
-    if (r->table == NULL || r->base.hubs == NULL) {
-        free(r->table);
+    if (trc != 0 || r->base.hubs == NULL) {
+        hsc_chantable_free(&r->chans);
         free(r->base.hubs);
         free(r);
         return HSC_ENOMEM;
@@ -652,7 +629,7 @@ int hsc_redis_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_eng
         hsc_redis_conn_fail(&r->ps, "no thread");
         uv_run(&r->loop, UV_RUN_DEFAULT);
         uv_loop_close(&r->loop);
-        free(r->table);
+        hsc_chantable_free(&r->chans);
         free(r->base.hubs);
         uv_mutex_destroy(&r->mu);
         free(r);

@@ -121,8 +121,8 @@ void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
     if (r->epoch != 0) {
         HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
                 (unsigned long long)epoch);
-        for (size_t i = 0; i < r->tcap; i++) {
-            for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
+        for (size_t i = 0; i < r->chans.cap; i++) {
+            for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next)) {
                 ch->last = 0; /* the chain starts again: every event of the new epoch is after 0 */
                 ch->known = true;
                 ch->synced = false;
@@ -365,8 +365,8 @@ void hsc_redis_pubsub_subscribe(rengine_t *r, rchan_t *ch)
 void hsc_redis_pubsub_lost(rengine_t *r)
 {
     r->need_catchup = true;
-    for (size_t i = 0; i < r->tcap; i++) {
-        for (rchan_t *ch = r->table[i]; ch != NULL; ch = ch->hnext) {
+    for (size_t i = 0; i < r->chans.cap; i++) {
+        for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next)) {
             ch->sub_state = 0;
             if (ch->total_subs == 0)
                 ch->synced = false; /* not caught up (no subscriber): its ring has a hole */

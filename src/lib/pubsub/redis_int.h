@@ -7,6 +7,7 @@
 #define HSC_PUBSUB_REDIS_INT_H
 
 #include "pubsub/redis.h"
+#include "pubsub/chantable.h"
 #include "pubsub/pubsub.h" /* the rings of recent deliveries (history.c) */
 
 #include <hiredis/hiredis.h>
@@ -62,9 +63,8 @@ struct conn_s {
 
 typedef struct rchan_s {
     hsc_chan_t pub;
-    atomic_uint refs; /* the table's, and one per delivery on its way */
-    struct rchan_s *hnext;
-    uint64_t hash;
+    atomic_uint refs;    /* the table's, and one per delivery on its way */
+    hsc_chanent_t hent;  /* its chain in the table, and its name's hash */
     unsigned *nsubs;     /* per hub (the engine's loop) */
     unsigned total_subs; /* registered subscriptions (the engine's loop) */
     unsigned pins;       /* operations working on it */
@@ -126,8 +126,7 @@ struct rengine_s {
     bool stopping;
     conn_t cmd, ps;
     /* The channel table (the engine's loop). */
-    rchan_t **table;
-    size_t tcap, nchans;
+    hsc_chantable_t chans;
     unsigned char hash_key[HSC_SIPHASH_KEY];
     op_t *sub_wait;   /* subscriptions waiting for their channels' SUBSCRIBE */
     uint64_t epoch;   /* Redis's, as last seen */
@@ -162,6 +161,12 @@ static inline uint64_t now_ms(void)
 static inline rchan_t *rchan(hsc_chan_t *c)
 {
     return (rchan_t *)((char *)c - offsetof(rchan_t, pub));
+}
+
+/* The channel of a table entry; NULL for NULL. */
+static inline rchan_t *rent(hsc_chanent_t *e)
+{
+    return e != NULL ? (rchan_t *)((char *)e - offsetof(rchan_t, hent)) : NULL;
 }
 
 static inline uint64_t to_u64(const char *s, size_t len)
