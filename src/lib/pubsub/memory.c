@@ -24,10 +24,6 @@
  * that is above the client's id, or the channel is younger than the id and some freed channel had
  * evicted past it, the resume reports HSC_GAP_EXPIRED.
  *
- * Listings (the admin API): one pass over the table under the lock keeps the `limit` smallest
- * names after the cursor in a max-heap allocated beforehand, so a page costs O(channels x log
- * limit) time and memory for one page.
- *
  * Memory is bounded: each history by count, bytes and age; all of them together by
  * --history-total-bytes; the table by --max-channels. A channel with no subscribers and no
  * history is freed (a delivery on its way holds a reference, given back through release()).
@@ -42,83 +38,19 @@
  * HSC_GAP_EXPIRED as above. A channel a request is working on is pinned (on no list) so that it
  * cannot be dropped under it.
  *
- * Journal (journal.h, docs/internals/journal.md): with one attached, a publish's record is written
- * before its event enters history (--fsync batch, off: hsc_journal_write() under the lock), or
- * queued and committed later by the journal's writer thread (always: hsc_memory_commit(), the
- * channel kept by `pending` meanwhile); the cut of a subscription is the newest committed number.
- * On start the journal replays into the histories (hsc_memory_restore*()), and compaction reads
- * them back (hsc_memory_snapshot()).
+ * Here: the table (its chains are chantable.c's), the least-recently-used lists and eviction,
+ * publish, subscribe and upkeep. The listings are in memory_list.c, the journal's side in
+ * memory_journal.c; what the three share (the structs, the helpers they call) in memory_int.h.
  *
  * Names are hashed with SipHash under a key drawn per process (getrandom()), so a client cannot
  * choose names that pile up in one bucket.
  */
-#include "pubsub/engine.h"
-#include "policy/policy.h"  /* hsc_ratelimit_take() */
-#include "pubsub/jrecord.h" /* record kinds, for the snapshot */
-#include "pubsub/journal.h" /* the persistence hook: journal.c */
-#include "pubsub/pubsub.h"  /* the history rings */
+#include "pubsub/memory_int.h"
+#include "policy/policy.h" /* hsc_ratelimit_take() */
 
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-
-typedef struct mchan_s mchan_t;
-
-/* A least-recently-used list of channels with history: head the least recent. */
-typedef struct lru_s {
-    mchan_t *head, *tail;
-} lru_t;
-
-struct mchan_s {
-    hsc_chan_t pub;   /* what hubs see: their slots */
-    atomic_uint refs; /* the table's, and one per delivery on its way */
-    mchan_t *hnext;
-    uint64_t hash;
-    bool in_table;
-    unsigned pins; /* requests working on it under the lock: on no list */
-    lru_t *lru;    /* the list it is on (idle or busy), or NULL */
-    mchan_t *lru_prev, *lru_next;
-    hsc_history_t hist;
-    uint64_t since;      /* the last sequence number assigned before this channel existed */
-    uint64_t last_pub;   /* now_ms() of its newest publish; 0: none */
-    unsigned total_subs; /* under the lock */
-    unsigned pending;    /* publishes waiting for the journal, under the lock */
-    unsigned *nsubs;     /* per hub, under the lock */
-    size_t name_len;
-    char name[];
-};
-
-typedef struct memory_s {
-    hsc_engine_t base;
-    uv_mutex_t mu;
-    mchan_t **table;
-    size_t tcap, nchans;
-    uint64_t seq;           /* the last sequence number assigned */
-    uint64_t committed;     /* the last one in history and delivered: subscriptions' cut */
-    uint64_t lost_upto;     /* a resume from below it crosses records the journal lost */
-    hsc_journal_t *journal; /* NULL: memory only */
-    uint64_t freed_upto;    /* newest number evicted from a channel that was then freed */
-    uint64_t published;
-    size_t hist_events, hist_bytes;
-    uint64_t epoch;
-    lru_t idle, busy; /* channels with history, without and with subscribers */
-    uint64_t evicted_channels, evicted_events;
-    unsigned char hash_key[HSC_SIPHASH_KEY];
-    /* Limits, copied from the configuration. */
-    size_t history, history_bytes, history_total;
-    uint64_t history_age_ms;
-    unsigned max_channels;
-} memory_t;
-
-static uint64_t now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-static mchan_t *mchan(hsc_chan_t *c)
-{
-    return (mchan_t *)((char *)c - offsetof(mchan_t, pub));
-}
 
 /* ---- the channel table (all under m->mu) ----------------------------------------------------- */
 
@@ -132,7 +64,7 @@ static lru_t *lru_wanted(memory_t *m, const mchan_t *ch)
     return ch->total_subs == 0 ? &m->idle : &m->busy;
 }
 
-static void lru_unlink(mchan_t *ch)
+void hsc_memory_lru_unlink(mchan_t *ch)
 {
     lru_t *l = ch->lru;
     if (l == NULL)
@@ -155,7 +87,7 @@ static void lru_update(memory_t *m, mchan_t *ch, bool used)
     lru_t *want = lru_wanted(m, ch);
     if (want == ch->lru && !used)
         return;
-    lru_unlink(ch);
+    hsc_memory_lru_unlink(ch);
     if (want == NULL)
         return;
     ch->lru = want;
@@ -167,7 +99,7 @@ static void lru_update(memory_t *m, mchan_t *ch, bool used)
     want->tail = ch;
 }
 
-static void chan_unref(mchan_t *ch)
+void hsc_memory_chan_unref(mchan_t *ch)
 {
     if (atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_acq_rel) != 1)
         return;
@@ -177,31 +109,9 @@ static void chan_unref(mchan_t *ch)
     free(ch);
 }
 
-static mchan_t *table_find(memory_t *m, const char *name, size_t len, uint64_t h)
+mchan_t *hsc_memory_table_find(memory_t *m, const char *name, size_t len, uint64_t h)
 {
-    for (mchan_t *ch = m->table[h & (m->tcap - 1)]; ch != NULL; ch = ch->hnext)
-        if (ch->hash == h && ch->name_len == len && memcmp(ch->name, name, len) == 0)
-            return ch;
-    return NULL;
-}
-
-static int table_grow(memory_t *m)
-{
-    size_t cap = m->tcap * 2;
-    mchan_t **t = calloc(cap, sizeof *t);
-    if (t == NULL)
-        return HSC_ENOMEM;
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
-            ch->hnext = t[ch->hash & (cap - 1)];
-            t[ch->hash & (cap - 1)] = ch;
-        }
-    }
-    free(m->table);
-    m->table = t;
-    m->tcap = cap;
-    return 0;
+    return ment(hsc_chantable_find(&m->chans, name, len, h));
 }
 
 static void evict_channel(memory_t *m, mchan_t *ch);
@@ -216,33 +126,33 @@ static bool may_create(hsc_create_check_t *c, size_t n)
 }
 
 /*
- * Finds or creates a channel, and pins it (unpin() when done). A new channel is first cleared
- * with `check` (NULL: already cleared); past --max-channels the least recently used idle channel
- * makes room. Returns NULL with *rc HSC_ELIMIT, HSC_EFULL (every channel has subscribers) or
- * HSC_ENOMEM.
+ * Finds or creates a channel, and pins it (hsc_memory_unpin() when done). A new channel is first
+ * cleared with `check` (NULL: already cleared); past --max-channels the least recently used idle
+ * channel makes room. Returns NULL with *rc HSC_ELIMIT, HSC_EFULL (every channel has subscribers)
+ * or HSC_ENOMEM.
  */
-static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_check_t *check,
-                         int *rc)
+mchan_t *hsc_memory_chan_get(memory_t *m, const char *name, size_t len, hsc_create_check_t *check,
+                             int *rc)
 {
     uint64_t h = hsc_siphash(m->hash_key, name, len);
-    mchan_t *ch = table_find(m, name, len, h);
+    mchan_t *ch = hsc_memory_table_find(m, name, len, h);
     if (ch != NULL) {
         ch->pins++;
-        lru_unlink(ch);
+        hsc_memory_lru_unlink(ch);
         return ch;
     }
     if (!may_create(check, 1)) {
         *rc = HSC_ELIMIT;
         return NULL;
     }
-    if (m->nchans >= m->max_channels) {
+    if (m->chans.n >= m->max_channels) {
         if (m->idle.head == NULL) {
             *rc = HSC_EFULL;
             return NULL;
         }
         evict_channel(m, m->idle.head);
     }
-    if (m->nchans + 1 > m->tcap / 4 * 3 && table_grow(m) != 0) {
+    if (hsc_chantable_reserve(&m->chans) != 0) {
         *rc = HSC_ENOMEM;
         return NULL;
     }
@@ -255,7 +165,7 @@ static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_c
         return NULL;
     }
     atomic_init(&ch->refs, 1);
-    ch->hash = h;
+    ch->hent.hash = h;
     ch->in_table = true;
     /* The pointers first: after nhubs unsigned ints they would be misaligned when the count is
      * odd (found by fuzz_request, one worker). */
@@ -265,9 +175,7 @@ static mchan_t *chan_get(memory_t *m, const char *name, size_t len, hsc_create_c
     ch->since = m->seq;
     ch->name_len = len;
     memcpy(ch->name, name, len);
-    ch->hnext = m->table[h & (m->tcap - 1)];
-    m->table[h & (m->tcap - 1)] = ch;
-    m->nchans++;
+    hsc_chantable_insert(&m->chans, &ch->hent);
     ch->pins = 1;
     return ch;
 }
@@ -278,20 +186,16 @@ static void chan_maybe_free(memory_t *m, mchan_t *ch)
     if (!ch->in_table || ch->pins > 0 || ch->total_subs > 0 || ch->hist.count > 0 ||
         ch->pending > 0)
         return;
-    lru_unlink(ch);
-    mchan_t **pp = &m->table[ch->hash & (m->tcap - 1)];
-    while (*pp != ch)
-        pp = &(*pp)->hnext;
-    *pp = ch->hnext;
+    hsc_memory_lru_unlink(ch);
+    hsc_chantable_remove(&m->chans, &ch->hent);
     ch->in_table = false;
-    m->nchans--;
     if (ch->hist.evicted_seq > m->freed_upto)
         m->freed_upto = ch->hist.evicted_seq;
-    chan_unref(ch);
+    hsc_memory_chan_unref(ch);
 }
 
 /* Keeps the engine's history totals in step after a history operation on `ch`. */
-static void hist_account(memory_t *m, mchan_t *ch, size_t count0, size_t bytes0)
+void hsc_memory_hist_account(memory_t *m, mchan_t *ch, size_t count0, size_t bytes0)
 {
     m->hist_events += ch->hist.count;
     m->hist_events -= count0;
@@ -299,16 +203,16 @@ static void hist_account(memory_t *m, mchan_t *ch, size_t count0, size_t bytes0)
     m->hist_bytes -= bytes0;
 }
 
-static void chan_expire(memory_t *m, mchan_t *ch, uint64_t now)
+void hsc_memory_chan_expire(memory_t *m, mchan_t *ch, uint64_t now)
 {
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     hsc_history_expire(&ch->hist, now);
-    hist_account(m, ch, c0, b0);
+    hsc_memory_hist_account(m, ch, c0, b0);
     lru_update(m, ch, false); /* off `busy` once empty */
 }
 
 /* The end of a request's work on `ch`: back on its list, as the most recently used. */
-static void unpin(memory_t *m, mchan_t *ch)
+void hsc_memory_unpin(memory_t *m, mchan_t *ch)
 {
     ch->pins--;
     lru_update(m, ch, true);
@@ -321,10 +225,10 @@ static void evict_channel(memory_t *m, mchan_t *ch)
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     while (ch->hist.count > 0)
         hsc_history_evict_oldest(&ch->hist);
-    hist_account(m, ch, c0, b0);
+    hsc_memory_hist_account(m, ch, c0, b0);
     m->evicted_events += c0;
     m->evicted_channels++;
-    lru_unlink(ch);
+    hsc_memory_lru_unlink(ch);
     chan_maybe_free(m, ch); /* records its evicted_seq in freed_upto */
 }
 
@@ -344,21 +248,21 @@ static bool evict_for_budget(memory_t *m)
         return false;
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     hsc_history_evict_oldest(&ch->hist);
-    hist_account(m, ch, c0, b0);
+    hsc_memory_hist_account(m, ch, c0, b0);
     m->evicted_events++;
     lru_update(m, ch, false);
     return true;
 }
 
 /* The global budget after `ch` (pinned) grew: other channels' history first, then `ch`'s oldest. */
-static void keep_budget(memory_t *m, mchan_t *ch)
+void hsc_memory_keep_budget(memory_t *m, mchan_t *ch)
 {
     while (m->hist_bytes > m->history_total && evict_for_budget(m))
         ;
     while (m->hist_bytes > m->history_total && ch->hist.count > 0) {
         size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
         hsc_history_evict_oldest(&ch->hist);
-        hist_account(m, ch, c0, b0);
+        hsc_memory_hist_account(m, ch, c0, b0);
         m->evicted_events++;
     }
 }
@@ -369,7 +273,8 @@ static void keep_budget(memory_t *m, mchan_t *ch)
  * An event enters history and goes to every hub with subscribers on the channel (m->mu held).
  * Returns the number of subscribers it was queued for; `wake` gets a bit per hub (all past 64).
  */
-static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t *f, uint64_t *wake)
+unsigned hsc_memory_chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t *f,
+                                 uint64_t *wake)
 {
     size_t c0 = ch->hist.count, b0 = ch->hist.bytes;
     uint64_t now = now_ms();
@@ -379,9 +284,9 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
         if (ch->hist.evicted_seq < seq)
             ch->hist.evicted_seq = seq; /* a resume across it must report the gap */
     }
-    hist_account(m, ch, c0, b0);
+    hsc_memory_hist_account(m, ch, c0, b0);
     ch->last_pub = now;
-    keep_budget(m, ch);
+    hsc_memory_keep_budget(m, ch);
     unsigned n = 0;
     for (unsigned i = 0; i < m->base.nhubs; i++) {
         if (ch->nsubs[i] == 0)
@@ -400,7 +305,7 @@ static unsigned chan_deliver(memory_t *m, mchan_t *ch, uint64_t seq, hsc_frame_t
     return n;
 }
 
-static void flush_hubs(hsc_engine_t *e, uint64_t wake)
+void hsc_memory_flush_hubs(hsc_engine_t *e, uint64_t wake)
 {
     for (unsigned i = 0; i < e->nhubs; i++)
         if (i >= 64 || (wake & (1ull << i)))
@@ -408,7 +313,7 @@ static void flush_hubs(hsc_engine_t *e, uint64_t wake)
 }
 
 /* The wall clock in milliseconds: what a journal record's time says. */
-static uint64_t wall_ms(void)
+uint64_t hsc_memory_wall_ms(void)
 {
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
@@ -427,7 +332,7 @@ static int publish_journaled(memory_t *m, hsc_publish_t *p)
         return HSC_ENOMEM;
     int rc = 0;
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
+    mchan_t *ch = hsc_memory_chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     hsc_frame_t *f = NULL;
     if (ch != NULL) {
         uint64_t seq = m->seq + 1;
@@ -438,13 +343,13 @@ static int publish_journaled(memory_t *m, hsc_publish_t *p)
         *pe = (hsc_jpending_t){.p = p, .chan = &ch->pub, .frame = f, .seq = seq};
         if (f == NULL)
             rc = HSC_ENOMEM;
-        else if ((rc = hsc_journal_append(m->journal, pe, wall_ms())) == 0) {
+        else if ((rc = hsc_journal_append(m->journal, pe, hsc_memory_wall_ms())) == 0) {
             m->seq = seq;
             p->seq = seq;
             ch->pending++;
             atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
         }
-        unpin(m, ch);
+        hsc_memory_unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     if (rc != 0) {
@@ -470,7 +375,7 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         return;
     }
     uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, p->channel, p->channel_len, &p->create, &rc);
+    mchan_t *ch = hsc_memory_chan_get(m, p->channel, p->channel_len, &p->create, &rc);
     if (ch != NULL) {
         uint64_t seq = m->seq + 1;
         hsc_event_id_format(p->id, m->epoch, seq);
@@ -480,19 +385,19 @@ static void mem_publish(hsc_engine_t *e, hsc_publish_t *p)
         if (f == NULL) {
             rc = HSC_ENOMEM;
         } else if (m->journal != NULL &&
-                   (rc = hsc_journal_write(m->journal, p, seq, wall_ms())) != 0) {
+                   (rc = hsc_journal_write(m->journal, p, seq, hsc_memory_wall_ms())) != 0) {
             /* not written: not published (the number is taken by the next one) */
         } else {
             m->seq = m->committed = seq;
             m->published++;
             p->seq = seq;
-            n = chan_deliver(m, ch, seq, f, &wake);
+            n = hsc_memory_chan_deliver(m, ch, seq, f, &wake);
         }
-        unpin(m, ch);
+        hsc_memory_unpin(m, ch);
     }
     uv_mutex_unlock(&m->mu);
     hsc_frame_unref(f);
-    flush_hubs(e, wake);
+    hsc_memory_flush_hubs(e, wake);
     p->rc = rc;
     p->subscribers = n;
     p->cb(p);
@@ -510,7 +415,7 @@ static int replay_cmp(const void *a, const void *b)
 static void unwind(memory_t *m, hsc_subscribe_t *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        unpin(m, mchan(s->chans[i]));
+        hsc_memory_unpin(m, mchan(s->chans[i]));
 }
 
 /*
@@ -537,14 +442,15 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         for (size_t i = 0; i < s->n; i++) {
             const char *name = s->names + i * s->stride;
             size_t len = strlen(name);
-            missing += table_find(m, name, len, hsc_siphash(m->hash_key, name, len)) == NULL;
+            missing +=
+                hsc_memory_table_find(m, name, len, hsc_siphash(m->hash_key, name, len)) == NULL;
         }
         if (missing > 0 && !may_create(&s->create, missing))
             return HSC_ELIMIT;
     }
     for (size_t i = 0; i < s->n; i++) {
         const char *name = s->names + i * s->stride;
-        mchan_t *ch = chan_get(m, name, strlen(name), NULL, &rc);
+        mchan_t *ch = hsc_memory_chan_get(m, name, strlen(name), NULL, &rc);
         if (ch == NULL) {
             unwind(m, s, i);
             return rc;
@@ -570,7 +476,7 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
     uint64_t now = now_ms();
     for (size_t i = 0; replay && i < s->n; i++) {
         mchan_t *ch = mchan(s->chans[i]);
-        chan_expire(m, ch, now);
+        hsc_memory_chan_expire(m, ch, now);
         if (s->last != NULL && s->gap == HSC_GAP_NONE &&
             (ch->hist.evicted_seq > after || (ch->since > after && m->freed_upto > after)))
             s->gap = HSC_GAP_EXPIRED;
@@ -602,7 +508,7 @@ static int subscribe_locked(memory_t *m, hsc_subscribe_t *s)
         mchan_t *ch = mchan(s->chans[i]);
         ch->nsubs[s->hub]++;
         ch->total_subs++;
-        unpin(m, ch);
+        hsc_memory_unpin(m, ch);
     }
     s->replay = v;
     s->nreplay = k;
@@ -640,20 +546,20 @@ static void mem_unsubscribe(hsc_engine_t *e, unsigned hub, hsc_chan_t *const *ch
 static void mem_release(hsc_engine_t *e, hsc_chan_t *chan)
 {
     (void)e;
-    chan_unref(mchan(chan));
+    hsc_memory_chan_unref(mchan(chan));
 }
 
 /* ---- upkeep ---------------------------------------------------------------------------------- */
 
-static void mem_sweep(hsc_engine_t *e)
+void hsc_memory_sweep(hsc_engine_t *e)
 {
     memory_t *m = (memory_t *)e;
     uv_mutex_lock(&m->mu);
     uint64_t now = now_ms(); /* after the lock: no publish stamped later than this can be pending */
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
-            chan_expire(m, ch, now);
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
+            hsc_memory_chan_expire(m, ch, now);
             chan_maybe_free(m, ch);
         }
     }
@@ -664,7 +570,7 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
 {
     memory_t *m = (memory_t *)e;
     uv_mutex_lock(&m->mu);
-    out->channels = m->nchans;
+    out->channels = m->chans.n;
     out->history_events = m->hist_events;
     out->history_bytes = m->hist_bytes;
     out->published = m->published;
@@ -673,290 +579,20 @@ static void mem_stats(hsc_engine_t *e, hsc_engine_stats_t *out)
     uv_mutex_unlock(&m->mu);
 }
 
-/* ---- listings (the admin API) ---------------------------------------------------------------- */
-
-/* Bytewise name order, the shorter first on a tie. */
-static int name_cmp(const char *a, size_t al, const char *b, size_t bl)
-{
-    int c = memcmp(a, b, al < bl ? al : bl);
-    return c != 0 ? c : (al > bl) - (al < bl);
-}
-
-static int chan_cmp(const mchan_t *a, const mchan_t *b)
-{
-    return name_cmp(a->name, a->name_len, b->name, b->name_len);
-}
-
-/* Restores the max-heap (by name) below index i of h[0..n). */
-static void heap_down(mchan_t **h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t big = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && chan_cmp(h[l], h[big]) > 0)
-            big = l;
-        if (r < n && chan_cmp(h[r], h[big]) > 0)
-            big = r;
-        if (big == i)
-            return;
-        mchan_t *t = h[i];
-        h[i] = h[big];
-        h[big] = t;
-        i = big;
-    }
-}
-
-static void heap_up(mchan_t **h, size_t i)
-{
-    while (i > 0 && chan_cmp(h[(i - 1) / 2], h[i]) < 0) {
-        mchan_t *t = h[i];
-        h[i] = h[(i - 1) / 2];
-        h[(i - 1) / 2] = t;
-        i = (i - 1) / 2;
-    }
-}
-
-static void report(hsc_channels_t *q, mchan_t *ch, uint64_t now, uint64_t wall)
-{
-    const hsc_history_t *h = &ch->hist;
-    hsc_chan_info_t info = {
-        .name = ch->name,
-        .name_len = ch->name_len,
-        .subscribers = ch->total_subs,
-        .history_events = h->count,
-        .history_bytes = h->bytes,
-        .first_seq = h->count ? hsc_history_at(h, 0)->seq : 0,
-        .last_seq = h->count ? hsc_history_at(h, h->count - 1)->seq : 0,
-        .last_publish_ms = ch->last_pub ? wall - (now - ch->last_pub) : 0,
-    };
-    if (q->one) {
-        atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
-        info.chan = &ch->pub;
-    }
-    q->each(q, &info);
-    q->found++;
-}
-
-/*
- * One channel, or a page after the cursor: one pass over the table keeps the `limit` smallest
- * names after the cursor in a max-heap (allocated before the lock), then reports them in order.
- * O(channels x log limit) under the lock per page; memory for one page.
- */
-static void mem_channels(hsc_engine_t *e, hsc_channels_t *q)
-{
-    memory_t *m = (memory_t *)e;
-    q->rc = 0;
-    q->found = 0;
-    q->more = false;
-    q->epoch = m->epoch;
-    mchan_t **heap = NULL;
-    if (!q->one && (heap = malloc((q->limit ? q->limit : 1) * sizeof *heap)) == NULL) {
-        q->rc = HSC_ENOMEM;
-        q->cb(q);
-        return;
-    }
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    uint64_t wall = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-    uv_mutex_lock(&m->mu);
-    uint64_t now = now_ms();
-    q->total = m->nchans;
-    if (q->one) {
-        mchan_t *ch =
-            table_find(m, q->name, q->name_len, hsc_siphash(m->hash_key, q->name, q->name_len));
-        if (ch != NULL) {
-            chan_expire(m, ch, now);
-            report(q, ch, now, wall);
-        }
-    } else {
-        size_t n = 0;
-        for (size_t i = 0; i < m->tcap; i++) {
-            for (mchan_t *ch = m->table[i]; ch != NULL; ch = ch->hnext) {
-                if (q->name != NULL && name_cmp(ch->name, ch->name_len, q->name, q->name_len) <= 0)
-                    continue;
-                if (n < q->limit) {
-                    heap[n] = ch;
-                    heap_up(heap, n++);
-                } else if (q->limit > 0) {
-                    q->more = true;
-                    if (chan_cmp(ch, heap[0]) < 0) {
-                        heap[0] = ch;
-                        heap_down(heap, n, 0);
-                    }
-                }
-            }
-        }
-        for (size_t k = n; k > 1; k--) { /* heap sort: ascending names */
-            mchan_t *t = heap[0];
-            heap[0] = heap[k - 1];
-            heap[k - 1] = t;
-            heap_down(heap, k - 1, 0);
-        }
-        for (size_t k = 0; k < n; k++)
-            report(q, heap[k], now, wall);
-    }
-    uv_mutex_unlock(&m->mu);
-    free(heap);
-    q->cb(q);
-}
-
 static void mem_free(hsc_engine_t *e)
 {
     memory_t *m = (memory_t *)e;
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
-            chan_unref(ch);
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
+            hsc_memory_chan_unref(ch);
         }
     }
-    free(m->table);
+    hsc_chantable_free(&m->chans);
     free(m->base.hubs);
     uv_mutex_destroy(&m->mu);
     free(m);
 }
-
-/* ---- the journal's side (journal.h) ---------------------------------------------------------- */
-
-void hsc_memory_set_journal(hsc_engine_t *e, hsc_journal_t *j)
-{
-    ((memory_t *)e)->journal = j;
-}
-
-/* On the publisher's loop: the results, then the publisher's callback. */
-static void commit_done(hsc_engine_call_t *c)
-{
-    hsc_jpending_t *pe = (hsc_jpending_t *)((char *)c - offsetof(hsc_jpending_t, call));
-    hsc_publish_t *p = pe->p;
-    p->rc = pe->rc;
-    p->subscribers = pe->subscribers;
-    free(pe);
-    p->cb(p);
-}
-
-void hsc_memory_commit(hsc_engine_t *e, hsc_jpending_t **v, size_t n)
-{
-    memory_t *m = (memory_t *)e;
-    uint64_t wake = 0;
-    uv_mutex_lock(&m->mu);
-    for (size_t i = 0; i < n; i++) {
-        hsc_jpending_t *pe = v[i];
-        mchan_t *ch = mchan(pe->chan);
-        ch->pins++; /* as a publish holds it: on no list while it grows */
-        lru_unlink(ch);
-        if (pe->rc == 0) {
-            pe->subscribers = chan_deliver(m, ch, pe->seq, pe->frame, &wake);
-            m->committed = pe->seq;
-            m->published++;
-        }
-        ch->pending--;
-        unpin(m, ch);
-        chan_unref(ch); /* the publish's reference */
-        hsc_frame_unref(pe->frame);
-        pe->frame = NULL;
-        pe->chan = NULL;
-        pe->call.fn = commit_done;
-        hsc_engine_hub_t *hub = &m->base.hubs[pe->p->hub];
-        hub->sink->call(hub->ctx, &pe->call);
-    }
-    uv_mutex_unlock(&m->mu);
-    flush_hubs(e, wake);
-}
-
-int hsc_memory_restore(hsc_engine_t *e, const char *name, size_t len, uint64_t seq, uint64_t age_ms,
-                       hsc_frame_t *f)
-{
-    memory_t *m = (memory_t *)e;
-    int rc = 0;
-    uv_mutex_lock(&m->mu);
-    mchan_t *ch = chan_get(m, name, len, NULL, &rc);
-    if (ch != NULL) {
-        if (seq > m->seq)
-            m->seq = seq;
-        if (seq - 1 < ch->since) /* it existed then: replay order is not creation order */
-            ch->since = seq - 1;
-        size_t count = ch->hist.count;
-        if (seq > ch->hist.evicted_seq &&
-            (count == 0 || hsc_history_at(&ch->hist, count - 1)->seq < seq)) {
-            size_t c0 = count, b0 = ch->hist.bytes;
-            uint64_t now = now_ms(), t = age_ms < now ? now - age_ms : 0;
-            if (hsc_history_push(&ch->hist, seq, t, f) != 0)
-                rc = HSC_ENOMEM;
-            hist_account(m, ch, c0, b0);
-            ch->last_pub = t;
-            keep_budget(m, ch);
-        }
-        unpin(m, ch);
-    }
-    uv_mutex_unlock(&m->mu);
-    hsc_frame_unref(f);
-    return rc;
-}
-
-void hsc_memory_restore_evicted(hsc_engine_t *e, const char *name, size_t len, uint64_t seq)
-{
-    memory_t *m = (memory_t *)e;
-    int rc = 0;
-    uv_mutex_lock(&m->mu);
-    if (seq > m->seq)
-        m->seq = seq;
-    if (name == NULL) {
-        if (seq > m->freed_upto)
-            m->freed_upto = seq;
-    } else {
-        mchan_t *ch = chan_get(m, name, len, NULL, &rc);
-        if (ch != NULL && seq > ch->hist.evicted_seq)
-            ch->hist.evicted_seq = seq;
-        if (ch != NULL && seq - 1 < ch->since)
-            ch->since = seq - 1;
-        if (ch != NULL)
-            unpin(m, ch);
-    }
-    uv_mutex_unlock(&m->mu);
-}
-
-void hsc_memory_restore_done(hsc_engine_t *e, uint64_t epoch, uint64_t seq, uint64_t lost_upto)
-{
-    memory_t *m = (memory_t *)e;
-    uv_mutex_lock(&m->mu);
-    m->epoch = epoch;
-    if (seq > m->seq)
-        m->seq = seq;
-    m->committed = m->seq;
-    m->lost_upto = lost_upto;
-    uv_mutex_unlock(&m->mu);
-    mem_sweep(e);
-}
-
-uint64_t hsc_memory_snapshot(hsc_engine_t *e, hsc_memory_visit_fn fn, void *ctx, int *stopped)
-{
-    memory_t *m = (memory_t *)e;
-    *stopped = 0;
-    uv_mutex_lock(&m->mu);
-    uint64_t mono = now_ms(), wall = wall_ms();
-    *stopped = fn(ctx, 0, NULL, 0, m->committed, wall, NULL);
-    for (size_t i = 0; i < m->tcap && !*stopped; i++) {
-        for (mchan_t *ch = m->table[i]; ch != NULL && !*stopped; ch = ch->hnext) {
-            for (size_t k = 0; k < ch->hist.count && !*stopped; k++) {
-                const hsc_hist_entry_t *en = hsc_history_at(&ch->hist, k);
-                uint64_t age = mono > en->time_ms ? mono - en->time_ms : 0;
-                *stopped = fn(ctx, HSC_JREC_FRAME, ch->name, ch->name_len, en->seq,
-                              wall > age ? wall - age : 0, en->frame);
-            }
-            /* After its events: replayed onto a channel with history, the mark stays its own
-             * (a channel left empty is freed and its mark becomes the freed channels'). */
-            if (!*stopped && ch->hist.evicted_seq > 0)
-                *stopped = fn(ctx, HSC_JREC_EVICTED, ch->name, ch->name_len, ch->hist.evicted_seq,
-                              wall, NULL);
-        }
-    }
-    if (!*stopped && m->freed_upto > 0)
-        *stopped = fn(ctx, HSC_JREC_FREED, NULL, 0, m->freed_upto, wall, NULL);
-    if (!*stopped && m->lost_upto > 0)
-        *stopped = fn(ctx, HSC_JREC_LOST, NULL, 0, m->lost_upto, wall, NULL);
-    uint64_t cut = m->committed;
-    uv_mutex_unlock(&m->mu);
-    return cut;
-}
-
 /* Copies the limits the engine keeps from `cfg`. */
 static void take_limits(memory_t *m, const hsc_server_config_t *cfg)
 {
@@ -974,9 +610,9 @@ static void mem_reconfigure(hsc_engine_t *e, const hsc_server_config_t *cfg)
     uv_mutex_lock(&m->mu);
     take_limits(m, cfg);
     uint64_t now = now_ms();
-    for (size_t i = 0; i < m->tcap; i++) {
-        for (mchan_t *ch = m->table[i], *next; ch != NULL; ch = next) {
-            next = ch->hnext;
+    for (size_t i = 0; i < m->chans.cap; i++) {
+        for (mchan_t *ch = ment(m->chans.slots[i]), *next; ch != NULL; ch = next) {
+            next = ment(ch->hent.next);
             hsc_history_t *h = &ch->hist;
             h->max_count = m->history;
             h->max_bytes = m->history_bytes;
@@ -985,8 +621,8 @@ static void mem_reconfigure(hsc_engine_t *e, const hsc_server_config_t *cfg)
             while (h->count > 0 && (h->count > h->max_count || h->bytes > h->max_bytes))
                 hsc_history_evict_oldest(h);
             m->evicted_events += c0 - h->count;
-            hist_account(m, ch, c0, b0);
-            chan_expire(m, ch, now);
+            hsc_memory_hist_account(m, ch, c0, b0);
+            hsc_memory_chan_expire(m, ch, now);
             chan_maybe_free(m, ch);
         }
     }
@@ -996,8 +632,8 @@ static void mem_reconfigure(hsc_engine_t *e, const hsc_server_config_t *cfg)
 }
 
 static const hsc_engine_vt_t memory_vt = {
-    mem_publish, mem_subscribe, mem_unsubscribe, mem_release,     mem_sweep,
-    mem_stats,   mem_free,      mem_channels,    mem_reconfigure,
+    mem_publish, mem_subscribe, mem_unsubscribe,     mem_release,     hsc_memory_sweep,
+    mem_stats,   mem_free,      hsc_memory_channels, mem_reconfigure,
 };
 
 /* The hash key, per process: getrandom(), else (no entropy yet, an old kernel) the clock and
@@ -1018,11 +654,11 @@ int hsc_memory_engine_new(const hsc_server_config_t *cfg, unsigned nhubs, hsc_en
     memory_t *m = calloc(1, sizeof *m);
     if (m == NULL)
         return HSC_ENOMEM;
-    m->tcap = 64;
-    m->table = calloc(m->tcap, sizeof *m->table);
+    int trc = hsc_chantable_init(&m->chans, offsetof(mchan_t, name) - offsetof(mchan_t, hent),
+                                 offsetof(mchan_t, name_len) - offsetof(mchan_t, hent));
     m->base.hubs = calloc(nhubs ? nhubs : 1, sizeof *m->base.hubs);
-    if (m->table == NULL || m->base.hubs == NULL) {
-        free(m->table);
+    if (trc != 0 || m->base.hubs == NULL) {
+        hsc_chantable_free(&m->chans);
         free(m->base.hubs);
         free(m);
         return HSC_ENOMEM;
