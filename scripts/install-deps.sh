@@ -9,7 +9,9 @@ packages=(
     node-llhttp       # the HTTP/1.1 parser's C sources, compiled into libhsc
     libjansson-dev    # JSON
     libcurl4-openssl-dev
-    libssl-dev        # libcrypto: HMAC-SHA256 for JWTs (docs/security.md)
+    libssl-dev        # OpenSSL 3: TLS (docs/tls.md) and HMAC-SHA256 for JWTs (docs/security.md)
+    libnghttp2-dev    # HTTP/2 framing, HPACK and flow control (docs/tls.md)
+    nghttp2-client    # nghttp and h2load: HTTP/2 stream-level tests and benchmarks
     libcmocka-dev     # unit tests
     clang libclang-rt-14-dev  # sanitizers and libFuzzer
     clang-format
