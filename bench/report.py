@@ -13,6 +13,8 @@ import statistics
 import subprocess
 import time
 
+import report_cluster
+
 PEERS = ("nchan", "pushpin")
 ORDER = ("floor", "hscd", "nchan", "pushpin")
 
@@ -115,10 +117,32 @@ def fanout_table(res, case):
     return "\n".join(lines)
 
 
+def only_cluster(a, rows, dest):
+    """BENCH_CLUSTER=only: the cluster records replace those in bench/results.jsonl, the cluster
+    section replaces its namesake in PERFORMANCE.md; everything else stays as it was."""
+    mine = [r for r in rows if str(r.get("case", "")).startswith("cluster")]
+    kept = []
+    if os.path.exists(dest) and os.path.abspath(a.results) != os.path.abspath(dest):
+        kept = [l for l in open(dest) if l.strip() and
+                not str(json.loads(l).get("case", "")).startswith("cluster")]
+    with open(dest, "w") as f:
+        f.writelines(kept)
+        for r in mine:
+            f.write(json.dumps(r) + "\n")
+    md = os.path.join(a.out, "PERFORMANCE.md")
+    text = open(md).read() if os.path.exists(md) else "# Performance\n"
+    lines = report_cluster.section(mine)
+    if lines:
+        lines = lines + ["(Cluster section written by `BENCH_CLUSTER=only make bench` on %s, "
+                         "`git describe`: %s.)" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                   sh("git describe --always --dirty")), ""]
+    open(md, "w").write(report_cluster.replace(text.rstrip("\n"), lines) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
-    ap.add_argument("--chaos", required=True)
+    ap.add_argument("--chaos", default="")
     ap.add_argument("--out", required=True)
     ap.add_argument("--hscd", required=True)
     ap.add_argument("--reps", type=int, default=1)
@@ -126,12 +150,18 @@ def main():
     ap.add_argument("--hscd-fsync", default="none",
                     help="hscd's journal mode in the comparison: none (memory only), batch, always")
     ap.add_argument("--openai", default=None, help="bench/openai_bench.py --json output")
+    ap.add_argument("--only-section", choices=("cluster",), default=None,
+                    help="rewrite only this section of an existing PERFORMANCE.md (and only its "
+                    "records in bench/results.jsonl)")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     res = Results(rows)
     plots = os.path.join(a.out, "bench")
     os.makedirs(plots, exist_ok=True)
     dest = os.path.join(plots, "results.jsonl")
+    if a.only_section == "cluster":
+        only_cluster(a, rows, dest)
+        return
     if os.path.abspath(a.results) != os.path.abspath(dest):
         shutil.copy(a.results, dest)
 
@@ -350,6 +380,10 @@ def main():
                 cells.append("%s/s%s" % (fmt(v), extra))
             w("| %s | %s |" % (m, " | ".join(cells)))
         w("")
+
+    cl = report_cluster.section(rows)
+    if cl:
+        out.extend(cl)
 
     # Targets (issue 7).
     w("## Targets")

@@ -126,6 +126,8 @@ static void usage(FILE *f, bool connect_only)
           "                    channels 1..C-1 (default: subscriber i on channel i % C)\n"
           "  --resume          a subscriber cut after its headers reconnects to the next\n"
           "                    --sub-url with Last-Event-ID; every event must still arrive once\n"
+          "  --midway CMD      run CMD (/bin/sh) once half the events are published, e.g. to\n"
+          "                    kill a node; the publishing waits for it\n"
           "  -n N              subscribers (default 100)\n"
           "  -m M              events (default 100)\n"
           "  -s BYTES          event data size (default 64, at least 32)\n"
@@ -154,6 +156,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                           {"channels", required_argument, NULL, 'C'},
                                           {"hot", required_argument, NULL, 'H'},
                                           {"resume", no_argument, NULL, 'R'},
+                                          {"midway", required_argument, NULL, 'W'},
                                           {"label", required_argument, NULL, 'l'},
                                           {"idle", required_argument, NULL, 'i'},
                                           {"settle", required_argument, NULL, 'e'},
@@ -201,6 +204,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             break;
         case 'R':
             o->resume = true;
+            break;
+        case 'W':
+            o->midway = optarg;
             break;
         case 'F':
             o->pub_format = optarg;
@@ -434,6 +440,11 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
                     sleep_ns(due - now);
             }
             publish(&pub, seq, fanout_event_channel(&o, seq));
+            if (o.midway != NULL && seq == (o.m + 1) / 2) {
+                fflush(NULL);
+                int st = system(o.midway);
+                json_object_set_new(r, "midway_status", json_integer(st));
+            }
             uint64_t now = bench_now_ns();
             if (now - last_sample > 50000000u) {
                 sample_peak(&o, &peak);

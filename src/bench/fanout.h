@@ -11,8 +11,10 @@
  * Servers. --sub-url and --pub-url may be given up to BENCH_MAX_URLS times (nodes of a cluster):
  * subscribers are spread so that each channel's subscribers land on every node, event seq is
  * published through --pub-url number seq % P. With --resume a subscriber whose stream ends after
- * its headers reconnects to the next subscribe URL with Last-Event-ID, as an EventSource behind a
- * load balancer would, and every event must still arrive exactly once.
+ * its headers reconnects to another subscribe URL with Last-Event-ID (the subscribers of a node
+ * that died spread evenly over the others), as an EventSource behind a load balancer would, and
+ * every event must still arrive exactly once. --midway runs a command (kill a node) once half the
+ * events are published.
  */
 #ifndef HSC_BENCH_FANOUT_H
 #define HSC_BENCH_FANOUT_H
@@ -42,6 +44,7 @@ typedef struct opts_s {
     const char *pub_format; /* "body" or "pushpin" */
     char channel[128];
     const char *label;
+    const char *midway; /* a shell command run once half the events are published, or NULL */
     long n, m, size, procs, sources, channels, hot;
     double rate, idle_s, settle_s;
     int pids[BENCH_MAX_PIDS], aux_pids[BENCH_MAX_PIDS];

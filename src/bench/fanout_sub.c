@@ -68,9 +68,10 @@ int fanout_sub_url(const opts_t *o, long i)
 {
     if (o->channels <= 1 || (o->hot > 0 && i < o->hot))
         return (int)(i % o->nsub);
-    /* A channel's k-th subscriber goes to node (first + k): every channel on every node. */
+    /* The k-th subscriber of the channel at position c goes to node (c + k) % nodes: every
+     * channel on every node, whatever the numbers of channels and nodes. */
     long j = o->hot > 0 ? i - o->hot : i, per = o->hot > 0 ? o->channels - 1 : o->channels;
-    return (int)((j + j / per) % o->nsub);
+    return (int)((j % per + j / per) % o->nsub);
 }
 
 long fanout_channel_events(const opts_t *o, long c)
@@ -172,6 +173,17 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
 static void start_next(worker_t *w);
 
+/* The URL a resume moves to: another node, the cut subscribers of one node spread evenly over
+ * the others (a balancer would not send them all to the same one). */
+static uint8_t next_url(const sub_t *s)
+{
+    int n = s->w->o->nsub;
+    if (n <= 1)
+        return 0;
+    long g = s->w->first_index + (s - s->w->subs);
+    return (uint8_t)((s->url + 1 + g % (n - 1)) % n);
+}
+
 static void sub_close(sub_t *s, bool count_disconnect)
 {
     if (s->closed)
@@ -185,7 +197,7 @@ static void sub_close(sub_t *s, bool count_disconnect)
             s->retry = true;
             s->w->res->retries++;
             if (s->counted)
-                s->url = (uint8_t)((s->url + 1) % s->w->o->nsub);
+                s->url = next_url(s);
         } else if (!s->counted) {
             atomic_fetch_add(&s->w->sh->failed, 1);
         }
@@ -195,7 +207,7 @@ static void sub_close(sub_t *s, bool count_disconnect)
         if (s->w->o->resume && !stopping) {
             s->retry = true;
             s->headers = false;
-            s->url = (uint8_t)((s->url + 1) % s->w->o->nsub);
+            s->url = next_url(s);
         }
     }
     uv_close((uv_handle_t *)&s->tcp, on_closed);

@@ -16,9 +16,11 @@
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -201,10 +203,16 @@ class BenchTest(ServerTestCase):
         self.assertGreaterEqual(r["publishes"], 55)  # 50 events and a warm-up per channel
         self.assertEqual([p["pid"] for p in r["server_usage"]["per_pid"]], [server.proc.pid])
         self.assertGreater(r["aux_usage"]["rss_end_kb"], 1000)
-        # Uneven: 7 events over 3 channels (3, 2, 2), 9 subscribers on channel i % 3.
-        rc, r, err = run_json("fanout", "--sub-url", url, "--channels", "3", "-n", "9", "-m", "7")
+        # Uneven: 7 events over 3 channels (3, 2, 2), 9 subscribers on channel i % 3; --midway
+        # runs its command once, halfway.
+        tmp = tempfile.mkdtemp(prefix="hsc-bench-test-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        mark = os.path.join(tmp, "midway")
+        rc, r, err = run_json("fanout", "--sub-url", url, "--channels", "3", "-n", "9", "-m", "7",
+                              "--midway", "echo x >> " + mark)
         self.assertEqual(rc, 0, err)
         self.assertEqual((r["deliveries_expected"], r["deliveries"], r["lost"]), (21, 21, 0), r)
+        self.assertEqual((r["midway_status"], open(mark).read()), (0, "x\n"))
 
     def test_fanout_resume_moves_cut_subscribers_to_the_next_url(self):
         from test_eventsource import CuttableProxy
