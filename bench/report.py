@@ -501,7 +501,8 @@ plot for [i=2:5] '{d}/latency.dat' using i:xtic(1) with linespoints lw 2 title c
     w("The raw results, one JSON object per run: [bench/results.jsonl](bench/results.jsonl).")
     w("")
     w("Reproduce: `make bench` (about 15 minutes; `BENCH_REPS=1` for one repetition, "
-      "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset).")
+      "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset, "
+      "`BENCH_CLUSTER=only` for the cluster scenario alone, `BENCH_CLUSTER=0` without it).")
     open(os.path.join(a.out, "PERFORMANCE.md"), "w").write("\n".join(out) + "\n")
 
 

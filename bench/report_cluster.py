@@ -190,22 +190,49 @@ def section(rows):
           "not with stream range commands, so its range reads are 0 by construction: its cost "
           "shows in the commands and script calls in the window.")
         w("")
+    hs, hst = runs["hscd"], storms["hscd"]
+    if hs or hst:
+        w("### Targets of the cluster scenario (hscd)")
+        w("")
+        w("| target | measured | met |")
+        w("| --- | --- | --- |")
+
+        def target(text, value, ok):
+            w("| %s | %s | %s |" % (text, value, "–" if ok is None else ("yes" if ok else "**no**")))
+        if hs:
+            r = hs[-1]
+            target("every subscriber connected (%s on %d nodes)" % (_fmt(r["subscribers"]), nodes),
+                   _fmt(r["connected"]), r["connected"] == r["subscribers"])
+            bad = sum(x["lost"] + x["duplicated"] + x["out_of_order"] for x in hs + hst)
+            target("0 lost, duplicated or out of order (both runs)", _fmt(bad), bad == 0)
+            sent = (r.get("census") or {}).get("sent_per_publish")
+            target("one round trip (the script call) per publish", _fmt(sent, 2),
+                   None if sent is None else sent <= 1.1)
+            ps = r.get("pubsub") or {}
+            per_ch = ps["subscriptions"] / ps["channels"] if ps.get("channels") else None
+            target("one pub/sub message per node with subscribers (node subscriptions per "
+                   "channel ≤ %d)" % nodes, _fmt(per_ch, 2),
+                   None if per_ch is None else per_ch <= nodes)
+        if hst:
+            r = hst[-1]
+            reads = _calls(r.get("storm", {}), RANGE_READS)
+            bound = chans * (nodes - 1)
+            target("range reads in the resume storm ≤ one per channel per node (%s), not one "
+                   "per resumed subscriber (%s)" % (_fmt(bound), _fmt(r.get("resumed"))),
+                   _fmt(reads), "storm" in r and reads <= bound)
+        w("")
     return out
 
 
 def replace(text, lines):
     """`text` (a PERFORMANCE.md) with its cluster section replaced by `lines`, or the section
-    inserted before "## Reading the numbers" (or "## Targets", or at the end)."""
+    inserted where a whole report puts it: before "## Targets" (or at the end)."""
     body = text.split("\n")
     start = next((i for i, l in enumerate(body) if l.startswith(HEADING)), None)
     if start is not None:
         end = next((i for i in range(start + 1, len(body)) if body[i].startswith("## ")),
                    len(body))
     else:
-        start = next((i for i, l in enumerate(body) if l.startswith("## Reading the numbers")),
-                     None)
-        if start is None:
-            start = next((i for i, l in enumerate(body) if l.startswith("## Targets")),
-                         len(body))
+        start = next((i for i, l in enumerate(body) if l.startswith("## Targets")), len(body))
         end = start
     return "\n".join(body[:start] + lines + body[end:])
