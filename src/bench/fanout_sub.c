@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <llhttp.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,7 +301,7 @@ static void sub_open(worker_t *w, sub_t *s)
     bench_url_t u;
     w->inflight++;
     s->closed = false;
-    uv_tcp_init(&w->loop, &s->tcp);
+    uv_tcp_init_ex(&w->loop, &s->tcp, AF_INET);
     s->tcp.data = s;
     s->creq.data = s;
     llhttp_init(&s->http, HTTP_RESPONSE, &w->settings);
@@ -314,6 +315,13 @@ static void sub_open(worker_t *w, sub_t *s)
         dst.sin_port = htons((uint16_t)u.port);
         inet_pton(AF_INET, u.host, &dst.sin_addr);
     }
+    /* The port is chosen at connect() (per destination), not at bind(): binding port 0 to an
+     * address searches the whole port range for a free port, which with tens of thousands of
+     * sockets costs the kernel more than everything else here. */
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0)
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (uv_tcp_bind(&s->tcp, (struct sockaddr *)&src, 0) != 0 ||
         uv_tcp_connect(&s->creq, &s->tcp, (struct sockaddr *)&dst, on_connect) != 0)
         sub_close(s, false);
