@@ -145,6 +145,16 @@ def section(rows):
             _fmt(_med(rr, lambda r: r["census"]["in_scripts_per_publish"]), 2),
             _fmt(ps["subscriptions"] / ps["channels"], 2) if ps.get("channels") else "–", top))
     w("")
+    nc = runs["hscd"][-1].get("node_counters") if runs["hscd"] else None
+    if nc:
+        sub = lambda k: nc.get('hsc_redis_subscribes_total{from="%s"}' % k, 0)
+        w("The commandstats figure counts the subscriptions' reads too: hscd's nodes served "
+          "%s of the first subscriptions from their rings, %s with a read of their own and %s "
+          "from another subscription's read of the same channel (`hsc_redis_subscribes_total`). "
+          "The subscribers connect before anything is published, when a node has nothing in "
+          "its rings to serve them from; the MONITOR columns are the steady state." % (
+              _fmt(sub("node")), _fmt(sub("redis")), _fmt(sub("shared"))))
+        w("")
     if any(storms.values()):
         rs = next(r for s in SERVERS for r in storms[s])
         w("### Resume storm after a node is killed")
@@ -182,6 +192,13 @@ def section(rows):
                     _fmt(_calls(st, RANGE_READS)) if st else "–", _fmt(total),
                     _fmt(total / r["resumed"], 2) if total is not None and r.get("resumed")
                     else "–", _fmt(_calls(st, SCRIPT_CALLS)) if st else "–", top, served))
+        w("")
+        w("Every channel has subscribers on every node here, so the surviving nodes already "
+          "serve the resumed subscribers' channels and answer them from their rings. A node "
+          "that had no subscriber of a channel reads it once and answers every resume waiting "
+          "for that read from its reply: tests/integration/test_cluster.py "
+          "(`test_resume_storm_costs_one_range_read_per_channel`) holds Redis still while 30 "
+          "subscribers per channel resume on such a node and counts one XRANGE per channel.")
         w("")
         w("hscd's counters are the surviving nodes' `hsc_redis_subscribes_total` over the whole "
           "run, first subscriptions included: `node` from the node's rings, `redis` its own "
