@@ -133,8 +133,8 @@ def only_cluster(a, rows, dest):
     text = open(md).read() if os.path.exists(md) else "# Performance\n"
     lines = report_cluster.section(mine)
     if lines:
-        lines = lines + ["(Cluster section written by `BENCH_CLUSTER=only make bench` on %s, "
-                         "`git describe`: %s.)" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        lines = lines + ["(Cluster section written by `bench/report.py --only-section cluster` "
+                         "(`BENCH_CLUSTER=only`) on %s, `git describe`: %s.)" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                                    sh("git describe --always --dirty")), ""]
     open(md, "w").write(report_cluster.replace(text.rstrip("\n"), lines) + "\n")
 
