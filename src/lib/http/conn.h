@@ -183,7 +183,6 @@ typedef struct hsc_h2_stream_s {
     bool submitted;      /* the response's HEADERS were submitted */
     bool dispatched;     /* the request went to on_request */
     bool rst_sent;       /* RST_STREAM submitted */
-    bool refused;        /* over the concurrent stream limit: refused, never a request */
     uint16_t method_off; /* :method's value in req.head */
     bool have_method, have_path;
     size_t header_bytes;    /* decoded header bytes of the request, for the bound */
@@ -242,7 +241,8 @@ void hsc_h2_free(hsc_conn_t *c);
 /** Sends GOAWAY with `error` (NGHTTP2_*), counts an abuse `reason` (HSC_H2_ABUSE_*, or -1) and
  *  closes once it is written. */
 void hsc_h2_fail(hsc_conn_t *c, uint32_t error, int reason, const char *why);
-/** A stream's request is complete (or refused with `status` != 0): to the owner (h2recv.c). */
+/** A stream's request is complete, or failed a limit (req.error_status): to the owner (h2recv.c).
+ */
 void hsc_h2_dispatch(hsc_h2_stream_t *st);
 /** Frees a closed stream's buffers and the stream (h2conn.c). */
 void hsc_h2_stream_free(hsc_h2_stream_t *st);

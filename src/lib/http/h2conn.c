@@ -196,7 +196,7 @@ static void h2_sweep(hsc_conn_t *c)
                               NGHTTP2_NO_ERROR, NULL, 0);
     }
     for (hsc_h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
-        bool waiting = st->pending > 0 || (!st->dispatched && !st->refused);
+        bool waiting = st->pending > 0 || !st->dispatched; /* output, or the request body */
         if (!waiting || st->rst_sent || now - st->last_progress < idle)
             continue;
         HSC_LOG(HSC_LOG_INFO, "conn %s: stream %d made no progress for --idle-timeout, reset",
