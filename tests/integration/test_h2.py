@@ -300,6 +300,37 @@ class Abuse(H2Case):
             self.assertIn(b"data: event 4\n", out)  # the other connection was served
             del s1
 
+    def test_closed_window_subscriber_dropped_like_a_slow_one(self):
+        srv = self.start("--max-queue-bytes", "64k", "--idle-timeout", "30s")
+        with H2Conn(srv.port, [(h2raw.SETTINGS_INITIAL_WINDOW_SIZE, 0)]) as slow:
+            sid = slow.request("GET", "/v1/events?channel=slow")
+            self.assertTrue(wait_for(lambda: metric(srv, "hsc_subscribers") == 1, 10 * SLOW))
+            body = "x" * 1000
+            for i in range(200):  # 200 KB: past the stream's mark and the backlog's bound
+                rc, _, err = curl2("--data-binary", body, srv.url("/v1/events?channel=slow"))
+                self.assertEqual(rc, 0, err)
+                if metric(srv, "hsc_slow_subscribers_dropped_total") == 1:
+                    break
+            self.assertEqual(metric(srv, "hsc_slow_subscribers_dropped_total"), 1)
+            _, f = slow.frames_until(lambda f: f[0] == h2raw.RST_STREAM and f[2] == sid, 5 * SLOW)
+            self.assertIsNotNone(f, "no RST_STREAM for the dropped subscriber")
+            self.assertEqual(struct.unpack(">I", f[3])[0], h2raw.CANCEL)
+            # The connection goes on.
+            sid2 = slow.request("HEAD", "/healthz")
+            _, f = slow.frames_until(lambda f: f[2] == sid2 and f[1] & h2raw.END_STREAM, 5 * SLOW)
+            self.assertIsNotNone(f)
+        self.good_client(srv)
+
+    def test_stalled_stream_reset_after_idle_timeout(self):
+        srv = self.start("--idle-timeout", "1s")
+        with H2Conn(srv.port, [(h2raw.SETTINGS_INITIAL_WINDOW_SIZE, 0)]) as slow:
+            sid = slow.request("GET", "/v1/stream?q=stalled")
+            t0 = time.monotonic()
+            _, f = slow.frames_until(lambda f: f[0] == h2raw.RST_STREAM and f[2] == sid, 10 * SLOW)
+            self.assertIsNotNone(f, "the stalled stream was not reset")
+            self.assertGreater(time.monotonic() - t0, 0.9)
+            self.assertEqual(struct.unpack(">I", f[3])[0], h2raw.CANCEL)
+
     def test_idle_connection_gets_goaway(self):
         srv = self.start("--idle-timeout", "1s")
         with H2Conn(srv.port) as c:
