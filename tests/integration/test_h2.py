@@ -369,5 +369,19 @@ class Drain(H2Case):
             self.assertEqual(goaways[0][0], 0x7FFFFFFF)  # the shutdown notice
             body = b"".join(f[3] for f in seen if f[0] == h2raw.DATA and f[2] == sid)
             self.assertRegex(body.decode(), r"retry: \d+\n\n$")
+            seen += c.drain_frames(5 * SLOW)
+            goaways = [struct.unpack(">II", f[3][:8]) for f in seen if f[0] == h2raw.GOAWAY]
+            self.assertIn((sid, h2raw.NO_ERROR), goaways)  # the final GOAWAY: the last stream
             self.assertTrue(c.wait_eof(10 * SLOW))
+        self.assertEqual(srv.wait(15 * SLOW), 0)
+
+    def test_drain_closes_an_idle_connection_with_goaway(self):
+        srv = self.start()
+        with H2Conn(srv.port) as c:
+            sid = c.request("GET", "/healthz")
+            _, f = c.frames_until(lambda f: f[2] == sid and f[1] & h2raw.END_STREAM, 5 * SLOW)
+            self.assertIsNotNone(f)
+            srv.send_signal(signal.SIGTERM)
+            self.assertEqual(c.goaway(5 * SLOW), (sid, h2raw.NO_ERROR))
+            self.assertTrue(c.wait_eof(5 * SLOW))
         self.assertEqual(srv.wait(15 * SLOW), 0)

@@ -30,8 +30,9 @@
  * a connection whose queue was not written for that long closes.
  *
  * Drain. A shutdown notice (GOAWAY with the largest id) at once, the final GOAWAY with the last
- * stream id a moment later; streams in flight go on (the hub ends subscribers with a parting
- * retry: as over HTTP/1.1) and the connection closes when the last one has ended.
+ * stream id a moment later (at once when no stream is open); streams in flight go on (the hub ends
+ * subscribers with a parting retry: as over HTTP/1.1) and the connection closes when the last one
+ * has ended.
  */
 #include "http/conn.h"
 
@@ -74,16 +75,27 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
+/* The drain's last word: GOAWAY with the last stream id processed. */
+static void final_goaway(hsc_h2_t *h2)
+{
+    h2->goaway_sent = true;
+    nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(h2->session), NGHTTP2_NO_ERROR,
+                          NULL, 0);
+}
+
 /* When nothing is left to read or write (GOAWAY done, no stream): close once written. */
 static void h2_check_done(hsc_conn_t *c)
 {
     hsc_h2_t *h2 = c->h2;
     if (c->closing || c->close_after_flush)
         return;
-    if (h2->draining && h2->goaway_sent && h2->nstreams == 0 &&
-        !nghttp2_session_want_write(h2->session)) {
-        nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
+    if (h2->draining && !h2->goaway_sent && h2->nstreams == 0) {
+        final_goaway(h2); /* the streams ended before the notice's delay */
+        hsc_h2_schedule(c);
+        return;
     }
+    /* nghttp2 wants no more once a GOAWAY went either way and no stream is active. */
     if (nghttp2_session_want_read(h2->session) || nghttp2_session_want_write(h2->session))
         return;
     h2->closing = true;
@@ -189,12 +201,8 @@ static void h2_sweep(hsc_conn_t *c)
         hsc_conn_close(c);
         return;
     }
-    if (h2->draining && !h2->goaway_sent) {
-        h2->goaway_sent = true;
-        nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(h2->session),
-                              NGHTTP2_NO_ERROR, NULL, 0);
-    }
+    if (h2->draining && !h2->goaway_sent)
+        final_goaway(h2);
     for (hsc_h2_stream_t *st = h2->streams; st != NULL; st = st->next) {
         bool waiting = st->pending > 0 || !st->dispatched; /* output, or the request body */
         if (!waiting || st->rst_sent || now - st->last_progress < idle)
@@ -317,6 +325,11 @@ void hsc_h2_drain(hsc_conn_t *c)
     if (h2->draining || h2->closing)
         return;
     h2->draining = true;
+    if (h2->nstreams == 0) { /* nothing in flight: the final GOAWAY at once, then close */
+        final_goaway(h2);
+        hsc_h2_pump(c);
+        return;
+    }
     nghttp2_submit_shutdown_notice(h2->session);
     hsc_h2_pump(c);
     if (!c->closing && !h2->closing)
