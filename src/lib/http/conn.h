@@ -207,7 +207,7 @@ struct hsc_h2_s {
     size_t block_bytes;     /* compressed bytes of the current header block */
     double reset_tokens, ping_tokens, settings_tokens;
     uint64_t tokens_at;   /* uv_now() of the last refill */
-    uint64_t last_active; /* uv_now() of the last byte written by the socket */
+    uint64_t last_active; /* uv_now() of the last write completed, or of an empty queue */
 };
 
 /* The frame reader's buckets (h2recv.c): so many frames at once, refilled so many a second;

@@ -130,6 +130,8 @@ void hsc_h2_pump(hsc_conn_t *c)
     if (h2 == NULL || h2->in_pump || c->closing || c->close_pending)
         return;
     h2->in_pump = true;
+    if (c->q_count == 0) /* the socket has taken everything: the client keeps up */
+        h2->last_active = uv_now(c->h->loop);
     hsc_conn_cork(c);
     int rv = nghttp2_session_send(h2->session);
     hsc_conn_uncork(c);
