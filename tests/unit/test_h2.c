@@ -2,7 +2,8 @@
  * Unit tests for HTTP/2 (src/lib/http/h2conn.c, h2recv.c, h2res.c) on a real loop
  * (tests/unit/http_harness.h): the peer writes the preface and frames by hand (HPACK literals
  * without indexing, plain strings) and reads the server's frames. Checked: a response through the
- * same API as HTTP/1.1 (HEADERS then DATA with END_STREAM; HEAD without DATA), a shared frame
+ * same API as HTTP/1.1 (HEADERS then DATA with END_STREAM; HEAD without DATA), cookie crumbs
+ * joined into one Cookie field, a shared frame
  * sent to two streams is referenced, not copied, and its bytes are the DATA payloads, the
  * producer's backpressure follows the stream's window (hsc_res_writable(), on_drain after a
  * WINDOW_UPDATE), and a stream past --h2-max-streams is refused with REFUSED_STREAM.
@@ -72,7 +73,16 @@ static void big_handler(void *ctx, hsc_req_t *req, hsc_res_t *res)
     }
 }
 
+static void cookie_handler(void *ctx, hsc_req_t *req, hsc_res_t *res)
+{
+    (void)ctx;
+    assert_string_equal(hsc_req_header(req, "cookie"), "a=1; hsc_token=t; b=2");
+    assert_string_equal(hsc_req_header(req, "x-other"), "y");
+    assert_int_equal(hsc_res_send(res, 204, NULL, NULL, "", 0), 0);
+}
+
 static const hsc_route_t routes[] = {
+    {"/cookie", HSC_M_GET, cookie_handler, 0},
     {"/hello", HSC_M_GET | HSC_M_HEAD, hello_handler, 0},
     {"/shared", HSC_M_GET, shared_handler, 0},
     {"/big", HSC_M_GET, big_handler, 0},
@@ -119,6 +129,21 @@ static void put_request(harness_t *h, uint32_t sid, const char *method, const ch
     n += literal(block + n, ":path", path);
     n += literal(block + n, ":authority", "example");
     put_frame(h, F_HEADERS, 0x5 /* END_STREAM | END_HEADERS */, sid, block, n);
+}
+
+/* A GET whose Cookie comes as three crumbs, as browsers send it over HTTP/2. */
+static void put_cookie_request(harness_t *h, uint32_t sid)
+{
+    uint8_t block[512];
+    size_t n = literal(block, ":method", "GET");
+    n += literal(block + n, ":scheme", "http");
+    n += literal(block + n, ":path", "/cookie");
+    n += literal(block + n, ":authority", "example");
+    n += literal(block + n, "cookie", "a=1");
+    n += literal(block + n, "x-other", "y");
+    n += literal(block + n, "cookie", "hsc_token=t");
+    n += literal(block + n, "cookie", "b=2");
+    put_frame(h, F_HEADERS, 0x5, sid, block, n);
 }
 
 static void put_window(harness_t *h, uint32_t sid, uint32_t inc)
@@ -225,6 +250,18 @@ static void test_get_and_head(void **state)
     harness_free(h);
 }
 
+static void test_cookie_crumbs_are_joined(void **state)
+{
+    (void)state;
+    harness_t *h = h2_harness();
+    harness_connect(h, 0);
+    put_preface(h, -1);
+    put_cookie_request(h, 1);
+    HARNESS_UNTIL(h, true, has_frame(h, F_HEADERS, 0x1, 1)); /* 204: HEADERS end the stream */
+    assert_int_equal(h->requests, 1);
+    harness_free(h);
+}
+
 static void test_shared_frame_is_referenced_not_copied(void **state)
 {
     (void)state;
@@ -311,6 +348,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_and_head),
+        cmocka_unit_test(test_cookie_crumbs_are_joined),
         cmocka_unit_test(test_shared_frame_is_referenced_not_copied),
         cmocka_unit_test(test_writable_and_drain_follow_the_window),
         cmocka_unit_test(test_streams_past_the_limit_are_refused),

@@ -186,6 +186,7 @@ typedef struct hsc_h2_stream_s {
     uint16_t method_off; /* :method's value in req.head */
     bool have_method, have_path;
     size_t header_bytes;    /* decoded header bytes of the request, for the bound */
+    hsc_buf_t cookie;       /* cookie crumbs (RFC 9113 §8.2.3), joined into one field at the end */
     uint64_t last_progress; /* uv_now() of the stream's start or its last framed byte */
     uint64_t access_start, access_bytes;
 } hsc_h2_stream_t;

@@ -364,6 +364,7 @@ void hsc_h2_stream_free(hsc_h2_stream_t *st)
     free(st->q);
     hsc_buf_dispose(&st->req.head);
     hsc_buf_dispose(&st->req.body);
+    hsc_buf_dispose(&st->cookie);
     free(st);
 }
 

@@ -14,11 +14,12 @@
  *
  * Requests. A stream's head is kept as HTTP/1.1's is (request.c): one bounded buffer of
  * NUL-terminated pieces with 16-bit offsets. :method and :path are the request line,
- * :authority becomes Host. Past --max-header-bytes (decoded, 32 bytes a field counted as in
- * SETTINGS_MAX_HEADER_LIST_SIZE) or HSC_MAX_HEADERS the request is answered 431; decoded bytes
- * far past it (an HPACK bomb: small references to a large table entry) close the connection.
- * A body past --max-body-bytes is answered 413 at once. nghttp2's HTTP messaging rules check the
- * rest (pseudo-headers, connection-specific fields, Content-Length against DATA).
+ * :authority becomes Host, cookie crumbs are joined into one Cookie field. Past --max-header-bytes
+ * (decoded, 32 bytes a field counted as in SETTINGS_MAX_HEADER_LIST_SIZE) or HSC_MAX_HEADERS the
+ * request is answered 431; decoded bytes far past it (an HPACK bomb: small references to a large
+ * table entry) close the connection. A body past --max-body-bytes is answered 413 at once.
+ * nghttp2's HTTP messaging rules check the rest (pseudo-headers, connection-specific fields,
+ * Content-Length against DATA).
  */
 #include "http/conn.h"
 
@@ -200,6 +201,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     hsc_buf_init(&st->req.head,
                  cfg->max_header_bytes < HSC_HEAD_MAX ? cfg->max_header_bytes : HSC_HEAD_MAX);
     hsc_buf_init(&st->req.body, cfg->max_body_bytes);
+    hsc_buf_init(&st->cookie, cfg->max_header_bytes);
     st->last_progress = st->access_start = uv_now(c->h->loop);
     st->next = h2->streams;
     if (st->next != NULL)
@@ -261,6 +263,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         }
         return 0; /* :scheme, :protocol */
     }
+    if (is(name, namelen, "cookie")) { /* crumbs: joined with "; " once the head is complete */
+        if ((st->cookie.len > 0 && hsc_buf_append(&st->cookie, "; ", 2) != 0) ||
+            hsc_buf_append(&st->cookie, value, valuelen) != 0)
+            req_fail(st, 431, "request headers are too large");
+        return 0;
+    }
 field:
     if (r->nhdr == HSC_MAX_HEADERS) {
         req_fail(st, 431, "too many header fields");
@@ -283,6 +291,22 @@ field:
 static void head_done(hsc_h2_stream_t *st)
 {
     hsc_req_t *r = &st->req;
+    if (st->cookie.len > 0 && r->error_status == 0) {
+        if (r->nhdr == HSC_MAX_HEADERS) {
+            req_fail(st, 431, "too many header fields");
+        } else {
+            hsc_header_ref_t *h = &r->hdr[r->nhdr];
+            h->name_off = (uint16_t)r->head.len;
+            h->name_len = 6;
+            if (head_put(st, (const uint8_t *)"cookie", 6)) {
+                h->value_off = (uint16_t)r->head.len;
+                h->value_len = (uint16_t)st->cookie.len;
+                if (head_put(st, (const uint8_t *)st->cookie.data, st->cookie.len))
+                    r->nhdr_done = ++r->nhdr;
+            }
+        }
+    }
+    hsc_buf_dispose(&st->cookie);
     hsc_buf_shrink(&r->head);
     if (r->error_status != 0)
         return;
