@@ -319,6 +319,8 @@ void hsc_h2_start(hsc_conn_t *c, const char *data, size_t len)
         return;
     }
     hsc_h2_recv(c, data, len);
+    if (c->h->draining && !c->closing) /* it came during a drain: served, then GOAWAY */
+        hsc_h2_drain(c);
 }
 
 void hsc_h2_drain(hsc_conn_t *c)
