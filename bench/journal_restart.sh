@@ -14,7 +14,7 @@
 #
 # Every hscd is started here on 127.0.0.1 in a temporary directory and stopped by the PID this
 # script started. Environment: BUILD=build, BENCH_RESTART_BYTES=1g, BENCH_RESTART_CHANNELS=10000,
-# BENCH_RESTART_EVENT_BYTES=4096 (data per event), BENCH_RESTART_PUBLISHERS=16. Results: one JSON
+# BENCH_RESTART_EVENT_BYTES=1000 (data per event), BENCH_RESTART_PUBLISHERS=16. Results: one JSON
 # object per restart on stdout (BENCH_JSON=1) or a table; progress on stderr.
 set -euo pipefail
 
@@ -32,7 +32,7 @@ print(int(float(s[:-1]) * m[s[-1]]) if s[-1] in m else int(s))' "$1"
 }
 BYTES=$(size_bytes "${BENCH_RESTART_BYTES:-1g}")
 CHANNELS=${BENCH_RESTART_CHANNELS:-10000}
-EVENT=${BENCH_RESTART_EVENT_BYTES:-4096}
+EVENT=${BENCH_RESTART_EVENT_BYTES:-1000}
 PUBLISHERS=${BENCH_RESTART_PUBLISHERS:-16}
 EVENTS=$(((BYTES + EVENT - 1) / EVENT))
 PER_CHANNEL=$(((EVENTS + CHANNELS - 1) / CHANNELS))
@@ -48,7 +48,7 @@ trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # Limits well above what is published: every event stays in history, so in the journal.
 ARGS=(--listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --fsync batch --log-level warn
-    --max-channels $((CHANNELS * 2)) --history $((PER_CHANNEL * 2 + 16))
+    --max-channels $((CHANNELS * 2)) --channel-create-rate 0 --history $((PER_CHANNEL * 2 + 16))
     --history-bytes $((PER_CHANNEL * (EVENT + 512) * 2 + 65536))
     --history-total-bytes $((BYTES * 2 + (64 << 20))) --history-age 24h
     --max-event-bytes $((EVENT > 65536 ? EVENT : 65536)))
@@ -88,6 +88,11 @@ t0=$(date +%s.%N)
 fill=$("$BENCH" publish --url "http://127.0.0.1:$PORT/v1/events?channel={ch}" --channel ch \
     --channels "$CHANNELS" -c "$PUBLISHERS" -m "$EVENTS" -s "$EVENT" --json)
 t1=$(date +%s.%N)
+errors=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("publish_errors", 0))' "$fill")
+if [ "$errors" != 0 ]; then
+    echo "bench/journal_restart.sh: $errors publishes failed while filling" >&2
+    exit 1
+fi
 FILL_RSS_KB=$(status_kb VmHWM)
 FILL_EVENTS=$(metric hsc_history_events)
 echo "journal_restart: filled in $(python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1") s;" \
