@@ -50,7 +50,7 @@ class Results:
 
     def servers(self, case):
         seen = [r["server"] for r in self.rows if r.get("case") == case]
-        known = [s for s in ORDER if s in seen]
+        known = [s for s in ORDER + ("hscd-none", "hscd-batch") if s in seen]
         return known + sorted(set(seen) - set(known))
 
     def total(self, case, server, path):
@@ -258,8 +258,10 @@ def journal_block(res):
         for text, value, ok in targets:
             w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
         w("")
-    w("Measured %s; raw rows in bench/%s." % (
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), JOURNAL_ROWS))
+    w("Measured %s; raw rows in [bench/%s](bench/%s). Reproduce: `BENCH_ONLY=journal make "
+      "bench` (these sections only; `BENCH_RESTART_BYTES` sets the journal's size, 1g by "
+      "default)." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), JOURNAL_ROWS,
+                     JOURNAL_ROWS))
     w("")
     w(JOURNAL_END)
     return out
