@@ -1,6 +1,6 @@
 """The cluster section of docs/PERFORMANCE.md (issue 16), from the "cluster" and
 "cluster-storm" records of scripts/bench.sh (BENCH_CLUSTER). bench/report.py calls section() for
-a whole report, and replace() when only this section is regenerated (BENCH_CLUSTER=only)."""
+a whole report, and replace() when only this section is regenerated (BENCH_ONLY=cluster)."""
 
 import statistics
 

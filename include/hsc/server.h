@@ -44,6 +44,10 @@ typedef struct hsc_server_config_s {
     uint64_t header_timeout_ms; /* to receive a request's head, from its first byte or accept */
     uint64_t idle_timeout_ms;   /* keep-alive wait between requests; body read stalls */
     uint64_t drain_timeout_ms;  /* on shutdown, how long streams may still run */
+    int http2;                  /* serve HTTP/2 to clients that open with its preface (h2c
+                                   with prior knowledge; h2 after TLS ALPN); default 1 */
+    unsigned h2_max_streams;    /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; past it a new stream
+                                   is refused (RST_STREAM REFUSED_STREAM); default 100 */
     unsigned max_gen_len;       /* demo responder: pieces per answer */
     uint64_t interval_ms;       /* demo responder: time between pieces */
     int legacy_get;             /* serve GET /<percent-encoded text> as an answer */

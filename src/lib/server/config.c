@@ -27,6 +27,8 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->threads = 0;
     cfg->max_connections = 10000;
     cfg->max_header_bytes = 16 * 1024;
+    cfg->http2 = 1;
+    cfg->h2_max_streams = 100;
     cfg->max_body_bytes = 1024 * 1024;
     cfg->max_queue_bytes = 1024 * 1024;
     cfg->header_timeout_ms = 10000;
@@ -195,6 +197,8 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
         c.max_connections = srv->conns_room;
     }
     c.max_header_bytes = in->max_header_bytes;
+    c.http2 = in->http2;
+    c.h2_max_streams = in->h2_max_streams;
     c.max_body_bytes = in->max_body_bytes;
     c.max_queue_bytes = in->max_queue_bytes;
     c.header_timeout_ms = in->header_timeout_ms;
