@@ -13,6 +13,8 @@ import statistics
 import subprocess
 import time
 
+import report_cluster
+
 PEERS = ("nchan", "pushpin")
 ORDER = ("floor", "hscd", "nchan", "pushpin")
 
@@ -113,6 +115,28 @@ def fanout_table(res, case):
             fmt(ratio(c, floor_c), 2), fmt(p50, 1), fmt(p99, 1), fmt(rss / 1024 if rss else None, 1),
             lost, dup, ooo, fmt(exp)))
     return "\n".join(lines)
+
+
+def only_cluster(a, rows, dest):
+    """BENCH_ONLY=cluster: the cluster records replace those in bench/results.jsonl, the cluster
+    section replaces its namesake in PERFORMANCE.md; everything else stays as it was."""
+    mine = [r for r in rows if str(r.get("case", "")).startswith("cluster")]
+    kept = []
+    if os.path.exists(dest) and os.path.abspath(a.results) != os.path.abspath(dest):
+        kept = [l for l in open(dest) if l.strip() and
+                not str(json.loads(l).get("case", "")).startswith("cluster")]
+    with open(dest, "w") as f:
+        f.writelines(kept)
+        for r in mine:
+            f.write(json.dumps(r) + "\n")
+    md = os.path.join(a.out, "PERFORMANCE.md")
+    text = open(md).read() if os.path.exists(md) else "# Performance\n"
+    lines = report_cluster.section(mine)
+    if lines:
+        lines = lines + ["(Cluster section written by `bench/report.py --only-section cluster` "
+                         "(`BENCH_ONLY=cluster`) on %s, `git describe`: %s.)" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                   sh("git describe --always --dirty")), ""]
+    open(md, "w").write(report_cluster.replace(text.rstrip("\n"), lines) + "\n")
 
 
 JOURNAL_BEGIN = "<!-- journal: written by bench/report.py from the journal's rows; do not edit -->"
@@ -291,7 +315,7 @@ def journal_only(res, out_dir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
-    ap.add_argument("--chaos", required=True)
+    ap.add_argument("--chaos", default="")
     ap.add_argument("--out", required=True)
     ap.add_argument("--hscd", required=True)
     ap.add_argument("--reps", type=int, default=1)
@@ -299,6 +323,9 @@ def main():
     ap.add_argument("--hscd-fsync", default="none",
                     help="hscd's journal mode in the comparison: none (memory only), batch, always")
     ap.add_argument("--openai", default=None, help="bench/openai_bench.py --json output")
+    ap.add_argument("--only-section", choices=("cluster",), default=None,
+                    help="rewrite only this section of an existing PERFORMANCE.md (and only its "
+                    "records in bench/results.jsonl)")
     ap.add_argument("--journal-only", action="store_true",
                     help="rewrite only the journal's sections of PERFORMANCE.md (BENCH_ONLY=journal)")
     a = ap.parse_args()
@@ -306,6 +333,10 @@ def main():
     res = Results(rows)
     plots = os.path.join(a.out, "bench")
     os.makedirs(plots, exist_ok=True)
+    dest = os.path.join(plots, "results.jsonl")
+    if a.only_section == "cluster":
+        only_cluster(a, rows, dest)
+        return
     with open(os.path.join(plots, JOURNAL_ROWS), "w") as f:
         for r in rows:
             if str(r.get("case", "")).startswith("journal-"):
@@ -313,7 +344,6 @@ def main():
     if a.journal_only:
         journal_only(res, a.out)
         return
-    dest = os.path.join(plots, "results.jsonl")
     if os.path.abspath(a.results) != os.path.abspath(dest):
         shutil.copy(a.results, dest)
 
@@ -508,6 +538,10 @@ def main():
 
     out.extend(journal_block(res))
 
+    cl = report_cluster.section(rows)
+    if cl:
+        out.extend(cl)
+
     # Targets (issue 7).
     w("## Targets")
     w("")
@@ -615,7 +649,8 @@ plot for [i=2:5] '{d}/latency.dat' using i:xtic(1) with linespoints lw 2 title c
     w("The raw results, one JSON object per run: [bench/results.jsonl](bench/results.jsonl).")
     w("")
     w("Reproduce: `make bench` (about 15 minutes; `BENCH_REPS=1` for one repetition, "
-      "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset).")
+      "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset, "
+      "`BENCH_ONLY=cluster` for the cluster scenario alone, `BENCH_CLUSTER=0` without it).")
     open(os.path.join(a.out, "PERFORMANCE.md"), "w").write("\n".join(out) + "\n")
 
 

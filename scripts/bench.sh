@@ -15,6 +15,13 @@
 #   bench/journal_restart.sh with a journal of BENCH_RESTART_BYTES (default 1g; 0 skips it)
 #   over BENCH_RESTART_CHANNELS (10000) channels. BENCH_ONLY=journal runs only these and
 #   rewrites only the journal's sections of PERFORMANCE.md (bench/report.py --journal-only).
+#   The cluster scenario (issue 16, docs/cluster.md), once per repetition: BENCH_CLUSTER_NODES=6
+#   hscd --redis nodes, then as many nginx + nchan instances in nchan's Redis mode, each set on a
+#   redis-server started here; 1,000 channels x 100 subscribers plus one channel with 10,000, at
+#   a steady publish rate; Redis commands per publish; then a resume storm after a node is killed.
+#   BENCH_CLUSTER=0 skips it; BENCH_ONLY=cluster runs only it and rewrites only its section of
+#   PERFORMANCE.md (bench/report.py --only-section cluster).
+#   BENCH_CLUSTER_{NODES,CHANNELS,PER,HOT,RATE,EVENTS} change its sizes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +37,8 @@ HSCD="$BUILD/hscd"
 HSCD_FSYNC=${BENCH_HSCD_FSYNC:-none}
 ONLY=${BENCH_ONLY:-}
 case "$ONLY" in
-"" | journal) ;;
-*) echo "bench: BENCH_ONLY must be empty or journal" >&2; exit 2 ;;
+"" | journal | cluster) ;;
+*) echo "bench: BENCH_ONLY must be empty, journal or cluster" >&2; exit 2 ;;
 esac
 RESTART_BYTES=${BENCH_RESTART_BYTES:-1g}
 case "$HSCD_FSYNC" in
@@ -39,13 +46,24 @@ none | batch | always) ;;
 *) echo "bench: BENCH_HSCD_FSYNC must be none, batch or always" >&2; exit 2 ;;
 esac
 
+CLUSTER=${BENCH_CLUSTER:-1}
+[ "$ONLY" = journal ] && CLUSTER=0
+CL_NODES=${BENCH_CLUSTER_NODES:-6}; CL_CH=${BENCH_CLUSTER_CHANNELS:-1000}
+CL_PER=${BENCH_CLUSTER_PER:-100}; CL_HOT=${BENCH_CLUSTER_HOT:-10000}
+CL_RATE=${BENCH_CLUSTER_RATE:-400}; CL_EVENTS=${BENCH_CLUSTER_EVENTS:-12000}
 N1K=1000; M1K=200; N10K=10000; M10K=50; NLAT=1000; MLAT=100; RLAT=20; NIDLE=10000
 SCALE_N="100 300 3000"; STREAM_C=20; STREAM_D=5
 if [ "$QUICK" = 1 ]; then
     REPS=1; N1K=200; M1K=50; N10K=1000; M10K=20; NLAT=100; MLAT=20; NIDLE=1000
     SCALE_N="50"; STREAM_D=2; CHAOS_SECONDS=0; RESTART_BYTES=${BENCH_RESTART_BYTES:-64m}
+    CL_NODES=${BENCH_CLUSTER_NODES:-3}; CL_CH=${BENCH_CLUSTER_CHANNELS:-50}
+    CL_PER=${BENCH_CLUSTER_PER:-10}; CL_HOT=${BENCH_CLUSTER_HOT:-200}
+    CL_RATE=${BENCH_CLUSTER_RATE:-200}; CL_EVENTS=${BENCH_CLUSTER_EVENTS:-1000}
 fi
 [ "$ONLY" = journal ] && SERVERS="" && CHAOS_SECONDS=0
+# The storm runs at 6/10 of the size: after the kill, one node fewer must hold everyone, each
+# under the 20,000 open files a process may have here.
+CL_STORM_PER=$((CL_PER * 6 / 10)); CL_STORM_HOT=$((CL_HOT * 6 / 10))
 
 for f in "$BENCH" "$HSCD"; do
     [ -x "$f" ] || { echo "bench: $f missing: run make build first" >&2; exit 1; }
@@ -244,6 +262,134 @@ try:
 except Exception as e: print("failed", e)')"
 }
 
+# ---- the cluster scenario (BENCH_CLUSTER) ----------------------------------------------------
+# start_redis: a redis-server on a free loopback port, no persistence, in a fresh directory.
+start_redis() {
+    local dir
+    dir=$(mktemp -d "$WORK/redis.XXXXXX")
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+        --maxclients 10000 --daemonize no >"$dir/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_port "$REDIS_PORT"
+}
+
+# start_nodes SERVER: CL_NODES nodes on that Redis; sets NODE_PIDS, NODE_PORTS, SUB_URLS, PUB_URLS.
+start_nodes() {
+    local srv=$1 i port dir
+    NODE_PIDS=(); NODE_PORTS=(); SUB_URLS=(); PUB_URLS=()
+    for i in $(seq 1 "$CL_NODES"); do
+        port=$(free_port)
+        case "$srv" in
+        hscd)
+            "$HSCD" --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$REDIS_PORT" \
+                --threads 1 --max-connections 19800 --data-dir none --log-level warn \
+                2>"$WORK/cluster-hscd-$i.log" &
+            SUB_URLS+=("http://127.0.0.1:$port/v1/events?channel={ch}")
+            PUB_URLS+=("http://127.0.0.1:$port/v1/events?channel={ch}")
+            ;;
+        nchan)
+            dir="$WORK/cluster-nginx-$i"
+            mkdir -p "$dir"
+            sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@REDIS@|$REDIS_PORT|g" \
+                "$ROOT/bench/nginx-nchan-redis.conf.in" >"$dir/nginx.conf"
+            nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$dir/nginx.log" &
+            SUB_URLS+=("http://127.0.0.1:$port/sub/{ch}")
+            PUB_URLS+=("http://127.0.0.1:$port/pub/{ch}")
+            ;;
+        esac
+        NODE_PIDS+=($!)
+        NODE_PORTS+=("$port")
+        PIDS+=($!)
+    done
+    for port in "${NODE_PORTS[@]}"; do wait_port "$port"; done
+    sleep 1 # the nodes' Redis connections
+}
+
+# run_cluster CASE SERVER REP STORM(0|1): one run. Its record holds hsc-bench's result plus
+# "redis" (commands per publish), "pubsub" (node subscriptions per channel, sampled during the
+# run) and, for the storm, "storm" (Redis commands from the kill to the end) and the surviving
+# hscd nodes' counters.
+run_cluster() {
+    local case=$1 srv=$2 rep=$3 storm=$4 per=$CL_PER hot=$CL_HOT out i sampler
+    [ "$storm" = 1 ] && { per=$CL_STORM_PER; hot=$CL_STORM_HOT; }
+    local n=$((CL_CH * per + hot)) stats="$WORK/$case-$srv-$rep" rs="$ROOT/bench/redis_stats.py"
+    mkdir -p "$stats"
+    start_redis
+    start_nodes "$srv"
+    local args=() pids=(--aux-pid "$REDIS_PID")
+    for u in "${SUB_URLS[@]}"; do args+=(--sub-url "$u"); done
+    for i in "${!PUB_URLS[@]}"; do
+        # The storm kills the first node: publishes go through the others.
+        [ "$storm" = 1 ] && [ "$i" = 0 ] && continue
+        args+=(--pub-url "${PUB_URLS[$i]}")
+    done
+    for p in "${NODE_PIDS[@]}"; do pids+=(--pid "$p"); done
+    if [ "$storm" = 1 ]; then
+        # SIGKILL to the node and its children (an nginx master's worker outlives it), then
+        # 5 s without publishes while its subscribers resume elsewhere: what Redis does in that
+        # window is the storm's (and the nodes' pings).
+        local victim="${NODE_PIDS[0]} \$(cat /proc/${NODE_PIDS[0]}/task/*/children 2>/dev/null)"
+        args+=(--resume --midway "python3 $rs snapshot $REDIS_PORT >$stats/kill.json;
+            kill -KILL $victim; sleep 5; python3 $rs snapshot $REDIS_PORT >$stats/storm.json")
+    else
+        # Halfway through the publishing, 3 s of MONITOR: round trips apart from script work.
+        args+=(--midway "python3 $rs census $REDIS_PORT 3 >$stats/census.json 2>&1 &")
+    fi
+    (while sleep 3; do
+        python3 "$rs" pubsub "$REDIS_PORT" '*cluster-*' >>"$stats/pubsub.jsonl" 2>/dev/null
+    done) &
+    sampler=$!
+    PIDS+=("$sampler")
+    python3 "$rs" snapshot "$REDIS_PORT" >"$stats/before.json"
+    out=$(timeout 900 "$BENCH" fanout "${args[@]}" "${pids[@]}" --channel "cluster-$rep" \
+        --channels $((CL_CH + 1)) --hot "$hot" -n "$n" -m "$CL_EVENTS" -r "$CL_RATE" -s 64 \
+        -P 16 --idle 20 --label "$srv" --json) || true
+    python3 "$rs" snapshot "$REDIS_PORT" >"$stats/after.json"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    : >"$stats/metrics.txt"
+    if [ "$srv" = hscd ]; then
+        for i in "${!NODE_PORTS[@]}"; do
+            [ "$storm" = 1 ] && [ "$i" = 0 ] && continue
+            curl -s "http://127.0.0.1:${NODE_PORTS[$i]}/metrics" | grep '^hsc_redis_' \
+                >>"$stats/metrics.txt" || true
+        done
+    fi
+    for p in "${NODE_PIDS[@]}"; do stop_pid "$p"; done
+    stop_pid "$REDIS_PID"
+    out=$(python3 "$ROOT/bench/redis_stats.py" merge "$stats" "$storm" <<<"$out")
+    record "$case" "$srv" "$rep" "$out"
+    echo "  $case $srv #$rep: $(echo "$out" | python3 -c 'import json,sys
+try:
+    r=json.load(sys.stdin); print("%d/%d connected, %.0f deliveries/s, %s lost, %s dup, p50 %.1f p99 %.1f ms, Redis CPU %.0f%%, %.2f Redis commands/publish" % (r["connected"], r["subscribers"], r["deliveries_per_s"], r["lost"], r["duplicated"], r["latency"]["p50_ms"], r["latency"]["p99_ms"], r.get("aux_usage",{}).get("cpu_percent",0), r["redis"].get("total_per_publish",0)))
+except Exception as e: print("failed", e)')"
+}
+
+run_cluster_all() {
+    command -v redis-server >/dev/null ||
+        { echo "bench: redis-server is missing (scripts/install-deps.sh)" >&2; return 0; }
+    for rep in $(seq 1 "$REPS"); do
+        echo "== cluster: $CL_NODES nodes, $CL_CH x $CL_PER + $CL_HOT subscribers," \
+            "$CL_RATE publishes/s, rep $rep/$REPS =="
+        for srv in $SERVERS; do
+            case "$srv" in hscd | nchan) ;; *) continue ;; esac
+            run_cluster cluster "$srv" "$rep" 0
+            run_cluster cluster-storm "$srv" "$rep" 1
+        done
+    done
+}
+
+REPORT_ARGS=(--results "$RESULTS" --out "$OUT" --hscd "$HSCD" --reps "$REPS" --quick "$QUICK")
+if [ "$ONLY" = cluster ]; then
+    echo "bench: results in $RESULTS"
+    run_cluster_all
+    python3 "$ROOT/bench/report.py" "${REPORT_ARGS[@]}" --only-section cluster
+    echo "bench: wrote the cluster section of $OUT/PERFORMANCE.md"
+    exit 0
+fi
+
 EXEC_LOOP='for i in 1 2 3 4 5 6 7 8 9 10; do echo "piece $i of 10"; done'
 
 # Streamed answers: hscd's demo at interval 0, an exec responder, the Python template.
@@ -345,6 +491,8 @@ timeout 900 python3 "$ROOT/bench/openai_bench.py" --hscd "$HSCD" --bench "$BENCH
     -d "$STREAM_D" --rounds "$REPS" --json >"$OPENAI_JSON" \
     || { echo "bench: the OpenAI front's run FAILED" >&2; : >"$OPENAI_JSON"; }
 
+[ "$CLUSTER" = 1 ] && run_cluster_all
+
 CHAOS_LOG="$WORK/chaos.log"
 if [ "$CHAOS_SECONDS" != 0 ]; then
     echo "== chaos, $CHAOS_SECONDS s (tests/integration/test_chaos.py) =="
@@ -358,7 +506,6 @@ else
     : >"$CHAOS_LOG"
 fi
 
-python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos "$CHAOS_LOG" --out "$OUT" \
-    --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --hscd-fsync "$HSCD_FSYNC" \
-    --openai "$OPENAI_JSON"
+python3 "$ROOT/bench/report.py" "${REPORT_ARGS[@]}" --chaos "$CHAOS_LOG" \
+    --hscd-fsync "$HSCD_FSYNC" --openai "$OPENAI_JSON"
 echo "bench: wrote $OUT/PERFORMANCE.md"

@@ -11,17 +11,16 @@
  *
  * The processes share one anonymous MAP_SHARED region: counters, per-worker results and the
  * latency samples. The server is named by --pid (repeatable); its CPU seconds and RSS are read
- * from /proc for it and all its descendants (nginx workers, Pushpin's processes).
+ * from /proc for it and all its descendants (nginx workers, Pushpin's processes), in total and
+ * per --pid; --aux-pid names a process measured apart (the Redis of a cluster).
+ *
+ * Several servers and channels (a cluster's nodes, many channels with one hot one): fanout.h.
+ * The subscriber processes are in fanout_sub.c.
  */
-#include "bench.h"
-#include "hsc/codec.h"
+#include "fanout.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <getopt.h>
-#include <llhttp.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,322 +28,15 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <uv.h>
-
-#define MAX_WORKERS  64
-#define MAX_INFLIGHT 200 /* connection attempts in flight per worker: no SYN backlog overflow */
-
-typedef struct worker_result_s {
-    uint64_t distinct, duplicated, out_of_order, disconnects, errors, other_events, retries;
-    uint64_t last_recv_ns, nlat;
-    int done;
-} worker_result_t;
-
-typedef struct shared_s {
-    _Atomic uint64_t connected, failed, warm, received;
-    _Atomic int go, stop;
-    worker_result_t results[MAX_WORKERS];
-} shared_t;
-
-typedef struct opts_s {
-    bench_url_t sub, pub;
-    const char *pub_format; /* "body" or "pushpin" */
-    char channel[128];
-    const char *label;
-    long n, m, size, procs, sources;
-    double rate, idle_s, settle_s;
-    int pids[BENCH_MAX_PIDS];
-    int npids;
-    bool json, connect_only;
-} opts_t;
-
-/* ---- subscriber workers ------------------------------------------------------------------ */
-
-typedef struct worker_s worker_t;
-
-typedef struct sub_s {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    llhttp_t http;
-    hsc_sse_parser_t *sse;
-    worker_t *w;
-    uint8_t *seen; /* bitmap of sequence numbers 1..m */
-    uint32_t *lat; /* this subscriber's slice of the shared samples */
-    uint32_t nlat;
-    long maxseq;
-    uint64_t retry_at;
-    uint8_t tries;
-    bool headers, warm, closed, retry;
-} sub_t;
-
-struct worker_s {
-    uv_loop_t loop;
-    uv_timer_t tick;
-    const opts_t *o;
-    shared_t *sh;
-    worker_result_t *res;
-    sub_t *subs;
-    sub_t **retry_q; /* subscriptions that failed before their headers, to try again */
-    long nsubs, next, inflight, first_index, nretry;
-    char request[4096];
-    size_t request_len;
-    llhttp_settings_t settings;
-    char rbuf[65536];
-};
-
-static void sub_close(sub_t *s, bool count_disconnect);
-
-static void on_closed(uv_handle_t *h)
-{
-    sub_t *s = h->data;
-    worker_t *w = s->w;
-    if (s->retry) {
-        /* Another try in 100 ms, as a browser's EventSource would; start_next picks it up. */
-        s->retry = false;
-        s->retry_at = bench_now_ns() + 100000000u;
-        w->retry_q[w->nretry++] = s;
-    }
-}
-
-static int on_sse_event(void *user, const hsc_sse_msg_t *msg)
-{
-    sub_t *s = user;
-    worker_t *w = s->w;
-    uint64_t now = bench_now_ns();
-    char *end;
-    long seq = strtol(msg->data, &end, 10);
-    if (end == msg->data || *end != ' ') {
-        w->res->other_events++;
-        return 0;
-    }
-    unsigned long long sent = strtoull(end + 1, NULL, 10);
-    if (seq == 0) {
-        if (!s->warm) {
-            s->warm = true;
-            atomic_fetch_add(&w->sh->warm, 1);
-        }
-        return 0;
-    }
-    if (seq < 0 || seq > w->o->m) {
-        w->res->other_events++;
-        return 0;
-    }
-    uint8_t bit = (uint8_t)(1u << ((seq - 1) & 7));
-    if (s->seen[(seq - 1) >> 3] & bit) {
-        w->res->duplicated++;
-        return 0;
-    }
-    s->seen[(seq - 1) >> 3] |= bit;
-    if (seq < s->maxseq)
-        w->res->out_of_order++;
-    else
-        s->maxseq = seq;
-    w->res->distinct++;
-    uint64_t us = now > sent ? (now - sent) / 1000u : 0;
-    s->lat[s->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    w->res->last_recv_ns = now;
-    atomic_fetch_add_explicit(&w->sh->received, 1, memory_order_relaxed);
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    sub_t *s = p->data;
-    if (p->status_code != 200)
-        return -1;
-    s->headers = true;
-    s->w->inflight--;
-    atomic_fetch_add(&s->w->sh->connected, 1);
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    sub_t *s = p->data;
-    if (hsc_sse_parser_feed(s->sse, at, len) != 0)
-        return -1;
-    return 0;
-}
-
-static void start_next(worker_t *w);
-
-static void sub_close(sub_t *s, bool count_disconnect)
-{
-    if (s->closed)
-        return;
-    s->closed = true;
-    if (!s->headers) {
-        s->w->inflight--;
-        if (++s->tries < 5 && !atomic_load(&s->w->sh->stop)) {
-            s->retry = true;
-            s->w->res->retries++;
-        } else {
-            atomic_fetch_add(&s->w->sh->failed, 1);
-        }
-    } else if (count_disconnect) {
-        s->w->res->disconnects++;
-    }
-    uv_close((uv_handle_t *)&s->tcp, on_closed);
-    start_next(s->w);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    sub_t *s = h->data;
-    *buf = uv_buf_init(s->w->rbuf, sizeof s->w->rbuf);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    sub_t *s = stream->data;
-    if (nread < 0) {
-        sub_close(s, true);
-        return;
-    }
-    if (nread == 0)
-        return;
-    if (llhttp_execute(&s->http, buf->base, (size_t)nread) != HPE_OK) {
-        if (s->headers)
-            s->w->res->errors++;
-        sub_close(s, true);
-    }
-}
-
-static void on_written(uv_write_t *req, int status)
-{
-    sub_t *s = req->data;
-    if (status != 0)
-        sub_close(s, false);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    sub_t *s = req->data;
-    if (status != 0) {
-        sub_close(s, false);
-        return;
-    }
-    uv_buf_t b = uv_buf_init(s->w->request, (unsigned)s->w->request_len);
-    s->wreq.data = s;
-    if (uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_written) != 0 ||
-        uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, on_read) != 0)
-        sub_close(s, false);
-}
-
-static void sub_open(worker_t *w, sub_t *s)
-{
-    long global = w->first_index + (s - w->subs);
-    w->inflight++;
-    s->closed = false;
-    uv_tcp_init(&w->loop, &s->tcp);
-    s->tcp.data = s;
-    s->creq.data = s;
-    llhttp_init(&s->http, HTTP_RESPONSE, &w->settings);
-    s->http.data = s;
-    hsc_sse_parser_reset(s->sse);
-    /* Source address 127.0.0.(1 + k): more source addresses, more ephemeral ports. */
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(global % w->o->sources));
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w->o->sub.port)};
-    inet_pton(AF_INET, w->o->sub.host, &dst.sin_addr);
-    if (uv_tcp_bind(&s->tcp, (struct sockaddr *)&src, 0) != 0 ||
-        uv_tcp_connect(&s->creq, &s->tcp, (struct sockaddr *)&dst, on_connect) != 0)
-        sub_close(s, false);
-}
-
-static void start_next(worker_t *w)
-{
-    if (atomic_load(&w->sh->stop))
-        return;
-    uint64_t now = bench_now_ns();
-    for (long i = 0; i < w->nretry && w->inflight < MAX_INFLIGHT;) {
-        sub_t *s = w->retry_q[i];
-        if (s->retry_at > now) {
-            i++;
-            continue;
-        }
-        w->retry_q[i] = w->retry_q[--w->nretry];
-        sub_open(w, s);
-    }
-    while (w->inflight < MAX_INFLIGHT && w->next < w->nsubs) {
-        sub_t *s = &w->subs[w->next++];
-        s->w = w;
-        sub_open(w, s);
-    }
-}
-
-static void on_tick(uv_timer_t *t)
-{
-    worker_t *w = t->data;
-    if (atomic_load(&w->sh->stop)) {
-        uv_stop(&w->loop);
-        return;
-    }
-    if (atomic_load(&w->sh->go))
-        start_next(w);
-}
-
-static int worker_main(const opts_t *o, shared_t *sh, uint32_t *lat_all, int wi, long first,
-                       long count)
-{
-    worker_t *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return 1;
-    w->o = o;
-    w->sh = sh;
-    w->res = &sh->results[wi];
-    w->first_index = first;
-    w->nsubs = count;
-    w->subs = calloc((size_t)count, sizeof *w->subs);
-    w->retry_q = calloc((size_t)count, sizeof *w->retry_q);
-    size_t bitmap = (size_t)(o->m + 7) / 8;
-    uint8_t *seen = calloc((size_t)count, bitmap > 0 ? bitmap : 1);
-    if (w->subs == NULL || w->retry_q == NULL || seen == NULL)
-        return 1;
-    for (long i = 0; i < count; i++) {
-        sub_t *s = &w->subs[i];
-        s->seen = seen + (size_t)i * bitmap;
-        s->lat = lat_all + (size_t)(first + i) * (size_t)o->m;
-        s->sse = hsc_sse_parser_new(1 << 20, 1 << 20, on_sse_event, NULL, NULL, s);
-        if (s->sse == NULL)
-            return 1;
-    }
-    w->request_len =
-        (size_t)snprintf(w->request, sizeof w->request,
-                         "GET %s HTTP/1.1\r\nHost: %s:%d\r\n"
-                         "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-                         o->sub.path, o->sub.host, o->sub.port);
-    llhttp_settings_init(&w->settings);
-    w->settings.on_headers_complete = on_headers_complete;
-    w->settings.on_body = on_body;
-    uv_loop_init(&w->loop);
-    uv_timer_init(&w->loop, &w->tick);
-    w->tick.data = w;
-    uv_timer_start(&w->tick, on_tick, 1, 5);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    /* Compact the samples to the start of this worker's region for the main process. */
-    uint32_t *dst = lat_all + (size_t)first * (size_t)o->m;
-    uint64_t nlat = 0;
-    for (long i = 0; i < count; i++) {
-        memmove(dst + nlat, w->subs[i].lat, w->subs[i].nlat * sizeof *dst);
-        nlat += w->subs[i].nlat;
-    }
-    w->res->nlat = nlat;
-    w->res->done = 1;
-    /* Sockets, parsers and the loop go with the process. */
-    return 0;
-}
 
 /* ---- the publisher ----------------------------------------------------------------------- */
 
 typedef struct publisher_s {
     const opts_t *o;
-    int fd;
+    int fd[BENCH_MAX_URLS]; /* one keep-alive connection per --pub-url */
     char *payload, *body;
     size_t cap;
-    uint64_t errors;
+    uint64_t errors, count;
 } publisher_t;
 
 static size_t make_payload(const opts_t *o, char *out, long seq)
@@ -358,9 +50,19 @@ static size_t make_payload(const opts_t *o, char *out, long seq)
     return len;
 }
 
-static int publish(publisher_t *p, long seq)
+/* Publishes event seq (0: a warm-up) on channel chan, through --pub-url number seq or chan. */
+static int publish(publisher_t *p, long seq, long chan)
 {
     const opts_t *o = p->o;
+    char name[160];
+    bench_url_t u;
+    int k = (int)((seq > 0 ? seq : chan) % o->npub);
+    fanout_channel_name(o, chan, name, sizeof name);
+    if (bench_url_parse(o->pub[k], name, &u) != 0) {
+        p->errors++;
+        return -1;
+    }
+    p->count++;
     size_t len = make_payload(o, p->payload, seq);
     const char *body = p->payload, *ctype = "text/plain";
     if (strcmp(o->pub_format, "pushpin") == 0) {
@@ -368,21 +70,21 @@ static int publish(publisher_t *p, long seq)
         len = (size_t)snprintf(p->body, p->cap,
                                "{\"items\":[{\"channel\":\"%s\",\"formats\":{\"http-stream\":"
                                "{\"content\":\"data: %s\\n\\n\"}}}]}",
-                               o->channel, p->payload);
+                               name, p->payload);
         body = p->body;
         ctype = "application/json";
     }
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (p->fd < 0)
-            p->fd = bench_connect_blocking(&o->pub);
-        if (p->fd < 0)
+        if (p->fd[k] < 0)
+            p->fd[k] = bench_connect_blocking(&u);
+        if (p->fd[k] < 0)
             continue;
-        int status = bench_http_roundtrip(p->fd, "POST", &o->pub, ctype, body, len);
+        int status = bench_http_roundtrip(p->fd[k], "POST", &u, ctype, body, len);
         if (status >= 200 && status < 300)
             return 0;
         if (status < 0) {
-            close(p->fd);
-            p->fd = -1;
+            close(p->fd[k]);
+            p->fd[k] = -1;
             continue;
         }
         break;
@@ -411,12 +113,21 @@ static void usage(FILE *f, bool connect_only)
         fputs("usage: hsc-bench fanout [options]\n"
               "  N subscribers, M events published at a rate or flat out; counts every delivery.\n",
               f);
-    fputs("  --sub-url URL     subscribe URL, {ch} = the channel\n"
+    fputs("  --sub-url URL     subscribe URL, {ch} = the channel; repeatable (up to 8 nodes:\n"
+          "                    each channel's subscribers spread over all of them)\n"
           "                    (default http://127.0.0.1:8000/v1/events?channel={ch})\n"
-          "  --pub-url URL     publish URL, POST (default: the hscd one, as --sub-url)\n"
+          "  --pub-url URL     publish URL, POST (default: the hscd one, as --sub-url);\n"
+          "                    repeatable: event k goes through URL number k % count\n"
           "  --pub-format F    body (the data is the request body; hscd, nchan, floor) or\n"
           "                    pushpin (Pushpin's JSON publish API)\n"
           "  --channel NAME    default bench-<pid>\n"
+          "  --channels C      C channels NAME-0..NAME-(C-1); event k goes to channel (k-1) % C\n"
+          "  --hot H           the first H subscribers on channel 0, the others spread over\n"
+          "                    channels 1..C-1 (default: subscriber i on channel i % C)\n"
+          "  --resume          a subscriber cut after its headers reconnects to the next\n"
+          "                    --sub-url with Last-Event-ID; every event must still arrive once\n"
+          "  --midway CMD      run CMD (/bin/sh) once half the events are published, e.g. to\n"
+          "                    kill a node; the publishing waits for it\n"
           "  -n N              subscribers (default 100)\n"
           "  -m M              events (default 100)\n"
           "  -s BYTES          event data size (default 64, at least 32)\n"
@@ -424,7 +135,8 @@ static void usage(FILE *f, bool connect_only)
           "  -P PROCS          subscriber processes (default: one per 2500 subscribers, 2..16)\n"
           "  --sources K       source addresses 127.0.0.1..K (default 8)\n"
           "  --pid PID         the server's process (repeatable; descendants included) for\n"
-          "                    CPU seconds and RSS\n"
+          "                    CPU seconds and RSS (in total and per PID)\n"
+          "  --aux-pid PID     a process measured apart (e.g. Redis); repeatable\n"
           "  --label TEXT      a name for the server in the report\n"
           "  --idle SECONDS    give up waiting for deliveries after this long without one (10)\n"
           "  --settle SECONDS  connect: wait before reading idle memory (default 2)\n"
@@ -440,14 +152,19 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                           {"channel", required_argument, NULL, 'c'},
                                           {"sources", required_argument, NULL, 'k'},
                                           {"pid", required_argument, NULL, 'p'},
+                                          {"aux-pid", required_argument, NULL, 'a'},
+                                          {"channels", required_argument, NULL, 'C'},
+                                          {"hot", required_argument, NULL, 'H'},
+                                          {"resume", no_argument, NULL, 'R'},
+                                          {"midway", required_argument, NULL, 'W'},
                                           {"label", required_argument, NULL, 'l'},
                                           {"idle", required_argument, NULL, 'i'},
                                           {"settle", required_argument, NULL, 'e'},
                                           {"json", no_argument, NULL, 'j'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-    const char *sub = "http://127.0.0.1:8000/v1/events?channel={ch}";
-    const char *pub = sub;
+    static const char *dflt = "http://127.0.0.1:8000/v1/events?channel={ch}";
+    o->channels = 1;
     o->pub_format = "body";
     o->label = "server";
     o->n = 100;
@@ -462,10 +179,34 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     while ((c = getopt_long(argc, argv, "n:m:s:r:P:h", longs, NULL)) != -1) {
         switch (c) {
         case 'S':
-            sub = optarg;
+            if (o->nsub == BENCH_MAX_URLS) {
+                fprintf(stderr, "hsc-bench: at most %d --sub-url\n", BENCH_MAX_URLS);
+                return -1;
+            }
+            o->sub[o->nsub++] = optarg;
             break;
         case 'U':
-            pub = optarg;
+            if (o->npub == BENCH_MAX_URLS) {
+                fprintf(stderr, "hsc-bench: at most %d --pub-url\n", BENCH_MAX_URLS);
+                return -1;
+            }
+            o->pub[o->npub++] = optarg;
+            break;
+        case 'a':
+            if (o->naux < BENCH_MAX_PIDS)
+                o->aux_pids[o->naux++] = atoi(optarg);
+            break;
+        case 'C':
+            o->channels = atol(optarg);
+            break;
+        case 'H':
+            o->hot = atol(optarg);
+            break;
+        case 'R':
+            o->resume = true;
+            break;
+        case 'W':
+            o->midway = optarg;
             break;
         case 'F':
             o->pub_format = optarg;
@@ -518,19 +259,22 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     if (optind != argc || o->n <= 0 || o->n > 1000000 || o->m < 0 ||
         (o->m == 0 && !o->connect_only) || o->size < 32 || o->size > (1 << 20) || o->sources < 1 ||
         o->sources > 250 || o->rate < 0 || o->procs < 0 || o->procs > MAX_WORKERS ||
+        o->channels < 1 || o->channels > 1000000 || o->hot < 0 || o->hot >= o->n ||
+        (o->hot > 0 && o->channels < 2) ||
         (strcmp(o->pub_format, "body") != 0 && strcmp(o->pub_format, "pushpin") != 0)) {
         fprintf(stderr, "hsc-bench: bad options (see --help)\n");
         return -1;
     }
-    if ((uint64_t)o->n * (uint64_t)o->m > 200000000u) {
-        fprintf(stderr, "hsc-bench: -n x -m over 200 million deliveries\n");
-        return -1;
-    }
-    if (bench_url_parse(sub, o->channel, &o->sub) != 0 ||
-        bench_url_parse(pub, o->channel, &o->pub) != 0) {
-        fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path\n");
-        return -1;
-    }
+    if (o->nsub == 0)
+        o->sub[o->nsub++] = dflt;
+    if (o->npub == 0)
+        o->pub[o->npub++] = o->sub[0];
+    bench_url_t u;
+    for (int i = 0; i < o->nsub + o->npub; i++)
+        if (bench_url_parse(i < o->nsub ? o->sub[i] : o->pub[i - o->nsub], o->channel, &u) != 0) {
+            fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path\n");
+            return -1;
+        }
     if (o->procs == 0) {
         o->procs = (o->n + 2499) / 2500;
         if (o->procs < 2)
@@ -557,7 +301,18 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     bench_raise_nofile(); /* each worker holds n/procs sockets */
-    size_t lat_bytes = (size_t)o.n * (size_t)(o.m > 0 ? o.m : 1) * sizeof(uint32_t);
+    /* Room for each subscriber's latency samples: its channel's events. */
+    size_t *lat_off = malloc(((size_t)o.n + 1) * sizeof *lat_off);
+    if (lat_off == NULL)
+        return 1;
+    lat_off[0] = 0;
+    for (long i = 0; i < o.n; i++)
+        lat_off[i + 1] = lat_off[i] + (size_t)fanout_channel_events(&o, fanout_sub_channel(&o, i));
+    if (lat_off[o.n] > 200000000u) {
+        fprintf(stderr, "hsc-bench: over 200 million deliveries\n");
+        return 2;
+    }
+    size_t lat_bytes = (lat_off[o.n] + 1) * sizeof(uint32_t);
     shared_t *sh =
         mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     uint32_t *lat =
@@ -585,7 +340,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
             return 1;
         }
         if (pid == 0)
-            _exit(worker_main(&o, sh, lat, (int)i, first, count));
+            _exit(fanout_worker_main(&o, sh, lat, lat_off, (int)i, first, count));
         kids[i] = pid;
         firsts[i] = first;
         first += count;
@@ -626,7 +381,9 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
     json_object_set_new(r, "connects_per_s",
                         json_real(connect_s > 0 ? (double)connected / connect_s : 0));
 
-    publisher_t pub = {.o = &o, .fd = -1};
+    publisher_t pub = {.o = &o};
+    for (int i = 0; i < BENCH_MAX_URLS; i++)
+        pub.fd[i] = -1;
     pub.cap = (size_t)o.size * 2 + 512;
     pub.payload = malloc((size_t)o.size + 64);
     pub.body = malloc(pub.cap);
@@ -658,7 +415,8 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
                 warm = false;
                 break;
             }
-            publish(&pub, 0);
+            for (long c = 0; c < o.channels; c++)
+                publish(&pub, 0, c);
             bench_progress("%s: warming up %llu/%llu", o.label,
                            (unsigned long long)atomic_load(&sh->warm),
                            (unsigned long long)connected);
@@ -667,8 +425,11 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
         uint64_t warm_subs = atomic_load(&sh->warm);
         uint64_t peak = 0;
         sample_peak(&o, &peak);
-        bench_usage_t u0;
+        bench_usage_t u0, aux0, each0[BENCH_MAX_PIDS];
         bench_usage(o.pids, o.npids, &u0);
+        bench_usage(o.aux_pids, o.naux, &aux0);
+        for (int i = 0; i < o.npids; i++)
+            bench_usage(&o.pids[i], 1, &each0[i]);
         uint64_t t0 = bench_now_ns(), last_sample = t0;
         uint64_t pub_errors_before = pub.errors;
         for (long seq = 1; seq <= o.m; seq++) {
@@ -678,7 +439,12 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
                 if (due > now)
                     sleep_ns(due - now);
             }
-            publish(&pub, seq);
+            publish(&pub, seq, fanout_event_channel(&o, seq));
+            if (o.midway != NULL && seq == (o.m + 1) / 2) {
+                fflush(NULL);
+                int st = system(o.midway);
+                json_object_set_new(r, "midway_status", json_integer(st));
+            }
             uint64_t now = bench_now_ns();
             if (now - last_sample > 50000000u) {
                 sample_peak(&o, &peak);
@@ -688,7 +454,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
             }
         }
         uint64_t t_pub_end = bench_now_ns();
-        uint64_t expected = warm_subs * (uint64_t)o.m;
+        uint64_t expected = atomic_load(&sh->expected); /* the warm subscribers' channels' */
         uint64_t got = atomic_load(&sh->received);
         last_progress = bench_now_ns();
         while (got < expected && bench_now_ns() - last_progress < (uint64_t)(o.idle_s * 1e9)) {
@@ -705,8 +471,11 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
                                (unsigned long long)expected);
             }
         }
-        bench_usage_t u1;
+        bench_usage_t u1, aux1, each1[BENCH_MAX_PIDS];
         bench_usage(o.pids, o.npids, &u1);
+        bench_usage(o.aux_pids, o.naux, &aux1);
+        for (int i = 0; i < o.npids; i++)
+            bench_usage(&o.pids[i], 1, &each1[i]);
         sample_peak(&o, &peak);
         atomic_store(&sh->stop, 1);
         for (long i = 0; i < o.procs; i++)
@@ -721,6 +490,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
             tot.disconnects += w->disconnects;
             tot.errors += w->errors;
             tot.retries += w->retries;
+            tot.resumed += w->resumed;
             tot.other_events += w->other_events;
             if (w->last_recv_ns > tot.last_recv_ns)
                 tot.last_recv_ns = w->last_recv_ns;
@@ -732,7 +502,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
             worker_result_t *w = &sh->results[i];
             if (nsamples + w->nlat > tot.distinct)
                 break;
-            memcpy(all + nsamples, lat + (size_t)firsts[i] * (size_t)o.m, w->nlat * sizeof *all);
+            memcpy(all + nsamples, lat + lat_off[firsts[i]], w->nlat * sizeof *all);
             nsamples += w->nlat;
         }
         bench_lat_t lt;
@@ -743,6 +513,7 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
         json_object_set_new(r, "payload_bytes", json_integer(o.size));
         json_object_set_new(r, "rate", json_real(o.rate));
         json_object_set_new(r, "warm", json_boolean(warm));
+        json_object_set_new(r, "warm_subscribers", json_integer((json_int_t)warm_subs));
         json_object_set_new(r, "deliveries_expected", json_integer((json_int_t)expected));
         json_object_set_new(r, "deliveries", json_integer((json_int_t)tot.distinct));
         json_object_set_new(
@@ -751,6 +522,11 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
         json_object_set_new(r, "duplicated", json_integer((json_int_t)tot.duplicated));
         json_object_set_new(r, "out_of_order", json_integer((json_int_t)tot.out_of_order));
         json_object_set_new(r, "disconnects", json_integer((json_int_t)tot.disconnects));
+        json_object_set_new(r, "resumed", json_integer((json_int_t)tot.resumed));
+        json_object_set_new(r, "channels", json_integer(o.channels));
+        json_object_set_new(r, "hot_subscribers", json_integer(o.hot));
+        json_object_set_new(r, "nodes", json_integer(o.nsub));
+        json_object_set_new(r, "publishes", json_integer((json_int_t)pub.count));
         json_object_set_new(r, "parse_errors", json_integer((json_int_t)tot.errors));
         json_object_set_new(r, "foreign_events", json_integer((json_int_t)tot.other_events));
         json_object_set_new(r, "publish_errors",
@@ -770,7 +546,25 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
             json_object_set_new(s, "rss_start_kb", json_integer((json_int_t)u0.rss_kb));
             json_object_set_new(s, "rss_peak_kb", json_integer((json_int_t)peak));
             json_object_set_new(s, "rss_end_kb", json_integer((json_int_t)u1.rss_kb));
+            json_t *each = json_array();
+            for (int i = 0; i < o.npids; i++) {
+                json_t *e = json_object();
+                json_object_set_new(e, "pid", json_integer(o.pids[i]));
+                json_object_set_new(e, "cpu_s", json_real(each1[i].cpu_s - each0[i].cpu_s));
+                json_object_set_new(e, "rss_end_kb", json_integer((json_int_t)each1[i].rss_kb));
+                json_array_append_new(each, e);
+            }
+            json_object_set_new(s, "per_pid", each);
             json_object_set_new(r, "server_usage", s);
+        }
+        if (o.naux > 0) { /* e.g. Redis: its CPU over the measured time, as a share of a core */
+            json_t *s = json_object();
+            double cpu = aux1.cpu_s - aux0.cpu_s, span = (double)(bench_now_ns() - t0) / 1e9;
+            json_object_set_new(s, "processes", json_integer(aux1.procs));
+            json_object_set_new(s, "cpu_s", json_real(cpu));
+            json_object_set_new(s, "cpu_percent", json_real(span > 0 ? 100.0 * cpu / span : 0));
+            json_object_set_new(s, "rss_end_kb", json_integer((json_int_t)aux1.rss_kb));
+            json_object_set_new(r, "aux_usage", s);
         }
         if (expected == 0 || tot.distinct != expected || tot.duplicated != 0 ||
             tot.out_of_order != 0)
@@ -781,8 +575,10 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
         for (long i = 0; i < o.procs; i++)
             waitpid(kids[i], NULL, 0);
     }
-    if (pub.fd >= 0)
-        close(pub.fd);
+    for (int i = 0; i < BENCH_MAX_URLS; i++)
+        if (pub.fd[i] >= 0)
+            close(pub.fd[i]);
+    free(lat_off);
     free(pub.payload);
     free(pub.body);
     bench_report(r, o.json);

@@ -2,6 +2,9 @@
 
 - fanout against hscd and against the floor: every delivery counted, nothing lost, latency
   samples for each, the server's CPU and RSS read from /proc;
+- fanout over several channels (one hot) and several subscribe URLs: each subscriber counts
+  only its channel's events, and the expected deliveries follow the spread; with --resume,
+  subscribers cut by a proxy reconnect to the next URL with Last-Event-ID and lose nothing;
 - fanout against a deliberately faulty server (drops, duplicates and reorders known events):
   the exact numbers of lost, duplicated and out-of-order deliveries, and exit status 3;
 - connect: everyone connected, memory per idle subscriber reported;
@@ -13,9 +16,11 @@
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -178,6 +183,65 @@ class BenchTest(ServerTestCase):
                               "20", "--pid", str(proc.pid), "--label", "floor")
         self.assertEqual(rc, 0, err)
         self.check_clean(r, 30, 20)
+
+    def test_fanout_channels_hot_and_several_urls(self):
+        server = self.start()
+        url = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        # 60 subscribers: 10 on the hot channel 0, 50 spread over channels 1..4; 50 events
+        # round-robin over the 5 channels: 10 each, so 60 x 10 deliveries.
+        rc, r, err = run_json("fanout", "--sub-url", url, "--sub-url", url, "--pub-url", url,
+                              "--pub-url", url, "--channels", "5", "--hot", "10", "-n", "60",
+                              "-m", "50", "--pid", str(server.proc.pid),
+                              "--aux-pid", str(server.proc.pid))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r["deliveries_expected"], 600, r)
+        self.assertEqual(r["deliveries"], 600, r)
+        self.assertEqual((r["lost"], r["duplicated"], r["out_of_order"]), (0, 0, 0), r)
+        self.assertEqual(r["foreign_events"], 0, r)
+        self.assertEqual(r["latency"]["samples"], 600, r)
+        self.assertEqual((r["channels"], r["hot_subscribers"], r["nodes"]), (5, 10, 2))
+        self.assertGreaterEqual(r["publishes"], 55)  # 50 events and a warm-up per channel
+        self.assertEqual([p["pid"] for p in r["server_usage"]["per_pid"]], [server.proc.pid])
+        self.assertGreater(r["aux_usage"]["rss_end_kb"], 1000)
+        # Uneven: 7 events over 3 channels (3, 2, 2), 9 subscribers on channel i % 3; --midway
+        # runs its command once, halfway.
+        tmp = tempfile.mkdtemp(prefix="hsc-bench-test-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        mark = os.path.join(tmp, "midway")
+        rc, r, err = run_json("fanout", "--sub-url", url, "--channels", "3", "-n", "9", "-m", "7",
+                              "--midway", "echo x >> " + mark)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual((r["deliveries_expected"], r["deliveries"], r["lost"]), (21, 21, 0), r)
+        self.assertEqual((r["midway_status"], open(mark).read()), (0, "x\n"))
+
+    def test_fanout_resume_moves_cut_subscribers_to_the_next_url(self):
+        from test_eventsource import CuttableProxy
+        server = self.start()
+        proxy = CuttableProxy(server.port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        direct = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        via = "http://%s:%d/v1/events?channel={ch}" % (HOST, proxy.port)
+        # Subscriber i starts on URL i % 2: the even ones through the proxy, which cuts them
+        # mid-run; they resume on the direct URL with Last-Event-ID.
+        p = subprocess.Popen([bench_binary(), "fanout", "--sub-url", via, "--sub-url", direct,
+                              "--pub-url", direct, "--resume", "-n", "20", "-m", "150", "-r",
+                              "100", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        deadline = time.monotonic() + 20 * SLOW
+        while len(proxy.heads) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.8)  # into the publishing
+        proxy.cut(rst=False)
+        out, err = p.communicate(timeout=60 * SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        r = json.loads(out)
+        self.assertEqual(proxy.cuts[0], 10)
+        self.assertEqual((r["resumed"], r["disconnects"]), (10, 10), r)
+        self.assertEqual((r["deliveries"], r["lost"], r["duplicated"]), (3000, 0, 0), r)
+        heads = [h for h in proxy.heads]
+        self.assertFalse([h for h in heads if "last-event-id" in h.lower()], heads)
 
     def test_fanout_counts_loss_duplicates_and_disorder(self):
         faulty = FaultyServer()

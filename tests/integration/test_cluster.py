@@ -12,6 +12,10 @@ Proves that:
   subscribed to the channel, a resume and a live join are served from the node's rings, exact too;
   the npm eventsource client behind a TCP proxy that moves it to the next node at every cut, two
   publishers on two nodes flat out: every event once, in order, no hsc.gap;
+- a resume storm (the subscribers of a killed node all resuming on another node at once, while
+  that node's first read is still unanswered) costs Redis one range read per channel, not one per
+  subscriber, on a channel the node had no subscriber of and on one it already serves; every
+  subscriber gets exactly the events it missed;
 - a restarted node resumes its subscribers exactly (ids and history live in Redis); a subscriber
   of a node killed with SIGKILL resumes exactly on another node (two channels, merged); a node
   leaves a channel's pub/sub after its last subscriber is gone;
@@ -35,6 +39,7 @@ Proves that:
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -381,6 +386,58 @@ class NodeRestart(ClusterTestCase):
             r2.close()
         self.assertEqual(metrics(b).get('hsc_redis_subscribes_total{from="node"}'), before + 2)
         r.close()
+
+    def test_resume_storm_costs_one_range_read_per_channel(self):
+        a = Hscd("--redis", self.redis.url(), "--threads", "2").start()
+        self.addCleanup(a.stop, signal.SIGKILL)
+        b = self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        chans, per = ["cold", "warm"], 30
+        anchor = Sub(b, ["warm"])  # node B already serves "warm", not "cold"
+        anchor.head()
+        olds = [Sub(a, [c]) for c in chans]
+        for s in olds:
+            s.head()
+        pub = Publisher(b)
+        sent = {c: [pub.publish(c, "%s%d" % (c, i))["id"] for i in range(4)] for c in chans}
+        for s, c in zip(olds, chans):
+            s.wait(lambda s=s: len(s.messages()) >= 4, what="4 events on node A")
+        a.stop(signal.SIGKILL)
+        for c in chans:
+            sent[c] += [pub.publish(c, "%s%d" % (c, i))["id"] for i in range(4, 8)]
+        anchor.wait(lambda: len(anchor.messages()) >= 8, what="8 events on node B")
+
+        def xranges():
+            info = self.redis.command(b"INFO", b"commandstats").decode()
+            m = re.search(r"cmdstat_xrange:calls=(\d+)", info)
+            return int(m.group(1)) if m else 0
+
+        m0 = metrics(b)
+        before, reads = xranges(), m0.get('hsc_redis_subscribes_total{from="redis"}')
+        # Redis held still while every resume arrives: they all wait for the same first answer.
+        self.redis.signal(signal.SIGSTOP)
+        try:
+            storm = [(c, Sub(b, [c], last_event_id=sent[c][3])) for c in chans for _ in range(per)]
+            time.sleep(0.3)
+        finally:
+            self.redis.signal(signal.SIGCONT)
+        for c, s in storm:
+            s.wait(lambda s=s: len(s.messages()) >= 4, what="the 4 events missed")
+        for c, s in storm:
+            self.assertEqual(ids_of(s.events), sent[c][4:])
+        self.assertLessEqual(xranges() - before, len(chans))
+        m1 = metrics(b)
+        self.assertLessEqual(m1.get('hsc_redis_subscribes_total{from="redis"}') - reads,
+                             len(chans))
+        # The cold channel's first read answered all of them; the warm one's ring served it.
+        shared = 'hsc_redis_subscribes_total{from="shared"}'
+        self.assertGreaterEqual(m1.get(shared) - m0.get(shared), per - 1)
+        for _, s in storm:
+            s.close()
+        for s in olds + [anchor]:
+            s.close()
+        pub.close()
 
     def test_channel_left_after_its_last_subscriber(self):
         a = self.node()

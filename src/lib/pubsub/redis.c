@@ -554,6 +554,7 @@ bool hsc_redis_status(hsc_engine_t *e, hsc_redis_status_t *out)
     out->catchups = atomic_load(&r->catchups);
     out->local_subs = atomic_load(&r->local_subs);
     out->read_subs = atomic_load(&r->read_subs);
+    out->shared_subs = atomic_load(&r->shared_subs);
     out->why = !out->cmd_up      ? "redis: the command connection is down"
                : !out->pubsub_up ? "redis: the pub/sub connection is down"
                                  : NULL;

@@ -57,6 +57,7 @@ typedef struct hsc_redis_status_s {
     bool cmd_up, pubsub_up;
     uint64_t reconnects, in_flight, timeouts, catchups;
     uint64_t local_subs, read_subs; /* subscriptions served from the node's rings, from a read */
+    uint64_t shared_subs;           /* ... from a read another subscription made */
     const char *why;
 } hsc_redis_status_t;
 

@@ -74,9 +74,10 @@ typedef struct rchan_s {
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
     bool synced;         /* every event after `from` reached the ring (see subscribe_local()) */
     uint64_t from;
-    const char *gap;    /* a hole its live subscribers must be told of ("epoch", "expired")
-                           before its next event; NULL: none */
-    hsc_history_t ring; /* recent deliveries */
+    const char *gap;      /* a hole its live subscribers must be told of ("epoch", "expired")
+                             before its next event; NULL: none */
+    hsc_history_t ring;   /* recent deliveries */
+    struct op_s *reading; /* a subscription's read of this channel alone, on its way; NULL */
     size_t name_len;
     char name[];
 } rchan_t;
@@ -100,8 +101,9 @@ typedef struct op_s {
     size_t n;
     char *last; /* the client's last id (NUL-terminated) or NULL */
     size_t last_len;
-    uint64_t after; /* what the read asked for */
-    bool waiting;   /* on the list of subscriptions waiting for SUBSCRIBE */
+    uint64_t after;      /* what the read asked for */
+    bool waiting;        /* on the list of subscriptions waiting for SUBSCRIBE */
+    struct op_s *joined; /* subscriptions answered by this one's read (chained by `next`) */
     /* the channel name, for a publish (NUL-terminated) */
     char *channel;
     size_t channel_len;
@@ -149,6 +151,7 @@ struct rengine_s {
     atomic_uint_fast64_t published, reconnects, in_flight, timeouts, catchups;
     atomic_uint_fast64_t queued; /* publishes queued to the engine's loop, not sent yet */
     atomic_uint_fast64_t local_subs, read_subs; /* subscriptions served by the node, by a read */
+    atomic_uint_fast64_t shared_subs;           /* ... by another subscription's read */
     atomic_bool cmd_up, ps_up;
     atomic_size_t nchans_seen;
 };

@@ -8,6 +8,13 @@
  * events after S that were already fanned out come from a small per-channel ring of recent
  * deliveries, and events up to the cut that arrive later are skipped by the hub. If the ring no
  * longer covers them the read is made again.
+ *
+ * One read for many. A subscription that needs a read of one channel while another one's read
+ * of that channel, asking the same (the same id to resume after, or the same newest N), is on
+ * its way joins it instead (op->joined) and is answered from the same reply, registered at the
+ * same moment with the same cut. So a resume storm on a node that had no subscriber of the
+ * channel yet (the first read has not answered, nothing is in the rings) costs one read per
+ * channel, not one per subscriber; once answered, the seeded ring serves the later ones.
  */
 #include "pubsub/redis_int.h"
 
@@ -38,7 +45,7 @@ static void subscribe_fail(rengine_t *r, op_t *op, int rc)
     hsc_redis_complete(r, op);
 }
 
-static void subscribe_read(rengine_t *r, op_t *op, bool eval);
+static int subscribe_read(rengine_t *r, op_t *op, bool eval);
 static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_t *v, size_t n);
 
 static bool replay_push(hsc_replay_t **v, size_t *n, size_t *cap, hsc_replay_t e)
@@ -63,15 +70,9 @@ void hsc_redis_replay_drop(hsc_replay_t *v, size_t n)
 }
 
 /* The read answered: registers with the cut and the replay, or reads again. */
-static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
+static void subscribe_answer(rengine_t *r, op_t *op, redisReply *x)
 {
-    op_t *op = arg;
     hsc_subscribe_t *s = op->s;
-    if (x != NULL && x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0 &&
-        op->tries++ < 3) {
-        subscribe_read(r, op, true);
-        return;
-    }
     if (x == NULL || x->type != REDIS_REPLY_ARRAY || x->elements != 2 + 2 * op->n) {
         subscribe_fail(r, op, HSC_ECLOSED);
         return;
@@ -195,6 +196,29 @@ static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
     subscribe_register(r, op, cut, v, n);
 }
 
+/* A read answered: for its subscription and every one that joined it. */
+static void subscribe_done(rengine_t *r, void *arg, redisReply *x)
+{
+    op_t *op = arg;
+    if (op->n == 1 && op->chans[0]->reading == op)
+        op->chans[0]->reading = NULL;
+    if (x != NULL && x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0 &&
+        op->tries++ < 3) {
+        if (subscribe_read(r, op, true) == 0 && op->n == 1 && op->chans[0]->reading == NULL)
+            op->chans[0]->reading = op; /* the joined ones wait on */
+        return;
+    }
+    op_t *joined = op->joined;
+    op->joined = NULL;
+    subscribe_answer(r, op, x);
+    while (joined != NULL) {
+        op_t *j = joined;
+        joined = j->next;
+        j->next = NULL;
+        subscribe_answer(r, j, x);
+    }
+}
+
 /* Registers the subscription with its cut and replay (sorted) and queues its completion. */
 static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_t *v, size_t n)
 {
@@ -226,7 +250,22 @@ static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_
     hsc_redis_complete(r, op);
 }
 
-static void subscribe_read(rengine_t *r, op_t *op, bool eval)
+/* A read that could not be sent: fails its subscription and every one that joined it. */
+static void read_fail(rengine_t *r, op_t *op, int rc)
+{
+    op_t *joined = op->joined;
+    op->joined = NULL;
+    subscribe_fail(r, op, rc);
+    while (joined != NULL) {
+        op_t *j = joined;
+        joined = j->next;
+        j->next = NULL;
+        subscribe_fail(r, j, rc);
+    }
+}
+
+/* Sends the read of `op`: 0, or fails the subscription (with every one joined) and -1. */
+static int subscribe_read(rengine_t *r, op_t *op, bool eval)
 {
     atomic_fetch_add(&r->read_subs, 1);
     size_t argc = 5 + 2 * op->n + 2;
@@ -237,8 +276,8 @@ static void subscribe_read(rengine_t *r, op_t *op, bool eval)
         free(argv);
         free(lens);
         free(keys);
-        subscribe_fail(r, op, HSC_ENOMEM);
-        return;
+        read_fail(r, op, HSC_ENOMEM);
+        return -1;
     }
     char nkeys[16], count[24];
     snprintf(nkeys, sizeof nkeys, "%zu", 2 + 2 * op->n);
@@ -274,8 +313,36 @@ static void subscribe_read(rengine_t *r, op_t *op, bool eval)
     free(argv);
     free(lens);
     free(keys);
-    if (rc != 0)
-        subscribe_fail(r, op, HSC_ECLOSED);
+    if (rc != 0) {
+        read_fail(r, op, HSC_ECLOSED);
+        return -1;
+    }
+    return 0;
+}
+
+/* The same read: of the same single channel, asking for the same range. */
+static bool same_read(const op_t *a, const op_t *b)
+{
+    if (a->n != 1 || b->n != 1 || a->chans[0] != b->chans[0] ||
+        (a->last == NULL) != (b->last == NULL))
+        return false;
+    if (a->last != NULL)
+        return a->after == b->after;
+    return a->s->recent == b->s->recent;
+}
+
+/* Joins a read of the same range of the same channel already on its way, or reads. */
+static void subscribe_fetch(rengine_t *r, op_t *op)
+{
+    op_t *lead = op->n == 1 ? op->chans[0]->reading : NULL;
+    if (lead != NULL && same_read(lead, op)) {
+        op->next = lead->joined;
+        lead->joined = op;
+        atomic_fetch_add(&r->shared_subs, 1);
+        return;
+    }
+    if (subscribe_read(r, op, false) == 0 && op->n == 1 && op->chans[0]->reading == NULL)
+        op->chans[0]->reading = op;
 }
 
 /*
@@ -347,7 +414,7 @@ static bool subscribe_try(rengine_t *r, op_t *op)
     if (!ready)
         return false;
     if (!subscribe_local(r, op))
-        subscribe_read(r, op, false);
+        subscribe_fetch(r, op);
     return true;
 }
 

@@ -369,13 +369,14 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
             "# TYPE hsc_redis_subscribes_total counter\n"
             "hsc_redis_subscribes_total{from=\"node\"} %llu\n"
             "hsc_redis_subscribes_total{from=\"redis\"} %llu\n"
+            "hsc_redis_subscribes_total{from=\"shared\"} %llu\n"
             "# HELP hsc_redis_commands_in_flight Commands sent to Redis and not answered yet.\n"
             "# TYPE hsc_redis_commands_in_flight gauge\n"
             "hsc_redis_commands_in_flight %llu\n",
             rs.cmd_up && rs.pubsub_up, rs.cmd_up, rs.pubsub_up, (unsigned long long)rs.reconnects,
             (unsigned long long)rs.timeouts, (unsigned long long)rs.catchups,
             (unsigned long long)rs.local_subs, (unsigned long long)rs.read_subs,
-            (unsigned long long)rs.in_flight);
+            (unsigned long long)rs.shared_subs, (unsigned long long)rs.in_flight);
     hsc_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                  "Cache-Control: no-store\r\n", body, o.len);
 }
