@@ -99,6 +99,13 @@ typedef struct hsc_server_config_s {
     size_t journal_segment_bytes; /* a segment file's size before the next one begins */
     uint64_t data_dir_wait_ms;    /* how long to wait for another hscd to let go of data_dir (a
                                      hand-over: docs/operations.md); 0: fail at once */
+    /* TLS (docs/tls.md). With tls_cert and tls_key and no listen_tls, `listen` speaks TLS; with
+     * listen_tls too, that second address speaks TLS and `listen` stays cleartext. Both files are
+     * read again by hsc_server_reload(): new connections get the new certificate. */
+    const char *tls_cert;   /* PEM: the certificate, then its chain; NULL: no TLS */
+    const char *tls_key;    /* PEM: the certificate's private key */
+    const char *listen_tls; /* "HOST:PORT" of a TLS-only listener, or NULL */
+    int http2;              /* offer HTTP/2 (ALPN "h2" over TLS); 1 by default */
 } hsc_server_config_t;
 
 /* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
