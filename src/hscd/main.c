@@ -4,7 +4,7 @@
  * them, src/hscd/conffile.c), runs the server, maps the result to an exit status: 0 after a
  * clean shutdown (or --help, --version, --check of a good configuration), 1 when the server
  * cannot start (address in use...), 2 for a bad command line or file (the message names the
- * flag, or the file and line).
+ * flag, or the file and line) or an unusable TLS certificate or key.
  */
 #include "flags.h"
 #include "handover.h"
@@ -107,6 +107,11 @@ int main(int argc, char **argv)
                 ninherited == 1 ? "" : "s", hsc_strerror(rc));
         hscd_flags_dispose(&fl);
         return 1;
+    }
+    if (rc == HSC_ETLS) { /* the log line above says which file and why */
+        fprintf(stderr, "hscd: cannot start: the TLS certificate or key is unusable\n");
+        hscd_flags_dispose(&fl);
+        return 2;
     }
     if (rc == HSC_EINVAL) {
         hscd_flags_explain_bad_address(&fl);
