@@ -120,11 +120,12 @@ int hsc_tls_ctx_new(const hsc_server_config_t *cfg, struct ssl_ctx_st **out, int
         HSC_LOG(HSC_LOG_ERROR, "%s--tls-cert %s: not a PEM certificate (chain): %s", when,
                 cfg->tls_cert, ssl_reason("no certificate found"));
         rc = HSC_ETLS;
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 &&
+               ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
         HSC_LOG(HSC_LOG_ERROR, "%s--tls-key %s: not an unencrypted PEM private key: %s", when,
                 cfg->tls_key, ssl_reason("no key found"));
         rc = HSC_ETLS;
-    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+    } else if (ERR_peek_last_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
         HSC_LOG(HSC_LOG_ERROR, "%s--tls-key %s does not match the certificate of --tls-cert %s",
                 when, cfg->tls_key, cfg->tls_cert);
         rc = HSC_ETLS;
