@@ -43,8 +43,8 @@ static const hscd_flag_t flags[] = {
      .default_shown = "127.0.0.1:8000", FIELD(listen),
      .fix = "HOST:PORT, e.g. 127.0.0.1:8000 or [::1]:8000"},
     {.name = "listen-tls", .arg = HSCD_ARG_STRING, .metavar = "HOST:PORT", .group = HSCD_GROUP_LISTEN,
-     .help = "a second address that speaks TLS (needs --tls-cert); --listen stays cleartext. "
-             "Without it, --tls-cert makes --listen speak TLS",
+     .help = "an address that speaks TLS (with --tls-cert) while the one of --listen stays "
+             "cleartext; without it, TLS is spoken on --listen",
      .default_shown = "none", FIELD(listen_tls),
      .min = 1, .fix = "HOST:PORT, e.g. 0.0.0.0:443 or [::]:443"},
     {.name = "tls-cert", .arg = HSCD_ARG_STRING, .metavar = "FILE", .group = HSCD_GROUP_LISTEN,
