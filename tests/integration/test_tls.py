@@ -14,6 +14,8 @@ Proves that:
 - a client that sends 10 bytes of a ClientHello and nothing more is closed after
   --header-timeout and counted as a handshake timeout, while a good client is served meanwhile;
   plain HTTP sent to the TLS port gets a plain-text 400 and is counted; garbage is closed;
+- a TLS subscriber that stops reading is dropped by the output queue's bound, while another
+  receives every event;
 - --listen-tls: a second listener speaks TLS while --listen stays cleartext;
 - a missing, non-PEM or mismatched certificate or key at start: exit status 2 and a one-line
   message naming the file; --tls-cert without --tls-key: exit 2;
@@ -147,13 +149,15 @@ def curl(*args, timeout=20):
 
 
 class SseReader:
-    """An SSE subscription over TLS on a raw ssl socket, read by a thread."""
+    """An SSE subscription over TLS on a raw ssl socket, read by a thread, which keeps the
+    first 64 bytes of each line received."""
 
     def __init__(self, port, ctx, path):
         self.sock = tls_connect(port, ctx)
         self.sock.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream"
                            "\r\n\r\n" % path).encode())
-        self.buf = b""
+        self.lines = []
+        self.rest = b""
         self.closed = False
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -164,13 +168,17 @@ class SseReader:
                 d = self.sock.recv(65536)
                 if not d:
                     break
-                self.buf += d
+                parts = (self.rest + d).split(b"\n")
+                self.rest = parts.pop()[-64:]
+                self.lines.extend(p[:64] for p in parts)
         except OSError:
             pass
         self.closed = True
 
     def has(self, text):
-        return text.encode() in self.buf
+        """Whether a line received starts with `text`."""
+        t = text.encode()
+        return any(line.startswith(t) for line in reversed(self.lines))
 
     def close(self):
         try:
@@ -373,6 +381,45 @@ class Abuse(TlsCase):
         self.assertEqual(m['hsc_tls_handshake_failures_total{reason="other"}'], 1)
 
 
+class SlowReader(TlsCase):
+
+    def test_stalled_tls_subscriber_dropped_while_another_gets_everything(self):
+        # The output queue keeps its bounds over TLS: the stalled subscriber's queue (plaintext
+        # slices waiting to be encrypted) passes --max-queue-bytes and it is dropped.
+        srv = self.start_tls("--listen-tls", "%s:0" % HOST, "--max-queue-bytes", "256k",
+                             "--history", "0")
+        port = tls_port(srv)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.settimeout(10 * SLOW)
+        raw.connect((HOST, port))
+        stalled = self.ctx.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(stalled.close)
+        stalled.sendall(b"GET /v1/events?channel=burst HTTP/1.1\r\nHost: x\r\n\r\n")
+        good = SseReader(port, self.ctx, "/v1/events?channel=burst")
+        self.addCleanup(good.close)
+        c = http.client.HTTPConnection(HOST, srv.port, timeout=10 * SLOW)
+        self.addCleanup(c.close)
+
+        def m(name):
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            return float(re.search(r"^%s (\S+)$" % name, text, re.M).group(1))
+        self.assertTrue(wait_for(lambda: m("hsc_subscribers") == 2, 10 * SLOW))
+        sent, dropped = 0, False
+        while sent < 4000 and not dropped:
+            for _ in range(16):
+                c.request("POST", "/v1/events?channel=burst", body="%06d:" % sent + "z" * 4000)
+                self.assertEqual(c.getresponse().read()[:1], b"{")
+                sent += 1
+            self.assertTrue(wait_for(lambda: good.has("data: %06d:" % (sent - 1)), 10 * SLOW),
+                            "the reading subscriber fell behind at %d" % sent)
+            dropped = m("hsc_slow_subscribers_dropped_total") >= 1
+        self.assertTrue(dropped, "the stalled TLS subscriber was never dropped (%d events)" % sent)
+        self.assertEqual(m("hsc_subscribers"), 1)
+        self.assertFalse(good.closed)
+
+
 class Listeners(TlsCase):
 
     def test_listen_tls_beside_a_cleartext_listen(self):
@@ -439,7 +486,7 @@ class Certificates(TlsCase):
         self.assertGreater(tls_metrics(srv.port, self.ctx)["hsc_tls_cert_expiry_seconds"],
                            expiry + 20 * 86400)
         https(srv.port, self.ctx, "POST", "/v1/events?channel=hup", "after")
-        self.assertTrue(wait_for(lambda: reader.has("data: after"), 10 * SLOW), reader.buf)
+        self.assertTrue(wait_for(lambda: reader.has("data: after"), 10 * SLOW), reader.lines)
         self.assertFalse(reader.closed)
 
         # A mismatched key: refused, the running certificate stays.
@@ -451,7 +498,7 @@ class Certificates(TlsCase):
         self.assertIn("does not match the certificate", srv.log())
         self.assertEqual(self.peer_cert(srv.port), second)
         https(srv.port, self.ctx, "POST", "/v1/events?channel=hup", "still")
-        self.assertTrue(wait_for(lambda: reader.has("data: still"), 10 * SLOW), reader.buf)
+        self.assertTrue(wait_for(lambda: reader.has("data: still"), 10 * SLOW), reader.lines)
 
 
 class Browser(TlsCase):
