@@ -16,6 +16,7 @@ Proves that:
   plain HTTP sent to the TLS port gets a plain-text 400 and is counted; garbage is closed;
 - a TLS subscriber that stops reading is dropped by the output queue's bound, while another
   receives every event;
+- over --max-connections, a TLS client gets its 503 after the handshake, then a clean close;
 - --listen-tls: a second listener speaks TLS while --listen stays cleartext;
 - a missing, non-PEM or mismatched certificate or key at start: exit status 2 and a one-line
   message naming the file; --tls-cert without --tls-key: exit 2;
@@ -418,6 +419,26 @@ class SlowReader(TlsCase):
         self.assertTrue(dropped, "the stalled TLS subscriber was never dropped (%d events)" % sent)
         self.assertEqual(m("hsc_subscribers"), 1)
         self.assertFalse(good.closed)
+
+
+class ConnectionCap(TlsCase):
+
+    def test_over_max_connections_a_503_over_tls(self):
+        srv = self.start_tls("--max-connections", "1")
+        held = tls_connect(srv.port, self.ctx)
+        self.addCleanup(held.close)
+        held.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", held.recv(4096))
+        s = tls_connect(srv.port, self.ctx)
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 503 "), data)
+        self.assertIn(b"connection limit", data)
 
 
 class Listeners(TlsCase):

@@ -297,8 +297,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         hsc_conn_close(c);
         return;
     }
-    if (nread == 0 || c->state == CONN_CLOSING)
-        return; /* lingering after the last response: discard */
+    /* Lingering after the last response: discard. Except a TLS handshake still to be done:
+     * the 503 of --max-connections waits for it (tls.c). */
+    if (nread == 0 || (c->state == CONN_CLOSING && (c->tls == NULL || hsc_tls_ready(c))))
+        return;
     if (c->state == CONN_BODY)
         hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
     if (c->tls != NULL)
@@ -627,6 +629,11 @@ static void conn_start(hsc_conn_t *c)
 
     if (n > cfg->max_connections) {
         conn_refuse(c);
+        /* TLS: the 503 leaves after the handshake, which has header_timeout as always. */
+        if (c->tls != NULL && !c->closing && !c->reading) {
+            hsc_conn_arm(c, T_HEADER, cfg->header_timeout_ms);
+            hsc_conn_start_reading(c);
+        }
         return;
     }
     HSC_LOG(HSC_LOG_DEBUG, "conn %s: accepted", c->peer);
