@@ -23,6 +23,10 @@
  * writev() at hsc_conn_uncork(), or before a send that would take the corked bytes past
  * HSC_CORK_MAX. When the last response's bytes are written, on_write hands the connection back to
  * conn.c (hsc_conn_finish()) to close it.
+ *
+ * TLS. A TLS connection queues everything (conn_try() takes nothing) and conn_flush() has the
+ * engine encrypt the slices straight from their frames (tls.c): the bounds above count
+ * plaintext, unchanged.
  */
 #include "http/conn.h"
 
