@@ -151,6 +151,13 @@ HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);
  */
 HSC_EXPORT int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out);
 
+/**
+ * Reads cfg->tls_cert and cfg->tls_key as hsc_server_new() would, without starting anything
+ * (hscd --check). Returns 0 (also when no certificate is set), or HSC_ETLS after logging one
+ * line that says which file is unusable and why.
+ */
+HSC_EXPORT int hsc_server_check_tls(const hsc_server_config_t *cfg);
+
 /** The port actually bound (useful with port 0). */
 HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);
 

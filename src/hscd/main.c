@@ -78,6 +78,8 @@ int main(int argc, char **argv)
     hscd_flags_t fl;
     hscd_flags_init(&fl);
     int rc = hscd_flags_load(&fl, argc, argv);
+    if (rc == 0 && fl.check && hsc_server_check_tls(&fl.cfg) != 0)
+        rc = HSC_ETLS; /* the line above says which file and why */
     if (rc == 0 && fl.check) {
         printf("hscd: configuration OK%s%s\n", fl.config[0] ? ": " : "", fl.config);
         rc = HSCD_FLAGS_DONE;

@@ -19,7 +19,8 @@ Proves that:
 - over --max-connections, a TLS client gets its 503 after the handshake, then a clean close;
 - --listen-tls: a second listener speaks TLS while --listen stays cleartext;
 - a missing, non-PEM or mismatched certificate or key at start: exit status 2 and a one-line
-  message naming the file; --tls-cert without --tls-key: exit 2;
+  message naming the file, and `hscd --check` says the same; --tls-cert without --tls-key:
+  exit 2;
 - SIGHUP with a new certificate: an SSE stream opened before it continues and receives events
   published after it, a new connection gets the new certificate (and the expiry gauge follows);
   a SIGHUP with a mismatched key is refused and the old certificate stays;
@@ -476,6 +477,10 @@ class Certificates(TlsCase):
         _, other_key = self.pki.issue("other")
         self.refused(["--tls-cert", self.cert, "--tls-key", other_key],
                      "--tls-key %s does not match the certificate" % other_key)
+        self.refused(["--tls-cert", self.cert, "--tls-key", other_key, "--check"],
+                     "--tls-key %s does not match the certificate" % other_key)
+        rc, out, err = run_hscd(["--tls-cert", self.cert, "--tls-key", self.key, "--check"])
+        self.assertEqual((rc, out.startswith("hscd: configuration OK")), (0, True), err)
         self.refused(["--tls-cert", self.cert], "--tls-cert and --tls-key go together")
         self.refused(["--listen-tls", "%s:0" % HOST], "--listen-tls needs --tls-cert")
 

@@ -146,6 +146,18 @@ int hsc_tls_ctx_new(const hsc_server_config_t *cfg, struct ssl_ctx_st **out, int
     return 0;
 }
 
+int hsc_server_check_tls(const hsc_server_config_t *cfg)
+{
+    if (cfg->tls_cert == NULL && cfg->tls_key == NULL)
+        return 0;
+    SSL_CTX *ctx;
+    int64_t not_after;
+    int rc = hsc_tls_ctx_new(cfg, &ctx, &not_after);
+    if (rc == 0)
+        SSL_CTX_free(ctx);
+    return rc;
+}
+
 void hsc_tls_ctx_free(struct ssl_ctx_st *ctx)
 {
     SSL_CTX_free(ctx);
