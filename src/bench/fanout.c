@@ -76,6 +76,7 @@ typedef struct sub_s {
     uint64_t retry_at;
     uint8_t tries;
     bool headers, warm, closed, retry;
+    bench_tls_t *tls; /* an https:// --sub-url */
 } sub_t;
 
 struct worker_s {
@@ -91,6 +92,7 @@ struct worker_s {
     size_t request_len;
     llhttp_settings_t settings;
     char rbuf[65536];
+    char plain[65536]; /* TLS: what the subscriber's read decrypts to */
 };
 
 static void sub_close(sub_t *s, bool count_disconnect);
@@ -99,6 +101,8 @@ static void on_closed(uv_handle_t *h)
 {
     sub_t *s = h->data;
     worker_t *w = s->w;
+    bench_tls_free(s->tls); /* its writes' callbacks ran before this one */
+    s->tls = NULL;
     if (s->retry) {
         /* Another try in 100 ms, as a browser's EventSource would; start_next picks it up. */
         s->retry = false;
@@ -196,6 +200,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(s->w->rbuf, sizeof s->w->rbuf);
 }
 
+/* Decrypted bytes of a TLS subscription: parsed as a cleartext read would be. */
+static int on_plain(void *arg, const char *p, size_t n)
+{
+    sub_t *s = arg;
+    if (llhttp_execute(&s->http, p, n) == HPE_OK)
+        return 0;
+    if (s->headers)
+        s->w->res->errors++;
+    return -1;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     sub_t *s = stream->data;
@@ -205,6 +220,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (s->tls != NULL) {
+        if (bench_tls_input(s->tls, stream, buf->base, (size_t)nread, s->w->plain,
+                            sizeof s->w->plain, on_plain, s) != 0)
+            sub_close(s, true);
+        return;
+    }
     if (llhttp_execute(&s->http, buf->base, (size_t)nread) != HPE_OK) {
         if (s->headers)
             s->w->res->errors++;
@@ -224,6 +245,13 @@ static void on_connect(uv_connect_t *req, int status)
     sub_t *s = req->data;
     if (status != 0) {
         sub_close(s, false);
+        return;
+    }
+    if (s->w->o->sub.tls) {
+        s->tls = bench_tls_new(s->w->request, s->w->request_len);
+        if (s->tls == NULL || bench_tls_start(s->tls, (uv_stream_t *)&s->tcp) != 0 ||
+            uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, on_read) != 0)
+            sub_close(s, false);
         return;
     }
     uv_buf_t b = uv_buf_init(s->w->request, (unsigned)s->w->request_len);
@@ -290,7 +318,7 @@ static int worker_main(const opts_t *o, shared_t *sh, uint32_t *lat_all, int wi,
                        long count)
 {
     worker_t *w = calloc(1, sizeof *w);
-    if (w == NULL)
+    if (w == NULL || (o->sub.tls && bench_tls_init() != 0))
         return 1;
     w->o = o;
     w->sh = sh;
@@ -411,7 +439,7 @@ static void usage(FILE *f, bool connect_only)
         fputs("usage: hsc-bench fanout [options]\n"
               "  N subscribers, M events published at a rate or flat out; counts every delivery.\n",
               f);
-    fputs("  --sub-url URL     subscribe URL, {ch} = the channel\n"
+    fputs("  --sub-url URL     subscribe URL, {ch} = the channel; https:// subscribes over TLS\n"
           "                    (default http://127.0.0.1:8000/v1/events?channel={ch})\n"
           "  --pub-url URL     publish URL, POST (default: the hscd one, as --sub-url)\n"
           "  --pub-format F    body (the data is the request body; hscd, nchan, floor) or\n"
@@ -528,7 +556,13 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     }
     if (bench_url_parse(sub, o->channel, &o->sub) != 0 ||
         bench_url_parse(pub, o->channel, &o->pub) != 0) {
-        fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path\n");
+        fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path (https:// for "
+                        "--sub-url)\n");
+        return -1;
+    }
+    if (o->pub.tls) {
+        fprintf(stderr, "hsc-bench: --pub-url must be http://: publish over cleartext (hscd "
+                        "--listen-tls keeps --listen cleartext)\n");
         return -1;
     }
     if (o->procs == 0) {
