@@ -17,6 +17,7 @@ Proves that:
 - a TLS subscriber that stops reading is dropped by the output queue's bound, while another
   receives every event;
 - over --max-connections, a TLS client gets its 503 after the handshake, then a clean close;
+- hsc-bench fanout subscribes over TLS (https:// --sub-url) and counts every delivery;
 - --listen-tls: a second listener speaks TLS while --listen stays cleartext;
 - a missing, non-PEM or mismatched certificate or key at start: exit status 2 and a one-line
   message naming the file, and `hscd --check` says the same; --tls-cert without --tls-key:
@@ -454,6 +455,25 @@ class Listeners(TlsCase):
         self.assertEqual(c.getresponse().status, 200)
         c.close()
         self.assertEqual(tls_metrics(port, self.ctx)["hsc_tls_handshakes_total"], 2)
+
+
+class BenchOverTls(TlsCase):
+
+    def test_hsc_bench_fanout_subscribes_over_tls(self):
+        bench = os.environ.get("HSC_BENCH", "")
+        self.assertTrue(bench and os.access(bench, os.X_OK),
+                        "HSC_BENCH is not set to the hsc-bench binary (run through ctest)")
+        srv = self.start_tls("--listen-tls", "%s:0" % HOST)
+        r = subprocess.run(
+            [bench, "fanout", "--sub-url",
+             "https://%s:%d/v1/events?channel={ch}" % (HOST, tls_port(srv)), "--pub-url",
+             "http://%s:%d/v1/events?channel={ch}" % (HOST, srv.port), "-n", "40", "-m", "30",
+             "-P", "2", "--json"], capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual((out["connected"], out["deliveries"], out["lost"]), (40, 1200, 0), out)
+        self.assertGreaterEqual(tls_metrics(tls_port(srv), self.ctx)["hsc_tls_handshakes_total"],
+                                40)
 
 
 class Certificates(TlsCase):
