@@ -77,11 +77,11 @@ static const char *ssl_reason(const char *fallback)
 }
 
 /* Whether `path` can be opened; logs why not. */
-static bool readable(const char *what, const char *path, const char *when)
+static bool readable(const char *what, const char *path)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        HSC_LOG(HSC_LOG_ERROR, "%s--%s %s: %s", when, what, path, strerror(errno));
+        HSC_LOG(HSC_LOG_ERROR, "--%s %s: %s", what, path, strerror(errno));
         return false;
     }
     fclose(f);
@@ -91,12 +91,11 @@ static bool readable(const char *what, const char *path, const char *when)
 int hsc_tls_ctx_new(const hsc_server_config_t *cfg, struct ssl_ctx_st **out, int64_t *not_after)
 {
     *out = NULL;
-    const char *when = "";
     if (cfg->tls_cert == NULL || cfg->tls_key == NULL) {
-        HSC_LOG(HSC_LOG_ERROR, "%s--tls-cert and --tls-key go together", when);
+        HSC_LOG(HSC_LOG_ERROR, "--tls-cert and --tls-key go together");
         return HSC_ETLS;
     }
-    if (!readable("tls-cert", cfg->tls_cert, when) || !readable("tls-key", cfg->tls_key, when))
+    if (!readable("tls-cert", cfg->tls_cert) || !readable("tls-key", cfg->tls_key))
         return HSC_ETLS;
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -112,24 +111,22 @@ int hsc_tls_ctx_new(const hsc_server_config_t *cfg, struct ssl_ctx_st **out, int
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"hscd", 4);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, cfg->http2 ? (void *)ctx : NULL);
-    int rc = 0;
-    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+    int rc = HSC_ETLS, key = 0;
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1)
         HSC_LOG(HSC_LOG_ERROR, "TLS: cannot set the cipher list: %s", ssl_reason("unknown"));
-        rc = HSC_ETLS;
-    } else if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-        HSC_LOG(HSC_LOG_ERROR, "%s--tls-cert %s: not a PEM certificate (chain): %s", when,
-                cfg->tls_cert, ssl_reason("no certificate found"));
-        rc = HSC_ETLS;
-    } else if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 &&
-               ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
-        HSC_LOG(HSC_LOG_ERROR, "%s--tls-key %s: not an unencrypted PEM private key: %s", when,
-                cfg->tls_key, ssl_reason("no key found"));
-        rc = HSC_ETLS;
-    } else if (ERR_peek_last_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
-        HSC_LOG(HSC_LOG_ERROR, "%s--tls-key %s does not match the certificate of --tls-cert %s",
-                when, cfg->tls_key, cfg->tls_cert);
-        rc = HSC_ETLS;
-    }
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1)
+        HSC_LOG(HSC_LOG_ERROR, "--tls-cert %s: not a PEM certificate (chain): %s", cfg->tls_cert,
+                ssl_reason("no certificate found"));
+    /* A key that does not match the certificate fails here already, for that reason. */
+    else if ((key = SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM)) != 1 &&
+             ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
+        HSC_LOG(HSC_LOG_ERROR, "--tls-key %s: not an unencrypted PEM private key: %s", cfg->tls_key,
+                ssl_reason("no key found"));
+    else if (key != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        HSC_LOG(HSC_LOG_ERROR, "--tls-key %s does not match the certificate of --tls-cert %s",
+                cfg->tls_key, cfg->tls_cert);
+    else
+        rc = 0;
     ERR_clear_error();
     if (rc != 0) {
         SSL_CTX_free(ctx);
