@@ -50,7 +50,7 @@ class Results:
 
     def servers(self, case):
         seen = [r["server"] for r in self.rows if r.get("case") == case]
-        known = [s for s in ORDER if s in seen]
+        known = [s for s in ORDER + ("hscd-none", "hscd-batch") if s in seen]
         return known + sorted(set(seen) - set(known))
 
     def total(self, case, server, path):
@@ -115,6 +115,179 @@ def fanout_table(res, case):
     return "\n".join(lines)
 
 
+JOURNAL_BEGIN = "<!-- journal: written by bench/report.py from the journal's rows; do not edit -->"
+JOURNAL_END = "<!-- journal: end -->"
+
+
+def per_round_ratios(res, case_a, case_b, path):
+    """case_a / case_b for each repetition that has both (the runs next to each other)."""
+    a = {r.get("rep"): get(r, path) for r in res.runs(case_a, "hscd-journal")}
+    b = {r.get("rep"): get(r, path) for r in res.runs(case_b, "hscd-journal")}
+    return [a[k] / b[k] for k in sorted(set(a) & set(b)) if a[k] is not None and b[k]]
+
+
+def pct_span(v):
+    if not v:
+        return "–"
+    m = statistics.median(v)
+    if len(v) == 1:
+        return "%.0f %%" % (100 * m)
+    return "%.0f %% (%.0f–%.0f)" % (100 * m, 100 * min(v), 100 * max(v))
+
+
+def journal_block(res):
+    """The journal's sections (issue 15): the publish path by mode, fan-out with and without the
+    journal, restart with a large journal; between markers, so that `--journal-only` can replace
+    them alone."""
+    rows = [r for r in res.rows if str(r.get("case", "")).startswith("journal-")]
+    if not rows:
+        return []
+    out = [JOURNAL_BEGIN]
+    w = out.append
+    J = "hscd-journal"
+    pubs = sorted({r.get("publishers") for r in rows if str(r["case"]).startswith("journal-memory-")
+                   or str(r["case"]).startswith("journal-batch-")
+                   or str(r["case"]).startswith("journal-always-")} - {None})
+    loads = [r["loadavg"][0] for r in rows if r.get("loadavg")]
+    reps = sorted({r.get("rep") for r in rows if r.get("publishers")} - {None})
+    targets = []
+    w("## The journal on the publish path")
+    w("")
+    w("`bench/journal.sh`: `hsc-bench publish` with C publishers flat out, each on its own "
+      "keep-alive connection, 64-byte events on one channel, for 5 s, against hscd memory only "
+      "(`--data-dir none`), with `--fsync batch` (the default) and with `--fsync always`, one "
+      "after the other in each of %d round(s): medians, min–max in parentheses. *batch %% of "
+      "memory* is the median of each round's ratio (the two runs next to each other). Publishes "
+      "per fsync (the group-commit factor) and records per write from hscd's `/metrics`; server "
+      "CPU per publish from /proc (hscd's user + system time, every thread, during the run). "
+      "docs/internals/journal.md explains the write paths." % len(reps))
+    w("")
+    if loads:
+        w("Machine load: a 2-core machine shared with other work and with the load generator; "
+          "the 1-minute load average at the end of the runs was %.1f (median; %.1f–%.1f). "
+          "Run-to-run spread on this machine is ±20 %% or more for the same build and mode: read "
+          "the medians and the CPU per publish, which moves far less."
+          % (statistics.median(loads), min(loads), max(loads)))
+        w("")
+    if pubs:
+        w("| publishers | memory publishes/s | batch publishes/s | batch % of memory | "
+          "always publishes/s | always publishes per fsync | batch publishes per fsync | "
+          "server CPU µs/publish memory / batch / always |")
+        w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for c in pubs:
+            m, b, al = ("journal-%s-%d" % (k, c) for k in ("memory", "batch", "always"))
+            share = per_round_ratios(res, b, m, "publishes_per_s")
+            cpu = " / ".join(fmt(res.median(x, J, "server_cpu_us_per_publish"), 1) for x in (m, b, al))
+            w("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                c, span(res, m, J, "publishes_per_s"), span(res, b, J, "publishes_per_s"),
+                pct_span(share), span(res, al, J, "publishes_per_s"),
+                span(res, al, J, "records_per_fsync", 1), fmt(res.median(b, J, "records_per_fsync")),
+                cpu))
+            med = statistics.median(share) if share else None
+            targets.append(("publishes/s with `--fsync batch` ≥ 80 %% of memory only, %d publisher%s"
+                            % (c, "" if c == 1 else "s"), pct_span(share),
+                            None if med is None else med >= 0.8))
+        w("")
+
+    fo = "journal-fanout-1k"
+    if res.servers(fo):
+        r0 = next((x for x in rows if x.get("case") == fo and "subscribers" in x), {})
+        w("## Fan-out with the journal on")
+        w("")
+        w("The 1k fan-out scenario (%s subscribers × %s events of %s bytes, flat out) against hscd "
+          "memory only (`hscd-none`) and with `--fsync batch` (`hscd-batch`), one after the other "
+          "in each round. The journal is on the publish path only: deliveries leave from the same "
+          "hubs either way." % (r0.get("subscribers"), r0.get("events"), r0.get("payload_bytes")))
+        w("")
+        w(fanout_table(res, fo))
+        w("")
+        a = {r.get("rep"): r.get("deliveries_per_s") for r in res.runs(fo, "hscd-batch")}
+        b = {r.get("rep"): r.get("deliveries_per_s") for r in res.runs(fo, "hscd-none")}
+        ratios = [a[k] / b[k] for k in sorted(set(a) & set(b)) if a[k] and b[k]]
+        cb = res.median(fo, "hscd-batch", "server_usage.cpu_us_per_delivery")
+        cn = res.median(fo, "hscd-none", "server_usage.cpu_us_per_delivery")
+        w("Deliveries/s with the journal on, per round, as a share of memory only: %s; server CPU "
+          "per delivery %s × memory only's." % (pct_span(ratios), fmt(ratio(cb, cn), 2)))
+        w("")
+        med = statistics.median(ratios) if ratios else None
+        targets.append(("fan-out deliveries/s with the journal on unchanged (≥ 90 % of memory "
+                        "only, the median round)", pct_span(ratios),
+                        None if med is None else med >= 0.9))
+
+    rs = [(k, res.runs("journal-restart-%s" % k, J)) for k in ("sigterm", "kill9")]
+    rs = [(k, v[0]) for k, v in rs if v]
+    if rs:
+        r0 = rs[0][1]
+        w("## Restart with a large journal")
+        w("")
+        w("`bench/journal_restart.sh`: one hscd (`--fsync batch`) filled by `hsc-bench publish` "
+          "with %s events of %s bytes over %s channels (%s MiB of data, at %s publishes/s), its "
+          "history limits set so that every event stays; then stopped with SIGTERM (a clean "
+          "stop) or killed with SIGKILL (as in a crash) and started again on the same directory. "
+          "*restart* is from the exec to the first 200 from `/healthz` (the journal is replayed "
+          "before hscd listens); *peak RSS* is VmHWM from /proc/PID/status then, *RSS* VmRSS. "
+          "Peak RSS while it was being filled: %s MiB." % (
+              fmt(r0.get("events_before")), fmt(r0.get("event_bytes")), fmt(r0.get("channels")),
+              fmt(r0.get("events_before", 0) * r0.get("event_bytes", 0) / 2**20),
+              fmt(r0.get("fill_publishes_per_s")), fmt(r0.get("fill_rss_peak_kb", 0) / 1024)))
+        w("")
+        w("| stopped by | journal on disk MiB (segments) | events restored | channels | "
+          "stop s | restart s | peak RSS MiB | RSS MiB | records skipped |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for k, r in rs:
+            w("| %s | %s (%s) | %s of %s | %s | %s | %s | %s | %s | %s |" % (
+                "SIGTERM" if k == "sigterm" else "kill -9", fmt(r["disk_bytes"] / 2**20),
+                r.get("journal_segments"), fmt(r["events_restored"]), fmt(r["events_before"]),
+                fmt(r["channels"]), fmt(r["stop_s"], 2), fmt(r["restart_s"], 1),
+                fmt(r["rss_peak_kb"] / 1024), fmt(r["rss_kb"] / 1024), r["records_skipped"]))
+            targets.append(("restart after %s with %s MiB over %s channels: every event back"
+                            % ("SIGTERM" if k == "sigterm" else "kill -9",
+                               fmt(r["events_before"] * r["event_bytes"] / 2**20),
+                               fmt(r["channels"])),
+                            "%s of %s in %s s, peak RSS %s MiB" % (
+                                fmt(r["events_restored"]), fmt(r["events_before"]),
+                                fmt(r["restart_s"], 1), fmt(r["rss_peak_kb"] / 1024)),
+                            r["events_restored"] == r["events_before"]))
+        w("")
+
+    if targets:
+        w("### The journal's targets (issue 15)")
+        w("")
+        w("| target | measured | met |")
+        w("| --- | --- | --- |")
+        for text, value, ok in targets:
+            w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
+        w("")
+    w("Measured %s; raw rows in [bench/%s](bench/%s). Reproduce: `BENCH_ONLY=journal make "
+      "bench` (these sections only; `BENCH_RESTART_BYTES` sets the journal's size, 1g by "
+      "default)." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), JOURNAL_ROWS,
+                     JOURNAL_ROWS))
+    w("")
+    w(JOURNAL_END)
+    return out
+
+
+JOURNAL_ROWS = "journal.jsonl"
+
+
+def journal_only(res, out_dir):
+    """Replaces the journal's sections of an existing PERFORMANCE.md (the rest stays as the last
+    full run wrote it): between the markers, or before "## Reading the numbers" the first time."""
+    path = os.path.join(out_dir, "PERFORMANCE.md")
+    doc = open(path).read() if os.path.exists(path) else "# Performance\n\n"
+    block = "\n".join(journal_block(res)) + "\n"
+    if JOURNAL_BEGIN in doc and JOURNAL_END in doc:
+        a = doc.index(JOURNAL_BEGIN)
+        b = doc.index(JOURNAL_END) + len(JOURNAL_END) + 1
+        doc = doc[:a] + block + doc[b:]
+    elif "\n## Reading the numbers" in doc:
+        a = doc.index("\n## Reading the numbers") + 1
+        doc = doc[:a] + block + "\n" + doc[a:]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block
+    open(path, "w").write(doc)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", required=True)
@@ -126,11 +299,20 @@ def main():
     ap.add_argument("--hscd-fsync", default="none",
                     help="hscd's journal mode in the comparison: none (memory only), batch, always")
     ap.add_argument("--openai", default=None, help="bench/openai_bench.py --json output")
+    ap.add_argument("--journal-only", action="store_true",
+                    help="rewrite only the journal's sections of PERFORMANCE.md (BENCH_ONLY=journal)")
     a = ap.parse_args()
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     res = Results(rows)
     plots = os.path.join(a.out, "bench")
     os.makedirs(plots, exist_ok=True)
+    with open(os.path.join(plots, JOURNAL_ROWS), "w") as f:
+        for r in rows:
+            if str(r.get("case", "")).startswith("journal-"):
+                f.write(json.dumps(r) + "\n")
+    if a.journal_only:
+        journal_only(res, a.out)
+        return
     dest = os.path.join(plots, "results.jsonl")
     if os.path.abspath(a.results) != os.path.abspath(dest):
         shutil.copy(a.results, dest)
@@ -324,32 +506,7 @@ def main():
       "with a series at 100, 300 and 3,000 subscribers (100 events each).")
     w("")
 
-    # The journal (issue 15): publishes/s per mode and number of publishers.
-    jrows = [r for r in res.rows if str(r.get("case", "")).startswith("journal-")]
-    jmodes = [m for m in ("memory", "batch", "always") if any(r.get("mode") == m for r in jrows)]
-    jpubs = sorted({r.get("publishers") for r in jrows if r.get("publishers")})
-    if jrows:
-        w("## The journal on the publish path")
-        w("")
-        w("`bench/journal.sh`: `hsc-bench publish` with C publishers flat out, each on its own "
-          "keep-alive connection, 64-byte events on one channel, against hscd memory only "
-          "(`--data-dir none`), with `--fsync batch` (the default) and with `--fsync always`; "
-          "records per fsync (the group-commit factor) from hscd's `/metrics`. "
-          "docs/internals/journal.md explains the two write paths.")
-        w("")
-        w("| mode | " + " | ".join("%d publisher%s" % (c, "" if c == 1 else "s") for c in jpubs)
-          + " |")
-        w("| --- |" + " --- |" * len(jpubs))
-        for m in jmodes:
-            cells = []
-            for c in jpubs:
-                case = "journal-%s-%d" % (m, c)
-                v = res.median(case, "hscd-journal", "publishes_per_s")
-                f = res.median(case, "hscd-journal", "records_per_fsync")
-                extra = ", %.1f per fsync" % f if m == "always" and f is not None else ""
-                cells.append("%s/s%s" % (fmt(v), extra))
-            w("| %s | %s |" % (m, " | ".join(cells)))
-        w("")
+    out.extend(journal_block(res))
 
     # Targets (issue 7).
     w("## Targets")
@@ -359,15 +516,6 @@ def main():
 
     def target(text, value, ok):
         w("| %s | %s | %s |" % (text, value, "yes" if ok else ("**no**" if ok is not None else "–")))
-
-    for c in jpubs:  # issue 15
-        mem = res.median("journal-memory-%d" % c, "hscd-journal", "publishes_per_s")
-        bat = res.median("journal-batch-%d" % c, "hscd-journal", "publishes_per_s")
-        share = bat / mem if mem and bat is not None else None
-        target("publishes/s with `--fsync batch` ≥ 80 %% of memory only, %d publisher%s"
-               % (c, "" if c == 1 else "s"),
-               "–" if share is None else "%.0f %%" % (100 * share),
-               None if share is None else share >= 0.8)
 
     for case in ("fanout-1k", "fanout-10k"):
         d = res.median(case, "hscd", "deliveries_per_s")

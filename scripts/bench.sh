@@ -10,6 +10,11 @@
 #   BENCH_HSCD_FSYNC=none (hscd's mode: none = memory only, --data-dir none, like nchan's and
 #   Pushpin's memory stores; batch or always = hscd's journal in a fresh directory with that
 #   --fsync). bench/journal.sh measures the journal itself: memory vs batch vs always.
+#   The journal (issue 15), each repetition: bench/journal.sh, and the 1k fan-out scenario with
+#   hscd memory only and with --fsync batch alternately (BENCH_JOURNAL=0 skips both); once:
+#   bench/journal_restart.sh with a journal of BENCH_RESTART_BYTES (default 1g; 0 skips it)
+#   over BENCH_RESTART_CHANNELS (10000) channels. BENCH_ONLY=journal runs only these and
+#   rewrites only the journal's sections of PERFORMANCE.md (bench/report.py --journal-only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +28,12 @@ CHAOS_SECONDS=${BENCH_CHAOS_SECONDS:-60}
 BENCH="$BUILD/hsc-bench"
 HSCD="$BUILD/hscd"
 HSCD_FSYNC=${BENCH_HSCD_FSYNC:-none}
+ONLY=${BENCH_ONLY:-}
+case "$ONLY" in
+"" | journal) ;;
+*) echo "bench: BENCH_ONLY must be empty or journal" >&2; exit 2 ;;
+esac
+RESTART_BYTES=${BENCH_RESTART_BYTES:-1g}
 case "$HSCD_FSYNC" in
 none | batch | always) ;;
 *) echo "bench: BENCH_HSCD_FSYNC must be none, batch or always" >&2; exit 2 ;;
@@ -32,8 +43,9 @@ N1K=1000; M1K=200; N10K=10000; M10K=50; NLAT=1000; MLAT=100; RLAT=20; NIDLE=1000
 SCALE_N="100 300 3000"; STREAM_C=20; STREAM_D=5
 if [ "$QUICK" = 1 ]; then
     REPS=1; N1K=200; M1K=50; N10K=1000; M10K=20; NLAT=100; MLAT=20; NIDLE=1000
-    SCALE_N="50"; STREAM_D=2; CHAOS_SECONDS=0
+    SCALE_N="50"; STREAM_D=2; CHAOS_SECONDS=0; RESTART_BYTES=${BENCH_RESTART_BYTES:-64m}
 fi
+[ "$ONLY" = journal ] && SERVERS="" && CHAOS_SECONDS=0
 
 for f in "$BENCH" "$HSCD"; do
     [ -x "$f" ] || { echo "bench: $f missing: run make build first" >&2; exit 1; }
@@ -46,12 +58,14 @@ PIDS=()
 echo "bench: hscd runs with --data-dir $([ "$HSCD_FSYNC" = none ] && echo "none (memory only)" ||
     echo "in $WORK, --fsync $HSCD_FSYNC")" >&2
 
-# The channel server's journal arguments for this run (a fresh directory each start).
+# The channel server's journal arguments (a fresh directory each start): this run's mode, or
+# MODE (none, batch, always) when given.
 hscd_journal_args() {
-    if [ "$HSCD_FSYNC" = none ]; then
+    local mode=${1:-$HSCD_FSYNC}
+    if [ "$mode" = none ]; then
         echo "--data-dir none"
     else
-        echo "--data-dir $(mktemp -d "$WORK/hscd-data.XXXXXX") --fsync $HSCD_FSYNC"
+        echo "--data-dir $(mktemp -d "$WORK/hscd-data.XXXXXX") --fsync $mode"
     fi
 }
 
@@ -100,10 +114,12 @@ start_server() {
         SUB_URL="http://127.0.0.1:$port/sub/{ch}"
         PUB_URL="http://127.0.0.1:$port/pub/{ch}"
         ;;
-    hscd)
+    hscd | hscd-none | hscd-batch | hscd-always) # hscd-MODE: with that journal mode
+        local mode=$HSCD_FSYNC
+        [ "$name" = hscd ] || mode=${name#hscd-}
         # shellcheck disable=SC2046
         "$HSCD" --listen "127.0.0.1:$port" --max-connections 15000 --log-level warn \
-            $(hscd_journal_args) 2>"$WORK/hscd.log" &
+            $(hscd_journal_args "$mode") 2>"$WORK/hscd.log" &
         SRV_PID=$!
         SUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
         PUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
@@ -178,6 +194,10 @@ record() {
 import json, sys
 r = json.loads(sys.argv[4]) if sys.argv[4].strip() else {"error": "no output"}
 r.update({"case": sys.argv[1], "server": sys.argv[2], "rep": int(sys.argv[3])})
+try:  # the machine's load when the run ended: other work shares these cores
+    r["loadavg"] = [float(x) for x in open("/proc/loadavg").read().split()[:3]]
+except (OSError, ValueError):
+    pass
 print(json.dumps(r))
 EOF
 }
@@ -225,19 +245,10 @@ except Exception as e: print("failed", e)')"
 }
 
 EXEC_LOOP='for i in 1 2 3 4 5 6 7 8 9 10; do echo "piece $i of 10"; done'
-echo "bench: results in $RESULTS"
-for rep in $(seq 1 "$REPS"); do
-    echo "== repetition $rep/$REPS =="
-    for srv in $SERVERS; do
-        run_fanout fanout-1k "$srv" "$rep" "$N1K" "$M1K" 0
-        run_fanout fanout-10k "$srv" "$rep" "$N10K" "$M10K" 0
-        run_fanout latency "$srv" "$rep" "$NLAT" "$MLAT" "$RLAT"
-        for n in $SCALE_N; do
-            run_fanout "scale-$n" "$srv" "$rep" "$n" 100 0
-        done
-        run_connect idle-10k "$srv" "$rep" "$NIDLE"
-    done
-    # Streamed answers: hscd's demo at interval 0, an exec responder, the Python template.
+
+# Streamed answers: hscd's demo at interval 0, an exec responder, the Python template.
+run_streams() { # rep
+    local rep=$1 port pid t0 t1
     port=$(free_port)
     "$HSCD" --listen "127.0.0.1:$port" --interval 0 --max-gen-len 10 --legacy-get \
         --data-dir none --log-level warn 2>"$WORK/hscd-stream.log" &
@@ -274,8 +285,23 @@ for rep in $(seq 1 "$REPS"); do
     wait_port "$port"
     run_stream stream-demo python-template "$rep" "http://127.0.0.1:$port/bench%20question" "$pid"
     stop_pid "$pid"
+}
+
+echo "bench: results in $RESULTS"
+for rep in $(seq 1 "$REPS"); do
+    echo "== repetition $rep/$REPS =="
+    for srv in $SERVERS; do
+        run_fanout fanout-1k "$srv" "$rep" "$N1K" "$M1K" 0
+        run_fanout fanout-10k "$srv" "$rep" "$N10K" "$M10K" 0
+        run_fanout latency "$srv" "$rep" "$NLAT" "$MLAT" "$RLAT"
+        for n in $SCALE_N; do
+            run_fanout "scale-$n" "$srv" "$rep" "$n" 100 0
+        done
+        run_connect idle-10k "$srv" "$rep" "$NIDLE"
+    done
+    [ "$ONLY" = journal ] || run_streams "$rep"
     # The journal on the publish path: memory only, --fsync batch, --fsync always, at 1, 16 and
-    # 64 publishers (bench/journal.sh; BENCH_JOURNAL=0 skips it).
+    # 64 publishers (bench/journal.sh); fan-out with and without it. BENCH_JOURNAL=0 skips both.
     if [ "${BENCH_JOURNAL:-1}" != 0 ]; then
         echo "== journal: publishes/s, memory vs batch vs always, rep $rep ==" >&2
         BUILD="$BUILD" BENCH_JSON=1 BENCH_SECONDS=$([ "$QUICK" = 1 ] && echo 1 || echo 5) \
@@ -285,8 +311,32 @@ for rep in $(seq 1 "$REPS"); do
             case_name=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("journal-%s-%d" % (r["mode"], r["publishers"]))' "$line")
             record "$case_name" "hscd-journal" "$rep" "$line"
         done <"$WORK/journal.jsonl"
+        echo "== journal: fan-out memory only vs --fsync batch, rep $rep ==" >&2
+        run_fanout journal-fanout-1k hscd-none "$rep" "$N1K" "$M1K" 0
+        run_fanout journal-fanout-1k hscd-batch "$rep" "$N1K" "$M1K" 0
     fi
 done
+
+# Restart with a large journal: time to answer /healthz and peak RSS, after SIGTERM and kill -9.
+if [ "${BENCH_JOURNAL:-1}" != 0 ] && [ "$RESTART_BYTES" != 0 ]; then
+    echo "== journal: restart with $RESTART_BYTES of events over ${BENCH_RESTART_CHANNELS:-10000} channels ==" >&2
+    BUILD="$BUILD" BENCH_JSON=1 BENCH_RESTART_BYTES="$RESTART_BYTES" \
+        "$ROOT/bench/journal_restart.sh" >"$WORK/restart.jsonl" \
+        || echo "bench: journal_restart.sh FAILED" >&2
+    while read -r line; do
+        [ -n "$line" ] || continue
+        stop=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["stop"])' "$line")
+        record "journal-restart-$stop" "hscd-journal" 1 "$line"
+        echo "  journal-restart-$stop: $line" >&2
+    done <"$WORK/restart.jsonl"
+fi
+
+if [ "$ONLY" = journal ]; then
+    python3 "$ROOT/bench/report.py" --results "$RESULTS" --chaos /dev/null --out "$OUT" \
+        --hscd "$HSCD" --reps "$REPS" --quick "$QUICK" --journal-only
+    echo "bench: wrote the journal's sections of $OUT/PERFORMANCE.md"
+    exit 0
+fi
 
 # The OpenAI-compatible front against /v1/stream on the same responders (docs/openai.md).
 echo "== the OpenAI front against /v1/stream =="

@@ -44,6 +44,10 @@ typedef struct hsc_server_config_s {
     uint64_t header_timeout_ms; /* to receive a request's head, from its first byte or accept */
     uint64_t idle_timeout_ms;   /* keep-alive wait between requests; body read stalls */
     uint64_t drain_timeout_ms;  /* on shutdown, how long streams may still run */
+    int http2;                  /* serve HTTP/2 to clients that open with its preface (h2c
+                                   with prior knowledge; h2 after TLS ALPN); default 1 */
+    unsigned h2_max_streams;    /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; past it a new stream
+                                   is refused (RST_STREAM REFUSED_STREAM); default 100 */
     unsigned max_gen_len;       /* demo responder: pieces per answer */
     uint64_t interval_ms;       /* demo responder: time between pieces */
     int legacy_get;             /* serve GET /<percent-encoded text> as an answer */
@@ -105,7 +109,6 @@ typedef struct hsc_server_config_s {
     const char *tls_cert;   /* PEM: the certificate, then its chain; NULL: no TLS */
     const char *tls_key;    /* PEM: the certificate's private key */
     const char *listen_tls; /* "HOST:PORT" of a TLS-only listener, or NULL */
-    int http2;              /* offer HTTP/2 (ALPN "h2" over TLS); 1 by default */
 } hsc_server_config_t;
 
 /* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */

@@ -60,6 +60,15 @@ static const hscd_flag_t flags[] = {
      .help = "worker threads, one event loop each",
      .default_shown = "cores", FIELD(threads),
      .min = 1, .max = 256, .fix = "a number of threads from 1 to 256"},
+    {.name = "no-http2", .arg = HSCD_ARG_NONE, .group = HSCD_GROUP_LISTEN,
+     .help = "speak HTTP/1.1 only: a connection opening with the HTTP/2 preface gets 505 "
+             "(docs/http2.md)",
+     .handler = hscd_flag_no_http2},
+    {.name = "h2-max-streams", .arg = HSCD_ARG_UNSIGNED, .metavar = "N", .group = HSCD_GROUP_LISTEN,
+     .help = "HTTP/2 streams one connection may have open at once; past it a new stream is "
+             "refused",
+     .default_shown = "100", FIELD(h2_max_streams),
+     .min = 1, .max = 100000, .fix = "a number of streams from 1 to 100000"},
 
     /* Responders */
     {.name = "exec", .arg = HSCD_ARG_STRING, .metavar = "'CMD ARGS'", .group = HSCD_GROUP_RESPONDERS,

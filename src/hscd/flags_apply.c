@@ -395,3 +395,11 @@ int hscd_flag_set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag
     fl->check = 1;
     return 0;
 }
+
+int hscd_flag_no_http2(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                       uint64_t n)
+{
+    (void)f, (void)flag, (void)value, (void)n;
+    fl->cfg.http2 = 0;
+    return 0;
+}

@@ -47,5 +47,7 @@ int hscd_flag_set_config(hscd_flags_t *fl, const hscd_flag_t *f, const char *fla
                          const char *value, uint64_t n);
 int hscd_flag_set_check(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
                         uint64_t n);
+int hscd_flag_no_http2(hscd_flags_t *fl, const hscd_flag_t *f, const char *flag, const char *value,
+                       uint64_t n);
 
 #endif

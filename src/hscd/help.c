@@ -32,7 +32,8 @@ static const char usage_head[] =
     "Usage: hscd [OPTIONS]\n"
     "\n"
     "hsc's server: streams answers piece by piece over HTTP or HTTPS (chunked or\n"
-    "Server-Sent Events) and serves the demo page at /.\n";
+    "Server-Sent Events) and serves the demo page at /. HTTP/1.1, and HTTP/2 to\n"
+    "clients that open with its preface (docs/http2.md).\n";
 
 /* ---- --help ------------------------------------------------------------------------------- */
 

@@ -5,8 +5,8 @@ Proves that:
 - curl --http1.1 over TLS subscribes to a channel and receives what is published (over TLS too),
   streams an answer, gets the demo page and /metrics, which counts the handshakes;
 - Python's ssl + http.client keeps one TLS connection alive across requests; ALPN answers
-  "http/1.1" to a client offering h2 and http/1.1 (this build has no HTTP/2) and nothing to a
-  client offering only other protocols, which is still served;
+  "http/1.1" to a client offering it, "h2" to one offering h2 too, and nothing to a client
+  offering only other protocols, which is still served;
 - the npm `eventsource` client (NODE_EXTRA_CA_CERTS = the test CA) receives events over HTTPS;
 - TLS 1.1 is refused, counted as a version failure; TLS 1.2 (with an ECDHE + AEAD suite) and
   TLS 1.3 are accepted; a TLS 1.2 client offering only CBC suites is refused (cipher);
@@ -250,15 +250,17 @@ class Clients(TlsCase):
     def test_python_http_client_keep_alive_and_alpn(self):
         srv = self.start_tls()
         conn = http.client.HTTPSConnection("localhost", srv.port, timeout=10 * SLOW,
-                                           context=client_ctx(self.pki,
-                                                              alpn=["h2", "http/1.1"]))
+                                           context=client_ctx(self.pki, alpn=["http/1.1"]))
         for _ in range(3):
             conn.request("GET", "/healthz")
             r = conn.getresponse()
             self.assertEqual((r.status, r.read()), (200, b"ok\n"))
         self.assertEqual(conn.sock.selected_alpn_protocol(), "http/1.1")
         conn.close()
-        self.assertEqual(tls_metrics(srv.port, self.ctx)["hsc_tls_handshakes_total"], 2)
+        s = tls_connect(srv.port, client_ctx(self.pki, alpn=["h2", "http/1.1"]))
+        self.assertEqual(s.selected_alpn_protocol(), "h2")  # HTTP/2 is on by default
+        s.close()
+        self.assertEqual(tls_metrics(srv.port, self.ctx)["hsc_tls_handshakes_total"], 3)
         # Only protocols hscd does not speak: no ALPN, and still served.
         s = tls_connect(srv.port, client_ctx(self.pki, alpn=["spdy/3", "foo"]))
         self.assertIsNone(s.selected_alpn_protocol())

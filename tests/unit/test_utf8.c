@@ -168,6 +168,26 @@ static void test_valid_respects_len(void **state)
     assert_int_equal(hsc_utf8_valid("\xc3\xa9", 1), 0);
 }
 
+/* ASCII is checked eight bytes at a time: a bad byte, a character or a cut at every offset of a
+ * long ASCII run is found as byte by byte, and nothing past `len` is read. */
+static void test_valid_long_ascii_every_offset(void **state)
+{
+    (void)state;
+    char b[40];
+    for (size_t at = 0; at < 30; at++) {
+        memset(b, 'a', sizeof b);
+        b[at] = (char)0xff;
+        assert_int_equal(hsc_utf8_valid(b, 30), 0);
+        assert_int_equal(hsc_utf8_valid(b, at), 1);
+        memset(b, 'a', sizeof b);
+        memcpy(b + at, "\xe2\x82\xac", 3); /* U+20AC */
+        assert_int_equal(hsc_utf8_valid(b, 33), 1);
+        assert_int_equal(hsc_utf8_valid(b, at + 2), 0); /* cut */
+        b[at + 1] = 'a';                                /* a bad continuation */
+        assert_int_equal(hsc_utf8_valid(b, 33), 0);
+    }
+}
+
 /* ---- hsc_utf8_complete_prefix ------------------------------------------------------------- */
 
 /* Checks that every cut of `s` (prefix + character) keeps the prefix only, until it is whole. */
@@ -321,6 +341,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_invalid_bad_continuation),
         cmocka_unit_test(test_invalid_truncated),
         cmocka_unit_test(test_valid_respects_len),
+        cmocka_unit_test(test_valid_long_ascii_every_offset),
         cmocka_unit_test(test_prefix_ascii),
         cmocka_unit_test(test_prefix_two_byte_cut),
         cmocka_unit_test(test_prefix_three_byte_cut),

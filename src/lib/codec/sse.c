@@ -27,6 +27,16 @@ static void put(char *out, size_t cap, size_t *len, const char *s, size_t n)
     *len += n;
 }
 
+/* The first CR or LF in [p, end), or end: memchr's word-at-a-time scan, not a byte loop (an
+ * event's data is encoded once per publish and once per event replayed from the journal). */
+static const char *find_eol(const char *p, const char *end)
+{
+    const char *lf = memchr(p, '\n', (size_t)(end - p));
+    const char *stop = lf != NULL ? lf : end;
+    const char *cr = memchr(p, '\r', (size_t)(stop - p));
+    return cr != NULL ? cr : stop;
+}
+
 ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *ev)
 {
     if (!field_ok(ev->type) || !field_ok(ev->id))
@@ -50,9 +60,7 @@ ssize_t hsc_sse_encode(char *out, size_t cap, const hsc_sse_event_t *ev)
     const char *p = ev->data ? ev->data : "";
     const char *end = p + ev->data_len;
     for (;;) {
-        const char *eol = p;
-        while (eol < end && *eol != '\r' && *eol != '\n')
-            eol++;
+        const char *eol = find_eol(p, end);
         put(out, cap, &len, "data: ", 6);
         put(out, cap, &len, p, (size_t)(eol - p));
         put(out, cap, &len, "\n", 1);

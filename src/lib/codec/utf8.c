@@ -5,6 +5,7 @@
  */
 #include "hsc/codec.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* Length of the sequence a lead byte starts, or 0 for a byte that cannot lead one. */
@@ -62,6 +63,16 @@ int hsc_utf8_valid(const void *p, size_t len)
     const unsigned char *s = p;
     size_t i = 0;
     while (i < len) {
+        /* ASCII eight bytes at a time: most events are mostly ASCII (replay checks every one). */
+        while (len - i >= sizeof(uint64_t)) {
+            uint64_t w;
+            memcpy(&w, s + i, sizeof w);
+            if ((w & 0x8080808080808080u) != 0)
+                break;
+            i += sizeof w;
+        }
+        if (i == len)
+            break;
         if (s[i] < 0x80) {
             i++;
             continue;

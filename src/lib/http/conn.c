@@ -276,11 +276,57 @@ void hsc_conn_response_done(hsc_conn_t *c, bool reset)
 
 /* ---- reading --------------------------------------------------------------------------------- */
 
+/*
+ * A fresh connection's first bytes: the HTTP/2 client preface makes it an HTTP/2 connection
+ * (h2conn.c), anything else is HTTP/1.x. Bytes that match the preface so far wait (they are the
+ * preface's own, so nothing is kept): at most 24 of them, within --header-timeout.
+ */
+static void conn_sniff(hsc_conn_t *c, const char *data, size_t len)
+{
+    static const char preface[] = HSC_H2_PREFACE;
+    size_t seen = c->sniff, k = 0;
+    while (seen + k < HSC_H2_PREFACE_LEN && k < len && data[k] == preface[seen + k])
+        k++;
+    if (seen + k == HSC_H2_PREFACE_LEN) {
+        c->sniffed = true;
+        hsc_h2_start(c, data + k, len - k);
+        return;
+    }
+    if (k == len) {
+        c->sniff = (uint8_t)(seen + k);
+        return;
+    }
+    c->sniffed = true;
+    if (seen > 0)
+        conn_feed(c, preface, seen);
+    if (!c->closing)
+        conn_feed(c, data, len);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     hsc_conn_t *c = (hsc_conn_t *)h;
     *buf = uv_buf_init(c->h->rbuf, sizeof c->h->rbuf);
+}
+
+/* Plaintext from the socket, or from the TLS engine (tls.c): HTTP/2, the preface sniff, or
+ * HTTP/1.1. */
+static void conn_input(hsc_conn_t *c, const char *data, size_t len)
+{
+    if (c->h2 != NULL) {
+        hsc_h2_recv(c, data, len);
+        return;
+    }
+    if (c->state == CONN_CLOSING)
+        return; /* lingering after the last response: discard */
+    if (c->state == CONN_BODY)
+        hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
+    if (!c->sniffed) {
+        conn_sniff(c, data, len);
+        return;
+    }
+    conn_feed(c, data, len);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -297,16 +343,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         hsc_conn_close(c);
         return;
     }
-    /* Lingering after the last response: discard. Except a TLS handshake still to be done:
-     * the 503 of --max-connections waits for it (tls.c). */
-    if (nread == 0 || (c->state == CONN_CLOSING && (c->tls == NULL || hsc_tls_ready(c))))
+    if (nread == 0)
         return;
-    if (c->state == CONN_BODY)
-        hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
-    if (c->tls != NULL)
-        hsc_tls_input(c, c->h->rbuf, (size_t)nread, conn_feed); /* decrypts, then conn_feed */
-    else
-        conn_feed(c, c->h->rbuf, (size_t)nread);
+    if (c->tls != NULL) { /* the plaintext goes where a cleartext read's bytes go */
+        if (c->h2 == NULL && c->state == CONN_CLOSING && hsc_tls_ready(c))
+            return; /* lingering after the last response: discard */
+        if (c->state == CONN_BODY)
+            hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
+        hsc_tls_input(c, c->h->rbuf, (size_t)nread, conn_input);
+        return;
+    }
+    conn_input(c, c->h->rbuf, (size_t)nread);
 }
 
 void hsc_conn_start_reading(hsc_conn_t *c)
@@ -324,6 +371,10 @@ static void on_timer(uv_timer_t *t)
     hsc_conn_t *c = (hsc_conn_t *)t->data;
     int mode = c->timer_mode;
     c->timer_mode = T_NONE;
+    if (c->h2 != NULL && mode != T_CLOSE && mode != T_LINGER) {
+        hsc_h2_timer(c, mode);
+        return;
+    }
     switch (mode) {
     case T_HEADER:
         if (c->state == CONN_HEAD) {
@@ -395,6 +446,7 @@ static void on_handle_closed(uv_handle_t *handle)
     hsc_buf_dispose(&c->pending);
     hsc_buf_dispose(&c->req.head);
     hsc_buf_dispose(&c->req.body);
+    hsc_h2_free(c);
     hsc_http_t *h = c->h;
     free(c);
     if (h->owner->on_closed != NULL)
@@ -409,6 +461,10 @@ static void conn_close_impl(hsc_conn_t *c, bool reset)
     /* A close-delimited body cut short must not look complete: end it with a reset. */
     if (c->res.started && !c->res.ended && c->res.mode == HSC_BODY_CLOSE)
         reset = true;
+    if (c->h2 != NULL) {
+        hsc_h2_close(c);
+        uv_close((uv_handle_t *)&c->h2->idle, on_handle_closed);
+    }
     if (!c->res.ended && c->res.on_close != NULL) {
         hsc_res_cb cb = c->res.on_close;
         c->res.on_close = NULL;
@@ -626,6 +682,7 @@ static void conn_start(hsc_conn_t *c)
     c->res.conn = c;
     c->res.ended = true;
     c->state = CONN_IDLE;
+    c->sniffed = !cfg->http2;
 
     if (n > cfg->max_connections) {
         conn_refuse(c);
@@ -660,6 +717,10 @@ void hsc_conn_drain(hsc_conn_t *c)
 {
     if (c->closing)
         return;
+    if (c->h2 != NULL) {
+        hsc_h2_drain(c);
+        return;
+    }
     /* A connection accepted just before the drain that has not sent its first request yet is
      * not idle: its client is about to ask (a hand-over to a new process relies on it). It gets
      * HSC_DRAIN_FRESH_MS (or --header-timeout if shorter) to send it, is answered, then closes;

@@ -8,6 +8,8 @@
 
 #include "http/http.h"
 
+#include <nghttp2/nghttp2.h>
+
 /* ---- message framing, read strictly (framing.c) ---------------------------------------------- */
 
 /** Where a connection's checker is in the current message's framing (framing.c's essay). */
@@ -34,10 +36,13 @@ bool hsc_framing_done(const hsc_framing_t *f);
 
 /* ---- connections (conn.c) -------------------------------------------------------------------- */
 
-/* Where a connection is: between requests, reading a head or a body, answering, or closing. */
-enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING };
-/* What the connection's one timer is armed for (conn.c's essay). */
-enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND, T_PIPELINE };
+/* Where a connection is: between requests, reading a head or a body, answering, or closing; or
+ * an HTTP/2 connection (h2conn.c), which has no such states. */
+enum { CONN_IDLE, CONN_HEAD, CONN_BODY, CONN_RESPONDING, CONN_CLOSING, CONN_H2 };
+/* What the connection's one timer is armed for (conn.c's essay; T_H2SWEEP: h2conn.c). */
+enum { T_NONE, T_HEADER, T_BODY, T_IDLE, T_NEXT, T_CLOSE, T_LINGER, T_SEND, T_PIPELINE, T_H2SWEEP };
+
+typedef struct hsc_h2_s hsc_h2_t; /* an HTTP/2 connection's session and streams (h2conn.c) */
 
 struct hsc_conn_s {
     uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -73,6 +78,11 @@ struct hsc_conn_s {
     bool access_open;
     bool served;           /* a request was dispatched (or refused): no longer a fresh connection */
     struct hsc_tls_s *tls; /* NULL: cleartext; else the TLS engine between socket and HTTP */
+    /* HTTP/2 (h2conn.c): `sniff` bytes of the client preface seen so far, until `sniffed` says
+     * which protocol the connection speaks; `h2` is set for an HTTP/2 connection. */
+    uint8_t sniff;
+    bool sniffed;
+    hsc_h2_t *h2;
 };
 
 /** Writes the access log line of the current response if one is open (conn.c). */
@@ -177,5 +187,127 @@ int hsc_tls_write(hsc_conn_t *c, unsigned n, uv_write_cb cb);
 void hsc_tls_written(hsc_conn_t *c);
 /** Before the write side is shut down: queues a close_notify when the handshake was done. */
 void hsc_tls_close_notify(hsc_conn_t *c);
+
+/**
+ * Queues a slice of a shared frame behind everything else, taking over the caller's reference,
+ * whatever the high mark (HTTP/2: h2res.c checks it before it frames). Written at the next flush
+ * (hsc_conn_uncork()). Returns 0, or HSC_ENOMEM after scheduling the close (the reference is
+ * released).
+ */
+int hsc_conn_queue_ref(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end);
+/** Starts writing what is queued (after hsc_conn_queue_ref()), unless a write is in flight. */
+void hsc_conn_flush_queue(hsc_conn_t *c);
+
+/* ---- HTTP/2 (h2conn.c, h2recv.c, h2res.c) -----------------------------------------------------
+ */
+
+/** The client connection preface (RFC 9113 §3.4) that makes a connection an HTTP/2 one. */
+#define HSC_H2_PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define HSC_H2_PREFACE_LEN 24
+
+/** One stream of an HTTP/2 connection: a request and its response (h2conn.c's essay). */
+typedef struct hsc_h2_stream_s {
+    hsc_req_t req;
+    hsc_res_t res;
+    hsc_conn_t *conn;
+    int32_t id;
+    struct hsc_h2_stream_s *prev, *next; /* on the session's list */
+    /* Body bytes given by the producer and not framed yet: slices of frames (references). */
+    hsc_outq_item_t *q;
+    size_t q_head, q_count, q_cap;
+    size_t pending;
+    uint64_t remaining;  /* a body of announced length: bytes still expected */
+    bool has_length;     /* Content-Length was announced */
+    bool eof;            /* the response ended: END_STREAM after the pending bytes */
+    bool deferred;       /* the data provider said DEFERRED: resume when bytes come */
+    bool submitted;      /* the response's HEADERS were submitted */
+    bool dispatched;     /* the request went to on_request */
+    bool rst_sent;       /* RST_STREAM submitted */
+    uint16_t method_off; /* :method's value in req.head */
+    bool have_method, have_path;
+    size_t header_bytes;    /* decoded header bytes of the request, for the bound */
+    hsc_buf_t cookie;       /* cookie crumbs (RFC 9113 §8.2.3), joined into one field at the end */
+    uint64_t last_progress; /* uv_now() of the stream's start or its last framed byte */
+    uint64_t access_start, access_bytes;
+} hsc_h2_stream_t;
+
+struct hsc_h2_s {
+    nghttp2_session *session;
+    hsc_conn_t *conn;
+    uv_idle_t idle; /* runs hsc_h2_pump() on the next loop turn (hsc_h2_schedule()) */
+    hsc_h2_stream_t *streams;
+    unsigned nstreams; /* open, not refused */
+    bool in_pump, draining, goaway_sent, closing, got_headers, bomb;
+    /* The frame reader in front of nghttp2 (h2recv.c). */
+    uint8_t hdr[9];
+    unsigned hlen;          /* bytes of hdr[] filled */
+    bool in_payload;        /* hdr[] is the current frame's: its payload is being read */
+    size_t payload_left;    /* bytes of the current frame's payload still to pass */
+    bool drop_frame;        /* the current frame is not given to nghttp2 */
+    unsigned continuations; /* CONTINUATION frames in the current header block */
+    size_t block_bytes;     /* compressed bytes of the current header block */
+    double reset_tokens, ping_tokens, settings_tokens;
+    uint64_t tokens_at;   /* uv_now() of the last refill */
+    uint64_t last_active; /* uv_now() of the last write completed, or of an empty queue */
+};
+
+/* The frame reader's buckets (h2recv.c): so many frames at once, refilled so many a second;
+ * past them the connection is closed with GOAWAY ENHANCE_YOUR_CALM. */
+#define HSC_H2_RESET_BURST      500.0 /* RST_STREAM from the client (rapid reset) */
+#define HSC_H2_RESET_RATE       50.0
+#define HSC_H2_PING_BURST       100.0 /* PING */
+#define HSC_H2_PING_RATE        10.0
+#define HSC_H2_SETTINGS_BURST   50.0 /* SETTINGS (not ACKs) */
+#define HSC_H2_SETTINGS_RATE    5.0
+#define HSC_H2_MAX_CONTINUATION 8 /* CONTINUATION frames in one header block */
+
+/** Makes `c` an HTTP/2 connection: session, settings, then `data` (the preface onwards). */
+void hsc_h2_start(hsc_conn_t *c, const char *data, size_t len);
+/** Bytes read from an HTTP/2 connection's socket (h2recv.c). */
+void hsc_h2_recv(hsc_conn_t *c, const char *data, size_t len);
+/** Frames what nghttp2 has to send and tells producers about drain; never re-entered. */
+void hsc_h2_pump(hsc_conn_t *c);
+/** Runs hsc_h2_pump() on the next loop turn: what producers' calls use (never re-enter). */
+void hsc_h2_schedule(hsc_conn_t *c);
+/** The output queue wrote something (outq.c): more may be framed, producers may drain. */
+void hsc_h2_on_write(hsc_conn_t *c);
+/** The connection's timer fired for an HTTP/2 connection; `mode` is what it was armed for. */
+void hsc_h2_timer(hsc_conn_t *c, int mode);
+/** Shutdown: a shutdown notice, then GOAWAY once the streams in flight have ended. */
+void hsc_h2_drain(hsc_conn_t *c);
+/** The connection closes: every producer still attached gets its on_close. */
+void hsc_h2_close(hsc_conn_t *c);
+/** Frees the session and the streams, once the handles are closed. */
+void hsc_h2_free(hsc_conn_t *c);
+/** Sends GOAWAY with `error` (NGHTTP2_*), counts an abuse `reason` (HSC_H2_ABUSE_*, or -1) and
+ *  closes once it is written. */
+void hsc_h2_fail(hsc_conn_t *c, uint32_t error, int reason, const char *why);
+/** A stream's request is complete, or failed a limit (req.error_status): to the owner (h2recv.c).
+ */
+void hsc_h2_dispatch(hsc_h2_stream_t *st);
+/** Frees a closed stream's buffers and the stream (h2conn.c). */
+void hsc_h2_stream_free(hsc_h2_stream_t *st);
+/** The data provider and the DATA frame writer (h2res.c), given to nghttp2 by h2conn.c. */
+int hsc_h2_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *source, void *user);
+/** Sets the receiving side's callbacks (h2recv.c). */
+void hsc_h2_recv_callbacks(nghttp2_session_callbacks *cb);
+/** Tells producers whose stream fell below its low mark (h2res.c). */
+void hsc_h2_notify_drain(hsc_conn_t *c);
+/** Per stream: past the high mark hsc_res_writable() says no; on_drain at the low mark; past the
+ *  ceiling a write fails (HSC_EFULL) and the stream is reset. */
+#define HSC_H2_STREAM_HIGH(cfg) ((cfg)->max_queue_bytes / 2)
+#define HSC_H2_STREAM_LOW(cfg)  ((cfg)->max_queue_bytes / 8)
+#define HSC_H2_STREAM_MAX(cfg)  ((cfg)->max_queue_bytes)
+
+/* The response writer's HTTP/2 side (h2res.c): res.c calls these when res->h2 is set. */
+int hsc_h2_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
+                     int64_t content_length);
+int hsc_h2_res_write(hsc_res_t *res, const void *p, size_t n);
+int hsc_h2_res_end(hsc_res_t *res);
+void hsc_h2_res_abort(hsc_res_t *res);
+void hsc_h2_res_close(hsc_res_t *res);
+bool hsc_h2_res_writable(hsc_res_t *res);
+int hsc_h2_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * http: the HTTP/1.1 transport. Connections (llhttp, limits, timeouts, pipelining), the output
- * queue, the response writer every feature shares, and route matching. It knows no handler: a
+ * http: the HTTP/1.1 and HTTP/2 transport. Connections (llhttp, limits, timeouts, pipelining;
+ * nghttp2 for a connection that opens with the HTTP/2 preface), the output queue, the response
+ * writer every feature shares, and route matching. It knows no handler: a
  * connection's owner (the server) is told when a request is ready and when it closed.
  */
 #ifndef HSC_HTTP_H
@@ -113,13 +114,15 @@ typedef void (*hsc_res_cb)(hsc_res_t *res, void *user);
 typedef enum hsc_body_mode_e {
     HSC_BODY_LENGTH,  /* Content-Length known up front */
     HSC_BODY_CHUNKED, /* HTTP/1.1 streaming */
-    HSC_BODY_CLOSE    /* HTTP/1.0 streaming: the body ends when the connection closes */
+    HSC_BODY_CLOSE,   /* HTTP/1.0 streaming: the body ends when the connection closes */
+    HSC_BODY_H2       /* HTTP/2: DATA frames carry the body as it is, END_STREAM ends it */
 } hsc_body_mode_t;
 
 #define HSC_STREAMING (-1)
 
 struct hsc_res_s {
     hsc_conn_t *conn;
+    struct hsc_h2_stream_s *h2; /* an HTTP/2 stream's response, or NULL (HTTP/1.x) */
     int status;
     bool started, ended;
     hsc_body_mode_t mode;
@@ -195,6 +198,19 @@ void hsc_res_uncork(hsc_res_t *res);
 
 /* ---- the transport of one loop (conn.c) ---------------------------------------------------- */
 
+/* Why an HTTP/2 connection was closed for abuse (hsc_h2_abuse_closed_total{reason}). */
+enum {
+    HSC_H2_ABUSE_RAPID_RESET,  /* RST_STREAM from the client faster than the bucket refills */
+    HSC_H2_ABUSE_CONTINUATION, /* too many CONTINUATION frames, or bytes, in one header block */
+    HSC_H2_ABUSE_PING,         /* PING flood */
+    HSC_H2_ABUSE_SETTINGS,     /* SETTINGS flood */
+    HSC_H2_ABUSE_HEADERS,      /* decoded header bytes far past --max-header-bytes (HPACK bomb) */
+    HSC_H2_ABUSE_FLOOD,        /* nghttp2 saw a flood (unanswered ACKs, resets it limits itself) */
+    HSC_H2_ABUSE_N
+};
+/** The label of an abuse reason: "rapid_reset"... */
+const char *hsc_h2_abuse_name(int reason);
+
 /**
  * What the transport calls back: the owner of a loop's connections (the server). All calls come
  * on the loop's thread.
@@ -241,6 +257,8 @@ typedef struct hsc_http_s {
     /* Counters: written by this loop's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_requests, st_bytes_out;
     atomic_uint_fast64_t st_tls[HSC_TLS_ST_COUNT];
+    atomic_uint_fast64_t st_h2_conns, st_h2_streams, st_h2_resets, st_h2_goaway;
+    atomic_uint_fast64_t st_h2_abuse[HSC_H2_ABUSE_N];
     char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
 } hsc_http_t;
 
@@ -261,7 +279,10 @@ void hsc_http_accept_tls(hsc_http_t *h, uv_stream_t *listener, struct ssl_ctx_st
  * in the request path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.
  */
 int hsc_http_adopt(hsc_http_t *h, uv_os_sock_t fd);
-/** Shutdown: idle connections close now, busy ones after their current response. */
+/**
+ * Shutdown: idle connections close now, busy ones after their current response; an HTTP/2
+ * connection gets a shutdown notice, then GOAWAY when its streams have ended.
+ */
 void hsc_http_drain(hsc_http_t *h);
 /** Closes every connection now (the drain timeout): producers get their on_close. */
 void hsc_http_close_all(hsc_http_t *h);

@@ -112,7 +112,9 @@ static void on_write(uv_write_t *req, int status)
     if (c->q_count > 0)
         conn_flush(c);
     hsc_conn_watch_send(c);
-    if (c->res.want_drain && c->queued <= hsc_conn_low_water(c)) {
+    if (c->h2 != NULL)
+        hsc_h2_on_write(c);
+    else if (c->res.want_drain && c->queued <= hsc_conn_low_water(c)) {
         c->res.want_drain = false;
         if (c->res.on_drain != NULL && !c->res.ended)
             c->res.on_drain(&c->res, c->res.user);
@@ -287,6 +289,22 @@ void hsc_conn_flush(hsc_conn_t *c)
 {
     conn_flush(c);
     hsc_conn_watch_send(c);
+}
+
+int hsc_conn_queue_ref(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end)
+{
+    if (outq_push(c, f, off, end) != 0) {
+        hsc_frame_unref(f);
+        hsc_conn_close_soon(c);
+        return HSC_ENOMEM;
+    }
+    c->access_bytes += end - off;
+    return 0;
+}
+
+void hsc_conn_flush_queue(hsc_conn_t *c)
+{
+    conn_flush(c);
 }
 
 void hsc_conn_outq_dispose(hsc_conn_t *c)

@@ -10,6 +10,9 @@
  * The writer owns no buffers: hsc_conn_send() writes at once or queues a copy, and tells the
  * producer about pressure through hsc_res_writable() / on_drain. Chunk framing is an iovec
  * [size line, data, CRLF], so data is copied only when the socket cannot take it at once.
+ *
+ * A response on an HTTP/2 stream (res->h2 set) has the same API and the same meaning; every
+ * function here hands it to h2res.c, which frames it for nghttp2.
  */
 #include "http/conn.h"
 
@@ -158,6 +161,8 @@ static ssize_t res_head(hsc_res_t *res, char *out, size_t cap, int status, const
 int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const char *extra,
                   int64_t content_length)
 {
+    if (res->h2 != NULL)
+        return hsc_h2_res_start(res, status, content_type, extra, content_length);
     char head[2048];
     ssize_t n = res_head(res, head, sizeof head, status, content_type, extra, content_length);
     if (n < 0)
@@ -168,6 +173,8 @@ int hsc_res_start(hsc_res_t *res, int status, const char *content_type, const ch
 
 int hsc_res_write(hsc_res_t *res, const void *p, size_t n)
 {
+    if (res->h2 != NULL)
+        return hsc_h2_res_write(res, p, n);
     if (!res->started || res->ended)
         return HSC_ESTATE;
     if (n == 0 || res->conn->req.head_only)
@@ -199,6 +206,8 @@ int hsc_res_write(hsc_res_t *res, const void *p, size_t n)
 
 int hsc_res_end(hsc_res_t *res)
 {
+    if (res->h2 != NULL)
+        return hsc_h2_res_end(res);
     if (!res->started)
         return HSC_ESTATE;
     if (res->ended)
@@ -222,6 +231,10 @@ int hsc_res_end(hsc_res_t *res)
 
 void hsc_res_abort(hsc_res_t *res)
 {
+    if (res->h2 != NULL) {
+        hsc_h2_res_abort(res);
+        return;
+    }
     if (res->ended)
         return;
     hsc_conn_t *c = res->conn;
@@ -239,6 +252,14 @@ void hsc_res_abort(hsc_res_t *res)
 int hsc_res_send(hsc_res_t *res, int status, const char *content_type, const char *extra,
                  const void *body, size_t len)
 {
+    if (res->h2 != NULL) {
+        int rc = hsc_h2_res_start(res, status, content_type, extra, (int64_t)len);
+        if (rc != 0)
+            return rc;
+        rc = hsc_h2_res_write(res, body, len);
+        int end = hsc_h2_res_end(res);
+        return rc != 0 ? rc : end;
+    }
     char head[2048];
     ssize_t n = res_head(res, head, sizeof head, status, content_type, extra, (int64_t)len);
     if (n == HSC_ESTATE)
@@ -310,6 +331,8 @@ int hsc_res_error(hsc_res_t *res, int status, const char *extra, const char *rea
 
 bool hsc_res_writable(hsc_res_t *res)
 {
+    if (res->h2 != NULL)
+        return hsc_h2_res_writable(res);
     hsc_conn_t *c = res->conn;
     if (c->queued <= hsc_conn_high_water(c))
         return true;
@@ -319,13 +342,15 @@ bool hsc_res_writable(hsc_res_t *res)
 
 hsc_req_t *hsc_res_request(hsc_res_t *res)
 {
-    return &res->conn->req;
+    return res->h2 != NULL ? &res->h2->req : &res->conn->req;
 }
 
 int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n)
 {
     if (!res->started || res->ended)
         return HSC_ESTATE;
+    if (res->h2 != NULL)
+        return hsc_h2_res_send_slices(res, it, n);
     int k = hsc_conn_send_slices(res->conn, it, n);
     if (k >= 0 && (unsigned)k < n)
         res->want_drain = true; /* the queue is full: on_drain tells when to send the rest */
@@ -334,15 +359,24 @@ int hsc_res_send_slices(hsc_res_t *res, const hsc_outq_item_t *it, unsigned n)
 
 void hsc_res_close(hsc_res_t *res)
 {
+    if (res->h2 != NULL) {
+        hsc_h2_res_close(res);
+        return;
+    }
     hsc_conn_close_soon(res->conn);
 }
 
+/* Corking means nothing on an HTTP/2 stream: its frames leave together on the next loop turn. */
 void hsc_res_cork(hsc_res_t *res)
 {
+    if (res->h2 != NULL)
+        return;
     hsc_conn_cork(res->conn);
 }
 
 void hsc_res_uncork(hsc_res_t *res)
 {
+    if (res->h2 != NULL)
+        return;
     hsc_conn_uncork(res->conn);
 }

@@ -27,6 +27,8 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->threads = 0;
     cfg->max_connections = 10000;
     cfg->max_header_bytes = 16 * 1024;
+    cfg->http2 = 1;
+    cfg->h2_max_streams = 100;
     cfg->max_body_bytes = 1024 * 1024;
     cfg->max_queue_bytes = 1024 * 1024;
     cfg->header_timeout_ms = 10000;
@@ -57,7 +59,6 @@ void hsc_server_config_init(hsc_server_config_t *cfg)
     cfg->fsync_mode = HSC_FSYNC_BATCH;
     cfg->fsync_interval_ms = 50;
     cfg->journal_segment_bytes = 64u << 20;
-    cfg->http2 = 1;
 }
 
 /* Copies a string the configuration only borrows; false when out of memory. */
@@ -201,6 +202,8 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
         c.max_connections = srv->conns_room;
     }
     c.max_header_bytes = in->max_header_bytes;
+    c.http2 = in->http2;
+    c.h2_max_streams = in->h2_max_streams;
     c.max_body_bytes = in->max_body_bytes;
     c.max_queue_bytes = in->max_queue_bytes;
     c.header_timeout_ms = in->header_timeout_ms;
@@ -218,7 +221,6 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
         KEEP_STR(tls_cert, "tls-cert");
     }
     KEEP_STR(listen_tls, "listen-tls");
-    KEEP_NUM(http2, "http2");
 
     KEEP_STR(listen, "listen");
     KEEP_NUM(threads, "threads");

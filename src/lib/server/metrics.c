@@ -260,6 +260,42 @@ static void put_tls(out_t *o, hsc_server_t *srv)
         (long long)not_after);
 }
 
+/* HTTP/2: connections, streams, resets and GOAWAYs, closings for abuse by reason (docs/http2.md).
+ */
+static void put_h2(out_t *o, hsc_server_t *srv)
+{
+    uint64_t conns = 0, streams = 0, resets = 0, goaway = 0, abuse[HSC_H2_ABUSE_N] = {0};
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        hsc_http_t *h = &srv->workers[i].http;
+        conns += atomic_load_explicit(&h->st_h2_conns, memory_order_relaxed);
+        streams += atomic_load_explicit(&h->st_h2_streams, memory_order_relaxed);
+        resets += atomic_load_explicit(&h->st_h2_resets, memory_order_relaxed);
+        goaway += atomic_load_explicit(&h->st_h2_goaway, memory_order_relaxed);
+        for (int r = 0; r < HSC_H2_ABUSE_N; r++)
+            abuse[r] += atomic_load_explicit(&h->st_h2_abuse[r], memory_order_relaxed);
+    }
+    put(o,
+        "# HELP hsc_h2_connections_total Connections that spoke HTTP/2.\n"
+        "# TYPE hsc_h2_connections_total counter\n"
+        "hsc_h2_connections_total %llu\n"
+        "# HELP hsc_h2_streams_total HTTP/2 streams accepted (refused ones not counted).\n"
+        "# TYPE hsc_h2_streams_total counter\n"
+        "hsc_h2_streams_total %llu\n"
+        "# HELP hsc_h2_resets_received_total RST_STREAM frames received from clients.\n"
+        "# TYPE hsc_h2_resets_received_total counter\n"
+        "hsc_h2_resets_received_total %llu\n"
+        "# HELP hsc_h2_goaway_sent_total GOAWAY frames sent (shutdown notices included).\n"
+        "# TYPE hsc_h2_goaway_sent_total counter\n"
+        "hsc_h2_goaway_sent_total %llu\n"
+        "# HELP hsc_h2_abuse_closed_total HTTP/2 connections closed for abuse, by reason.\n"
+        "# TYPE hsc_h2_abuse_closed_total counter\n",
+        (unsigned long long)conns, (unsigned long long)streams, (unsigned long long)resets,
+        (unsigned long long)goaway);
+    for (int r = 0; r < HSC_H2_ABUSE_N; r++)
+        put(o, "hsc_h2_abuse_closed_total{reason=\"%s\"} %llu\n", hsc_h2_abuse_name(r),
+            (unsigned long long)abuse[r]);
+}
+
 void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
 {
     (void)req;
@@ -344,6 +380,7 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
     put_answers(&o, srv);
     if (srv->cfg.tls_cert != NULL)
         put_tls(&o, srv);
+    put_h2(&o, srv);
     if (srv->journal != NULL)
         put_journal(&o, srv->journal);
     put_process(&o, srv);

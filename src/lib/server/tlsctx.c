@@ -10,8 +10,8 @@
  * client without AES instructions knows to prefer ChaCha20. No renegotiation, no compression.
  * Sessions resume by ticket (keys made per context) or from the server-side cache.
  *
- * ALPN: "h2" when the client offers it and HTTP/2 is on (and built in), else "http/1.1"; a
- * client that offers neither still connects, without ALPN.
+ * ALPN: "h2" when the client offers it and HTTP/2 is on (--no-http2 turns it off), else
+ * "http/1.1"; a client that offers neither still connects, without ALPN.
  */
 #include "server/server.h"
 
@@ -24,11 +24,6 @@
 #include <string.h>
 #include <time.h>
 
-/* The HTTP/2 engine (branch h-h2) defines it: until then ALPN never selects "h2". */
-#ifndef HSC_HAVE_HTTP2
-#define HSC_HAVE_HTTP2 0
-#endif
-
 #define TLS12_CIPHERS                                                                              \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
@@ -38,7 +33,7 @@ static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned inlen, void *arg)
 {
     (void)ssl;
-    bool h2 = arg != NULL && HSC_HAVE_HTTP2;
+    bool h2 = arg != NULL; /* cfg.http2 */
     const unsigned char *h11 = NULL;
     for (unsigned i = 0; i < inlen;) {
         unsigned len = in[i];
