@@ -32,7 +32,8 @@ enum {
     HSC_ENOTFOUND = -30006, /* no such route, file or key */
     HSC_EMETHOD = -30007,   /* the route exists but not for this method */
     HSC_ESTATE = -30009,    /* call not allowed in the current state */
-    HSC_ELIMIT = -30010     /* refused by a rate limit: try again later */
+    HSC_ELIMIT = -30010,    /* refused by a rate limit: try again later */
+    HSC_ETLS = -30011       /* a TLS certificate or key that cannot be used (the log says why) */
 };
 
 /** Returns a static, human-readable description of an hsc or libuv error code. */

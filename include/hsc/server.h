@@ -103,6 +103,12 @@ typedef struct hsc_server_config_s {
     size_t journal_segment_bytes; /* a segment file's size before the next one begins */
     uint64_t data_dir_wait_ms;    /* how long to wait for another hscd to let go of data_dir (a
                                      hand-over: docs/operations.md); 0: fail at once */
+    /* TLS (docs/tls.md). With tls_cert and tls_key and no listen_tls, `listen` speaks TLS; with
+     * listen_tls too, that second address speaks TLS and `listen` stays cleartext. Both files are
+     * read again by hsc_server_reload(): new connections get the new certificate. */
+    const char *tls_cert;   /* PEM: the certificate, then its chain; NULL: no TLS */
+    const char *tls_key;    /* PEM: the certificate's private key */
+    const char *listen_tls; /* "HOST:PORT" of a TLS-only listener, or NULL */
 } hsc_server_config_t;
 
 /* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
@@ -147,6 +153,13 @@ HSC_EXPORT void hsc_server_config_init(hsc_server_config_t *cfg);
  * hsc_server_free(). Returns 0, HSC_EINVAL for a bad listen address, or a libuv error.
  */
 HSC_EXPORT int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out);
+
+/**
+ * Reads cfg->tls_cert and cfg->tls_key as hsc_server_new() would, without starting anything
+ * (hscd --check). Returns 0 (also when no certificate is set), or HSC_ETLS after logging one
+ * line that says which file is unusable and why.
+ */
+HSC_EXPORT int hsc_server_check_tls(const hsc_server_config_t *cfg);
 
 /** The port actually bound (useful with port 0). */
 HSC_EXPORT int hsc_server_port(const hsc_server_t *srv);

@@ -11,14 +11,17 @@
 #define HSC_BENCH_H
 
 #include <jansson.h>
+#include <uv.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* An http:// URL split for a plain TCP client (IPv4 literal or "localhost" only: loopback). */
+/* An http:// (or https://) URL split for a TCP client (IPv4 literal or "localhost" only:
+ * loopback). */
 typedef struct bench_url_s {
     char host[64];
     int port;
+    bool tls;        /* https:// (fanout's --sub-url only: tls.c) */
     char path[2048]; /* path and query, "/" when empty */
 } bench_url_t;
 
@@ -75,5 +78,21 @@ int bench_fanout_main(int argc, char **argv, bool connect_only);
 int bench_stream_main(int argc, char **argv);
 int bench_floor_main(int argc, char **argv);
 int bench_publish_main(int argc, char **argv);
+
+/* ---- TLS for subscribers (tls.c) --------------------------------------------------------- */
+
+typedef struct bench_tls_s bench_tls_t;
+struct uv_stream_s;
+/** The client context (no certificate verification: the bench measures the server). 0 or -1. */
+int bench_tls_init(void);
+/** A client for one connection that sends `request` (borrowed) once the handshake is done. */
+bench_tls_t *bench_tls_new(const char *request, size_t len);
+void bench_tls_free(bench_tls_t *t);
+/** After the TCP connect: sends the ClientHello on `s`. 0 or -1. */
+int bench_tls_start(bench_tls_t *t, struct uv_stream_s *s);
+/** Ciphertext read from `s`: handshake, then each piece of plaintext (decrypted into `buf`) to
+ * `plain`. 0, or -1 when the connection failed (or `plain` did). */
+int bench_tls_input(bench_tls_t *t, struct uv_stream_s *s, const char *data, size_t len, char *buf,
+                    size_t cap, int (*plain)(void *arg, const char *p, size_t n), void *arg);
 
 #endif

@@ -20,9 +20,14 @@
 int bench_url_parse(const char *s, const char *channel, bench_url_t *u)
 {
     memset(u, 0, sizeof *u);
-    if (strncmp(s, "http://", 7) != 0)
+    if (strncmp(s, "https://", 8) == 0) {
+        u->tls = true;
+        s += 8;
+    } else if (strncmp(s, "http://", 7) == 0) {
+        s += 7;
+    } else {
         return -1;
-    s += 7;
+    }
     const char *slash = strchr(s, '/');
     size_t hostlen = slash != NULL ? (size_t)(slash - s) : strlen(s);
     const char *colon = memchr(s, ':', hostlen);
@@ -32,7 +37,7 @@ int bench_url_parse(const char *s, const char *channel, bench_url_t *u)
     memcpy(u->host, s, namelen);
     if (strcmp(u->host, "localhost") == 0)
         strcpy(u->host, "127.0.0.1");
-    u->port = 80;
+    u->port = u->tls ? 443 : 80;
     if (colon != NULL) {
         char *end;
         long p = strtol(colon + 1, &end, 10);

@@ -113,7 +113,8 @@ static void usage(FILE *f, bool connect_only)
         fputs("usage: hsc-bench fanout [options]\n"
               "  N subscribers, M events published at a rate or flat out; counts every delivery.\n",
               f);
-    fputs("  --sub-url URL     subscribe URL, {ch} = the channel; repeatable (up to 8 nodes:\n"
+    fputs("  --sub-url URL     subscribe URL, {ch} = the channel (https:// subscribes over TLS);\n"
+          "                    repeatable (up to 8 nodes:\n"
           "                    each channel's subscribers spread over all of them)\n"
           "                    (default http://127.0.0.1:8000/v1/events?channel={ch})\n"
           "  --pub-url URL     publish URL, POST (default: the hscd one, as --sub-url);\n"
@@ -272,7 +273,12 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     bench_url_t u;
     for (int i = 0; i < o->nsub + o->npub; i++)
         if (bench_url_parse(i < o->nsub ? o->sub[i] : o->pub[i - o->nsub], o->channel, &u) != 0) {
-            fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path\n");
+            fprintf(stderr, "hsc-bench: URLs must be http://IPv4[:port]/path (https:// for "
+                            "--sub-url)\n");
+            return -1;
+        } else if (i >= o->nsub && u.tls) {
+            fprintf(stderr, "hsc-bench: --pub-url must be http://: publish over cleartext (hscd "
+                            "--listen-tls keeps --listen cleartext)\n");
             return -1;
         }
     if (o->procs == 0) {

@@ -39,6 +39,7 @@ typedef struct sub_s {
     uint64_t retry_at;
     uint8_t tries, url;
     bool headers, warm, closed, retry, counted;
+    bench_tls_t *tls; /* an https:// --sub-url: its request is sent after the handshake */
 } sub_t;
 
 struct worker_s {
@@ -52,6 +53,7 @@ struct worker_s {
     long nsubs, next, inflight, first_index, nretry;
     llhttp_settings_t settings;
     char rbuf[65536];
+    char plain[65536]; /* TLS: what a subscriber's read decrypts to */
 };
 
 long fanout_sub_channel(const opts_t *o, long i)
@@ -94,6 +96,10 @@ static void on_closed(uv_handle_t *h)
 {
     sub_t *s = h->data;
     worker_t *w = s->w;
+    bench_tls_free(s->tls); /* its writes' callbacks ran before this one */
+    s->tls = NULL;
+    free(s->request); /* a TLS subscriber's request, borrowed by its client until now */
+    s->request = NULL;
     if (s->retry) {
         /* Another try in 100 ms, as a browser's EventSource would; start_next picks it up. */
         s->retry = false;
@@ -222,6 +228,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(s->w->rbuf, sizeof s->w->rbuf);
 }
 
+/* Decrypted bytes of a TLS subscription: parsed as a cleartext read would be. */
+static int on_plain(void *arg, const char *p, size_t n)
+{
+    sub_t *s = arg;
+    if (llhttp_execute(&s->http, p, n) == HPE_OK)
+        return 0;
+    if (s->headers)
+        s->w->res->errors++;
+    return -1;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     sub_t *s = stream->data;
@@ -231,6 +248,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (s->tls != NULL) {
+        if (bench_tls_input(s->tls, stream, buf->base, (size_t)nread, s->w->plain,
+                            sizeof s->w->plain, on_plain, s) != 0)
+            sub_close(s, true);
+        return;
+    }
     if (llhttp_execute(&s->http, buf->base, (size_t)nread) != HPE_OK) {
         if (s->headers)
             s->w->res->errors++;
@@ -281,6 +304,14 @@ static void on_connect(uv_connect_t *req, int status)
     s->request = make_request(s, &len);
     if (s->request == NULL) {
         sub_close(s, false);
+        return;
+    }
+    bench_url_t u;
+    if (bench_url_parse(s->w->o->sub[s->url], NULL, &u) == 0 && u.tls) {
+        s->tls = bench_tls_new(s->request, len);
+        if (s->tls == NULL || bench_tls_start(s->tls, (uv_stream_t *)&s->tcp) != 0 ||
+            uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, on_read) != 0)
+            sub_close(s, false);
         return;
     }
     uv_buf_t b = uv_buf_init(s->request, (unsigned)len);
@@ -364,6 +395,11 @@ int fanout_worker_main(const opts_t *o, shared_t *sh, uint32_t *lat_all, const s
     worker_t *w = calloc(1, sizeof *w);
     if (w == NULL)
         return 1;
+    for (int k = 0; k < o->nsub; k++) {
+        bench_url_t u;
+        if (bench_url_parse(o->sub[k], NULL, &u) == 0 && u.tls && bench_tls_init() != 0)
+            return 1;
+    }
     w->o = o;
     w->sh = sh;
     w->res = &sh->results[wi];

@@ -160,6 +160,14 @@ int hscd_flags_finish(hscd_flags_t *fl)
         fprintf(hscd_flags_err(), "hscd: --pool needs --exec 'CMD' (the worker program)\n");
         return HSC_EINVAL;
     }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL) ||
+        (cfg->listen_tls != NULL && cfg->tls_cert == NULL)) {
+        fprintf(hscd_flags_err(), "hscd: %s\n",
+                cfg->listen_tls != NULL && cfg->tls_cert == NULL && cfg->tls_key == NULL
+                    ? "--listen-tls needs --tls-cert FILE and --tls-key FILE"
+                    : "--tls-cert and --tls-key go together: give both files");
+        return HSC_EINVAL;
+    }
     if (cfg->cors_credentials && !has_exact_origin(cfg->cors_origin)) {
         fprintf(hscd_flags_err(),
                 "hscd: --cors-credentials needs --cors-origin with exact origins such as "

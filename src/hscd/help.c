@@ -14,7 +14,7 @@
 static const struct {
     const char *title, *note;
 } groups[HSCD_GROUP_COUNT] = {
-    [HSCD_GROUP_LISTEN] = {"Listening", NULL},
+    [HSCD_GROUP_LISTEN] = {"Listening", "TLS 1.2 and 1.3 with --tls-cert, docs/tls.md"},
     [HSCD_GROUP_RESPONDERS] = {"Responders", "default: the built-in demo"},
     [HSCD_GROUP_CHANNELS] = {"Channels", "/v1/events, docs/api.md"},
     [HSCD_GROUP_DURABILITY] = {"Durability", "the journal, docs/internals/journal.md"},
@@ -31,7 +31,7 @@ static const char units_note[] =
 static const char usage_head[] =
     "Usage: hscd [OPTIONS]\n"
     "\n"
-    "hsc's server: streams answers piece by piece over plain HTTP (chunked or\n"
+    "hsc's server: streams answers piece by piece over HTTP or HTTPS (chunked or\n"
     "Server-Sent Events) and serves the demo page at /. HTTP/1.1, and HTTP/2 to\n"
     "clients that open with its preface (docs/http2.md).\n";
 

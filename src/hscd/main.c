@@ -4,7 +4,7 @@
  * them, src/hscd/conffile.c), runs the server, maps the result to an exit status: 0 after a
  * clean shutdown (or --help, --version, --check of a good configuration), 1 when the server
  * cannot start (address in use...), 2 for a bad command line or file (the message names the
- * flag, or the file and line).
+ * flag, or the file and line) or an unusable TLS certificate or key.
  */
 #include "flags.h"
 #include "handover.h"
@@ -78,6 +78,8 @@ int main(int argc, char **argv)
     hscd_flags_t fl;
     hscd_flags_init(&fl);
     int rc = hscd_flags_load(&fl, argc, argv);
+    if (rc == 0 && fl.check && hsc_server_check_tls(&fl.cfg) != 0)
+        rc = HSC_ETLS; /* the line above says which file and why */
     if (rc == 0 && fl.check) {
         printf("hscd: configuration OK%s%s\n", fl.config[0] ? ": " : "", fl.config);
         rc = HSCD_FLAGS_DONE;
@@ -107,6 +109,11 @@ int main(int argc, char **argv)
                 ninherited == 1 ? "" : "s", hsc_strerror(rc));
         hscd_flags_dispose(&fl);
         return 1;
+    }
+    if (rc == HSC_ETLS) { /* the log line above says which file and why */
+        fprintf(stderr, "hscd: cannot start: the TLS certificate or key is unusable\n");
+        hscd_flags_dispose(&fl);
+        return 2;
     }
     if (rc == HSC_EINVAL) {
         hscd_flags_explain_bad_address(&fl);

@@ -40,7 +40,7 @@ SANITIZE = os.environ.get("HSC_SANITIZE", "OFF").strip().upper() in ("ON", "1", 
 # Multiplier for timeouts and margins: the sanitizer build is 2-3x slower.
 SLOW = 3.0 if SANITIZE else 1.0
 
-_LISTEN_RE = re.compile(rb"listening on http://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)")
+_LISTEN_RE = re.compile(rb"listening on https?://(\[[0-9a-fA-F:.]+\]|[0-9.]+):(\d+)")
 _SANITIZER_RE = re.compile(
     rb"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|ThreadSanitizer"
 )

@@ -130,13 +130,14 @@ class Browser:
     cleanup kills exactly those processes (and Chromium's process group) by PID, whatever state
     the driver is in."""
 
-    def __init__(self):
+    def __init__(self, chromium_args=()):
         node = prerequisites()
         self.dir = tempfile.mkdtemp(prefix="hsc-browser-")
         env = dict(os.environ, HOME=self.dir, TMPDIR=self.dir)
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [node, DRIVER, "--timeout", str(int(150 * SLOW)), "--executable", CHROMIUM],
+            [node, DRIVER, "--timeout", str(int(150 * SLOW)), "--executable", CHROMIUM]
+            + [x for a in chromium_args for x in ("--arg", a)],
             cwd=JS_DIR, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.stderr, start_new_session=True)
         self.replies = queue.Queue()

@@ -7,6 +7,8 @@
 //   --timeout     exit (closing the browser) after SEC seconds whatever happens (default 120)
 //   --executable  the Chromium binary (default /usr/bin/chromium); playwright-core never
 //                 downloads a browser
+//   --arg ARG     one more Chromium command-line argument (repeatable), e.g. the test CA's
+//                 --ignore-certificate-errors-spki-list=... (tests/integration/test_tls.py)
 //
 // Lines out (stdout):
 //   {"t":"ready","version":"156.0...","pid":N}    once the browser runs; pid is this process
@@ -33,11 +35,12 @@ import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
 function parseArgs(argv) {
-  const opts = { timeout: 120, executable: "/usr/bin/chromium" };
+  const opts = { timeout: 120, executable: "/usr/bin/chromium", args: [] };
   for (let i = 0; i < argv.length; i += 2) {
     const [a, v] = [argv[i], argv[i + 1]];
     if (a === "--timeout") opts.timeout = parseFloat(v);
     else if (a === "--executable") opts.executable = v;
+    else if (a === "--arg") opts.args.push(v);
     else {
       process.stderr.write(`browser.mjs: unknown argument ${a}\n`);
       process.exit(64);
@@ -144,7 +147,9 @@ async function run(cmd) {
 try {
   browser = await chromium.launch({
     executablePath: opts.executable,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"].concat(
+      opts.args,
+    ),
     timeout: 30000,
   });
 } catch (err) {

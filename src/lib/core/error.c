@@ -31,6 +31,8 @@ const char *hsc_strerror(int err)
         return "not allowed in the current state";
     case HSC_ELIMIT:
         return "rate limited";
+    case HSC_ETLS:
+        return "TLS certificate or key unusable";
     case -4095: /* UV_EOF */
         return "end of file";
     case -4094: /* UV_UNKNOWN */

@@ -310,11 +310,32 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->h->rbuf, sizeof c->h->rbuf);
 }
 
+/* Plaintext from the socket, or from the TLS engine (tls.c): HTTP/2, the preface sniff, or
+ * HTTP/1.1. */
+static void conn_input(hsc_conn_t *c, const char *data, size_t len)
+{
+    if (c->h2 != NULL) {
+        hsc_h2_recv(c, data, len);
+        return;
+    }
+    if (c->state == CONN_CLOSING)
+        return; /* lingering after the last response: discard */
+    if (c->state == CONN_BODY)
+        hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
+    if (!c->sniffed) {
+        conn_sniff(c, data, len);
+        return;
+    }
+    conn_feed(c, data, len);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     hsc_conn_t *c = (hsc_conn_t *)s;
     if (nread < 0) {
+        if (c->tls != NULL)
+            hsc_tls_eof(c);
         if (nread != UV_EOF && nread != UV_ECONNRESET)
             HSC_LOG(HSC_LOG_INFO, "conn %s: read: %s", c->peer, uv_strerror((int)nread));
         if (c->state == CONN_RESPONDING && !c->res.ended)
@@ -322,19 +343,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         hsc_conn_close(c);
         return;
     }
-    if (c->h2 != NULL) {
-        hsc_h2_recv(c, c->h->rbuf, (size_t)nread);
+    if (nread == 0)
+        return;
+    if (c->tls != NULL) { /* the plaintext goes where a cleartext read's bytes go */
+        if (c->h2 == NULL && c->state == CONN_CLOSING && hsc_tls_ready(c))
+            return; /* lingering after the last response: discard */
+        if (c->state == CONN_BODY)
+            hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
+        hsc_tls_input(c, c->h->rbuf, (size_t)nread, conn_input);
         return;
     }
-    if (nread == 0 || c->state == CONN_CLOSING)
-        return; /* lingering after the last response: discard */
-    if (c->state == CONN_BODY)
-        hsc_conn_arm(c, T_BODY, c->h->cfg->idle_timeout_ms);
-    if (!c->sniffed) {
-        conn_sniff(c, c->h->rbuf, (size_t)nread);
-        return;
-    }
-    conn_feed(c, c->h->rbuf, (size_t)nread);
+    conn_input(c, c->h->rbuf, (size_t)nread);
 }
 
 void hsc_conn_start_reading(hsc_conn_t *c)
@@ -364,7 +383,9 @@ static void on_timer(uv_timer_t *t)
             c->req.error_reason = "request head not received within --header-timeout";
             conn_parse_error(c, HPE_USER, NULL);
         } else {
-            hsc_conn_close(c); /* connected but never sent a byte */
+            if (c->tls != NULL)
+                hsc_tls_timeout(c); /* counted if it is the handshake that did not end */
+            hsc_conn_close(c);      /* connected but never sent a byte (of HTTP) */
         }
         break;
     case T_BODY:
@@ -421,6 +442,7 @@ static void on_handle_closed(uv_handle_t *handle)
     if (--c->open_handles > 0)
         return;
     hsc_conn_outq_dispose(c);
+    hsc_tls_free(c);
     hsc_buf_dispose(&c->pending);
     hsc_buf_dispose(&c->req.head);
     hsc_buf_dispose(&c->req.body);
@@ -510,6 +532,8 @@ void hsc_conn_finish(hsc_conn_t *c)
     }
     c->shutdown_sent = true;
     hsc_conn_disarm(c);
+    if (c->tls != NULL)
+        hsc_tls_close_notify(c); /* written before the shutdown, as libuv keeps order */
     /* Allocated only now: the request would be dead weight in every idle connection. */
     uv_shutdown_t *req = malloc(sizeof *req);
     if (req == NULL || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -577,17 +601,30 @@ static hsc_conn_t *conn_new(hsc_http_t *h)
     return c;
 }
 
-void hsc_http_accept(hsc_http_t *h, uv_stream_t *listener)
+/* `ctx` NULL: cleartext. */
+static void conn_accept(hsc_http_t *h, uv_stream_t *listener, struct ssl_ctx_st *ctx)
 {
     hsc_conn_t *c = conn_new(h);
     if (c == NULL)
         return;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+        (ctx != NULL && hsc_tls_attach(c, ctx) != 0)) {
         /* Not on the list and not counted: close the handle only. */
+        hsc_tls_free(c);
         uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
         return;
     }
     conn_start(c);
+}
+
+void hsc_http_accept(hsc_http_t *h, uv_stream_t *listener)
+{
+    conn_accept(h, listener, NULL);
+}
+
+void hsc_http_accept_tls(hsc_http_t *h, uv_stream_t *listener, struct ssl_ctx_st *ctx)
+{
+    conn_accept(h, listener, ctx);
 }
 
 int hsc_http_adopt(hsc_http_t *h, uv_os_sock_t fd)
@@ -649,6 +686,11 @@ static void conn_start(hsc_conn_t *c)
 
     if (n > cfg->max_connections) {
         conn_refuse(c);
+        /* TLS: the 503 leaves after the handshake, which has header_timeout as always. */
+        if (c->tls != NULL && !c->closing && !c->reading) {
+            hsc_conn_arm(c, T_HEADER, cfg->header_timeout_ms);
+            hsc_conn_start_reading(c);
+        }
         return;
     }
     HSC_LOG(HSC_LOG_DEBUG, "conn %s: accepted", c->peer);

@@ -76,7 +76,8 @@ struct hsc_conn_s {
      * dispatch until its line is written (response done, or the connection closed first). */
     uint64_t access_start, access_bytes;
     bool access_open;
-    bool served; /* a request was dispatched (or refused): no longer a fresh connection */
+    bool served;           /* a request was dispatched (or refused): no longer a fresh connection */
+    struct hsc_tls_s *tls; /* NULL: cleartext; else the TLS engine between socket and HTTP */
     /* HTTP/2 (h2conn.c): `sniff` bytes of the client preface seen so far, until `sniffed` says
      * which protocol the connection speaks; `h2` is set for an HTTP/2 connection. */
     uint8_t sniff;
@@ -148,6 +149,45 @@ void hsc_conn_watch_send(hsc_conn_t *c);
 size_t hsc_conn_high_water(const hsc_conn_t *c);
 /** Releases what is still queued (after libuv has cancelled the writes) and the ring itself. */
 void hsc_conn_outq_dispose(hsc_conn_t *c);
+/** Starts writing what is queued, if nothing is being written (the TLS engine, after its
+ * handshake). */
+void hsc_conn_flush(hsc_conn_t *c);
+
+/* ---- TLS (tls.c) ----------------------------------------------------------------------------- */
+
+/**
+ * The protocol ALPN chose for the connection ("h2", "http/1.1"), NUL-terminated, valid for the
+ * connection's life; NULL for a cleartext connection or when the client offered no protocol
+ * hscd speaks.
+ */
+const char *hsc_conn_alpn(const hsc_conn_t *c);
+/** Makes `c` a TLS connection with `ctx` (its own reference). 0, or HSC_ENOMEM. */
+int hsc_tls_attach(hsc_conn_t *c, struct ssl_ctx_st *ctx);
+/** Frees the engine (the connection's handles are closed). */
+void hsc_tls_free(hsc_conn_t *c);
+/**
+ * Ciphertext read from the socket: completes the handshake, then gives each piece of plaintext
+ * to `feed` (conn.c's parser), until none is left or the connection closes. Closes the
+ * connection itself on a failed handshake, a protocol error or the client's close_notify.
+ */
+void hsc_tls_input(hsc_conn_t *c, const char *data, size_t len,
+                   void (*feed)(hsc_conn_t *c, const char *data, size_t len));
+/** The client closed the connection (EOF or reset): counted if the handshake was not done. */
+void hsc_tls_eof(hsc_conn_t *c);
+/** header_timeout ran out: counted and logged if the handshake was not done. */
+void hsc_tls_timeout(hsc_conn_t *c);
+/** Whether the handshake is done: queued plaintext can be encrypted. */
+bool hsc_tls_ready(const hsc_conn_t *c);
+/**
+ * Encrypts the first `n` queued slices straight from their frames and writes the ciphertext
+ * (with any TLS records produced since the last write) with c->wreq and `cb`. 0, or <0.
+ */
+int hsc_tls_write(hsc_conn_t *c, unsigned n, uv_write_cb cb);
+/** The write of hsc_tls_write() completed: releases its ciphertext. */
+void hsc_tls_written(hsc_conn_t *c);
+/** Before the write side is shut down: queues a close_notify when the handshake was done. */
+void hsc_tls_close_notify(hsc_conn_t *c);
+
 /**
  * Queues a slice of a shared frame behind everything else, taking over the caller's reference,
  * whatever the high mark (HTTP/2: h2res.c checks it before it frames). Written at the next flush

@@ -227,6 +227,22 @@ typedef struct hsc_http_owner_s {
     void (*on_closed)(void *ctx);
 } hsc_http_owner_t;
 
+/* TLS counters of a loop (hsc_http_t.st_tls, tls.c), summed by /metrics. */
+enum {
+    HSC_TLS_ST_HANDSHAKES,   /* completed */
+    HSC_TLS_ST_RESUMED,      /* ... of them by a session ticket or the session cache */
+    HSC_TLS_ST_TIMEOUTS,     /* not completed within header_timeout of accept */
+    HSC_TLS_ST_FAIL_VERSION, /* failures, by reason: no TLS 1.2 or 1.3 offered */
+    HSC_TLS_ST_FAIL_CIPHER,  /* no shared cipher suite or group */
+    HSC_TLS_ST_FAIL_HTTP,    /* plain HTTP sent to a TLS port */
+    HSC_TLS_ST_FAIL_ALERT,   /* the client sent an alert (it refused our certificate...) */
+    HSC_TLS_ST_FAIL_EOF,     /* the client closed during the handshake */
+    HSC_TLS_ST_FAIL_OTHER,   /* anything else: garbage, a protocol error */
+    HSC_TLS_ST_COUNT
+};
+/** The label of a failure counter (HSC_TLS_ST_FAIL_*) in /metrics. */
+const char *hsc_tls_fail_reason(int st);
+
 /** One loop's connections. Touched by that loop's thread only, except the counters. */
 typedef struct hsc_http_s {
     uv_loop_t *loop;
@@ -240,6 +256,7 @@ typedef struct hsc_http_s {
     bool draining; /* no keep-alive: every connection closes after its current response */
     /* Counters: written by this loop's thread only, read by /metrics on any thread. */
     atomic_uint_fast64_t st_requests, st_bytes_out;
+    atomic_uint_fast64_t st_tls[HSC_TLS_ST_COUNT];
     atomic_uint_fast64_t st_h2_conns, st_h2_streams, st_h2_resets, st_h2_goaway;
     atomic_uint_fast64_t st_h2_abuse[HSC_H2_ABUSE_N];
     char rbuf[65536]; /* read buffer: every read is parsed or copied before the next */
@@ -251,6 +268,12 @@ void hsc_http_init(hsc_http_t *h, uv_loop_t *loop, const hsc_server_config_t *cf
                    atomic_uint_fast64_t *next_req_id);
 /** Accepts one connection from `listener` (a uv_tcp_t on the same loop). */
 void hsc_http_accept(hsc_http_t *h, uv_stream_t *listener);
+struct ssl_ctx_st;
+/**
+ * Accepts one connection from `listener` that speaks TLS with `ctx` (an OpenSSL SSL_CTX; the
+ * connection takes its own reference, so a reload may drop the caller's at any time).
+ */
+void hsc_http_accept_tls(hsc_http_t *h, uv_stream_t *listener, struct ssl_ctx_st *ctx);
 /**
  * Serves a connected stream socket as if it had been accepted (a Unix socketpair in tests and
  * in the request path's fuzz target). Takes ownership of `fd`. Returns 0 or an error.

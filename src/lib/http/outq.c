@@ -23,6 +23,10 @@
  * writev() at hsc_conn_uncork(), or before a send that would take the corked bytes past
  * HSC_CORK_MAX. When the last response's bytes are written, on_write hands the connection back to
  * conn.c (hsc_conn_finish()) to close it.
+ *
+ * TLS. A TLS connection queues everything (conn_try() takes nothing) and conn_flush() has the
+ * engine encrypt the slices straight from their frames (tls.c): the bounds above count
+ * plaintext, unchanged.
  */
 #include "http/conn.h"
 
@@ -89,6 +93,8 @@ static void on_write(uv_write_t *req, int status)
     hsc_conn_t *c = (hsc_conn_t *)req->handle;
     unsigned n = c->in_flight;
     c->in_flight = 0;
+    if (c->tls != NULL)
+        hsc_tls_written(c); /* the ciphertext of those n slices */
     if (status < 0) {
         if (!c->closing) {
             HSC_LOG(HSC_LOG_INFO, "conn %s: write: %s", c->peer, uv_strerror(status));
@@ -121,6 +127,17 @@ static void conn_flush(hsc_conn_t *c)
 {
     if (c->in_flight > 0 || c->q_count == 0 || c->closing || c->corked)
         return;
+    if (c->tls != NULL) { /* encrypted straight from the slices' frames (tls.c) */
+        unsigned n = c->q_count < 16 ? (unsigned)c->q_count : 16;
+        if (!hsc_tls_ready(c))
+            return; /* written once the handshake is done */
+        if (hsc_tls_write(c, n, on_write) != 0) {
+            hsc_conn_close_soon(c);
+            return;
+        }
+        c->in_flight = n;
+        return;
+    }
     uv_buf_t bufs[16];
     unsigned n = 0;
     for (; n < c->q_count && n < 16; n++) {
@@ -140,7 +157,9 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
                            size_t total)
 {
     size_t rest = total - skip;
-    if (c->queued + rest > c->h->cfg->max_queue_bytes) {
+    /* TLS queues every send (nothing is tried first): one bigger than the bound still goes
+     * when the queue is empty, as it would have been written in part at once in cleartext. */
+    if (c->queued + rest > c->h->cfg->max_queue_bytes && !(c->tls != NULL && c->queued == 0)) {
         HSC_LOG(HSC_LOG_INFO, "conn %s: output queue over --max-queue-bytes, closing", c->peer);
         hsc_conn_close_soon(c);
         return HSC_EFULL;
@@ -174,8 +193,8 @@ static int conn_queue_rest(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n, size
 /* Writes at once when nothing is queued; returns bytes written, or <0 after scheduling a close. */
 static ssize_t conn_try(hsc_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->q_count > 0 || c->corked)
-        return 0;
+    if (c->q_count > 0 || c->corked || c->tls != NULL)
+        return 0; /* TLS: everything goes through the queue, to be encrypted (tls.c) */
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (r >= 0) {
         HSC_STAT_ADD(c->h->st_bytes_out, (uint64_t)r);
@@ -264,6 +283,12 @@ int hsc_conn_send_slices(hsc_conn_t *c, const hsc_outq_item_t *it, unsigned n)
     conn_flush(c);
     hsc_conn_watch_send(c);
     return (int)taken;
+}
+
+void hsc_conn_flush(hsc_conn_t *c)
+{
+    conn_flush(c);
+    hsc_conn_watch_send(c);
 }
 
 int hsc_conn_queue_ref(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end)

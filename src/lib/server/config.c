@@ -82,9 +82,10 @@ int hsc_server_copy_config(hsc_server_t *srv, const hsc_server_config_t *cfg)
     if (c->listen == NULL)
         c->listen = "127.0.0.1:8000";
     const char **strings[] = {
-        &c->listen,          &c->exec,         &c->cors_origin,       &c->publish_token,
-        &c->subscribe_token, &c->stream_token, &c->admin_token,       &c->jwt_key_env,
-        &c->data_dir,        &c->redis,        &c->redis_password_env};
+        &c->listen,          &c->exec,         &c->cors_origin,        &c->publish_token,
+        &c->subscribe_token, &c->stream_token, &c->admin_token,        &c->jwt_key_env,
+        &c->data_dir,        &c->redis,        &c->redis_password_env, &c->tls_cert,
+        &c->tls_key,         &c->listen_tls};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         srv->owned[i] = NULL;
@@ -112,6 +113,7 @@ void hsc_snapshot_release(hsc_snapshot_t *snap)
     if (snap == NULL || atomic_fetch_sub(&snap->refs, 1) != 1)
         return;
     hsc_cors_dispose(&snap->cors);
+    hsc_tls_ctx_free(snap->tls_ctx);
     for (size_t i = 0; i < sizeof snap->owned / sizeof snap->owned[0]; i++)
         free(snap->owned[i]);
     free(snap->jwt_key_copy);
@@ -130,7 +132,8 @@ int hsc_snapshot_new(const hsc_server_config_t *cfg, hsc_snapshot_t **out)
     hsc_server_config_t *c = &snap->cfg;
     const char **strings[] = {
         &c->listen,          &c->exec,         &c->cors_origin, &c->publish_token,
-        &c->subscribe_token, &c->stream_token, &c->admin_token, &c->jwt_key_env};
+        &c->subscribe_token, &c->stream_token, &c->admin_token, &c->jwt_key_env,
+        &c->tls_cert,        &c->tls_key,      &c->listen_tls};
     bool ok = true;
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         if (!ok)
@@ -144,6 +147,8 @@ int hsc_snapshot_new(const hsc_server_config_t *cfg, hsc_snapshot_t **out)
             memcpy(snap->jwt_key_copy, cfg->jwt_key, c->jwt_key_len);
     }
     int rc = ok ? hsc_cors_setup(&snap->cors, c->cors_origin, c->cors_credentials) : HSC_ENOMEM;
+    if (rc == 0 && c->tls_cert != NULL) /* read now: a reload takes new certificate files */
+        rc = hsc_tls_ctx_new(c, &snap->tls_ctx, &snap->tls_not_after);
     if (rc != 0) {
         hsc_snapshot_release(snap);
         return rc;
@@ -209,6 +214,13 @@ int hsc_server_reload(hsc_server_t *srv, const hsc_server_config_t *in)
     c.max_subscription_channels = in->max_subscription_channels;
     c.retry_ms = in->retry_ms;
     c.access_log = in->access_log;
+    if (run->tls_cert != NULL && in->tls_cert != NULL) { /* the files are read again below */
+        c.tls_cert = in->tls_cert;
+        c.tls_key = in->tls_key;
+    } else {
+        KEEP_STR(tls_cert, "tls-cert");
+    }
+    KEEP_STR(listen_tls, "listen-tls");
 
     KEEP_STR(listen, "listen");
     KEEP_NUM(threads, "threads");

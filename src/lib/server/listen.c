@@ -26,7 +26,8 @@
 #include <unistd.h>
 
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT"; "localhost" means 127.0.0.1. */
-int hsc_server_parse_listen(hsc_server_t *srv, const char *s)
+static int parse_address(const char *s, struct sockaddr_storage *addr, char *host_out,
+                         size_t host_cap, int *port_out)
 {
     char host[64];
     const char *colon;
@@ -53,12 +54,17 @@ int hsc_server_parse_listen(hsc_server_t *srv, const char *s)
         strcpy(host, "0.0.0.0");
     if (strcmp(host, "localhost") == 0)
         strcpy(host, "127.0.0.1");
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&srv->addr) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&srv->addr) != 0)
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)addr) != 0)
         return HSC_EINVAL;
-    snprintf(srv->host, sizeof srv->host, "%s", host);
-    srv->port = (int)port;
+    snprintf(host_out, host_cap, "%s", host);
+    *port_out = (int)port;
     return 0;
+}
+
+int hsc_server_parse_listen(hsc_server_t *srv, const char *s)
+{
+    return parse_address(s, &srv->addr, srv->host, sizeof srv->host, &srv->port);
 }
 
 static void set_port(struct sockaddr_storage *ss, int port)
@@ -75,25 +81,47 @@ static socklen_t addr_len(const struct sockaddr_storage *ss)
 }
 
 /* Binds an ordinary socket to the address: fails if anyone listens there; resolves port 0. */
-int hsc_server_probe_address(hsc_server_t *srv)
+static int probe(struct sockaddr_storage *addr, int *port)
 {
-    int fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return uv_translate_sys_error(errno);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     int rc = 0;
-    if (bind(fd, (struct sockaddr *)&srv->addr, addr_len(&srv->addr)) != 0) {
+    if (bind(fd, (struct sockaddr *)addr, addr_len(addr)) != 0) {
         rc = uv_translate_sys_error(errno);
-    } else if (srv->port == 0) {
+    } else if (*port == 0) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         getsockname(fd, (struct sockaddr *)&ss, &len);
-        srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
-        set_port(&srv->addr, srv->port);
+        *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+        set_port(addr, *port);
     }
     close(fd);
+    return rc;
+}
+
+int hsc_server_probe_address(hsc_server_t *srv)
+{
+    return probe(&srv->addr, &srv->port);
+}
+
+/*
+ * The --listen-tls address. In a hand-over (inherited sockets) it is not probed: the process
+ * before holds it, and both accept on it through SO_REUSEPORT until that one drains.
+ */
+int hsc_server_listen_tls_setup(hsc_server_t *srv)
+{
+    if (srv->cfg.tls_cert == NULL) {
+        HSC_LOG(HSC_LOG_ERROR, "--listen-tls needs --tls-cert and --tls-key");
+        return HSC_ETLS;
+    }
+    int rc = parse_address(srv->cfg.listen_tls, &srv->addr_tls, srv->host_tls, sizeof srv->host_tls,
+                           &srv->port_tls);
+    if (rc == 0 && srv->n_inherited == 0)
+        rc = probe(&srv->addr_tls, &srv->port_tls);
     return rc;
 }
 
@@ -104,7 +132,11 @@ static void on_connection(uv_stream_t *listener, int status)
         HSC_LOG(HSC_LOG_WARN, "accept: %s", uv_strerror(status));
         return;
     }
-    hsc_http_accept(&w->http, listener);
+    bool tls = listener == (uv_stream_t *)&w->listener_tls || w->srv->tls_main;
+    if (tls && w->snap->tls_ctx != NULL) /* this loop's snapshot: the latest certificate */
+        hsc_http_accept_tls(&w->http, listener, w->snap->tls_ctx);
+    else
+        hsc_http_accept(&w->http, listener);
 }
 
 /* An inherited socket: worker i takes socket i, or with one socket each worker a duplicate. */
@@ -164,24 +196,31 @@ int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg)
     return 0;
 }
 
-int hsc_worker_listen(hsc_worker_t *w)
+/* A listener of worker w bound to `addr` with SO_REUSEPORT. */
+static int worker_bind(hsc_worker_t *w, uv_tcp_t *listener, const struct sockaddr_storage *addr)
 {
-    hsc_server_t *srv = w->srv;
-    if (srv->n_inherited > 0)
-        return worker_adopt(w);
-    int rc = uv_tcp_init_ex(&w->loop, &w->listener, srv->addr.ss_family);
+    int rc = uv_tcp_init_ex(&w->loop, listener, addr->ss_family);
     if (rc != 0)
         return rc;
-    w->listener.data = w;
+    listener->data = w;
     uv_os_fd_t fd;
     int one = 1;
-    if ((rc = uv_fileno((uv_handle_t *)&w->listener, &fd)) != 0)
+    if ((rc = uv_fileno((uv_handle_t *)listener, &fd)) != 0)
         return rc;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         return uv_translate_sys_error(errno);
-    if ((rc = uv_tcp_bind(&w->listener, (struct sockaddr *)&srv->addr, 0)) != 0)
+    if ((rc = uv_tcp_bind(listener, (const struct sockaddr *)addr, 0)) != 0)
         return rc;
-    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+    return uv_listen((uv_stream_t *)listener, 1024, on_connection);
+}
+
+int hsc_worker_listen(hsc_worker_t *w)
+{
+    hsc_server_t *srv = w->srv;
+    int rc = srv->n_inherited > 0 ? worker_adopt(w) : worker_bind(w, &w->listener, &srv->addr);
+    if (rc == 0 && srv->cfg.listen_tls != NULL)
+        rc = worker_bind(w, &w->listener_tls, &srv->addr_tls);
+    return rc;
 }
 
 unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap)

@@ -223,6 +223,43 @@ static void put_process(out_t *o, hsc_server_t *srv)
             (unsigned long long)rl.rlim_cur);
 }
 
+/* TLS (when a certificate is set): handshakes, their failures by reason, the certificate's
+ * expiry (the current snapshot's: what new connections get). */
+static void put_tls(out_t *o, hsc_server_t *srv)
+{
+    uint64_t st[HSC_TLS_ST_COUNT] = {0};
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        for (int k = 0; k < HSC_TLS_ST_COUNT; k++)
+            st[k] += atomic_load_explicit(&srv->workers[i].http.st_tls[k], memory_order_relaxed);
+    uv_mutex_lock(&srv->snap_lock);
+    int64_t not_after = srv->snap->tls_not_after;
+    uv_mutex_unlock(&srv->snap_lock);
+    put(o,
+        "# HELP hsc_tls_handshakes_total TLS handshakes completed.\n"
+        "# TYPE hsc_tls_handshakes_total counter\n"
+        "hsc_tls_handshakes_total %llu\n"
+        "# HELP hsc_tls_resumed_total TLS handshakes that resumed a session (ticket or cache).\n"
+        "# TYPE hsc_tls_resumed_total counter\n"
+        "hsc_tls_resumed_total %llu\n"
+        "# HELP hsc_tls_handshake_timeouts_total TLS handshakes not completed within "
+        "--header-timeout.\n"
+        "# TYPE hsc_tls_handshake_timeouts_total counter\n"
+        "hsc_tls_handshake_timeouts_total %llu\n"
+        "# HELP hsc_tls_handshake_failures_total TLS handshakes that failed, by reason.\n"
+        "# TYPE hsc_tls_handshake_failures_total counter\n",
+        (unsigned long long)st[HSC_TLS_ST_HANDSHAKES], (unsigned long long)st[HSC_TLS_ST_RESUMED],
+        (unsigned long long)st[HSC_TLS_ST_TIMEOUTS]);
+    for (int k = HSC_TLS_ST_FAIL_VERSION; k <= HSC_TLS_ST_FAIL_OTHER; k++)
+        put(o, "hsc_tls_handshake_failures_total{reason=\"%s\"} %llu\n", hsc_tls_fail_reason(k),
+            (unsigned long long)st[k]);
+    put(o,
+        "# HELP hsc_tls_cert_expiry_seconds The certificate's notAfter, in seconds since the "
+        "epoch.\n"
+        "# TYPE hsc_tls_cert_expiry_seconds gauge\n"
+        "hsc_tls_cert_expiry_seconds %lld\n",
+        (long long)not_after);
+}
+
 /* HTTP/2: connections, streams, resets and GOAWAYs, closings for abuse by reason (docs/http2.md).
  */
 static void put_h2(out_t *o, hsc_server_t *srv)
@@ -341,6 +378,8 @@ void hsc_metrics_handle(void *ctx, hsc_req_t *req, hsc_res_t *res)
                "subscribers (one observation per event and loop with subscribers for it).",
                "");
     put_answers(&o, srv);
+    if (srv->cfg.tls_cert != NULL)
+        put_tls(&o, srv);
     put_h2(&o, srv);
     if (srv->journal != NULL)
         put_journal(&o, srv->journal);

@@ -117,10 +117,12 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     raise_fd_limit(srv);
     srv->snap->cfg.max_connections = srv->cfg.max_connections;
 
-    if (srv->n_inherited == 0 && (rc = hsc_server_probe_address(srv)) != 0) {
+    if ((srv->n_inherited == 0 && (rc = hsc_server_probe_address(srv)) != 0) ||
+        (srv->cfg.listen_tls != NULL && (rc = hsc_server_listen_tls_setup(srv)) != 0)) {
         hsc_server_free(srv);
         return rc;
     }
+    srv->tls_main = srv->cfg.tls_cert != NULL && srv->cfg.listen_tls == NULL;
     /* After the address: a start that fails there never touches the data directory. In cluster
      * mode Redis holds ids and history: no journal (docs/cluster.md). */
     if (srv->cfg.redis == NULL && srv->cfg.data_dir != NULL &&
@@ -264,10 +266,14 @@ int hsc_server_run(hsc_server_t *srv)
         }
     }
     hsc_server_warn_if_open(srv);
-    HSC_LOG(HSC_LOG_NOTICE, "listening on http://%s%s%s:%d (%u thread%s)",
-            srv->addr.ss_family == AF_INET6 ? "[" : "", srv->host,
+    HSC_LOG(HSC_LOG_NOTICE, "listening on %s://%s%s%s:%d (%u thread%s)",
+            srv->tls_main ? "https" : "http", srv->addr.ss_family == AF_INET6 ? "[" : "", srv->host,
             srv->addr.ss_family == AF_INET6 ? "]" : "", srv->port, srv->nworkers,
             srv->nworkers == 1 ? "" : "s");
+    if (srv->cfg.listen_tls != NULL)
+        HSC_LOG(HSC_LOG_NOTICE, "listening on https://%s%s%s:%d (TLS)",
+                srv->addr_tls.ss_family == AF_INET6 ? "[" : "", srv->host_tls,
+                srv->addr_tls.ss_family == AF_INET6 ? "]" : "", srv->port_tls);
     uv_run(&srv->main_loop, UV_RUN_DEFAULT);
     for (unsigned i = 0; i < srv->nworkers; i++)
         uv_thread_join(&srv->workers[i].thread);
@@ -318,6 +324,8 @@ void hsc_server_free(hsc_server_t *srv)
                 uv_close((uv_handle_t *)&w->drain_timer, NULL);
             if (w->listener.type == UV_TCP && !uv_is_closing((uv_handle_t *)&w->listener))
                 uv_close((uv_handle_t *)&w->listener, NULL);
+            if (w->listener_tls.type == UV_TCP && !uv_is_closing((uv_handle_t *)&w->listener_tls))
+                uv_close((uv_handle_t *)&w->listener_tls, NULL);
             hsc_hub_close(&w->hub);
             uv_run(&w->loop, UV_RUN_DEFAULT);
             uv_loop_close(&w->loop);

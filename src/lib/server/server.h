@@ -25,9 +25,11 @@ typedef struct hsc_worker_s hsc_worker_t;
 typedef struct hsc_snapshot_s {
     atomic_uint refs;
     hsc_server_config_t cfg;
-    char *owned[8];
+    char *owned[11];
     void *jwt_key_copy;
-    hsc_cors_t cors; /* --cors-origin */
+    hsc_cors_t cors;            /* --cors-origin */
+    struct ssl_ctx_st *tls_ctx; /* cfg.tls_cert's context (tlsctx.c), or NULL; owned */
+    int64_t tls_not_after;      /* the certificate's notAfter, seconds since the epoch */
 } hsc_snapshot_t;
 
 /* One worker thread: its loop, its listener, and each layer's share of that loop. */
@@ -38,6 +40,7 @@ struct hsc_worker_s {
     hsc_snapshot_t *snap;    /* held: cfg's strings, key and cors are snap's */
     uv_loop_t loop;
     uv_tcp_t listener;
+    uv_tcp_t listener_tls; /* --listen-tls, when set */
     uv_async_t wake;
     uv_timer_t drain_timer;
     uv_thread_t thread;
@@ -48,11 +51,15 @@ struct hsc_worker_s {
 
 struct hsc_server_s {
     hsc_server_config_t cfg; /* its strings and key point into owned[] and jwt_key_copy */
-    char *owned[11];
+    char *owned[14];
     void *jwt_key_copy;
     struct sockaddr_storage addr;
     char host[64];
     int port;
+    bool tls_main; /* the --listen listener speaks TLS (a certificate and no --listen-tls) */
+    struct sockaddr_storage addr_tls; /* --listen-tls */
+    char host_tls[64];
+    int port_tls;
     unsigned nworkers;
     hsc_worker_t *workers;
     atomic_uint nconns;
@@ -116,6 +123,20 @@ int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg);
 
 /** Opens worker w's listener: bound with SO_REUSEPORT, or an inherited socket. */
 int hsc_worker_listen(hsc_worker_t *w);
+
+/** Parses cfg.listen_tls into addr_tls, host_tls and port_tls, and probes it; 0 or an error. */
+int hsc_server_listen_tls_setup(hsc_server_t *srv);
+
+/* ---- TLS contexts (tlsctx.c) ----------------------------------------------------------------- */
+
+struct ssl_ctx_st;
+/**
+ * A TLS context from cfg->tls_cert and cfg->tls_key (read now) and *not_after, the certificate's
+ * expiry. Logs one line saying what is wrong and returns HSC_ETLS, or HSC_ENOMEM. Free with
+ * hsc_tls_ctx_free().
+ */
+int hsc_tls_ctx_new(const hsc_server_config_t *cfg, struct ssl_ctx_st **out, int64_t *not_after);
+void hsc_tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /** Warns, once, when the address is not loopback and nothing needs a token. */
 void hsc_server_warn_if_open(const hsc_server_t *srv);

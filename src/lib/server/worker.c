@@ -57,6 +57,8 @@ void hsc_worker_on_wake(uv_async_t *a)
     if (!atomic_load(&w->srv->stopping) || w->http.draining)
         return;
     uv_close((uv_handle_t *)&w->listener, on_worker_handle_closed);
+    if (w->listener_tls.type == UV_TCP)
+        uv_close((uv_handle_t *)&w->listener_tls, on_worker_handle_closed);
     hsc_stream_drain(&w->stream);
     hsc_http_drain(&w->http);
     hsc_hub_drain(&w->hub);
