@@ -5,6 +5,9 @@
 - fanout over several channels (one hot) and several subscribe URLs: each subscriber counts
   only its channel's events, and the expected deliveries follow the spread; with --resume,
   subscribers cut by a proxy reconnect to the next URL with Last-Event-ID and lose nothing;
+- fanout with HTTP/2 subscribers (--h2): prior-knowledge h2c, and h2 over TLS (ALPN, hscd's
+  --listen-tls with a certificate made by openssl; publishing stays cleartext), every delivery
+  counted with several streams per connection;
 - fanout against a deliberately faulty server (drops, duplicates and reorders known events):
   the exact numbers of lost, duplicated and out-of-order deliveries, and exit status 3;
 - connect: everyone connected, memory per idle subscriber reported;
@@ -24,6 +27,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -160,6 +164,45 @@ class BenchTest(ServerTestCase):
         self.assertEqual(usage["processes"], 1)
         self.assertGreater(usage["rss_peak_kb"], 1000)
         self.assertGreaterEqual(usage["cpu_s"], 0)
+
+    def test_fanout_h2c_counts_every_delivery(self):
+        server = self.start()
+        # 30 subscribers as streams, 8 to a connection: four connections, the last one partly used.
+        rc, r, err = run_json("fanout", *self.hscd_urls(server), "--h2", "8", "-n", "30", "-m",
+                              "25", "-P", "1", "--pid", str(server.proc.pid))
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 30, 25)
+        self.assertEqual((r["protocol"], r["h2_streams_per_connection"]), ("h2", 8), r)
+        self.assertEqual((r["disconnects"], r["parse_errors"]), (0, 0), r)
+        # Every subscriber was an HTTP/2 stream, 8 to a connection: hscd counts them.
+        metrics = urllib.request.urlopen(server.url("/metrics"), timeout=10).read().decode()
+        count = {k: int(re.search(r"^hsc_h2_%s_total (\d+)" % k, metrics, re.M).group(1))
+                 for k in ("connections", "streams")}
+        self.assertEqual(count, {"connections": 4, "streams": 30}, metrics)
+
+    def test_fanout_h2_over_tls_counts_every_delivery(self):
+        from test_tls import Pki
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        cert, key = pki.issue("srv")
+        server = self.start("--tls-cert", cert, "--tls-key", key, "--listen-tls", "%s:0" % HOST,
+                            "--log-level", "info")
+        m = re.search(r"listening on https://[^ ]*:(\d+) \(TLS\)", server.log())
+        self.assertTrue(m, server.describe())
+        sub = "https://%s:%s/v1/events?channel={ch}" % (HOST, m.group(1))
+        pub = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        rc, r, err = run_json("fanout", "--sub-url", sub, "--pub-url", pub, "--h2", "10", "-n",
+                              "40", "-m", "30", "-P", "2", "--pid", str(server.proc.pid))
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 40, 30)
+        self.assertEqual(r["protocol"], "h2", r)
+        self.assertEqual((r["disconnects"], r["parse_errors"]), (0, 0), r)
+        # HTTP/1.1 subscribers over the same TLS listener still count the same (ALPN http/1.1).
+        rc, r, err = run_json("fanout", "--sub-url", sub, "--pub-url", pub, "-n", "10", "-m",
+                              "10")
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 10, 10)
+        self.assertEqual(r["protocol"], "http/1.1", r)
 
     def test_fanout_at_a_rate(self):
         server = self.start()
