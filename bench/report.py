@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import report_cluster
+import report_h2
 
 PEERS = ("nchan", "pushpin")
 ORDER = ("floor", "hscd", "nchan", "pushpin")
@@ -326,6 +327,9 @@ def main():
     ap.add_argument("--only-section", choices=("cluster",), default=None,
                     help="rewrite only this section of an existing PERFORMANCE.md (and only its "
                     "records in bench/results.jsonl)")
+    ap.add_argument("--h2-only", action="store_true",
+                    help="rewrite only the HTTP/2 fan-out section of PERFORMANCE.md (and only its "
+                    "records in bench/results.jsonl): BENCH_ONLY=h2")
     ap.add_argument("--journal-only", action="store_true",
                     help="rewrite only the journal's sections of PERFORMANCE.md (BENCH_ONLY=journal)")
     a = ap.parse_args()
@@ -336,6 +340,9 @@ def main():
     dest = os.path.join(plots, "results.jsonl")
     if a.only_section == "cluster":
         only_cluster(a, rows, dest)
+        return
+    if a.h2_only:
+        report_h2.only_h2(a.results, rows, a.out, dest)
         return
     with open(os.path.join(plots, JOURNAL_ROWS), "w") as f:
         for r in rows:
@@ -536,6 +543,7 @@ def main():
       "with a series at 100, 300 and 3,000 subscribers (100 events each).")
     w("")
 
+    out.extend(report_h2.section(rows))
     out.extend(journal_block(res))
 
     cl = report_cluster.section(rows)
