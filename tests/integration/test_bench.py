@@ -286,6 +286,35 @@ class BenchTest(ServerTestCase):
         heads = [h for h in proxy.heads]
         self.assertFalse([h for h in heads if "last-event-id" in h.lower()], heads)
 
+    def test_fanout_h2_resume_after_a_cut_connection(self):
+        from test_eventsource import CuttableProxy
+        server = self.start()
+        proxy = CuttableProxy(server.port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        direct = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        via = "http://%s:%d/v1/events?channel={ch}" % (HOST, proxy.port)
+        # Two processes of 10 subscribers, 5 streams to a connection: in each, the 5 on the
+        # proxied URL share one connection; its cut resets them, and they come back as new
+        # streams on the direct URL with Last-Event-ID.
+        p = subprocess.Popen([bench_binary(), "fanout", "--sub-url", via, "--sub-url", direct,
+                              "--pub-url", direct, "--resume", "--h2", "5", "-P", "2", "-n",
+                              "20", "-m", "150", "-r", "100", "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        deadline = time.monotonic() + 20 * SLOW
+        while len(proxy.heads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.8)  # into the publishing
+        proxy.cut(rst=False)
+        out, err = p.communicate(timeout=60 * SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        r = json.loads(out)
+        self.assertEqual(proxy.cuts[0], 2)
+        self.assertTrue(all(h.startswith("PRI * HTTP/2.0") for h in proxy.heads), proxy.heads)
+        self.assertEqual((r["resumed"], r["disconnects"]), (10, 10), r)
+        self.assertEqual((r["deliveries"], r["lost"], r["duplicated"]), (3000, 0, 0), r)
+
     def test_fanout_counts_loss_duplicates_and_disorder(self):
         faulty = FaultyServer()
         self.addCleanup(faulty.close)
