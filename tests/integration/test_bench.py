@@ -187,7 +187,12 @@ class BenchTest(ServerTestCase):
         cert, key = pki.issue("srv")
         server = self.start("--tls-cert", cert, "--tls-key", key, "--listen-tls", "%s:0" % HOST,
                             "--log-level", "info")
-        m = re.search(r"listening on https://[^ ]*:(\d+) \(TLS\)", server.log())
+        # The TLS listener's line may follow the cleartext one (which start() waited for).
+        deadline = time.monotonic() + 10 * SLOW
+        m = None
+        while m is None and time.monotonic() < deadline:
+            m = re.search(r"listening on https://[^ ]*:(\d+) \(TLS\)", server.log())
+            time.sleep(0.02)
         self.assertTrue(m, server.describe())
         sub = "https://%s:%s/v1/events?channel={ch}" % (HOST, m.group(1))
         pub = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
