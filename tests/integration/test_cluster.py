@@ -24,7 +24,8 @@ Proves that:
   (reason epoch, no id) and then the new events, with ids still increasing; also when the
   node that publishes first after it saw lower SEQs than the subscribers' node (the new epoch's
   SEQs start below their cut): one hsc.gap, then every new event once, ids increasing as
-  (EPOCH, SEQ) pairs, and resumes on either node are exact;
+  (EPOCH, SEQ) pairs, and resumes on either node are exact; a node's floor follows the
+  sequence through its pings, so one that never saw the channel numbers above it;
 - Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
 - the nodes' pub/sub connections killed (CLIENT KILL TYPE pubsub): the subscribers are caught up
@@ -520,10 +521,14 @@ class RedisFailure(ClusterTestCase):
         a, b = self.node(), self.node()
         for n in (a, b):
             self.wait_ready(n)
-        # Node B's subscribers see SEQs up to 30 on a channel node A never saw, so A's floor
-        # (the highest SEQ it saw) stays at 0.
+        # Node B's subscribers see SEQs up to 30 on a channel node A never saw. A's floor (the
+        # highest SEQ it saw; its pings read the sequence every second) stays at 0: A is
+        # stopped from before these publishes until Redis lost them, as a node cut off from
+        # Redis (or one whose last ping came before a burst) would be.
         early = Sub(b, ["hi"])
         early.head()
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: a.proc.poll() is None and os.kill(a.proc.pid, signal.SIGCONT))
         pub = Publisher(b)
         old = [pub.publish("hi", "old %d" % i)["id"] for i in range(30)]
         pub.close()
@@ -531,14 +536,14 @@ class RedisFailure(ClusterTestCase):
         late = Sub(b, ["hi"])  # registered with its cut at the old epoch's top
         late.head()
         self.redis.kill()
-        for n in (a, b):
-            deadline = time.monotonic() + 5 * SLOW
-            while request(n, "GET", "/healthz").status != 503:
-                self.assertLess(time.monotonic(), deadline, "the node did not see Redis go")
-                time.sleep(0.05)
+        deadline = time.monotonic() + 5 * SLOW
+        while request(b, "GET", "/healthz").status != 503:
+            self.assertLess(time.monotonic(), deadline, "node B did not see Redis go")
+            time.sleep(0.05)
         self.redis = Redis(self.redis.port)
         self.redis.start()
         self.addCleanup(self.redis.stop)
+        os.kill(a.proc.pid, signal.SIGCONT)
         for n in (a, b):
             self.wait_ready(n)
 
@@ -600,6 +605,32 @@ class RedisFailure(ClusterTestCase):
         self.assertFalse([e for e in mid.events if e.type == "hsc.gap"])
         for s in [early, late, mid] + resumed:
             s.close()
+
+    def test_floor_follows_other_nodes_through_pings(self):
+        """A node that never saw a channel still learns the sequence (its pings read it): after
+        Redis restarted empty, its first publish is numbered above what the other node's
+        subscribers saw, so ids increase as plain SEQs too, after the one hsc.gap."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["fl"])
+        s.head()
+        pub = Publisher(b)
+        old = [pub.publish("fl", "old %d" % i)["id"] for i in range(30)]
+        pub.close()
+        s.wait(lambda: len(s.messages()) >= 30, what="the old events")
+        time.sleep(2.5)  # two pings of node A's at least
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        ans = self.wait_publish_ok(a, "fl")
+        self.assertNotEqual(split_id(ans["id"])[0], split_id(old[0])[0])
+        self.assertGreater(seq_of(ans["id"]), seq_of(old[-1]))
+        s.wait(lambda: ans["id"] in ids_of(s.events), timeout=15, what="the new event")
+        self.assertEqual(ids_of(s.events), old + [ans["id"]])
+        self.assertEqual([e.type for e in s.events].count("hsc.gap"), 1, s.events)
+        s.close()
 
     def test_redis_frozen_answers_503_then_recovers(self):
         a, b = self.node(), self.node()
