@@ -24,8 +24,9 @@ Proves that:
   (reason epoch, no id) and then the new events, with ids still increasing; also when the
   node that publishes first after it saw lower SEQs than the subscribers' node (the new epoch's
   SEQs start below their cut): one hsc.gap, then every new event once, ids increasing as
-  (EPOCH, SEQ) pairs, and resumes on either node are exact; a node's floor follows the
-  sequence through its pings, so one that never saw the channel numbers above it;
+  (EPOCH, SEQ) pairs, and resumes on either node are exact; the same when the subscribers'
+  node learns of the new epoch from its catch-up read (it was away meanwhile); a node's floor
+  follows the sequence through its pings, so one that never saw the channel numbers above it;
 - Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
 - the nodes' pub/sub connections killed (CLIENT KILL TYPE pubsub): the subscribers are caught up
@@ -605,6 +606,57 @@ class RedisFailure(ClusterTestCase):
         self.assertFalse([e for e in mid.events if e.type == "hsc.gap"])
         for s in [early, late, mid] + resumed:
             s.close()
+
+    def test_new_epoch_seen_first_in_a_catch_up_read(self):
+        """Node B is away while Redis restarts empty and node A (low floor) publishes: B learns
+        of the new epoch from its catch-up read, made after its old-epoch SEQ 30; that read is
+        made again from the new chain's start, so B's subscriber gets the gap and every event."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["cu"])
+        s.head()
+        stopped = []
+
+        def stop(n):
+            os.kill(n.proc.pid, signal.SIGSTOP)
+            stopped.append(n)
+
+        self.addCleanup(lambda: [os.kill(n.proc.pid, signal.SIGCONT) for n in stopped
+                                 if n.proc.poll() is None])
+        stop(a)  # its floor stays at 0 (see the test above)
+        pub = Publisher(b)
+        old = [pub.publish("cu", "old %d" % i)["id"] for i in range(30)]
+        pub.close()
+        s.wait(lambda: len(s.messages()) >= 30, what="the old events")
+        stop(b)
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        self.wait_ready(a)
+        pa = Publisher(a)
+        new = []
+        deadline = time.monotonic() + 10 * SLOW
+        while len(new) < 5:
+            r = pa.post("/v1/events?channel=cu", b"new %d" % len(new))
+            if r.status == 200:
+                new.append(json.loads(r.body.decode())["id"])
+            else:
+                self.assertLess(time.monotonic(), deadline, "publishing failed: %r" % (r,))
+                time.sleep(0.05)
+        pa.close()
+        self.assertLess(seq_of(new[-1]), seq_of(old[-1]))
+        os.kill(b.proc.pid, signal.SIGCONT)  # no notice of these reaches it: it catches up
+        s.wait(lambda: new[-1] in ids_of(s.events), timeout=15, what="the catch-up")
+        s.listen(0.3)
+        self.assertEqual(ids_of(s.events), old + new)
+        gaps = [i for i, e in enumerate(s.events) if e.type == "hsc.gap"]
+        self.assertEqual(len(gaps), 1, s.events)
+        self.assertEqual(json.loads(s.events[gaps[0]].data)["reason"], "epoch")
+        self.assertEqual(s.events[gaps[0] + 1].id, new[0])
+        s.close()
 
     def test_floor_follows_other_nodes_through_pings(self):
         """A node that never saw a channel still learns the sequence (its pings read it): after
