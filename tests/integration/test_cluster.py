@@ -25,7 +25,8 @@ Proves that:
   node that publishes first after it saw lower SEQs than the subscribers' node (the new epoch's
   SEQs start below their cut): one hsc.gap, then every new event once, ids increasing as
   (EPOCH, SEQ) pairs, and resumes on either node are exact; the same when the subscribers'
-  node learns of the new epoch from its catch-up read (it was away meanwhile); a node's floor
+  node learns of the new epoch from its catch-up read (it was away meanwhile); a node tells
+  every channel's subscribers at once, and one who joins after that gets no hsc.gap; a node's floor
   follows the sequence through its pings, so one that never saw the channel numbers above it;
 - Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
@@ -657,6 +658,43 @@ class RedisFailure(ClusterTestCase):
         self.assertEqual(json.loads(s.events[gaps[0]].data)["reason"], "epoch")
         self.assertEqual(s.events[gaps[0] + 1].id, new[0])
         s.close()
+
+    def test_new_epoch_told_at_once_and_only_to_subscribers_from_before(self):
+        """A node sees the new epoch on one channel: the subscribers of its other channels are
+        told at once; one who joins after that gets no hsc.gap, and nobody misses an event."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        sx, sy = Sub(b, ["x"]), Sub(b, ["y"])
+        for s in (sx, sy):
+            s.head()
+        pub = Publisher(a)
+        old = [pub.publish("x", "old %d" % i)["id"] for i in range(3)]
+        pub.close()
+        sx.wait(lambda: len(sx.messages()) >= 3, what="the old events")
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        for n in (a, b):
+            self.wait_ready(n)
+        y1 = self.wait_publish_ok(a, "y")["id"]
+        sy.wait(lambda: y1 in ids_of(sy.events), timeout=15, what="the new epoch on y")
+        sx.wait(lambda: any(e.type == "hsc.gap" for e in sx.events), timeout=15,
+                what="the gap on x, before any event of x in the new epoch")
+        joined = Sub(b, ["x"])
+        joined.head()
+        pub = Publisher(a)
+        new = [pub.publish("x", "new %d" % i)["id"] for i in range(3)]
+        pub.close()
+        for s, want in ((sx, old + new), (joined, new)):
+            s.wait(lambda s=s: new[-1] in ids_of(s.events), timeout=15, what="the new events")
+            s.listen(0.3)
+            self.assertEqual(ids_of(s.events), want)
+        self.assertEqual([e.type for e in sx.events].count("hsc.gap"), 1, sx.events)
+        self.assertFalse([e for e in joined.events if e.type == "hsc.gap"], joined.events)
+        for s in (sx, sy, joined):
+            s.close()
 
     def test_floor_follows_other_nodes_through_pings(self):
         """A node that never saw a channel still learns the sequence (its pings read it): after

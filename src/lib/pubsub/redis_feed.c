@@ -12,8 +12,8 @@
  * Epochs. When Redis lost its data the chains start again in a new epoch, whose SEQs may start
  * below those this node delivered. Hubs compare plain numbers, so they get hsc_redis_pos()'s,
  * which a new epoch moves above every earlier one; subscribers are told with one hsc.gap
- * ("epoch") and then get every event of the new epoch. A catch-up read made after a SEQ of
- * another epoch is dropped and made again from the new chain's start.
+ * ("epoch") as soon as the node sees the new epoch, and then get every event of it. A catch-up read
+ * made after a SEQ of another epoch is dropped and made again from the new chain's start.
  */
 #include "pubsub/redis_int.h"
 
@@ -122,8 +122,8 @@ hsc_frame_t *hsc_redis_entry_frame(uint64_t epoch, const redisReply *e, uint64_t
  * new one means Redis lost its data: the channels' chains start again, and the new epoch's SEQs
  * may start below those this node handed out (another node, whose floor was lower, published
  * first). So the numbers hubs see move above every earlier one (`pos_base`), `fanned` starts again,
- * and what a catch-up read of the old epoch found is dropped: its subscribers get hsc.gap
- * ("epoch") before the channel's next event, then every event of the new epoch.
+ * and what a catch-up read of the old epoch found is dropped. The channels' subscribers get
+ * hsc.gap ("epoch") at once, then every event of the new epoch.
  */
 void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
 {
@@ -132,7 +132,7 @@ void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
     if (r->epoch != 0) {
         HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
                 (unsigned long long)epoch);
-        r->pos_base = r->handed;
+        r->pos_base = r->handed + 1; /* the gaps below are numbered pos_base + 0 */
         r->fanned = 0;
         for (size_t i = 0; i < r->ncu; i++) {
             hsc_frame_unref(r->cu[i].frame);
@@ -146,8 +146,16 @@ void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
                 ch->synced = false;
                 hsc_history_dispose(&ch->ring); /* the old epoch's events */
                 hsc_history_init(&ch->ring, RING_EVENTS, SIZE_MAX, 0);
-                if (ch->total_subs > 0)
-                    ch->gap = "epoch";
+                ch->gap = NULL; /* a pending "expired" is said by this one too */
+                if (ch->total_subs == 0)
+                    continue;
+                /* Told now, numbered above every cut taken before and below every event of the
+                 * new epoch: the channel's subscribers get it first, later ones never. */
+                hsc_frame_t *g = live_gap_frame("epoch", epoch);
+                if (g != NULL) {
+                    deliver_hubs(r, ch, 0, g);
+                    hsc_frame_unref(g);
+                }
             }
         }
     }

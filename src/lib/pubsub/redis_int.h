@@ -74,8 +74,8 @@ typedef struct rchan_s {
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
     bool synced;         /* every event after `from` reached the ring (see subscribe_local()) */
     uint64_t from;
-    const char *gap;      /* a hole its live subscribers must be told of ("epoch", "expired")
-                             before its next event; NULL: none */
+    const char *gap;      /* a hole its live subscribers must be told of ("expired") before
+                             its next event; NULL: none (a new epoch's is told at once) */
     hsc_history_t ring;   /* recent deliveries */
     struct op_s *reading; /* a subscription's read of this channel alone, on its way; NULL */
     size_t name_len;
