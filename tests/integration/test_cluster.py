@@ -881,5 +881,107 @@ class Chaos(ClusterTestCase):
             s.close()
 
 
+def pair(event_id):
+    """(epoch, seq) of an id, compared as the ids' order: the epoch is a start time in base 36
+    (docs/api.md), so a later epoch is a larger number."""
+    epoch, seq = split_id(event_id)
+    return int(epoch, 36), seq
+
+
+def check_announced(test, sub, acked):
+    """The chaos oracle for a Redis that may lose what it held: the ids a subscriber received
+    strictly increase as (epoch, seq) pairs with no duplicate, every change of epoch between two
+    of them comes after an hsc.gap, and every acknowledged id it did not receive lies inside an
+    announced gap (an hsc.gap between the received events around it)."""
+    stream = []  # ("e", (epoch, seq)) or ("gap", reason), in the order received
+    for e in sub.events:
+        if e.type == "hsc.gap":
+            stream.append(("gap", json.loads(e.data).get("reason")))
+        elif not e.type.startswith("hsc."):
+            stream.append(("e", pair(e.id)))
+    got = [p for k, p in stream if k == "e"]
+    test.assertEqual(got, sorted(set(got)), "ids not strictly increasing (or duplicated)")
+    gaps_before = []  # for each received event: hsc.gap notices received before it
+    n = 0
+    for k, p in stream:
+        if k == "gap":
+            n += 1
+        else:
+            gaps_before.append(n)
+    for i in range(1, len(got)):
+        if got[i][0] != got[i - 1][0]:
+            test.assertGreater(gaps_before[i], gaps_before[i - 1],
+                               "a new epoch at %r without an hsc.gap" % (got[i],))
+    received = set(got)
+    import bisect
+    for m in sorted(pair(a) for a in acked):
+        if m in received:
+            continue
+        j = bisect.bisect_left(got, m)
+        test.assertTrue(0 < j < len(got), "acknowledged %r outside what was received" % (m,))
+        test.assertGreater(gaps_before[j], gaps_before[j - 1],
+                           "acknowledged %r lost without an announced gap" % (m,))
+    return sum(1 for k, _ in stream if k == "gap")
+
+
+class ChaosWithoutPersistence(ClusterTestCase):
+    """The issue's chaos with a Redis that keeps nothing: killed with SIGKILL and started again
+    empty (twice), frozen, its pub/sub connections killed, its scripts flushed, while an oracle
+    publisher runs: gaps are allowed, but announced (check_announced)."""
+
+    def test_losses_are_announced_never_silent(self):
+        a, b, c = self.node(), self.node(), self.node()
+        for n in (a, b, c):
+            self.wait_ready(n)
+        subs = [Sub(n, ["chaos"]) for n in (a, b, c)]
+        for s in subs:
+            s.head()
+        oracle = Oracle(a, "chaos")
+        oracle.thread.start()
+
+        def progress(n=20):
+            goal = len(oracle.acked) + n
+            deadline = time.monotonic() + 20 * SLOW
+            while len(oracle.acked) < goal:
+                self.assertLess(time.monotonic(), deadline, "publishing stalled")
+                self.assertIsNone(oracle.error)
+                for s in subs:
+                    s.listen(0.02)
+
+        def restart_empty():
+            self.redis.kill()
+            for s in subs:
+                self.assertTrue(s.listen(0.5))
+            self.redis = Redis(self.redis.port).start()  # a fresh directory: nothing to load
+            self.addCleanup(self.redis.stop)
+
+        progress()
+        restart_empty()
+        progress()
+        self.redis.command(b"CLIENT", b"KILL", b"TYPE", b"pubsub")
+        progress()
+        self.redis.signal(signal.SIGSTOP)
+        for s in subs:
+            self.assertTrue(s.listen(1.5))
+        self.redis.signal(signal.SIGCONT)
+        progress()
+        restart_empty()
+        progress()
+        self.redis.command(b"SCRIPT", b"FLUSH")
+        progress()
+        oracle.halt.set()
+        oracle.thread.join(30 * SLOW)
+        self.assertIsNone(oracle.error)
+        self.assertGreater(oracle.refused, 0)
+        epochs = {split_id(i)[0] for i in oracle.acked}
+        self.assertGreaterEqual(len(epochs), 3, "Redis's losses made no new epoch")
+        last = oracle.acked[-1]
+        for s in subs:
+            s.wait(lambda s=s: last in ids_of(s.events), timeout=20, what="the last event")
+            gaps = check_announced(self, s, oracle.acked)
+            self.assertGreaterEqual(gaps, 2, "two losses of Redis, fewer gap notices")
+            s.close()
+
+
 if __name__ == "__main__":
     unittest.main()
