@@ -170,8 +170,11 @@ def section(rows):
           "connection over HTTP/2 and `--h1` (keep-alive, one request at a time per connection) "
           "for HTTP/1.1: `/healthz` (a small answer) and `/` (the demo page). nginx serves hscd's "
           "own answers as static files (nchan's nginx, `keepalive_requests` lifted so that "
-          "neither server closes connections). *h2c* is HTTP/2 prior knowledge on cleartext, *h2* "
-          "ALPN h2 over TLS." % (r1.get("clients", "?"), r1.get("streams", "?")))
+          "neither server closes connections; no `open_file_cache`, so it opens the file for each "
+          "request while hscd answers from memory). *h2c* is HTTP/2 prior knowledge on "
+          "cleartext, *h2* ALPN h2 over TLS. h2load runs on the same two cores: the server's "
+          "CPU per request is the comparison, the rates are the pair's." % (
+              r1.get("clients", "?"), r1.get("streams", "?")))
         w("")
         w("| path | protocol | hscd requests/s | hscd CPU µs/request | nginx requests/s | "
           "nginx CPU µs/request | hscd ÷ nginx requests/s | failed (hscd / nginx) |")
