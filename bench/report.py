@@ -15,6 +15,7 @@ import time
 
 import report_cluster
 import report_h2
+import report_tls
 
 PEERS = ("nchan", "pushpin")
 ORDER = ("floor", "hscd", "nchan", "pushpin")
@@ -118,26 +119,30 @@ def fanout_table(res, case):
     return "\n".join(lines)
 
 
-def only_cluster(a, rows, dest):
-    """BENCH_ONLY=cluster: the cluster records replace those in bench/results.jsonl, the cluster
-    section replaces its namesake in PERFORMANCE.md; everything else stays as it was."""
-    mine = [r for r in rows if str(r.get("case", "")).startswith("cluster")]
+def only_section(a, rows, dest, prefix, module):
+    """BENCH_ONLY=cluster or tls: that section's records (cases starting with `prefix`) replace
+    theirs in bench/results.jsonl, the section (`module`.section) replaces its namesake in
+    PERFORMANCE.md; everything else stays as it was."""
+    mine = [r for r in rows if str(r.get("case", "")).startswith(prefix)]
     kept = []
     if os.path.exists(dest) and os.path.abspath(a.results) != os.path.abspath(dest):
         kept = [l for l in open(dest) if l.strip() and
-                not str(json.loads(l).get("case", "")).startswith("cluster")]
+                not str(json.loads(l).get("case", "")).startswith(prefix)]
     with open(dest, "w") as f:
         f.writelines(kept)
         for r in mine:
             f.write(json.dumps(r) + "\n")
     md = os.path.join(a.out, "PERFORMANCE.md")
     text = open(md).read() if os.path.exists(md) else "# Performance\n"
-    lines = report_cluster.section(mine)
+    lines = module.section(mine)
     if lines:
-        lines = lines + ["(Cluster section written by `bench/report.py --only-section cluster` "
-                         "(`BENCH_ONLY=cluster`) on %s, `git describe`: %s.)" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                                   sh("git describe --always --dirty")), ""]
-    open(md, "w").write(report_cluster.replace(text.rstrip("\n"), lines) + "\n")
+        lines = lines + ["(%s section written by `bench/report.py --only-section %s` "
+                         "(`BENCH_ONLY=%s`) on %s, `git describe`: %s.)" % (
+                             a.only_section.capitalize() if a.only_section != "tls" else "TLS",
+                             a.only_section, a.only_section,
+                             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                             sh("git describe --always --dirty")), ""]
+    open(md, "w").write(module.replace(text.rstrip("\n"), lines) + "\n")
 
 
 JOURNAL_BEGIN = "<!-- journal: written by bench/report.py from the journal's rows; do not edit -->"
@@ -324,7 +329,7 @@ def main():
     ap.add_argument("--hscd-fsync", default="none",
                     help="hscd's journal mode in the comparison: none (memory only), batch, always")
     ap.add_argument("--openai", default=None, help="bench/openai_bench.py --json output")
-    ap.add_argument("--only-section", choices=("cluster",), default=None,
+    ap.add_argument("--only-section", choices=("cluster", "tls"), default=None,
                     help="rewrite only this section of an existing PERFORMANCE.md (and only its "
                     "records in bench/results.jsonl)")
     ap.add_argument("--h2-only", action="store_true",
@@ -339,7 +344,10 @@ def main():
     os.makedirs(plots, exist_ok=True)
     dest = os.path.join(plots, "results.jsonl")
     if a.only_section == "cluster":
-        only_cluster(a, rows, dest)
+        only_section(a, rows, dest, "cluster", report_cluster)
+        return
+    if a.only_section == "tls":
+        only_section(a, rows, dest, "tls-", report_tls)
         return
     if a.h2_only:
         report_h2.only_h2(a.results, rows, a.out, dest)
@@ -543,12 +551,13 @@ def main():
       "with a series at 100, 300 and 3,000 subscribers (100 events each).")
     w("")
 
-    out.extend(report_h2.section(rows))
     out.extend(journal_block(res))
 
     cl = report_cluster.section(rows)
     if cl:
         out.extend(cl)
+    out.extend(report_tls.section(rows))
+    out.extend(report_h2.section(rows))
 
     # Targets (issue 7).
     w("## Targets")
@@ -658,7 +667,8 @@ plot for [i=2:5] '{d}/latency.dat' using i:xtic(1) with linespoints lw 2 title c
     w("")
     w("Reproduce: `make bench` (about 15 minutes; `BENCH_REPS=1` for one repetition, "
       "`BENCH_QUICK=1` for a smoke run, `BENCH_SERVERS='hscd floor'` for a subset, "
-      "`BENCH_ONLY=cluster` for the cluster scenario alone, `BENCH_CLUSTER=0` without it).")
+      "`BENCH_ONLY=cluster` for the cluster scenario alone, `BENCH_CLUSTER=0` without it, "
+      "`BENCH_ONLY=tls` for the TLS section alone, `BENCH_TLS=0` without it).")
     open(os.path.join(a.out, "PERFORMANCE.md"), "w").write("\n".join(out) + "\n")
 
 

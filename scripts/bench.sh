@@ -22,6 +22,12 @@
 #   BENCH_CLUSTER=0 skips it; BENCH_ONLY=cluster runs only it and rewrites only its section of
 #   PERFORMANCE.md (bench/report.py --only-section cluster).
 #   BENCH_CLUSTER_{NODES,CHANNELS,PER,HOT,RATE,EVENTS} change its sizes.
+#   TLS (issue 18, docs/tls.md), each repetition, on a test certificate made here (EC P-256):
+#   the 1k fan-out scenario against hscd and nginx + nchan over cleartext and over TLS (the
+#   subscribers over TLS, publishing cleartext); handshakes/s with `openssl s_time` (TLS 1.3 and
+#   1.2, new and resumed); h2load for requests/s over h2c, h2 and HTTP/1.1 (bench/tls_rates.py).
+#   BENCH_TLS=0 skips it; BENCH_ONLY=tls runs only it and rewrites only its section of
+#   PERFORMANCE.md (bench/report.py --only-section tls). BENCH_TLS_SECONDS (5) per rate run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,8 +43,8 @@ HSCD="$BUILD/hscd"
 HSCD_FSYNC=${BENCH_HSCD_FSYNC:-none}
 ONLY=${BENCH_ONLY:-}
 case "$ONLY" in
-"" | journal | cluster | h2) ;;
-*) echo "bench: BENCH_ONLY must be empty, journal, cluster or h2" >&2; exit 2 ;;
+"" | journal | cluster | tls | h2) ;;
+*) echo "bench: BENCH_ONLY must be empty, journal, cluster, tls or h2" >&2; exit 2 ;;
 esac
 RESTART_BYTES=${BENCH_RESTART_BYTES:-1g}
 case "$HSCD_FSYNC" in
@@ -48,6 +54,9 @@ esac
 
 CLUSTER=${BENCH_CLUSTER:-1}
 [ "$ONLY" = journal ] && CLUSTER=0
+TLS=${BENCH_TLS:-1}
+[ "$ONLY" = journal ] && TLS=0
+TLS_SECONDS=${BENCH_TLS_SECONDS:-5}
 CL_NODES=${BENCH_CLUSTER_NODES:-6}; CL_CH=${BENCH_CLUSTER_CHANNELS:-1000}
 CL_PER=${BENCH_CLUSTER_PER:-100}; CL_HOT=${BENCH_CLUSTER_HOT:-10000}
 CL_RATE=${BENCH_CLUSTER_RATE:-400}; CL_EVENTS=${BENCH_CLUSTER_EVENTS:-12000}
@@ -59,6 +68,7 @@ if [ "$QUICK" = 1 ]; then
     CL_NODES=${BENCH_CLUSTER_NODES:-3}; CL_CH=${BENCH_CLUSTER_CHANNELS:-50}
     CL_PER=${BENCH_CLUSTER_PER:-10}; CL_HOT=${BENCH_CLUSTER_HOT:-200}
     CL_RATE=${BENCH_CLUSTER_RATE:-200}; CL_EVENTS=${BENCH_CLUSTER_EVENTS:-1000}
+    TLS_SECONDS=${BENCH_TLS_SECONDS:-2}
 fi
 [ "$ONLY" = journal ] && SERVERS="" && CHAOS_SECONDS=0
 # The storm runs at 6/10 of the size: after the kill, one node fewer must hold everyone, each
@@ -142,6 +152,16 @@ start_server() {
         SUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
         PUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
         ;;
+    hscd-tls) # cleartext --listen (publishes, h2c, HTTP/1.1) and --listen-tls on the test cert
+        TLS_PORT=$(free_port)
+        "$HSCD" --listen "127.0.0.1:$port" --listen-tls "127.0.0.1:$TLS_PORT" \
+            --tls-cert "$TLS_DIR/srv.crt" --tls-key "$TLS_DIR/srv.key" \
+            --max-connections 15000 --log-level warn --data-dir none 2>"$WORK/hscd-tls.log" &
+        SRV_PID=$!
+        SUB_URL="https://127.0.0.1:$TLS_PORT/v1/events?channel={ch}"
+        PUB_URL="http://127.0.0.1:$port/v1/events?channel={ch}"
+        H2_PORT=$TLS_PORT; H2C_PORT=$port; H1_PORT=$port
+        ;;
     nchan)
         local dir="$WORK/nginx"
         mkdir -p "$dir"
@@ -150,6 +170,25 @@ start_server() {
         nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$WORK/nginx.log" &
         SRV_PID=$!
         SUB_URL="http://127.0.0.1:$port/sub/{ch}"
+        PUB_URL="http://127.0.0.1:$port/pub/{ch}"
+        ;;
+    nchan-tls) # ssl without http2 (the HTTP/1.1 fan-out), ssl http2, http2 cleartext: one cert
+        local dir="$WORK/nginx-tls"
+        mkdir -p "$dir/www"
+        TLS_PORT=$(free_port); H2_PORT=$(free_port); H2C_PORT=$(free_port); H1_PORT=$port
+        cp "$TLS_DIR/healthz" "$dir/www/healthz"
+        cp "$TLS_DIR/index.html" "$dir/www/index.html"
+        # nginx's workers run as nobody: they must reach www/ (the keys stay 0600, read by root)
+        chmod 711 "$WORK" "$dir"
+        chmod 755 "$dir/www"
+        chmod 644 "$dir/www/healthz" "$dir/www/index.html"
+        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@TLS@|$TLS_PORT|g" \
+            -e "s|@H2@|$H2_PORT|g" -e "s|@H2C@|$H2C_PORT|g" -e "s|@CERT@|$TLS_DIR/srv.crt|g" \
+            -e "s|@KEY@|$TLS_DIR/srv.key|g" "$ROOT/bench/nginx-nchan-tls.conf.in" \
+            >"$dir/nginx.conf"
+        nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$WORK/nginx.log" &
+        SRV_PID=$!
+        SUB_URL="https://127.0.0.1:$TLS_PORT/sub/{ch}"
         PUB_URL="http://127.0.0.1:$port/pub/{ch}"
         ;;
     pushpin)
@@ -445,12 +484,86 @@ run_cluster_all() {
     done
 }
 
+# ---- TLS (BENCH_TLS) ------------------------------------------------------------------------
+# make_tls_cert: a test CA and a server certificate (EC P-256, localhost and 127.0.0.1) in
+# $TLS_DIR; then hscd's own /healthz and / answers, which nginx serves as static files.
+make_tls_cert() {
+    TLS_DIR="$WORK/tls"
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+            -out ca.crt -days 2 -subj "/CN=hsc bench CA"
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key \
+            -out srv.csr -subj "/CN=localhost"
+        echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >ext
+        openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt \
+            -days 2 -extfile ext
+    ) >"$WORK/tls-cert.log" 2>&1
+    start_server hscd-tls
+    curl -sf "http://127.0.0.1:$H1_PORT/healthz" >"$TLS_DIR/healthz"
+    curl -sf "http://127.0.0.1:$H1_PORT/" >"$TLS_DIR/index.html"
+    stop_server
+}
+
+# run_tls_rates SERVER REP: handshakes and h2load against a fresh SERVER (hscd-tls, nchan-tls).
+run_tls_rates() {
+    local srv=$1 rep=$2 path proto url line
+    start_server "$srv"
+    {
+        python3 "$ROOT/bench/tls_rates.py" handshakes --connect "127.0.0.1:$TLS_PORT" \
+            --pid "$SRV_PID" --seconds "$TLS_SECONDS"
+        for path in healthz page; do
+            for proto in h2c h2 h1 h1-tls; do
+                case "$proto" in
+                h2c) url="http://127.0.0.1:$H2C_PORT" ;;
+                h2) url="https://127.0.0.1:$H2_PORT" ;;
+                h1) url="http://127.0.0.1:$H1_PORT" ;;
+                h1-tls) url="https://127.0.0.1:$TLS_PORT" ;;
+                esac
+                [ "$path" = healthz ] && url="$url/healthz" || url="$url/"
+                python3 "$ROOT/bench/tls_rates.py" h2load --url "$url" --path-name "$path" \
+                    --proto "$proto" --pid "$SRV_PID" --seconds "$TLS_SECONDS"
+            done
+        done
+    } >"$WORK/tls-rates.jsonl" || echo "bench: tls_rates.py FAILED" >&2
+    stop_server
+    while read -r line; do
+        [ -n "$line" ] || continue
+        record "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["case"])' "$line")" \
+            "${srv%-tls}" "$rep" "$line"
+    done <"$WORK/tls-rates.jsonl"
+    echo "  tls rates $srv #$rep: $(python3 -c 'import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("; ".join("%s %.0f/s" % (r["case"][4:], r.get("handshakes_per_s", r.get("requests_per_s", 0))) for r in rows))' "$WORK/tls-rates.jsonl")"
+}
+
+run_tls_all() {
+    command -v h2load >/dev/null || echo "bench: h2load is missing (nghttp2-client)" >&2
+    make_tls_cert
+    for rep in $(seq 1 "$REPS"); do
+        echo "== tls: fan-out $N1K x $M1K cleartext vs TLS, handshakes, h2load, rep $rep/$REPS =="
+        for srv in hscd hscd-tls nchan nchan-tls; do
+            run_fanout tls-fanout-1k "$srv" "$rep" "$N1K" "$M1K" 0
+        done
+        run_tls_rates hscd-tls "$rep"
+        run_tls_rates nchan-tls "$rep"
+    done
+}
+
 REPORT_ARGS=(--results "$RESULTS" --out "$OUT" --hscd "$HSCD" --reps "$REPS" --quick "$QUICK")
 if [ "$ONLY" = cluster ]; then
     echo "bench: results in $RESULTS"
     run_cluster_all
     python3 "$ROOT/bench/report.py" "${REPORT_ARGS[@]}" --only-section cluster
     echo "bench: wrote the cluster section of $OUT/PERFORMANCE.md"
+    exit 0
+fi
+if [ "$ONLY" = tls ]; then
+    echo "bench: results in $RESULTS"
+    run_tls_all
+    python3 "$ROOT/bench/report.py" "${REPORT_ARGS[@]}" --only-section tls
+    echo "bench: wrote the TLS section of $OUT/PERFORMANCE.md"
     exit 0
 fi
 
@@ -558,6 +671,7 @@ timeout 900 python3 "$ROOT/bench/openai_bench.py" --hscd "$HSCD" --bench "$BENCH
     || { echo "bench: the OpenAI front's run FAILED" >&2; : >"$OPENAI_JSON"; }
 
 [ "$CLUSTER" = 1 ] && run_cluster_all
+[ "$TLS" = 1 ] && run_tls_all
 
 CHAOS_LOG="$WORK/chaos.log"
 if [ "$CHAOS_SECONDS" != 0 ]; then

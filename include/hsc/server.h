@@ -109,6 +109,11 @@ typedef struct hsc_server_config_s {
     const char *tls_cert;   /* PEM: the certificate, then its chain; NULL: no TLS */
     const char *tls_key;    /* PEM: the certificate's private key */
     const char *listen_tls; /* "HOST:PORT" of a TLS-only listener, or NULL */
+    /* Listening sockets for listen_tls, like listen_fds (a hand-over, systemd sockets named
+     * "tls"): used instead of binding listen_tls, whose address they replace; without
+     * listen_tls they are closed. The server owns them. */
+    const int *listen_tls_fds;
+    unsigned n_listen_tls_fds;
 } hsc_server_config_t;
 
 /* When the journal syncs to disk (hsc_server_config_t.fsync_mode, --fsync). */
@@ -206,6 +211,9 @@ HSC_EXPORT void hsc_server_on_sigusr2(hsc_server_t *srv, hsc_server_hup_fn fn, v
  * and returns their number. Valid until the server drains; the server keeps them open.
  */
 HSC_EXPORT unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap);
+
+/** The --listen-tls sockets, like hsc_server_listen_fds(): none without listen_tls. */
+HSC_EXPORT unsigned hsc_server_listen_tls_fds(const hsc_server_t *srv, int *fds, unsigned cap);
 
 /** Asks a running server to drain and stop. Safe from any thread; returns at once. */
 HSC_EXPORT void hsc_server_stop(hsc_server_t *srv);

@@ -3,11 +3,14 @@
  *
  * Under systemd with socket activation (hscd.socket), systemd holds the socket and passes it as
  * descriptor 3 (LISTEN_FDS=1, LISTEN_PID=our pid): a restart never closes it, so connections
- * wait in its queue while hscd restarts.
+ * wait in its queue while hscd restarts. A socket named "tls" (FileDescriptorName=tls, in
+ * LISTEN_FDNAMES) is a --listen-tls socket; the others are --listen sockets.
  *
  * Without systemd, SIGUSR2 starts a successor: hscd runs its own executable again (by path, so an
  * upgraded binary is the one that starts) with the same arguments and its listening sockets as
- * descriptors 3, 4... (HSC_LISTEN_FDS=N, HSC_HANDOVER_PID=the old pid). The successor reads its
+ * descriptors 3, 4... (HSC_LISTEN_FDS=N, HSC_HANDOVER_PID=the old pid), then its --listen-tls
+ * sockets right after them (HSC_LISTEN_TLS_FDS=M: descriptors 3+N to 3+N+M-1; an older hscd
+ * ignores the variable and binds --listen-tls through SO_REUSEPORT). The successor reads its
  * configuration, opens the sockets and, once its server exists, sends SIGTERM to the old process,
  * which drains as usual. The sockets are never closed in between: a connection the old process
  * did not accept waits in the kernel's queue, which the new process accepts from. If the
@@ -44,7 +47,17 @@ static long env_number(const char *name)
     return *end == '\0' && errno == 0 && n > 0 ? n : 0;
 }
 
-unsigned hscd_inherited_fds(int *fds, unsigned cap, pid_t *handover_pid)
+/* Whether systemd's descriptor i is named "tls" in LISTEN_FDNAMES ("name:name:..."). */
+static int named_tls(const char *names, long i)
+{
+    for (; names != NULL && i > 0; i--)
+        if ((names = strchr(names, ':')) != NULL)
+            names++;
+    return names != NULL && strncmp(names, "tls", 3) == 0 && (names[3] == ':' || names[3] == '\0');
+}
+
+unsigned hscd_inherited_fds(int *fds, unsigned cap, int *tls_fds, unsigned *ntls,
+                            pid_t *handover_pid)
 {
     ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
     exe_path[n > 0 ? n : 0] = '\0';
@@ -53,24 +66,35 @@ unsigned hscd_inherited_fds(int *fds, unsigned cap, pid_t *handover_pid)
         *deleted = '\0';
 
     *handover_pid = 0;
-    long count = 0;
+    *ntls = 0;
+    long count = 0, count_tls = 0;
+    const char *names = NULL;
     if (env_number("HSC_LISTEN_FDS") > 0) {
         count = env_number("HSC_LISTEN_FDS");
+        count_tls = env_number("HSC_LISTEN_TLS_FDS");
         *handover_pid = (pid_t)env_number("HSC_HANDOVER_PID");
     } else if (env_number("LISTEN_FDS") > 0 && env_number("LISTEN_PID") == (long)getpid()) {
         count = env_number("LISTEN_FDS");
+        names = getenv("LISTEN_FDNAMES");
     }
-    /* Responders and successors must not see them. */
+    unsigned k = 0;
+    for (long i = 0; i < count + count_tls && i < MAX_FDS; i++) {
+        if (i >= count || named_tls(names, i)) {
+            if (*ntls < cap)
+                tls_fds[(*ntls)++] = 3 + (int)i;
+        } else if (k < cap) {
+            fds[k++] = 3 + (int)i;
+        }
+    }
+    /* Responders and successors must not see them (names points into the environment, so the
+     * variables go after it is read). */
     unsetenv("HSC_LISTEN_FDS");
+    unsetenv("HSC_LISTEN_TLS_FDS");
     unsetenv("HSC_HANDOVER_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDNAMES");
-    if (count > (long)cap)
-        count = (long)cap;
-    for (long i = 0; i < count; i++)
-        fds[i] = 3 + (int)i;
-    return (unsigned)count;
+    return k;
 }
 
 void hscd_handover_done(unsigned n, pid_t old)
@@ -91,7 +115,8 @@ void hscd_handover_done(unsigned n, pid_t old)
 static int handover_var(const char *e)
 {
     static const char *const names[] = {
-        "HSC_LISTEN_FDS=", "HSC_HANDOVER_PID=", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES="};
+        "HSC_LISTEN_FDS=", "HSC_LISTEN_TLS_FDS=", "HSC_HANDOVER_PID=",
+        "LISTEN_FDS=",     "LISTEN_PID=",         "LISTEN_FDNAMES="};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strncmp(e, names[i], strlen(names[i])) == 0)
             return 1;
@@ -104,8 +129,10 @@ void hscd_handover(hsc_server_t *srv, void *data)
     if (last_child > 0 && waitpid(last_child, NULL, WNOHANG) == last_child)
         last_child = 0; /* a successor that failed earlier */
     int fds[MAX_FDS];
-    unsigned n = hsc_server_listen_fds(srv, fds, MAX_FDS);
-    if (n == 0 || exe_path[0] == '\0') {
+    unsigned nclear = hsc_server_listen_fds(srv, fds, MAX_FDS);
+    unsigned ntls = nclear > 0 ? hsc_server_listen_tls_fds(srv, fds + nclear, MAX_FDS - nclear) : 0;
+    unsigned n = nclear + ntls; /* the --listen ones, then the --listen-tls ones */
+    if (nclear == 0 || exe_path[0] == '\0') {
         hsc_log_printf(HSC_LOG_ERROR, "SIGUSR2: no socket or executable to hand over");
         return;
     }
@@ -113,11 +140,12 @@ void hscd_handover(hsc_server_t *srv, void *data)
     size_t nenv = 0;
     while (environ[nenv] != NULL)
         nenv++;
-    char **envp = calloc(nenv + 3, sizeof *envp);
+    char **envp = calloc(nenv + 4, sizeof *envp);
     int high[MAX_FDS];
     unsigned nhigh = 0;
-    char count_var[40], pid_var[40];
-    snprintf(count_var, sizeof count_var, "HSC_LISTEN_FDS=%u", n);
+    char count_var[40], tls_var[40], pid_var[40];
+    snprintf(count_var, sizeof count_var, "HSC_LISTEN_FDS=%u", nclear);
+    snprintf(tls_var, sizeof tls_var, "HSC_LISTEN_TLS_FDS=%u", ntls);
     snprintf(pid_var, sizeof pid_var, "HSC_HANDOVER_PID=%ld", (long)getpid());
     if (envp == NULL) {
         hsc_log_printf(HSC_LOG_ERROR, "SIGUSR2: out of memory");
@@ -128,6 +156,8 @@ void hscd_handover(hsc_server_t *srv, void *data)
         if (!handover_var(environ[i]))
             envp[k++] = environ[i];
     envp[k++] = count_var;
+    if (ntls > 0)
+        envp[k++] = tls_var;
     envp[k++] = pid_var;
     /* Copies above 3 + n, so that placing them at 3.. never overwrites one not yet placed. */
     for (; nhigh < n; nhigh++)
@@ -151,7 +181,7 @@ void hscd_handover(hsc_server_t *srv, void *data)
     }
     last_child = pid;
     hsc_log_printf(HSC_LOG_NOTICE,
-                   "SIGUSR2: started pid %ld (%s) with %u listening socket%s; it stops this "
-                   "process once it has them",
-                   (long)pid, exe_path, n, n == 1 ? "" : "s");
+                   "SIGUSR2: started pid %ld (%s) with %u listening socket%s (%u TLS); it stops "
+                   "this process once it has them",
+                   (long)pid, exe_path, n, n == 1 ? "" : "s", ntls);
 }

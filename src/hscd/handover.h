@@ -14,7 +14,8 @@
  * older hscd), as descriptors into `fds`; their number (0: bind as usual). `*handover_pid` gets
  * the older hscd's pid, or 0. Removes the variables from the environment. Call once, first.
  */
-unsigned hscd_inherited_fds(int *fds, unsigned cap, pid_t *handover_pid);
+unsigned hscd_inherited_fds(int *fds, unsigned cap, int *tls_fds, unsigned *ntls,
+                            pid_t *handover_pid);
 
 /** The server exists with the `n` inherited sockets: tells the older hscd (`old`) to drain. */
 void hscd_handover_done(unsigned n, pid_t old);

@@ -72,9 +72,11 @@ int main(int argc, char **argv)
      * waits for the data directory: a reload or hand-over asked meanwhile would leave nobody. */
     signal(SIGHUP, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
-    int inherited[256];
+    int inherited[256], inherited_tls[256];
     pid_t old_pid;
-    unsigned ninherited = hscd_inherited_fds(inherited, 256, &old_pid);
+    unsigned ninherited_tls;
+    unsigned ninherited =
+        hscd_inherited_fds(inherited, 256, inherited_tls, &ninherited_tls, &old_pid);
     hscd_flags_t fl;
     hscd_flags_init(&fl);
     int rc = hscd_flags_load(&fl, argc, argv);
@@ -94,19 +96,22 @@ int main(int argc, char **argv)
     hsc_server_t *srv;
     fl.cfg.listen_fds = inherited;
     fl.cfg.n_listen_fds = ninherited;
+    fl.cfg.listen_tls_fds = inherited_tls;
+    fl.cfg.n_listen_tls_fds = ninherited_tls;
     /* A hand-over with a journal: the data directory is the predecessor's until its drain ends,
      * so it is told to drain first and this process waits for the directory (its sockets keep
      * queueing connections meanwhile; docs/operations.md). */
     bool drained_first = false;
     if (ninherited > 0 && old_pid > 0 && fl.cfg.data_dir != NULL) {
         fl.cfg.data_dir_wait_ms = fl.cfg.drain_timeout_ms + 5000;
-        hscd_handover_done(ninherited, old_pid);
+        hscd_handover_done(ninherited + ninherited_tls, old_pid);
         drained_first = true;
     }
     rc = hsc_server_new(&fl.cfg, &srv);
-    if (rc != 0 && ninherited > 0) {
-        fprintf(stderr, "hscd: cannot use the %u inherited listening socket%s: %s\n", ninherited,
-                ninherited == 1 ? "" : "s", hsc_strerror(rc));
+    if (rc != 0 && ninherited + ninherited_tls > 0) {
+        fprintf(stderr, "hscd: cannot use the %u inherited listening socket%s: %s\n",
+                ninherited + ninherited_tls, ninherited + ninherited_tls == 1 ? "" : "s",
+                hsc_strerror(rc));
         hscd_flags_dispose(&fl);
         return 1;
     }
@@ -134,7 +139,7 @@ int main(int argc, char **argv)
     hsc_server_on_sighup(srv, on_sighup, &args);
     hsc_server_on_sigusr2(srv, hscd_handover, argv);
     if (ninherited > 0 && !drained_first)
-        hscd_handover_done(ninherited, old_pid);
+        hscd_handover_done(ninherited + ninherited_tls, old_pid);
     rc = hsc_server_run(srv);
     hsc_server_free(srv);
     hscd_flags_dispose(&fl);

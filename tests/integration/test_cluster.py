@@ -21,7 +21,13 @@ Proves that:
   leaves a channel's pub/sub after its last subscriber is gone;
 - Redis killed: publishes answer 503 with Retry-After, subscribers stay connected; Redis back
   (empty: a new epoch): publishes succeed again and the connected subscriber gets one hsc.gap
-  (reason epoch, no id) and then the new events, with ids still increasing;
+  (reason epoch, no id) and then the new events, with ids still increasing; also when the
+  node that publishes first after it saw lower SEQs than the subscribers' node (the new epoch's
+  SEQs start below their cut): one hsc.gap, then every new event once, ids increasing as
+  (EPOCH, SEQ) pairs, and resumes on either node are exact; the same when the subscribers'
+  node learns of the new epoch from its catch-up read (it was away meanwhile); a node tells
+  every channel's subscribers at once, and one who joins after that gets no hsc.gap; a node's floor
+  follows the sequence through its pings, so one that never saw the channel numbers above it;
 - Redis frozen (SIGSTOP): a publish answers 503 within a bounded time instead of hanging; after
   SIGCONT everything recovers by itself, and every event acknowledged before reached subscribers;
 - the nodes' pub/sub connections killed (CLIENT KILL TYPE pubsub): the subscribers are caught up
@@ -509,6 +515,213 @@ class RedisFailure(ClusterTestCase):
         self.assertEqual(seqs, sorted(set(seqs)))  # strictly increasing, no duplicate
         s.close()
 
+    def test_new_epoch_below_a_nodes_cut_is_announced_then_delivered(self):
+        """Redis restarted empty and a node with a low floor publishes first: the new epoch's
+        SEQs start below what the other node's subscribers saw. They get one hsc.gap (epoch),
+        then every new event once; ids still increase as (EPOCH, SEQ) pairs; resumes on either
+        node with an old or a new id are exact."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        # Node B's subscribers see SEQs up to 30 on a channel node A never saw. A's floor (the
+        # highest SEQ it saw; its pings read the sequence every second) stays at 0: A is
+        # stopped from before these publishes until Redis lost them, as a node cut off from
+        # Redis (or one whose last ping came before a burst) would be.
+        early = Sub(b, ["hi"])
+        early.head()
+        os.kill(a.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: a.proc.poll() is None and os.kill(a.proc.pid, signal.SIGCONT))
+        pub = Publisher(b)
+        old = [pub.publish("hi", "old %d" % i)["id"] for i in range(30)]
+        pub.close()
+        early.wait(lambda: len(early.messages()) >= 30, what="the old events")
+        late = Sub(b, ["hi"])  # registered with its cut at the old epoch's top
+        late.head()
+        self.redis.kill()
+        deadline = time.monotonic() + 5 * SLOW
+        while request(b, "GET", "/healthz").status != 503:
+            self.assertLess(time.monotonic(), deadline, "node B did not see Redis go")
+            time.sleep(0.05)
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        for n in (a, b):
+            self.wait_ready(n)
+
+        def publish_on_a(label, count):
+            pa = Publisher(a)
+            got, deadline = [], time.monotonic() + 10 * SLOW
+            while len(got) < count:
+                r = pa.post("/v1/events?channel=hi", b"%s %d" % (label.encode(), len(got)))
+                if r.status == 200:
+                    got.append(json.loads(r.body.decode())["id"])
+                else:
+                    self.assertLess(time.monotonic(), deadline, "publishing failed: %r" % (r,))
+                    time.sleep(0.05)
+            pa.close()
+            return got
+
+        new = publish_on_a("new", 5)
+        self.assertNotEqual(split_id(new[0])[0], split_id(old[0])[0])  # a new epoch
+        self.assertLess(seq_of(new[-1]), seq_of(old[-1]))  # ... numbered below B's cut
+
+        def pairs(ids):
+            return [(int(split_id(i)[0], 36), seq_of(i)) for i in ids]
+
+        def check(s, want, what):
+            s.wait(lambda: want[-1] in ids_of(s.events), timeout=15, what=what)
+            s.listen(0.3)  # nothing twice after it
+            got = ids_of(s.events)
+            self.assertEqual(got, want, what)
+            self.assertEqual(pairs(got), sorted(set(pairs(got))), what)
+            gaps = [i for i, e in enumerate(s.events) if e.type == "hsc.gap"]
+            self.assertEqual(len(gaps), 1, "%s: %r" % (what, s.events))
+            gap = json.loads(s.events[gaps[0]].data)
+            self.assertEqual(gap["reason"], "epoch", what)
+            self.assertEqual(gap["epoch"], split_id(new[0])[0], what)
+            self.assertIsNone(s.events[gaps[0]].id or None)
+            first_new = [i for i, e in enumerate(s.events) if e.id == new[0]][0]
+            self.assertLess(gaps[0], first_new, what)  # told before the new epoch's events
+            return s
+
+        check(early, old + new, "the early subscriber on B")
+        check(late, new, "the subscriber on B whose cut is above the new SEQs")
+        # Resumes with the last old id, on A (never saw the channel) and on B (saw SEQ 30), and
+        # with a new id on B: the gap for the old id, then the rest.
+        resumed = [Sub(n, ["hi"], last_event_id=old[-1]) for n in (a, b)]
+        for s in resumed:
+            s.wait(lambda s=s: new[-1] in ids_of(s.events), timeout=15, what="the replay")
+        mid = Sub(b, ["hi"], last_event_id=new[1])
+        mid.wait(lambda: new[-1] in ids_of(mid.events), timeout=15, what="the replay")
+        # Live events numbered below B's old cut reach every one of them, once.
+        more = publish_on_a("more", 5)
+        self.assertLess(seq_of(more[-1]), seq_of(old[-1]))
+        check(early, old + new + more, "the early subscriber on B")
+        check(late, new + more, "the late subscriber on B")
+        check(resumed[0], new + more, "a resume on A with an old id")
+        check(resumed[1], new + more, "a resume on B with an old id")
+        mid.wait(lambda: more[-1] in ids_of(mid.events), timeout=15, what="the new events")
+        mid.listen(0.3)
+        self.assertEqual(ids_of(mid.events), new[2:] + more)
+        self.assertFalse([e for e in mid.events if e.type == "hsc.gap"])
+        for s in [early, late, mid] + resumed:
+            s.close()
+
+    def test_new_epoch_seen_first_in_a_catch_up_read(self):
+        """Node B is away while Redis restarts empty and node A (low floor) publishes: B learns
+        of the new epoch from its catch-up read, made after its old-epoch SEQ 30; that read is
+        made again from the new chain's start, so B's subscriber gets the gap and every event."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["cu"])
+        s.head()
+        stopped = []
+
+        def stop(n):
+            os.kill(n.proc.pid, signal.SIGSTOP)
+            stopped.append(n)
+
+        self.addCleanup(lambda: [os.kill(n.proc.pid, signal.SIGCONT) for n in stopped
+                                 if n.proc.poll() is None])
+        stop(a)  # its floor stays at 0 (see the test above)
+        pub = Publisher(b)
+        old = [pub.publish("cu", "old %d" % i)["id"] for i in range(30)]
+        pub.close()
+        s.wait(lambda: len(s.messages()) >= 30, what="the old events")
+        stop(b)
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        os.kill(a.proc.pid, signal.SIGCONT)
+        self.wait_ready(a)
+        pa = Publisher(a)
+        new = []
+        deadline = time.monotonic() + 10 * SLOW
+        while len(new) < 5:
+            r = pa.post("/v1/events?channel=cu", b"new %d" % len(new))
+            if r.status == 200:
+                new.append(json.loads(r.body.decode())["id"])
+            else:
+                self.assertLess(time.monotonic(), deadline, "publishing failed: %r" % (r,))
+                time.sleep(0.05)
+        pa.close()
+        self.assertLess(seq_of(new[-1]), seq_of(old[-1]))
+        os.kill(b.proc.pid, signal.SIGCONT)  # no notice of these reaches it: it catches up
+        s.wait(lambda: new[-1] in ids_of(s.events), timeout=15, what="the catch-up")
+        s.listen(0.3)
+        self.assertEqual(ids_of(s.events), old + new)
+        gaps = [i for i, e in enumerate(s.events) if e.type == "hsc.gap"]
+        self.assertEqual(len(gaps), 1, s.events)
+        self.assertEqual(json.loads(s.events[gaps[0]].data)["reason"], "epoch")
+        self.assertEqual(s.events[gaps[0] + 1].id, new[0])
+        s.close()
+
+    def test_new_epoch_told_at_once_and_only_to_subscribers_from_before(self):
+        """A node sees the new epoch on one channel: the subscribers of its other channels are
+        told at once; one who joins after that gets no hsc.gap, and nobody misses an event."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        sx, sy = Sub(b, ["x"]), Sub(b, ["y"])
+        for s in (sx, sy):
+            s.head()
+        pub = Publisher(a)
+        old = [pub.publish("x", "old %d" % i)["id"] for i in range(3)]
+        pub.close()
+        sx.wait(lambda: len(sx.messages()) >= 3, what="the old events")
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        for n in (a, b):
+            self.wait_ready(n)
+        y1 = self.wait_publish_ok(a, "y")["id"]
+        sy.wait(lambda: y1 in ids_of(sy.events), timeout=15, what="the new epoch on y")
+        sx.wait(lambda: any(e.type == "hsc.gap" for e in sx.events), timeout=15,
+                what="the gap on x, before any event of x in the new epoch")
+        joined = Sub(b, ["x"])
+        joined.head()
+        pub = Publisher(a)
+        new = [pub.publish("x", "new %d" % i)["id"] for i in range(3)]
+        pub.close()
+        for s, want in ((sx, old + new), (joined, new)):
+            s.wait(lambda s=s: new[-1] in ids_of(s.events), timeout=15, what="the new events")
+            s.listen(0.3)
+            self.assertEqual(ids_of(s.events), want)
+        self.assertEqual([e.type for e in sx.events].count("hsc.gap"), 1, sx.events)
+        self.assertFalse([e for e in joined.events if e.type == "hsc.gap"], joined.events)
+        for s in (sx, sy, joined):
+            s.close()
+
+    def test_floor_follows_other_nodes_through_pings(self):
+        """A node that never saw a channel still learns the sequence (its pings read it): after
+        Redis restarted empty, its first publish is numbered above what the other node's
+        subscribers saw, so ids increase as plain SEQs too, after the one hsc.gap."""
+        a, b = self.node(), self.node()
+        for n in (a, b):
+            self.wait_ready(n)
+        s = Sub(b, ["fl"])
+        s.head()
+        pub = Publisher(b)
+        old = [pub.publish("fl", "old %d" % i)["id"] for i in range(30)]
+        pub.close()
+        s.wait(lambda: len(s.messages()) >= 30, what="the old events")
+        time.sleep(2.5)  # two pings of node A's at least
+        self.redis.kill()
+        self.redis = Redis(self.redis.port)
+        self.redis.start()
+        self.addCleanup(self.redis.stop)
+        ans = self.wait_publish_ok(a, "fl")
+        self.assertNotEqual(split_id(ans["id"])[0], split_id(old[0])[0])
+        self.assertGreater(seq_of(ans["id"]), seq_of(old[-1]))
+        s.wait(lambda: ans["id"] in ids_of(s.events), timeout=15, what="the new event")
+        self.assertEqual(ids_of(s.events), old + [ans["id"]])
+        self.assertEqual([e.type for e in s.events].count("hsc.gap"), 1, s.events)
+        s.close()
+
     def test_redis_frozen_answers_503_then_recovers(self):
         a, b = self.node(), self.node()
         for n in (a, b):
@@ -665,6 +878,108 @@ class Chaos(ClusterTestCase):
             self.assertFalse([e for e in s.events if e.type == "hsc.gap"])
             missing = sorted(set(oracle.acked) - set(got))
             self.assertEqual(missing, [], "acknowledged but never received")
+            s.close()
+
+
+def pair(event_id):
+    """(epoch, seq) of an id, compared as the ids' order: the epoch is a start time in base 36
+    (docs/api.md), so a later epoch is a larger number."""
+    epoch, seq = split_id(event_id)
+    return int(epoch, 36), seq
+
+
+def check_announced(test, sub, acked):
+    """The chaos oracle for a Redis that may lose what it held: the ids a subscriber received
+    strictly increase as (epoch, seq) pairs with no duplicate, every change of epoch between two
+    of them comes after an hsc.gap, and every acknowledged id it did not receive lies inside an
+    announced gap (an hsc.gap between the received events around it)."""
+    stream = []  # ("e", (epoch, seq)) or ("gap", reason), in the order received
+    for e in sub.events:
+        if e.type == "hsc.gap":
+            stream.append(("gap", json.loads(e.data).get("reason")))
+        elif not e.type.startswith("hsc."):
+            stream.append(("e", pair(e.id)))
+    got = [p for k, p in stream if k == "e"]
+    test.assertEqual(got, sorted(set(got)), "ids not strictly increasing (or duplicated)")
+    gaps_before = []  # for each received event: hsc.gap notices received before it
+    n = 0
+    for k, p in stream:
+        if k == "gap":
+            n += 1
+        else:
+            gaps_before.append(n)
+    for i in range(1, len(got)):
+        if got[i][0] != got[i - 1][0]:
+            test.assertGreater(gaps_before[i], gaps_before[i - 1],
+                               "a new epoch at %r without an hsc.gap" % (got[i],))
+    received = set(got)
+    import bisect
+    for m in sorted(pair(a) for a in acked):
+        if m in received:
+            continue
+        j = bisect.bisect_left(got, m)
+        test.assertTrue(0 < j < len(got), "acknowledged %r outside what was received" % (m,))
+        test.assertGreater(gaps_before[j], gaps_before[j - 1],
+                           "acknowledged %r lost without an announced gap" % (m,))
+    return sum(1 for k, _ in stream if k == "gap")
+
+
+class ChaosWithoutPersistence(ClusterTestCase):
+    """The issue's chaos with a Redis that keeps nothing: killed with SIGKILL and started again
+    empty (twice), frozen, its pub/sub connections killed, its scripts flushed, while an oracle
+    publisher runs: gaps are allowed, but announced (check_announced)."""
+
+    def test_losses_are_announced_never_silent(self):
+        a, b, c = self.node(), self.node(), self.node()
+        for n in (a, b, c):
+            self.wait_ready(n)
+        subs = [Sub(n, ["chaos"]) for n in (a, b, c)]
+        for s in subs:
+            s.head()
+        oracle = Oracle(a, "chaos")
+        oracle.thread.start()
+
+        def progress(n=20):
+            goal = len(oracle.acked) + n
+            deadline = time.monotonic() + 20 * SLOW
+            while len(oracle.acked) < goal:
+                self.assertLess(time.monotonic(), deadline, "publishing stalled")
+                self.assertIsNone(oracle.error)
+                for s in subs:
+                    s.listen(0.02)
+
+        def restart_empty():
+            self.redis.kill()
+            for s in subs:
+                self.assertTrue(s.listen(0.5))
+            self.redis = Redis(self.redis.port).start()  # a fresh directory: nothing to load
+            self.addCleanup(self.redis.stop)
+
+        progress()
+        restart_empty()
+        progress()
+        self.redis.command(b"CLIENT", b"KILL", b"TYPE", b"pubsub")
+        progress()
+        self.redis.signal(signal.SIGSTOP)
+        for s in subs:
+            self.assertTrue(s.listen(1.5))
+        self.redis.signal(signal.SIGCONT)
+        progress()
+        restart_empty()
+        progress()
+        self.redis.command(b"SCRIPT", b"FLUSH")
+        progress()
+        oracle.halt.set()
+        oracle.thread.join(30 * SLOW)
+        self.assertIsNone(oracle.error)
+        self.assertGreater(oracle.refused, 0)
+        epochs = {split_id(i)[0] for i in oracle.acked}
+        self.assertGreaterEqual(len(epochs), 3, "Redis's losses made no new epoch")
+        last = oracle.acked[-1]
+        for s in subs:
+            s.wait(lambda s=s: last in ids_of(s.events), timeout=20, what="the last event")
+            gaps = check_announced(self, s, oracle.acked)
+            self.assertGreaterEqual(gaps, 2, "two losses of Redis, fewer gap notices")
             s.close()
 
 

@@ -12,10 +12,15 @@ Proves that:
   publish received by every subscriber exactly once and in order, no hsc.gap;
 - a SIGHUP or SIGUSR2 reaching the successor while it waits for the journal's directory does not
   end it (their default action): it serves once the old one has drained;
+- with --listen-tls beside --listen, both kinds of socket are handed over (HSC_LISTEN_TLS_FDS):
+  a client loop over HTTPS (a handshake per request) and one over cleartext see no refused
+  connection and no failed request through two hand-overs, and afterwards the TLS port still
+  speaks TLS only and the cleartext port cleartext;
 - a successor that cannot start (its configuration file became bad) exits, and the old process
   keeps serving;
 - systemd socket activation (LISTEN_FDS, LISTEN_PID): hscd serves on the socket it is given,
-  and a socket held across a restart queues connections instead of refusing them.
+  and a socket held across a restart queues connections instead of refusing them; a socket
+  named "tls" in LISTEN_FDNAMES is served as the --listen-tls one, the other stays cleartext.
 """
 
 import http.client
@@ -25,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -238,6 +244,25 @@ class Subscriber(threading.Thread):
         self.join(60 * SLOW)
 
 
+class TlsLoad(Load):
+    """Like Load over TLS: Python's ssl + http.client, a new connection (and handshake) each."""
+
+    def __init__(self, port, ctx, threads=4):
+        self.ctx = ctx
+        super().__init__(port, threads)
+
+    def one(self):
+        conn = http.client.HTTPSConnection(HOST, self.port, context=self.ctx, timeout=20 * SLOW)
+        try:
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            body = r.read()
+        finally:
+            conn.close()
+        if r.status != 200 or body != b"ok\n":
+            raise AssertionError("bad answer %d %r" % (r.status, body[:200]))
+
+
 class HandOver(ServerTestCase):
     def wait_log(self, srv, needle, n):
         self.assertTrue(wait_for(lambda: srv.log().count(needle) >= n, 30 * SLOW),
@@ -277,6 +302,51 @@ class HandOver(ServerTestCase):
         self.assertEqual(quick.failures, [])
         self.assertEqual(streams.failures, [])
         self.assertGreater(streams.ok, 0)
+        os.kill(pid, signal.SIGTERM)  # the last successor, started by our SIGUSR2
+        self.wait_log(srv, "notice: stopped", 3)
+
+    def test_two_hand_overs_with_listen_tls(self):
+        from test_tls import Pki, client_ctx, tls_port
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        cert, key = pki.issue("srv")
+        ctx = client_ctx(pki)
+        srv = self.start("--threads", "2", "--tls-cert", cert, "--tls-key", key,
+                         "--listen-tls", "%s:0" % HOST)
+        self.addCleanup(self.stop_successors, srv)
+        port_tls = tls_port(srv)
+        clear = Load(srv.port, threads=3)
+        tls = TlsLoad(port_tls, ctx, threads=3)
+        try:
+            pid = srv.proc.pid
+            for n in (1, 2):
+                before, before_tls = clear.count(), tls.count()
+                self.assertTrue(wait_for(lambda: clear.count() > before + 50 and
+                                         tls.count() > before_tls + 20, 30 * SLOW))
+                os.kill(pid, signal.SIGUSR2)
+                # Both workers' --listen and --listen-tls sockets: none bound again.
+                self.wait_log(srv, "with 4 listening sockets (2 TLS)", n)
+                self.wait_log(srv, "took over 4 sockets", n)
+                pid = int(re.findall(r"hand-over: pid (\d+) took over", srv.log())[-1])
+                self.wait_log(srv, "notice: stopped", n)  # the old one drained and exited
+            self.assertEqual(srv.proc.wait(30 * SLOW), 0)  # the first hscd, long gone
+            before, before_tls = clear.count(), tls.count()
+            self.assertTrue(wait_for(lambda: clear.count() > before + 50 and
+                                     tls.count() > before_tls + 20, 30 * SLOW))
+        finally:
+            clear.stop()
+            tls.stop()
+        self.assertEqual(clear.failures, [])
+        self.assertEqual(tls.failures, [])
+        # The last successor: the TLS port still speaks only TLS, the cleartext one cleartext.
+        with socket.create_connection((HOST, port_tls), timeout=10 * SLOW) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 400"))
+        with socket.create_connection((HOST, srv.port), timeout=10 * SLOW) as raw:
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                ctx.wrap_socket(raw, server_hostname="localhost")
+        self.assertEqual(len(re.findall(r"listening on https://[^ ]*:%d \(TLS\)" % port_tls,
+                                        srv.log())), 3)
         os.kill(pid, signal.SIGTERM)  # the last successor, started by our SIGUSR2
         self.wait_log(srv, "notice: stopped", 3)
 
@@ -425,6 +495,51 @@ class SocketActivation(ServerTestCase):
                 self.assertEqual(p.wait(30 * SLOW), 0, logged())
         self.assertEqual(load.failures, [])
         self.assertNotIn("ERROR: AddressSanitizer", logged())
+
+    def test_a_socket_named_tls_is_the_listen_tls_one(self):
+        from test_tls import Pki, client_ctx, https
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        cert, key = pki.issue("srv")
+        socks = []
+        for _ in range(2):
+            s = socket.socket()
+            self.addCleanup(s.close)
+            s.bind((HOST, 0))
+            s.listen(128)
+            socks.append(s)
+        port, port_tls = (s.getsockname()[1] for s in socks)
+        log = tempfile.TemporaryFile()
+        self.addCleanup(log.close)
+        fds = [s.fileno() for s in socks]
+
+        def place():
+            hi = [os.dup(fd) for fd in fds]  # above 4: placing one never overwrites the other
+            for i, fd in enumerate(hi):
+                os.dup2(fd, 3 + i)
+        # systemd's order is the .socket file's; FileDescriptorName=tls marks the TLS one.
+        cmd = 'LISTEN_FDS=2 LISTEN_FDNAMES=tls:web LISTEN_PID=$$ exec "$0" "$@"'
+        p = subprocess.Popen(["/bin/sh", "-c", cmd, binary(), "--threads", "2", "--data-dir",
+                              "none", "--tls-cert", cert, "--tls-key", key, "--listen-tls",
+                              "%s:1" % HOST],  # the address is the socket's, not this one
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(3, 4),
+                             preexec_fn=place)
+        port, port_tls = port_tls, port  # descriptor 3 (the first socket) is the TLS one
+
+        def logged():
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+        try:
+            self.assertTrue(wait_for(lambda: "listening on https://%s:%d (TLS)" % (HOST, port_tls)
+                                     in logged(), 30 * SLOW), logged())
+            self.assertIn("listening on http://%s:%d" % (HOST, port), logged())
+            self.assertEqual(https(port_tls, client_ctx(pki), "GET", "/healthz"), (200, b"ok\n"))
+            with RawConn(port) as c:
+                c.request("GET", "/healthz")
+                self.assertEqual(c.read_response().body, b"ok\n")
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(30 * SLOW), 0, logged())
 
 
 if __name__ == "__main__":

@@ -25,8 +25,13 @@ Proves that:
 - SIGHUP with a new certificate: an SSE stream opened before it continues and receives events
   published after it, a new connection gets the new certificate (and the expiry gauge follows);
   a SIGHUP with a mismatched key is refused and the old certificate stays;
-- headless Chromium loads the demo page over HTTPS (the test CA trusted by its SPKI hash), goes
-  live, sends a message it receives back, and completes an answer.
+- headless Chromium loads the demo page over HTTPS (the test CA trusted by its SPKI hash) in two
+  pages over HTTP/2 (nextHopProtocol "h2"), both go live, a message sent from one reaches both,
+  and an answer completes;
+- over HTTPS (HTTP/2 by ALPN) ten EventSources on one page, each on its own channel, all open and
+  each receives what is published to its channel, and a fetch() to the origin answers meanwhile:
+  hscd saw one HTTP/2 connection (and one TCP connection is established to its port) carrying
+  them all, where HTTP/1.1 stalls the seventh (test_browser.py).
 """
 
 import base64
@@ -549,30 +554,113 @@ class Certificates(TlsCase):
         self.assertTrue(wait_for(lambda: reader.has("data: still"), 10 * SLOW), reader.lines)
 
 
-class Browser(TlsCase):
+def established_to(port):
+    """Established TCP connections to 127.0.0.1:port seen from the client side (/proc/net/tcp):
+    the connections Chromium holds to hscd."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            rem, state = fields[2], fields[3]
+            if state == "01" and rem == "0100007F:%04X" % port:
+                n += 1
+    return n
 
-    def test_chromium_demo_page_over_https(self):
-        from test_browser import LIVE, MESSAGES, SENT, Browser as Chromium
-        srv = self.start_tls("--max-gen-len", "3", "--interval", "50ms")
+
+class Browser(TlsCase):
+    """Headless Chromium over HTTPS, where ALPN gives it HTTP/2."""
+
+    def chromium(self):
+        from test_browser import Browser as Chromium
         spki = self.pki.spki_hash(self.cert)
         b = Chromium(chromium_args=["--ignore-certificate-errors-spki-list=" + spki])
-        self.addCleanup(lambda: self.assertEqual(b.close(), []))
-        url = "https://127.0.0.1:%d/?room=tls&name=alice" % srv.port
-        self.assertEqual(b.open("a", url), 200)
-        b.wait("a", LIVE, timeout=10, what="the page never went live over HTTPS")
-        self.assertEqual(b.eval("a", "() => location.protocol"), "https:")
+        self.addCleanup(lambda: self.assertEqual(b.close(), [], "browser processes left"))
+        return b
+
+    def test_chromium_demo_page_over_https(self):
+        from test_browser import LIVE, MESSAGES, SENT
+        srv = self.start_tls("--max-gen-len", "3", "--interval", "50ms")
+        b = self.chromium()
+        for page, name in (("a", "alice"), ("b", "bob")):
+            url = "https://127.0.0.1:%d/?room=tls&name=%s" % (srv.port, name)
+            self.assertEqual(b.open(page, url), 200)
+            b.wait(page, LIVE, timeout=10, what="%s's page never went live over HTTPS" % name)
+            self.assertEqual(b.eval(page, "() => location.protocol"), "https:")
+            self.assertEqual(b.eval(page, "() => performance.getEntriesByType('navigation')[0]"
+                                          ".nextHopProtocol"), "h2")
         b.fill("a", "#text", "over TLS")
         b.click("a", "#send")
         self.assertEqual(b.wait("a", SENT, timeout=10, what="the message was not sent"),
                          {"error": ""})
-        b.wait("a", "() => document.querySelectorAll('#messages li.msg').length >= 1",
-               timeout=10, what="the message did not come back")
-        self.assertEqual([m["text"] for m in b.eval("a", MESSAGES)], ["over TLS"])
-        b.click("a", "#go")
-        b.wait("a", "() => document.getElementById('state').textContent === 'complete'",
+        for page in ("a", "b"):  # alice's own page and bob's both show it
+            b.wait(page, "() => document.querySelectorAll('#messages li.msg').length >= 1",
+                   timeout=10, what="the message did not reach page %s" % page)
+            self.assertEqual([m["text"] for m in b.eval(page, MESSAGES)], ["over TLS"])
+        b.click("b", "#go")
+        b.wait("b", "() => document.getElementById('state').textContent === 'complete'",
                timeout=10, what="the answer did not complete")
         self.assertEqual(b.page_errors(), [])
-        self.assertGreaterEqual(tls_metrics(srv.port, self.ctx)["hsc_tls_handshakes_total"], 1)
+        m = tls_metrics(srv.port, self.ctx)
+        self.assertGreaterEqual(m["hsc_tls_handshakes_total"], 1)
+        self.assertGreaterEqual(m["hsc_h2_connections_total"], 1)
+
+    def test_ten_event_sources_on_one_http2_connection(self):
+        # Over HTTP/1.1 the seventh EventSource of a page stalls (six connections per origin):
+        # test_browser.py Connection.test_more_than_six_event_sources_and_one_for_seven_channels.
+        # Over HTTPS Chromium speaks HTTP/2: every EventSource is a stream of one connection.
+        srv = self.start_tls()
+        b = self.chromium()
+        self.assertEqual(b.open("p", "https://127.0.0.1:%d/healthz" % srv.port), 200)
+        chans = ["c%d" % i for i in range(1, 11)]
+        b.eval("p", """(chans) => {
+          window.__es = []; window.__got = {};
+          for (const ch of chans) {
+            const es = new EventSource('/v1/events?channel=' + ch);
+            window.__got[ch] = [];
+            es.onmessage = (e) => window.__got[ch].push(e.data);
+            es.onerror = () => window.__got[ch].push('error:' + es.readyState);
+            window.__es.push(es);
+          }
+          return true;
+        }""", chans)
+        states = "() => window.__es.map((es) => es.readyState)"
+        b.wait("p", "() => (%s)().every((s) => s === 1)" % states, timeout=10,
+               what="ten EventSources did not all open: %r" % b.eval("p", states))
+        self.assertTrue(wait_for(lambda: tls_metrics(srv.port, self.ctx)["hsc_subscribers"] == 10,
+                                 10 * SLOW), "hscd does not count ten subscribers")
+        # A fetch() to the origin answers while the ten are open (over HTTP/1.1 it would wait).
+        fetched = b.eval("p", """async () => {
+          const ac = new AbortController();
+          const timer = setTimeout(() => ac.abort(), 5000);
+          try {
+            const r = await fetch('/healthz', {signal: ac.signal, cache: 'no-store'});
+            return [r.status, await r.text()];
+          } catch (e) { return e.name; } finally { clearTimeout(timer); }
+        }""")
+        self.assertEqual(fetched, [200, "ok\n"])
+        protos = b.eval("p", """() => [performance.getEntriesByType('navigation')[0]
+          .nextHopProtocol].concat(performance.getEntriesByType('resource')
+          .map((e) => e.nextHopProtocol))""")
+        self.assertGreaterEqual(len(protos), 2, protos)  # the page and at least the fetch
+        self.assertEqual(set(protos), {"h2"})
+        for ch in chans:
+            status, body = https(srv.port, self.ctx, "POST", "/v1/events?channel=" + ch,
+                                 body=("to-" + ch).encode())
+            self.assertEqual(status, 200, body)
+            self.assertEqual(json.loads(body)["subscribers"], 1, ch)
+        b.wait("p", "() => Object.values(window.__got).every((g) => g.length > 0)", timeout=10,
+               what="not every EventSource got its event: %r" % b.eval("p", "() => window.__got"))
+        self.assertEqual(b.eval("p", "() => window.__got"), {ch: ["to-" + ch] for ch in chans})
+        # One connection from the browser: one HTTP/2 connection ever (our Python clients speak
+        # HTTP/1.1) and one established TCP connection to the port, carrying >= 12 streams (the
+        # page, ten EventSources, the fetch).
+        m = tls_metrics(srv.port, self.ctx)
+        self.assertEqual(m["hsc_h2_connections_total"], 1)
+        self.assertGreaterEqual(m["hsc_h2_streams_total"], 12)
+        self.assertEqual(m["hsc_subscribers"], 10)
+        self.assertTrue(wait_for(lambda: established_to(srv.port) == 1, 5 * SLOW),
+                        "%d connections to the port" % established_to(srv.port))
+        self.assertEqual(b.page_errors(), [])
 
 
 if __name__ == "__main__":

@@ -231,12 +231,9 @@ static void conn_next(hsc_conn_t *c)
         hsc_conn_start_reading(c);
 }
 
-void hsc_conn_access_log(hsc_conn_t *c, bool complete)
+void hsc_conn_log_access(const hsc_conn_t *c, const hsc_req_t *r, const hsc_res_t *res,
+                         uint64_t bytes, uint64_t start, bool complete)
 {
-    if (!c->access_open)
-        return;
-    c->access_open = false;
-    hsc_req_t *r = &c->req;
     char shown[256] = "";
     if (r->target != NULL)
         hsc_req_log_target(r->target, r->target_len, shown, sizeof shown);
@@ -245,12 +242,20 @@ void hsc_conn_access_log(hsc_conn_t *c, bool complete)
         .peer = c->peer,
         .method = r->method_name != NULL ? r->method_name : "",
         .path = shown,
-        .status = c->res.started ? c->res.status : 0,
-        .bytes = c->access_bytes,
-        .duration_ms = (double)(uv_hrtime() - c->access_start) / 1e6,
+        .status = res->started ? res->status : 0,
+        .bytes = bytes,
+        .duration_ms = (double)(uv_hrtime() - start) / 1e6,
         .complete = complete,
     };
     hsc_log_access(&a);
+}
+
+void hsc_conn_access_log(hsc_conn_t *c, bool complete)
+{
+    if (!c->access_open)
+        return;
+    c->access_open = false;
+    hsc_conn_log_access(c, &c->req, &c->res, c->access_bytes, c->access_start, complete);
 }
 
 void hsc_conn_response_done(hsc_conn_t *c, bool reset)

@@ -87,6 +87,12 @@ struct hsc_conn_s {
 
 /** Writes the access log line of the current response if one is open (conn.c). */
 void hsc_conn_access_log(hsc_conn_t *c, bool complete);
+/** Writes one access log line for request `r` answered by `res` (an HTTP/1.1 response or an
+ * HTTP/2 stream's): `bytes` sent since `start` (uv_hrtime). */
+void hsc_conn_log_access(const hsc_conn_t *c, const hsc_req_t *r, const hsc_res_t *res,
+                         uint64_t bytes, uint64_t start, bool complete);
+/** The Date header's value, formatted at most once a second per thread (res.c). */
+const char *hsc_http_date(void);
 
 /** Called by the writer when a response is complete: next request, or close. */
 void hsc_conn_response_done(hsc_conn_t *c, bool reset);

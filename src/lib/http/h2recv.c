@@ -407,21 +407,7 @@ static void access_log(hsc_h2_stream_t *st, bool complete)
     hsc_conn_t *c = st->conn;
     if (!c->h->cfg->access_log || !st->dispatched)
         return;
-    hsc_req_t *r = &st->req;
-    char shown[256] = "";
-    if (r->target != NULL)
-        hsc_req_log_target(r->target, r->target_len, shown, sizeof shown);
-    hsc_access_t a = {
-        .id = r->id,
-        .peer = c->peer,
-        .method = r->method_name != NULL ? r->method_name : "",
-        .path = shown,
-        .status = st->res.started ? st->res.status : 0,
-        .bytes = st->access_bytes,
-        .duration_ms = (double)(uv_hrtime() - st->access_start) / 1e6,
-        .complete = complete,
-    };
-    hsc_log_access(&a);
+    hsc_conn_log_access(c, &st->req, &st->res, st->access_bytes, st->access_start, complete);
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void *user)

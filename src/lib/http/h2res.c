@@ -32,20 +32,6 @@
 
 #define H2_MAX_FIELDS 48
 
-static const char *h2_date(void)
-{
-    static _Thread_local time_t last;
-    static _Thread_local char buf[40];
-    time_t now = time(NULL);
-    if (now != last) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        last = now;
-    }
-    return buf;
-}
-
 typedef struct fields_s {
     nghttp2_nv nv[H2_MAX_FIELDS];
     size_t n;
@@ -218,7 +204,7 @@ int hsc_h2_res_start(hsc_res_t *res, int status, const char *content_type, const
     snprintf(status_s, sizeof status_s, "%d", status);
     field(f, ":status", 7, status_s, strlen(status_s));
     field(f, "server", 6, "hsc/" HSC_VERSION_STRING, strlen("hsc/" HSC_VERSION_STRING));
-    const char *date = h2_date();
+    const char *date = hsc_http_date();
     field(f, "date", 4, date, strlen(date));
     if (content_type != NULL)
         field(f, "content-type", 12, content_type, strlen(content_type));

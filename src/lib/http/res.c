@@ -77,8 +77,7 @@ const char *hsc_status_reason(int status)
     }
 }
 
-/* The Date header's value, formatted at most once a second per thread. */
-static const char *http_date(void)
+const char *hsc_http_date(void)
 {
     static _Thread_local time_t last;
     static _Thread_local char buf[40];
@@ -124,7 +123,7 @@ static size_t format_head(hsc_res_t *res, char *out, size_t cap, int status,
                      "Date: %s\r\n"
                      "%s%s%s"
                      "%s%s%s%s\r\n",
-                     status, hsc_status_reason(status), http_date(),
+                     status, hsc_status_reason(status), hsc_http_date(),
                      content_type ? "Content-Type: " : "", content_type ? content_type : "",
                      content_type ? "\r\n" : "", extra ? extra : "", owner_hdrs, length, conn_hdr);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;

@@ -12,7 +12,9 @@
  * the event with the channel's previous SEQ, PUBLISH the notice "EPOCH SEQ PREV TYPE\nDATA". The
  * publisher is answered once Redis answered; nothing is acknowledged from a local buffer. When
  * Redis lost "hsc:epoch" (a restart without persistence) the script draws a new epoch and starts
- * the sequence above the highest one this node saw, so ids keep increasing for live subscribers.
+ * the sequence above the highest one this node saw (its floor: what it fanned out, was given,
+ * and what its pings read of "hsc:seq"). Ids keep increasing as (EPOCH, SEQ) pairs even where the
+ * new SEQs start lower (another node's floor): redis_feed.c, "Epochs".
  *
  * Threads. The engine runs its own thread and libuv loop with two connections: one for commands,
  * one for pub/sub. hiredis only formats commands and parses replies; the sockets, deadlines,

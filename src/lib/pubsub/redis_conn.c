@@ -265,6 +265,20 @@ static void conn_start(conn_t *c)
         hsc_redis_conn_fail(c, uv_strerror(rc));
 }
 
+/*
+ * The command connection's ping reads the sequence: every node's floor (the SEQ a new epoch
+ * starts above, PUBLISH_LUA) follows every node's publishes within a second, so that after Redis
+ * lost its data ids go on increasing as plain SEQs too, except for what was published in the
+ * last second before (a new epoch is announced and delivered anyway: redis_feed.c).
+ */
+static void ping_seq(rengine_t *r, void *arg, redisReply *x)
+{
+    (void)arg;
+    uint64_t seq = reply_u64(x);
+    if (seq > r->highest)
+        r->highest = seq;
+}
+
 /* Every tick: deadlines, pings, reconnects. */
 void hsc_redis_conn_tick(conn_t *c, uint64_t now)
 {
@@ -298,7 +312,9 @@ void hsc_redis_conn_tick(conn_t *c, uint64_t now)
                     c->ping_sent = now;
                 hsc_redis_conn_send(c, 1, argv, lens, NULL, NULL);
             } else if (c->qlen == 0) {
-                hsc_redis_conn_send(c, 1, argv, lens, NULL, NULL);
+                const char *get[] = {"GET", "hsc:seq"};
+                size_t glens[] = {3, 7};
+                hsc_redis_conn_send(c, 2, get, glens, ping_seq, NULL);
             }
         }
         break;

@@ -8,6 +8,12 @@
  * means a hole (a lost message, a reconnect): the node stops fanning out, reads the missing range
  * of the channel's stream once (XRANGE), delivers it, then goes on with the queued notices.
  * Every pub/sub reconnect is treated as a hole on every channel.
+ *
+ * Epochs. When Redis lost its data the chains start again in a new epoch, whose SEQs may start
+ * below those this node delivered. Hubs compare plain numbers, so they get hsc_redis_pos()'s,
+ * which a new epoch moves above every earlier one; subscribers are told with one hsc.gap
+ * ("epoch") as soon as the node sees the new epoch, and then get every event of it. A catch-up read
+ * made after a SEQ of another epoch is dropped and made again from the new chain's start.
  */
 #include "pubsub/redis_int.h"
 
@@ -63,12 +69,13 @@ void hsc_redis_fan_out(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
 
 static void deliver_hubs(rengine_t *r, rchan_t *ch, uint64_t seq, hsc_frame_t *f)
 {
+    uint64_t pos = hsc_redis_pos(r, seq);
     for (unsigned i = 0; i < r->base.nhubs && !r->stopped; i++) {
         if (ch->nsubs[i] == 0)
             continue;
         hsc_engine_hub_t *hub = &r->base.hubs[i];
         atomic_fetch_add_explicit(&ch->refs, 1, memory_order_relaxed);
-        if (!hub->sink->deliver(hub->ctx, &ch->pub, seq, f)) {
+        if (!hub->sink->deliver(hub->ctx, &ch->pub, pos, f)) {
             atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_relaxed);
             HSC_LOG(HSC_LOG_ERROR, "channel %s: out of memory queueing an event", ch->name);
             continue;
@@ -112,7 +119,11 @@ hsc_frame_t *hsc_redis_entry_frame(uint64_t epoch, const redisReply *e, uint64_t
 
 /*
  * Redis's epoch as a reply shows it. Epochs are drawn from Redis's clock and only ever grow; a
- * new one means Redis lost its data: the channels' chains start again.
+ * new one means Redis lost its data: the channels' chains start again, and the new epoch's SEQs
+ * may start below those this node handed out (another node, whose floor was lower, published
+ * first). So the numbers hubs see move above every earlier one (`pos_base`), `fanned` starts again,
+ * and what a catch-up read of the old epoch found is dropped. The channels' subscribers get
+ * hsc.gap ("epoch") at once, then every event of the new epoch.
  */
 void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
 {
@@ -121,6 +132,13 @@ void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
     if (r->epoch != 0) {
         HSC_LOG(HSC_LOG_WARN, "redis: a new epoch (%llu): Redis lost its data",
                 (unsigned long long)epoch);
+        r->pos_base = r->handed + 1; /* the gaps below are numbered pos_base + 0 */
+        r->fanned = 0;
+        for (size_t i = 0; i < r->ncu; i++) {
+            hsc_frame_unref(r->cu[i].frame);
+            hsc_redis_chan_unref(rchan(r->cu[i].chan));
+        }
+        r->ncu = 0;
         for (size_t i = 0; i < r->chans.cap; i++) {
             for (rchan_t *ch = rent(r->chans.slots[i]); ch != NULL; ch = rent(ch->hent.next)) {
                 ch->last = 0; /* the chain starts again: every event of the new epoch is after 0 */
@@ -128,8 +146,16 @@ void hsc_redis_epoch_seen(rengine_t *r, uint64_t epoch)
                 ch->synced = false;
                 hsc_history_dispose(&ch->ring); /* the old epoch's events */
                 hsc_history_init(&ch->ring, RING_EVENTS, SIZE_MAX, 0);
-                if (ch->total_subs > 0)
-                    ch->gap = "epoch";
+                ch->gap = NULL; /* a pending "expired" is said by this one too */
+                if (ch->total_subs == 0)
+                    continue;
+                /* Told now, numbered above every cut taken before and below every event of the
+                 * new epoch: the channel's subscribers get it first, later ones never. */
+                hsc_frame_t *g = live_gap_frame("epoch", epoch);
+                if (g != NULL) {
+                    deliver_hubs(r, ch, 0, g);
+                    hsc_frame_unref(g);
+                }
             }
         }
     }
@@ -171,22 +197,40 @@ static void catchup_finish(rengine_t *r)
         hsc_redis_sub_retry(r); /* subscriptions that waited for the catch-up */
 }
 
-static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval);
+/* A catch-up read on its way: its channel, and the epoch its `after` (ch->last) belonged to. */
+typedef struct cu_read_s {
+    rchan_t *ch;
+    uint64_t epoch;
+} cu_read_t;
+
+static bool catchup_send(rengine_t *r, cu_read_t *rd, bool eval);
 
 static void catchup_done(rengine_t *r, void *arg, redisReply *x)
 {
-    rchan_t *ch = arg;
+    cu_read_t *rd = arg;
+    rchan_t *ch = rd->ch;
+    bool again = false;
     if (x != NULL && x->type == REDIS_REPLY_ERROR && strncmp(x->str, "NOSCRIPT", 8) == 0 &&
-        catchup_send(r, ch, true))
+        catchup_send(r, rd, true))
         return;
     /* The read script's answer for one channel: {epoch, seq, last, entries}. */
     if (x == NULL || x->type != REDIS_REPLY_ARRAY || x->elements != 4) {
         r->need_catchup = true;
         x = NULL;
     } else {
-        hsc_redis_epoch_seen(r, reply_u64(x->element[0]));
+        uint64_t epoch = reply_u64(x->element[0]), S = reply_u64(x->element[1]);
+        hsc_redis_epoch_seen(r, epoch);
+        if (S > r->highest)
+            r->highest = S;
         x = x->element[3];
+        if (epoch != 0 && (epoch != r->epoch || (rd->epoch != 0 && rd->epoch != epoch))) {
+            /* Read after a SEQ of another epoch, or an epoch already left behind: the current
+             * chain is read again from where this node is (its start, after a new epoch). */
+            again = true;
+            x = NULL;
+        }
     }
+    free(rd);
     if (x != NULL && x->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < x->elements; i++) {
             uint64_t seq, prev;
@@ -216,16 +260,18 @@ static void catchup_done(rengine_t *r, void *arg, redisReply *x)
             r->cu[r->ncu++] = (hsc_replay_t){seq, f, &ch->pub};
         }
     }
+    if (again)
+        hsc_redis_catchup(r, ch); /* before this read counts as done: the round goes on */
     ch->pins--;
     hsc_redis_chan_unref(ch);
     if (--r->catching == 0)
         catchup_finish(r);
 }
 
-/* Reads `ch`'s stream after what this node has: notices are held until every read answered. */
 /* The read script for one channel after ch->last: the entries with the epoch they belong to. */
-static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval)
+static bool catchup_send(rengine_t *r, cu_read_t *rd, bool eval)
 {
+    rchan_t *ch = rd->ch;
     char ks[HSC_CHANNEL_MAX + 16], kl[HSC_CHANNEL_MAX + 16], after[24];
     size_t sl = hsc_redis_key(ks, sizeof ks, ch, "s"),
            ll = hsc_redis_key(kl, sizeof kl, ch, "last");
@@ -244,22 +290,26 @@ static bool catchup_send(rengine_t *r, rchan_t *ch, bool eval)
         lens[i] = strlen(argv[i]);
     lens[5] = sl;
     lens[6] = ll;
-    return hsc_redis_conn_send(&r->cmd, 9, argv, lens, catchup_done, ch) == 0;
+    return hsc_redis_conn_send(&r->cmd, 9, argv, lens, catchup_done, rd) == 0;
 }
 
+/* Reads `ch`'s stream after what this node has: notices are held until every read answered. */
 void hsc_redis_catchup(rengine_t *r, rchan_t *ch)
 {
-    if (r->cmd.state != CONN_READY) {
-        r->need_catchup = true; /* once the command connection is back */
+    cu_read_t *rd = malloc(sizeof *rd);
+    if (r->cmd.state != CONN_READY || rd == NULL) {
+        free(rd);
+        r->need_catchup = true; /* once the command connection is back (or memory) */
         return;
     }
+    *rd = (cu_read_t){ch, r->epoch};
     atomic_fetch_add(&ch->refs, 1);
     ch->pins++;
     r->catching++;
     atomic_fetch_add(&r->catchups, 1);
-    if (!catchup_send(r, ch, false)) {
+    if (!catchup_send(r, rd, false)) {
         r->need_catchup = true;
-        catchup_done(r, ch, NULL);
+        catchup_done(r, rd, NULL);
     }
 }
 

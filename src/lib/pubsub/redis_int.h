@@ -74,8 +74,8 @@ typedef struct rchan_s {
     uint64_t idle_since; /* no subscribers and no pins since then; 0: in use */
     bool synced;         /* every event after `from` reached the ring (see subscribe_local()) */
     uint64_t from;
-    const char *gap;      /* a hole its live subscribers must be told of ("epoch", "expired")
-                             before its next event; NULL: none */
+    const char *gap;      /* a hole its live subscribers must be told of ("expired") before
+                             its next event; NULL: none (a new epoch's is told at once) */
     hsc_history_t ring;   /* recent deliveries */
     struct op_s *reading; /* a subscription's read of this channel alone, on its way; NULL */
     size_t name_len;
@@ -133,7 +133,13 @@ struct rengine_s {
     op_t *sub_wait;   /* subscriptions waiting for their channels' SUBSCRIBE */
     uint64_t epoch;   /* Redis's, as last seen */
     uint64_t highest; /* the highest SEQ this node fanned out or was given (the floor) */
-    uint64_t fanned;  /* the highest SEQ this node fanned out (cuts are never below it) */
+    uint64_t fanned;  /* the highest SEQ of this epoch this node fanned out (cuts are never
+                         below it) */
+    /* The numbers hubs see (deliveries, replays, cuts) are `pos_base` + SEQ: at a new epoch
+     * `pos_base` becomes `handed`, so a later epoch's numbers are above every earlier one's even
+     * where its SEQs start lower (hsc_redis_pos()). */
+    uint64_t pos_base;
+    uint64_t handed; /* the highest number handed to a hub */
     /* Catch-up: while `catching` reads are out, notices are held, in order. */
     unsigned catching;
     held_t *held, **held_tail;
@@ -189,6 +195,19 @@ static inline uint64_t reply_u64(const redisReply *x)
     if (x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS)
         return to_u64(x->str, x->len);
     return 0;
+}
+
+/*
+ * The number a hub sees for `seq` of the current epoch: hubs skip deliveries at or below a
+ * subscription's cut comparing numbers alone (hub.c), so (EPOCH, SEQ) pairs must map to numbers in
+ * the same order. Only events and cuts of r->epoch are ever handed out.
+ */
+static inline uint64_t hsc_redis_pos(rengine_t *r, uint64_t seq)
+{
+    uint64_t p = r->pos_base + seq;
+    if (p > r->handed)
+        r->handed = p;
+    return p;
 }
 
 /* The read script (redis.c): the stream after an id or the newest N, plus the sequence. */

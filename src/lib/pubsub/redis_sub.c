@@ -7,7 +7,9 @@
  * registers when its answer arrives: the cut is max(S, the highest SEQ this node fanned out);
  * events after S that were already fanned out come from a small per-channel ring of recent
  * deliveries, and events up to the cut that arrive later are skipped by the hub. If the ring no
- * longer covers them the read is made again.
+ * longer covers them the read is made again. A cut is of the answer's epoch: an answer from an
+ * epoch this node already left behind is read again, and what the hub gets (the cut, the replay's
+ * numbers) is hsc_redis_pos()'s, so that a later epoch's events pass every earlier cut.
  *
  * One read for many. A subscription that needs a read of one channel while another one's read
  * of that channel, asking the same (the same id to resume after, or the same newest N), is on
@@ -85,6 +87,15 @@ static void subscribe_answer(rengine_t *r, op_t *op, redisReply *x)
     }
     uint64_t epoch = reply_u64(x->element[0]), S = reply_u64(x->element[1]);
     hsc_redis_epoch_seen(r, epoch);
+    if (epoch != 0 && epoch < r->epoch) {
+        /* Read before Redis lost its data, answered after this node saw the new epoch: its
+         * SEQs and cut belong to a chain that is gone. */
+        if (op->tries++ < 3)
+            subscribe_read(r, op, false);
+        else
+            subscribe_fail(r, op, HSC_ECLOSED);
+        return;
+    }
     uint64_t cut = S > r->fanned ? S : r->fanned;
     if (S > r->highest)
         r->highest = S;
@@ -242,7 +253,10 @@ static void subscribe_register(rengine_t *r, op_t *op, uint64_t cut, hsc_replay_
         ch->pins--;
         ch->idle_since = 0;
     }
-    s->cut = cut;
+    /* The hub compares numbers, not (EPOCH, SEQ) pairs: hand it this epoch's (hsc_redis_pos()). */
+    for (size_t i = 0; i < n; i++)
+        v[i].seq = hsc_redis_pos(r, v[i].seq);
+    s->cut = hsc_redis_pos(r, cut);
     s->replay = v;
     s->nreplay = n;
     s->rc = 0;

@@ -11,8 +11,9 @@
  * really in use and the error is reported. With port 0 the probe also picks the port that every
  * worker then binds.
  *
- * A process that takes over from another (cfg.listen_fds) adopts the sockets it inherited
- * instead: worker i takes socket i, or with one socket every worker a duplicate of it.
+ * A process that takes over from another (cfg.listen_fds, and cfg.listen_tls_fds for --listen-tls)
+ * adopts the sockets it inherited instead: worker i takes socket i, or with one socket every
+ * worker a duplicate of it.
  */
 #include "server/server.h"
 
@@ -109,8 +110,9 @@ int hsc_server_probe_address(hsc_server_t *srv)
 }
 
 /*
- * The --listen-tls address. In a hand-over (inherited sockets) it is not probed: the process
- * before holds it, and both accept on it through SO_REUSEPORT until that one drains.
+ * The --listen-tls address. Inherited TLS sockets (cfg.listen_tls_fds) give it. A hand-over from
+ * an hscd that did not pass them (before HSC_LISTEN_TLS_FDS) binds it without a probe: the
+ * process before holds it, and both accept on it through SO_REUSEPORT until that one drains.
  */
 int hsc_server_listen_tls_setup(hsc_server_t *srv)
 {
@@ -118,6 +120,8 @@ int hsc_server_listen_tls_setup(hsc_server_t *srv)
         HSC_LOG(HSC_LOG_ERROR, "--listen-tls needs --tls-cert and --tls-key");
         return HSC_ETLS;
     }
+    if (srv->n_inherited_tls > 0) /* hsc_server_adopt_tls_sockets() took the address */
+        return 0;
     int rc = parse_address(srv->cfg.listen_tls, &srv->addr_tls, srv->host_tls, sizeof srv->host_tls,
                            &srv->port_tls);
     if (rc == 0 && srv->n_inherited == 0)
@@ -139,61 +143,89 @@ static void on_connection(uv_stream_t *listener, int status)
         hsc_http_accept(&w->http, listener);
 }
 
-/* An inherited socket: worker i takes socket i, or with one socket each worker a duplicate. */
-static int worker_adopt(hsc_worker_t *w)
+/*
+ * An inherited socket into `listener`: with as many sockets as workers, worker i takes socket i;
+ * otherwise each worker a duplicate of socket i modulo their number (one: all share it).
+ */
+static int worker_adopt(hsc_worker_t *w, uv_tcp_t *listener, int *fds, unsigned n)
 {
-    hsc_server_t *srv = w->srv;
-    int rc = uv_tcp_init(&w->loop, &w->listener);
+    int rc = uv_tcp_init(&w->loop, listener);
     if (rc != 0)
         return rc;
-    w->listener.data = w;
+    listener->data = w;
     int fd;
-    if (srv->n_inherited > 1) {
-        fd = srv->inherited[w->index];
-        srv->inherited[w->index] = -1;
-    } else if ((fd = fcntl(srv->inherited[0], F_DUPFD_CLOEXEC, 3)) < 0) {
+    if (n > 1 && n == w->srv->nworkers) {
+        fd = fds[w->index];
+        fds[w->index] = -1;
+    } else if ((fd = fcntl(fds[w->index % n], F_DUPFD_CLOEXEC, 3)) < 0) {
         return uv_translate_sys_error(errno);
     }
-    if ((rc = uv_tcp_open(&w->listener, fd)) != 0) {
+    if ((rc = uv_tcp_open(listener, fd)) != 0) {
         close(fd);
         return rc;
     }
-    return uv_listen((uv_stream_t *)&w->listener, 1024, on_connection);
+    return uv_listen((uv_stream_t *)listener, 1024, on_connection);
 }
 
-/* Checks the inherited sockets and takes the address from the first. */
+/* Checks that fd is a listening TCP socket and gives its address; marks it close-on-exec. */
+static int check_inherited(int fd, struct sockaddr_storage *ss)
+{
+    int type = 0, listening = 0;
+    socklen_t len = sizeof type, slen = sizeof *ss;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &(socklen_t){sizeof listening}) !=
+            0 ||
+        !listening || getsockname(fd, (struct sockaddr *)ss, &slen) != 0 ||
+        (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)) {
+        HSC_LOG(HSC_LOG_ERROR, "inherited descriptor %d is not a listening TCP socket", fd);
+        return HSC_EINVAL;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+/* Copies the n inherited sockets into *out and takes the address (host, port) from the first. */
+static int adopt(const int *fds, unsigned n, int **out, unsigned *nout,
+                 struct sockaddr_storage *addr, char *host, size_t host_cap, int *port)
+{
+    if ((*out = malloc(n * sizeof **out)) == NULL)
+        return HSC_ENOMEM;
+    *nout = n;
+    memcpy(*out, fds, n * sizeof **out);
+    for (unsigned i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        if (check_inherited(fds[i], &ss) != 0)
+            return HSC_EINVAL;
+        if (i == 0)
+            *addr = ss;
+    }
+    bool v6 = addr->ss_family == AF_INET6;
+    void *a = v6 ? (void *)&((struct sockaddr_in6 *)addr)->sin6_addr
+                 : (void *)&((struct sockaddr_in *)addr)->sin_addr;
+    inet_ntop(addr->ss_family, a, host, (socklen_t)host_cap);
+    *port = ntohs(v6 ? ((struct sockaddr_in6 *)addr)->sin6_port
+                     : ((struct sockaddr_in *)addr)->sin_port);
+    return 0;
+}
+
 int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg)
 {
-    srv->inherited = malloc(cfg->n_listen_fds * sizeof *srv->inherited);
-    if (srv->inherited == NULL)
-        return HSC_ENOMEM;
-    srv->n_inherited = cfg->n_listen_fds;
-    memcpy(srv->inherited, cfg->listen_fds, cfg->n_listen_fds * sizeof *srv->inherited);
-    for (unsigned i = 0; i < srv->n_inherited; i++) {
-        int fd = srv->inherited[i], type = 0, listening = 0;
-        socklen_t len = sizeof type;
-        struct sockaddr_storage ss;
-        socklen_t slen = sizeof ss;
-        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
-            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &(socklen_t){sizeof listening}) !=
-                0 ||
-            !listening || getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
-            (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
-            HSC_LOG(HSC_LOG_ERROR, "inherited descriptor %d is not a listening TCP socket", fd);
-            return HSC_EINVAL;
-        }
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (i == 0)
-            srv->addr = ss;
+    return adopt(cfg->listen_fds, cfg->n_listen_fds, &srv->inherited, &srv->n_inherited, &srv->addr,
+                 srv->host, sizeof srv->host, &srv->port);
+}
+
+int hsc_server_adopt_tls_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg)
+{
+    if (cfg->listen_tls == NULL) { /* --listen-tls was dropped from the configuration */
+        HSC_LOG(HSC_LOG_WARN, "no --listen-tls: closing %u inherited TLS socket%s",
+                cfg->n_listen_tls_fds, cfg->n_listen_tls_fds == 1 ? "" : "s");
+        for (unsigned i = 0; i < cfg->n_listen_tls_fds; i++)
+            close(cfg->listen_tls_fds[i]);
+        return 0;
     }
-    void *a = srv->addr.ss_family == AF_INET6
-                  ? (void *)&((struct sockaddr_in6 *)&srv->addr)->sin6_addr
-                  : (void *)&((struct sockaddr_in *)&srv->addr)->sin_addr;
-    inet_ntop(srv->addr.ss_family, a, srv->host, sizeof srv->host);
-    srv->port =
-        ntohs(srv->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&srv->addr)->sin6_port
-                                              : ((struct sockaddr_in *)&srv->addr)->sin_port);
-    return 0;
+    return adopt(cfg->listen_tls_fds, cfg->n_listen_tls_fds, &srv->inherited_tls,
+                 &srv->n_inherited_tls, &srv->addr_tls, srv->host_tls, sizeof srv->host_tls,
+                 &srv->port_tls);
 }
 
 /* A listener of worker w bound to `addr` with SO_REUSEPORT. */
@@ -217,24 +249,40 @@ static int worker_bind(hsc_worker_t *w, uv_tcp_t *listener, const struct sockadd
 int hsc_worker_listen(hsc_worker_t *w)
 {
     hsc_server_t *srv = w->srv;
-    int rc = srv->n_inherited > 0 ? worker_adopt(w) : worker_bind(w, &w->listener, &srv->addr);
+    int rc = srv->n_inherited > 0 ? worker_adopt(w, &w->listener, srv->inherited, srv->n_inherited)
+                                  : worker_bind(w, &w->listener, &srv->addr);
     if (rc == 0 && srv->cfg.listen_tls != NULL)
-        rc = worker_bind(w, &w->listener_tls, &srv->addr_tls);
+        rc = srv->n_inherited_tls > 0
+                 ? worker_adopt(w, &w->listener_tls, srv->inherited_tls, srv->n_inherited_tls)
+                 : worker_bind(w, &w->listener_tls, &srv->addr_tls);
     return rc;
+}
+
+/* The workers' cleartext (or TLS) listeners; with one shared inherited socket, that one. */
+static unsigned listener_fds(const hsc_server_t *srv, bool tls, int *fds, unsigned cap)
+{
+    unsigned n = 0;
+    bool shared = (tls ? srv->n_inherited_tls : srv->n_inherited) == 1 ||
+                  (tls && srv->n_inherited_tls > 1 && srv->n_inherited_tls != srv->nworkers);
+    unsigned limit = tls && srv->n_inherited_tls > 1 ? srv->n_inherited_tls : 1;
+    for (unsigned i = 0; i < srv->nworkers && n < cap && (!shared || n < limit); i++) {
+        const uv_tcp_t *l = tls ? &srv->workers[i].listener_tls : &srv->workers[i].listener;
+        uv_os_fd_t fd;
+        if (l->type == UV_TCP && !uv_is_closing((const uv_handle_t *)l) &&
+            uv_fileno((const uv_handle_t *)l, &fd) == 0)
+            fds[n++] = fd;
+    }
+    return n;
 }
 
 unsigned hsc_server_listen_fds(const hsc_server_t *srv, int *fds, unsigned cap)
 {
-    unsigned n = 0;
-    bool shared = srv->n_inherited == 1; /* every worker holds a duplicate of one socket */
-    for (unsigned i = 0; i < srv->nworkers && n < cap && (!shared || n == 0); i++) {
-        uv_os_fd_t fd;
-        if (srv->workers[i].listener.type == UV_TCP &&
-            !uv_is_closing((const uv_handle_t *)&srv->workers[i].listener) &&
-            uv_fileno((const uv_handle_t *)&srv->workers[i].listener, &fd) == 0)
-            fds[n++] = fd;
-    }
-    return n;
+    return listener_fds(srv, false, fds, cap);
+}
+
+unsigned hsc_server_listen_tls_fds(const hsc_server_t *srv, int *fds, unsigned cap)
+{
+    return srv->cfg.listen_tls != NULL ? listener_fds(srv, true, fds, cap) : 0;
 }
 
 /* Whether the address is reachable from this machine only: 127.0.0.0/8, ::1, ::ffff:127.x. */

@@ -71,10 +71,14 @@ int hsc_server_new(const hsc_server_config_t *cfg, hsc_server_t **out)
     int rc = hsc_server_copy_config(srv, cfg);
     srv->cfg.listen_fds = NULL;
     srv->cfg.n_listen_fds = 0;
+    srv->cfg.listen_tls_fds = NULL;
+    srv->cfg.n_listen_tls_fds = 0;
     if (rc == 0 && cfg->n_listen_fds > 0)
         rc = hsc_server_adopt_sockets(srv, cfg);
     else if (rc == 0)
         rc = hsc_server_parse_listen(srv, srv->cfg.listen);
+    if (rc == 0 && cfg->n_listen_tls_fds > 0)
+        rc = hsc_server_adopt_tls_sockets(srv, cfg);
     if (rc != 0) {
         hsc_server_free(srv);
         return rc;
@@ -342,6 +346,10 @@ void hsc_server_free(hsc_server_t *srv)
         if (srv->inherited[i] >= 0)
             close(srv->inherited[i]);
     free(srv->inherited);
+    for (unsigned i = 0; i < srv->n_inherited_tls; i++)
+        if (srv->inherited_tls[i] >= 0)
+            close(srv->inherited_tls[i]);
+    free(srv->inherited_tls);
     hsc_snapshot_release(srv->snap);
     if (srv->snap_lock_ready)
         uv_mutex_destroy(&srv->snap_lock);

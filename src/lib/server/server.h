@@ -83,6 +83,8 @@ struct hsc_server_s {
     uv_signal_t sigusr2; /* like sighup */
     int *inherited;      /* cfg.listen_fds, owned until a worker opens them */
     unsigned n_inherited;
+    int *inherited_tls; /* cfg.listen_tls_fds, likewise */
+    unsigned n_inherited_tls;
     atomic_uint reloads; /* hsc_server_reload() calls that applied (/metrics) */
     double start_time;   /* seconds since the epoch, at hsc_server_new() (/metrics) */
     unsigned trim_peak;  /* connections at the last malloc_trim() or since: see on_sweep() */
@@ -120,6 +122,10 @@ int hsc_server_probe_address(hsc_server_t *srv);
 
 /** Checks the inherited sockets of cfg->listen_fds and takes the address from the first. */
 int hsc_server_adopt_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg);
+
+/** Likewise cfg->listen_tls_fds, taking addr_tls, host_tls and port_tls from the first; without
+ * cfg->listen_tls they are closed (with a warning). */
+int hsc_server_adopt_tls_sockets(hsc_server_t *srv, const hsc_server_config_t *cfg);
 
 /** Opens worker w's listener: bound with SO_REUSEPORT, or an inherited socket. */
 int hsc_worker_listen(hsc_worker_t *w);
