@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import report_cluster
+import report_h2
 import report_tls
 
 PEERS = ("nchan", "pushpin")
@@ -331,6 +332,9 @@ def main():
     ap.add_argument("--only-section", choices=("cluster", "tls"), default=None,
                     help="rewrite only this section of an existing PERFORMANCE.md (and only its "
                     "records in bench/results.jsonl)")
+    ap.add_argument("--h2-only", action="store_true",
+                    help="rewrite only the HTTP/2 fan-out section of PERFORMANCE.md (and only its "
+                    "records in bench/results.jsonl): BENCH_ONLY=h2")
     ap.add_argument("--journal-only", action="store_true",
                     help="rewrite only the journal's sections of PERFORMANCE.md (BENCH_ONLY=journal)")
     a = ap.parse_args()
@@ -344,6 +348,9 @@ def main():
         return
     if a.only_section == "tls":
         only_section(a, rows, dest, "tls-", report_tls)
+        return
+    if a.h2_only:
+        report_h2.only_h2(a.results, rows, a.out, dest)
         return
     with open(os.path.join(plots, JOURNAL_ROWS), "w") as f:
         for r in rows:
@@ -550,6 +557,7 @@ def main():
     if cl:
         out.extend(cl)
     out.extend(report_tls.section(rows))
+    out.extend(report_h2.section(rows))
 
     # Targets (issue 7).
     w("## Targets")

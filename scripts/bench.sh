@@ -43,8 +43,8 @@ HSCD="$BUILD/hscd"
 HSCD_FSYNC=${BENCH_HSCD_FSYNC:-none}
 ONLY=${BENCH_ONLY:-}
 case "$ONLY" in
-"" | journal | cluster | tls) ;;
-*) echo "bench: BENCH_ONLY must be empty, journal, cluster or tls" >&2; exit 2 ;;
+"" | journal | cluster | tls | h2) ;;
+*) echo "bench: BENCH_ONLY must be empty, journal, cluster, tls or h2" >&2; exit 2 ;;
 esac
 RESTART_BYTES=${BENCH_RESTART_BYTES:-1g}
 case "$HSCD_FSYNC" in
@@ -300,6 +300,70 @@ try:
     r=json.load(sys.stdin); print("%.0f answers/s, %d failed, first piece p50 %.2f ms" % (r["answers_per_s"], r["failed"], r["first_piece"]["p50_ms"]))
 except Exception as e: print("failed", e)')"
 }
+
+# ---- HTTP/2 fan-out (BENCH_H2) ----------------------------------------------------------------
+# Issue 18: the 1k fan-out scenario ($N1K subscribers x $M1K events of 64 bytes, flat out) against
+# hscd with its subscribers over HTTP/1.1 cleartext, HTTP/1.1 over TLS, h2c (prior knowledge) and
+# h2 over TLS (ALPN), BENCH_H2_STREAMS (100) streams per HTTP/2 connection (hsc-bench --h2).
+# Publishing stays cleartext (hscd --listen-tls beside --listen), on a test certificate (EC
+# P-256) made here. A fresh hscd for each run. Cases "h2-fanout-{h1,h1-tls,h2c,h2-tls}".
+# BENCH_H2=0 skips it; BENCH_ONLY=h2 runs only it and rewrites only its section of
+# PERFORMANCE.md (bench/report.py --h2-only).
+H2=${BENCH_H2:-1}
+H2_STREAMS=${BENCH_H2_STREAMS:-100}
+
+run_h2_fanout() { # mode(h1|h1-tls|h2c|h2-tls) rep
+    local mode=$1 rep=$2 port tport pid out sub h2=()
+    port=$(free_port)
+    tport=$(free_port)
+    "$HSCD" --listen "127.0.0.1:$port" --listen-tls "127.0.0.1:$tport" \
+        --tls-cert "$H2_CERT_DIR/srv.crt" --tls-key "$H2_CERT_DIR/srv.key" \
+        --max-connections 15000 --log-level warn --data-dir none 2>"$WORK/hscd-h2.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port"
+    wait_port "$tport"
+    sleep 0.3
+    case "$mode" in
+    h1 | h2c) sub="http://127.0.0.1:$port/v1/events?channel={ch}" ;;
+    *) sub="https://127.0.0.1:$tport/v1/events?channel={ch}" ;;
+    esac
+    case "$mode" in h2*) h2=(--h2 "$H2_STREAMS") ;; esac
+    out=$(timeout 600 "$BENCH" fanout --sub-url "$sub" \
+        --pub-url "http://127.0.0.1:$port/v1/events?channel={ch}" "${h2[@]}" -n "$N1K" \
+        -m "$M1K" -r 0 -s 64 --pid "$pid" --label "hscd-$mode" --json) || true
+    stop_pid "$pid"
+    record "h2-fanout-$mode" hscd "$rep" "$out"
+    echo "  h2-fanout-$mode #$rep: $(echo "$out" | python3 -c 'import json,sys
+try:
+    r=json.load(sys.stdin); print("%.0f deliveries/s, %s lost, %s dup, p50 %.1f p99 %.1f ms, cpu %.2f us/delivery, peak RSS %d kB" % (r["deliveries_per_s"], r["lost"], r["duplicated"], r["latency"]["p50_ms"], r["latency"]["p99_ms"], r["server_usage"]["cpu_us_per_delivery"], r["server_usage"]["rss_peak_kb"]))
+except Exception as e: print("failed", e)')"
+}
+
+run_h2_all() {
+    H2_CERT_DIR="$WORK/h2-cert"
+    mkdir -p "$H2_CERT_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$H2_CERT_DIR/srv.key" -out "$H2_CERT_DIR/srv.crt" -days 2 -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$WORK/h2-cert.log" 2>&1 ||
+        { echo "bench: openssl could not make the test certificate" >&2; return 0; }
+    for rep in $(seq 1 "$REPS"); do
+        echo "== h2: fan-out $N1K x $M1K over HTTP/1.1, HTTP/1.1 TLS, h2c, h2 TLS" \
+            "($H2_STREAMS streams per connection), rep $rep/$REPS =="
+        for mode in h1 h1-tls h2c h2-tls; do
+            run_h2_fanout "$mode" "$rep"
+        done
+    done
+}
+
+if [ "$ONLY" = h2 ]; then
+    echo "bench: results in $RESULTS"
+    run_h2_all
+    python3 "$ROOT/bench/report.py" --results "$RESULTS" --out "$OUT" --hscd "$HSCD" \
+        --reps "$REPS" --quick "$QUICK" --h2-only
+    echo "bench: wrote the HTTP/2 fan-out section of $OUT/PERFORMANCE.md"
+    exit 0
+fi
 
 # ---- the cluster scenario (BENCH_CLUSTER) ----------------------------------------------------
 # start_redis: a redis-server on a free loopback port, no persistence, in a fresh directory.
@@ -596,6 +660,8 @@ if [ "$ONLY" = journal ]; then
     echo "bench: wrote the journal's sections of $OUT/PERFORMANCE.md"
     exit 0
 fi
+
+[ "$H2" = 1 ] && run_h2_all
 
 # The OpenAI-compatible front against /v1/stream on the same responders (docs/openai.md).
 echo "== the OpenAI front against /v1/stream =="

@@ -83,9 +83,11 @@ int bench_publish_main(int argc, char **argv);
 
 typedef struct bench_tls_s bench_tls_t;
 struct uv_stream_s;
-/** The client context (no certificate verification: the bench measures the server). 0 or -1. */
-int bench_tls_init(void);
-/** A client for one connection that sends `request` (borrowed) once the handshake is done. */
+/** The client context (no certificate verification: the bench measures the server); ALPN offers
+ * h2 when `h2`, else http/1.1. 0 or -1. */
+int bench_tls_init(bool h2);
+/** A client for one connection that sends `request` (borrowed; none when len is 0) once the
+ * handshake is done. */
 bench_tls_t *bench_tls_new(const char *request, size_t len);
 void bench_tls_free(bench_tls_t *t);
 /** After the TCP connect: sends the ClientHello on `s`. 0 or -1. */
@@ -94,5 +96,36 @@ int bench_tls_start(bench_tls_t *t, struct uv_stream_s *s);
  * `plain`. 0, or -1 when the connection failed (or `plain` did). */
 int bench_tls_input(bench_tls_t *t, struct uv_stream_s *s, const char *data, size_t len, char *buf,
                     size_t cap, int (*plain)(void *arg, const char *p, size_t n), void *arg);
+/** The handshake is done; and the protocol the server chose by ALPN is `proto`. */
+bool bench_tls_ready(const bench_tls_t *t);
+bool bench_tls_alpn_is(const bench_tls_t *t, const char *proto);
+/** Encrypts `p` and writes it on `s` (after the handshake only). 0 or -1. */
+int bench_tls_write(bench_tls_t *t, struct uv_stream_s *s, const char *p, size_t n);
+
+/* ---- HTTP/2 subscribers (h2.c) ----------------------------------------------------------- */
+
+typedef struct bench_h2_conn_s bench_h2_conn_t;
+/* What a stream tells its owner; `user` is bench_h2_request's. on_status and on_data return
+ * nonzero to reset the stream (on_close follows). on_close: the stream ended, was reset, or its
+ * connection failed; called once per accepted request, never after. */
+typedef struct bench_h2_cbs_s {
+    int (*on_status)(void *user, int status);
+    int (*on_data)(void *user, const char *p, size_t n);
+    void (*on_close)(void *user);
+} bench_h2_cbs_t;
+struct sockaddr_in;
+/** Opens an HTTP/2 connection from `src` to `dst` (TLS with ALPN h2 when `tls`: bench_tls_init
+ * first) for up to `capacity` streams. `cbs` and the read buffers are borrowed for its life;
+ * `*slot` (the caller's pointer to it) is set to NULL when it closes. NULL on failure. */
+bench_h2_conn_t *bench_h2_connect(uv_loop_t *loop, const struct sockaddr_in *src,
+                                  const struct sockaddr_in *dst, bool tls, int capacity,
+                                  const bench_h2_cbs_t *cbs, bench_h2_conn_t **slot, char *rbuf,
+                                  size_t rcap, char *plain, size_t pcap);
+/** The connection takes no more requests (all its slots used, or it failed). */
+bool bench_h2_full(const bench_h2_conn_t *c);
+/** A GET of `path` as one stream (with Last-Event-ID when `last_id` is non-empty). 0: on_close
+ * will come for `user`; -1: refused, no callback. */
+int bench_h2_request(bench_h2_conn_t *c, const char *authority, const char *path,
+                     const char *last_id, void *user);
 
 #endif

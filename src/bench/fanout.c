@@ -125,6 +125,9 @@ static void usage(FILE *f, bool connect_only)
           "  --channels C      C channels NAME-0..NAME-(C-1); event k goes to channel (k-1) % C\n"
           "  --hot H           the first H subscribers on channel 0, the others spread over\n"
           "                    channels 1..C-1 (default: subscriber i on channel i % C)\n"
+          "  --h2 K            HTTP/2 subscribers: K streams per connection (at most the\n"
+          "                    server's concurrent streams), prior-knowledge h2c for http://,\n"
+          "                    ALPN h2 for https://; a reset stream is a disconnect\n"
           "  --resume          a subscriber cut after its headers reconnects to the next\n"
           "                    --sub-url with Last-Event-ID; every event must still arrive once\n"
           "  --midway CMD      run CMD (/bin/sh) once half the events are published, e.g. to\n"
@@ -157,6 +160,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
                                           {"channels", required_argument, NULL, 'C'},
                                           {"hot", required_argument, NULL, 'H'},
                                           {"resume", no_argument, NULL, 'R'},
+                                          {"h2", required_argument, NULL, '2'},
                                           {"midway", required_argument, NULL, 'W'},
                                           {"label", required_argument, NULL, 'l'},
                                           {"idle", required_argument, NULL, 'i'},
@@ -205,6 +209,9 @@ static int parse_opts(int argc, char **argv, opts_t *o)
             break;
         case 'R':
             o->resume = true;
+            break;
+        case '2':
+            o->h2 = atol(optarg);
             break;
         case 'W':
             o->midway = optarg;
@@ -260,8 +267,8 @@ static int parse_opts(int argc, char **argv, opts_t *o)
     if (optind != argc || o->n <= 0 || o->n > 1000000 || o->m < 0 ||
         (o->m == 0 && !o->connect_only) || o->size < 32 || o->size > (1 << 20) || o->sources < 1 ||
         o->sources > 250 || o->rate < 0 || o->procs < 0 || o->procs > MAX_WORKERS ||
-        o->channels < 1 || o->channels > 1000000 || o->hot < 0 || o->hot >= o->n ||
-        (o->hot > 0 && o->channels < 2) ||
+        o->channels < 1 || o->channels > 1000000 || o->h2 < 0 || o->h2 > 100000 || o->hot < 0 ||
+        o->hot >= o->n || (o->hot > 0 && o->channels < 2) ||
         (strcmp(o->pub_format, "body") != 0 && strcmp(o->pub_format, "pushpin") != 0)) {
         fprintf(stderr, "hsc-bench: bad options (see --help)\n");
         return -1;
@@ -376,6 +383,8 @@ int bench_fanout_main(int argc, char **argv, bool connect_only)
     json_object_set_new(r, "scenario", json_string(connect_only ? "connect" : "fanout"));
     json_object_set_new(r, "server", json_string(o.label));
     json_object_set_new(r, "subscribers", json_integer(o.n));
+    json_object_set_new(r, "protocol", json_string(o.h2 > 0 ? "h2" : "http/1.1"));
+    json_object_set_new(r, "h2_streams_per_connection", json_integer(o.h2));
     json_object_set_new(r, "connected", json_integer((json_int_t)connected));
     json_object_set_new(r, "connect_failed", json_integer((json_int_t)atomic_load(&sh->failed)));
     uint64_t retries = 0;

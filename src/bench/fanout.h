@@ -46,6 +46,7 @@ typedef struct opts_s {
     const char *label;
     const char *midway; /* a shell command run once half the events are published, or NULL */
     long n, m, size, procs, sources, channels, hot;
+    long h2; /* --h2 K: subscribers are HTTP/2 streams, K per connection (h2.c); 0 = HTTP/1.1 */
     double rate, idle_s, settle_s;
     int pids[BENCH_MAX_PIDS], aux_pids[BENCH_MAX_PIDS];
     int npids, naux;

@@ -8,6 +8,10 @@
  * out of order) and each delivery's latency. A subscription refused before its headers is tried
  * again after 100 ms (five tries); with --resume one cut after its headers reconnects to the next
  * subscribe URL with Last-Event-ID, again and again.
+ *
+ * With --h2 K the subscribers are HTTP/2 streams (h2.c), K to a connection per subscribe URL:
+ * the stream's DATA goes to the same SSE parser, a reset or end of the stream is a disconnect,
+ * and a retry or resume is a new stream (on a new connection once the current one is full).
  */
 #include "fanout.h"
 #include "hsc/codec.h"
@@ -38,7 +42,7 @@ typedef struct sub_s {
     long chan, maxseq;
     uint64_t retry_at;
     uint8_t tries, url;
-    bool headers, warm, closed, retry, counted;
+    bool headers, warm, closed, retry, counted, h2;
     bench_tls_t *tls; /* an https:// --sub-url: its request is sent after the handshake */
 } sub_t;
 
@@ -53,7 +57,8 @@ struct worker_s {
     long nsubs, next, inflight, first_index, nretry;
     llhttp_settings_t settings;
     char rbuf[65536];
-    char plain[65536]; /* TLS: what a subscriber's read decrypts to */
+    char plain[65536];                   /* TLS: what a subscriber's read decrypts to */
+    bench_h2_conn_t *h2[BENCH_MAX_URLS]; /* --h2: the connection taking streams, per URL */
 };
 
 long fanout_sub_channel(const opts_t *o, long i)
@@ -92,9 +97,8 @@ void fanout_channel_name(const opts_t *o, long c, char *out, size_t cap)
 
 static void sub_close(sub_t *s, bool count_disconnect);
 
-static void on_closed(uv_handle_t *h)
+static void sub_reap(sub_t *s)
 {
-    sub_t *s = h->data;
     worker_t *w = s->w;
     bench_tls_free(s->tls); /* its writes' callbacks ran before this one */
     s->tls = NULL;
@@ -106,6 +110,11 @@ static void on_closed(uv_handle_t *h)
         s->retry_at = bench_now_ns() + 100000000u;
         w->retry_q[w->nretry++] = s;
     }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    sub_reap(h->data);
 }
 
 static int on_sse_event(void *user, const hsc_sse_msg_t *msg)
@@ -153,10 +162,9 @@ static int on_sse_event(void *user, const hsc_sse_msg_t *msg)
     return 0;
 }
 
-static int on_headers_complete(llhttp_t *p)
+static int sub_headers(sub_t *s, int status)
 {
-    sub_t *s = p->data;
-    if (p->status_code != 200)
+    if (status != 200)
         return -1;
     s->headers = true;
     s->tries = 0;
@@ -168,6 +176,11 @@ static int on_headers_complete(llhttp_t *p)
         s->w->res->resumed++;
     }
     return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    return sub_headers(p->data, p->status_code);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -217,7 +230,10 @@ static void sub_close(sub_t *s, bool count_disconnect)
             s->url = next_url(s);
         }
     }
-    uv_close((uv_handle_t *)&s->tcp, on_closed);
+    if (s->h2)
+        sub_reap(s); /* the stream is over (h2.c calls back only then) */
+    else
+        uv_close((uv_handle_t *)&s->tcp, on_closed);
     start_next(s->w);
 }
 
@@ -326,17 +342,55 @@ static void on_connect(uv_connect_t *req, int status)
         sub_close(s, false);
 }
 
+/* --h2: subscriber s as a stream of its URL's current connection (a new one when full). */
+static int h2_status(void *user, int status)
+{
+    return sub_headers(user, status);
+}
+
+static int h2_data(void *user, const char *p, size_t n)
+{
+    sub_t *s = user;
+    if (hsc_sse_parser_feed(s->sse, p, n) == 0)
+        return 0;
+    s->w->res->errors++;
+    return -1;
+}
+
+static void h2_close(void *user)
+{
+    sub_close(user, true);
+}
+
+static const bench_h2_cbs_t h2_cbs = {h2_status, h2_data, h2_close};
+
+static void h2_open(worker_t *w, sub_t *s, const struct sockaddr_in *src,
+                    const struct sockaddr_in *dst)
+{
+    const opts_t *o = w->o;
+    char name[160], auth[96];
+    bench_url_t u;
+    bench_h2_conn_t **slot = &w->h2[s->url];
+    fanout_channel_name(o, s->chan, name, sizeof name);
+    if (bench_url_parse(o->sub[s->url], name, &u) != 0) {
+        sub_close(s, false);
+        return;
+    }
+    if (*slot == NULL || bench_h2_full(*slot))
+        *slot = bench_h2_connect(&w->loop, src, dst, u.tls, (int)o->h2, &h2_cbs, slot, w->rbuf,
+                                 sizeof w->rbuf, w->plain, sizeof w->plain);
+    snprintf(auth, sizeof auth, "%s:%d", u.host, u.port);
+    const char *id = o->resume ? hsc_sse_parser_last_id(s->sse) : NULL;
+    if (*slot == NULL || bench_h2_request(*slot, auth, u.path, id, s) != 0)
+        sub_close(s, false);
+}
+
 static void sub_open(worker_t *w, sub_t *s)
 {
     long global = w->first_index + (s - w->subs);
     bench_url_t u;
     w->inflight++;
     s->closed = false;
-    uv_tcp_init_ex(&w->loop, &s->tcp, AF_INET);
-    s->tcp.data = s;
-    s->creq.data = s;
-    llhttp_init(&s->http, HTTP_RESPONSE, &w->settings);
-    s->http.data = s;
     hsc_sse_parser_reset(s->sse); /* keeps the last id: a resume sends it */
     /* Source address 127.0.0.(1 + k): more source addresses, more ephemeral ports. */
     struct sockaddr_in src = {.sin_family = AF_INET};
@@ -346,6 +400,15 @@ static void sub_open(worker_t *w, sub_t *s)
         dst.sin_port = htons((uint16_t)u.port);
         inet_pton(AF_INET, u.host, &dst.sin_addr);
     }
+    if (s->h2) {
+        h2_open(w, s, &src, &dst);
+        return;
+    }
+    uv_tcp_init_ex(&w->loop, &s->tcp, AF_INET);
+    s->tcp.data = s;
+    s->creq.data = s;
+    llhttp_init(&s->http, HTTP_RESPONSE, &w->settings);
+    s->http.data = s;
     /* The port is chosen at connect() (per destination), not at bind(): binding port 0 to an
      * address searches the whole port range for a free port, which with tens of thousands of
      * sockets costs the kernel more than everything else here. */
@@ -397,7 +460,7 @@ int fanout_worker_main(const opts_t *o, shared_t *sh, uint32_t *lat_all, const s
         return 1;
     for (int k = 0; k < o->nsub; k++) {
         bench_url_t u;
-        if (bench_url_parse(o->sub[k], NULL, &u) == 0 && u.tls && bench_tls_init() != 0)
+        if (bench_url_parse(o->sub[k], NULL, &u) == 0 && u.tls && bench_tls_init(o->h2 > 0) != 0)
             return 1;
     }
     w->o = o;
@@ -414,6 +477,7 @@ int fanout_worker_main(const opts_t *o, shared_t *sh, uint32_t *lat_all, const s
     for (long i = 0; i < count; i++) {
         sub_t *s = &w->subs[i];
         s->w = w;
+        s->h2 = o->h2 > 0;
         s->chan = fanout_sub_channel(o, first + i);
         s->url = (uint8_t)fanout_sub_url(o, first + i);
         s->seen = seen + (size_t)i * bitmap;

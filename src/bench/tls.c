@@ -2,9 +2,9 @@
  * TLS for hsc-bench's subscribers (an https:// --sub-url): an OpenSSL client per connection with
  * memory BIOs on the worker's libuv loop, the mirror of the server's src/lib/http/tls.c. The
  * benchmark measures the server, so the client trusts any certificate (no verification) and
- * offers http/1.1 by ALPN. Ciphertext leaves in writes of their own (each takes everything
- * OpenSSL has produced, so libuv's in-order writes keep the records in order); plaintext goes to
- * the caller's callback.
+ * offers http/1.1 by ALPN, or h2 only for HTTP/2 subscribers (--h2, h2.c). Ciphertext leaves in
+ * writes of their own (each takes everything OpenSSL has produced, so libuv's in-order writes keep
+ * the records in order); plaintext goes to the caller's callback.
  */
 #include "bench.h"
 
@@ -29,17 +29,20 @@ typedef struct tls_write_s {
 
 static SSL_CTX *client_ctx;
 
-int bench_tls_init(void)
+int bench_tls_init(bool h2)
 {
     if (client_ctx != NULL)
-        return 0; /* one context for every https:// --sub-url */
+        return 0; /* one context for every https:// --sub-url (one mode per run) */
     client_ctx = SSL_CTX_new(TLS_client_method());
     if (client_ctx == NULL)
         return -1;
     SSL_CTX_set_verify(client_ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_min_proto_version(client_ctx, TLS1_2_VERSION);
-    static const unsigned char alpn[] = "\x08http/1.1";
-    SSL_CTX_set_alpn_protos(client_ctx, alpn, sizeof alpn - 1);
+    static const unsigned char http11[] = "\x08http/1.1", h2alpn[] = "\x02h2";
+    if (h2)
+        SSL_CTX_set_alpn_protos(client_ctx, h2alpn, sizeof h2alpn - 1);
+    else
+        SSL_CTX_set_alpn_protos(client_ctx, http11, sizeof http11 - 1);
     return 0;
 }
 
@@ -111,7 +114,8 @@ static int tls_step(bench_tls_t *t, uv_stream_t *s)
             return 0;
         }
         t->done = true;
-        if (SSL_write(t->ssl, t->request, (int)t->request_len) != (int)t->request_len)
+        if (t->request_len > 0 &&
+            SSL_write(t->ssl, t->request, (int)t->request_len) != (int)t->request_len)
             return -1;
     }
     return tls_flush(t, s);
@@ -143,4 +147,27 @@ int bench_tls_input(bench_tls_t *t, uv_stream_t *s, const char *data, size_t len
             return -1;
         return e == SSL_ERROR_WANT_READ ? 0 : -1;
     }
+}
+
+bool bench_tls_ready(const bench_tls_t *t)
+{
+    return t->done;
+}
+
+bool bench_tls_alpn_is(const bench_tls_t *t, const char *proto)
+{
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    return n == strlen(proto) && memcmp(p, proto, n) == 0;
+}
+
+int bench_tls_write(bench_tls_t *t, uv_stream_t *s, const char *p, size_t n)
+{
+    if (!t->done || n == 0)
+        return n == 0 ? 0 : -1;
+    ERR_clear_error();
+    if (SSL_write(t->ssl, p, (int)n) != (int)n) /* memory BIOs: never a partial write */
+        return -1;
+    return tls_flush(t, s);
 }

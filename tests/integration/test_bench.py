@@ -5,6 +5,9 @@
 - fanout over several channels (one hot) and several subscribe URLs: each subscriber counts
   only its channel's events, and the expected deliveries follow the spread; with --resume,
   subscribers cut by a proxy reconnect to the next URL with Last-Event-ID and lose nothing;
+- fanout with HTTP/2 subscribers (--h2): prior-knowledge h2c, and h2 over TLS (ALPN, hscd's
+  --listen-tls with a certificate made by openssl; publishing stays cleartext), every delivery
+  counted with several streams per connection;
 - fanout against a deliberately faulty server (drops, duplicates and reorders known events):
   the exact numbers of lost, duplicated and out-of-order deliveries, and exit status 3;
 - connect: everyone connected, memory per idle subscriber reported;
@@ -24,6 +27,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -161,6 +165,50 @@ class BenchTest(ServerTestCase):
         self.assertGreater(usage["rss_peak_kb"], 1000)
         self.assertGreaterEqual(usage["cpu_s"], 0)
 
+    def test_fanout_h2c_counts_every_delivery(self):
+        server = self.start()
+        # 30 subscribers as streams, 8 to a connection: four connections, the last one partly used.
+        rc, r, err = run_json("fanout", *self.hscd_urls(server), "--h2", "8", "-n", "30", "-m",
+                              "25", "-P", "1", "--pid", str(server.proc.pid))
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 30, 25)
+        self.assertEqual((r["protocol"], r["h2_streams_per_connection"]), ("h2", 8), r)
+        self.assertEqual((r["disconnects"], r["parse_errors"]), (0, 0), r)
+        # Every subscriber was an HTTP/2 stream, 8 to a connection: hscd counts them.
+        metrics = urllib.request.urlopen(server.url("/metrics"), timeout=10).read().decode()
+        count = {k: int(re.search(r"^hsc_h2_%s_total (\d+)" % k, metrics, re.M).group(1))
+                 for k in ("connections", "streams")}
+        self.assertEqual(count, {"connections": 4, "streams": 30}, metrics)
+
+    def test_fanout_h2_over_tls_counts_every_delivery(self):
+        from test_tls import Pki
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        cert, key = pki.issue("srv")
+        server = self.start("--tls-cert", cert, "--tls-key", key, "--listen-tls", "%s:0" % HOST,
+                            "--log-level", "info")
+        # The TLS listener's line may follow the cleartext one (which start() waited for).
+        deadline = time.monotonic() + 10 * SLOW
+        m = None
+        while m is None and time.monotonic() < deadline:
+            m = re.search(r"listening on https://[^ ]*:(\d+) \(TLS\)", server.log())
+            time.sleep(0.02)
+        self.assertTrue(m, server.describe())
+        sub = "https://%s:%s/v1/events?channel={ch}" % (HOST, m.group(1))
+        pub = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        rc, r, err = run_json("fanout", "--sub-url", sub, "--pub-url", pub, "--h2", "10", "-n",
+                              "40", "-m", "30", "-P", "2", "--pid", str(server.proc.pid))
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 40, 30)
+        self.assertEqual(r["protocol"], "h2", r)
+        self.assertEqual((r["disconnects"], r["parse_errors"]), (0, 0), r)
+        # HTTP/1.1 subscribers over the same TLS listener still count the same (ALPN http/1.1).
+        rc, r, err = run_json("fanout", "--sub-url", sub, "--pub-url", pub, "-n", "10", "-m",
+                              "10")
+        self.assertEqual(rc, 0, err)
+        self.check_clean(r, 10, 10)
+        self.assertEqual(r["protocol"], "http/1.1", r)
+
     def test_fanout_at_a_rate(self):
         server = self.start()
         rc, r, err = run_json("fanout", *self.hscd_urls(server), "-n", "10", "-m", "10",
@@ -242,6 +290,35 @@ class BenchTest(ServerTestCase):
         self.assertEqual((r["deliveries"], r["lost"], r["duplicated"]), (3000, 0, 0), r)
         heads = [h for h in proxy.heads]
         self.assertFalse([h for h in heads if "last-event-id" in h.lower()], heads)
+
+    def test_fanout_h2_resume_after_a_cut_connection(self):
+        from test_eventsource import CuttableProxy
+        server = self.start()
+        proxy = CuttableProxy(server.port)
+        proxy.start()
+        self.addCleanup(proxy.stop)
+        direct = "http://%s:%d/v1/events?channel={ch}" % (HOST, server.port)
+        via = "http://%s:%d/v1/events?channel={ch}" % (HOST, proxy.port)
+        # Two processes of 10 subscribers, 5 streams to a connection: in each, the 5 on the
+        # proxied URL share one connection; its cut resets them, and they come back as new
+        # streams on the direct URL with Last-Event-ID.
+        p = subprocess.Popen([bench_binary(), "fanout", "--sub-url", via, "--sub-url", direct,
+                              "--pub-url", direct, "--resume", "--h2", "5", "-P", "2", "-n",
+                              "20", "-m", "150", "-r", "100", "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        deadline = time.monotonic() + 20 * SLOW
+        while len(proxy.heads) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.8)  # into the publishing
+        proxy.cut(rst=False)
+        out, err = p.communicate(timeout=60 * SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        r = json.loads(out)
+        self.assertEqual(proxy.cuts[0], 2)
+        self.assertTrue(all(h.startswith("PRI * HTTP/2.0") for h in proxy.heads), proxy.heads)
+        self.assertEqual((r["resumed"], r["disconnects"]), (10, 10), r)
+        self.assertEqual((r["deliveries"], r["lost"], r["duplicated"]), (3000, 0, 0), r)
 
     def test_fanout_counts_loss_duplicates_and_disorder(self):
         faulty = FaultyServer()
