@@ -4,19 +4,11 @@ a whole report, and replace() when only this section is regenerated (BENCH_ONLY=
 
 import statistics
 
-HEADING = "## Cluster on Redis"
-SERVERS = ("hscd", "nchan")
-SCRIPT_CALLS = ("evalsha", "eval", "fcall")
-RANGE_READS = ("xrange", "xrevrange", "xread")
+from report_util import fmt as _fmt, replace_section, runs as _runs, span_of
 
 
-def _fmt(v, digits=0):
-    if v is None:
-        return "–"
-    return "{:,.{d}f}".format(v, d=digits)
-
-
-def _med(runs, f):
+def _collect(runs, f):
+    """f(r) for each record where it has a value (a missing field or a zero divisor: none)."""
     vals = []
     for r in runs:
         try:
@@ -25,29 +17,21 @@ def _med(runs, f):
             v = None
         if v is not None:
             vals.append(v)
+    return vals
+
+
+def _med(runs, f):
+    vals = _collect(runs, f)
     return statistics.median(vals) if vals else None
 
 
 def _span(runs, f, digits=0):
-    vals = []
-    for r in runs:
-        try:
-            v = f(r)
-        except (KeyError, TypeError, ZeroDivisionError, ValueError):
-            v = None
-        if v is not None:
-            vals.append(v)
-    if not vals:
-        return "–"
-    m = statistics.median(vals)
-    if len(vals) == 1:
-        return _fmt(m, digits)
-    return "%s (%s–%s)" % (_fmt(m, digits), _fmt(min(vals), digits), _fmt(max(vals), digits))
+    return span_of(_collect(runs, f), digits)
 
-
-def _runs(rows, case, srv):
-    return [r for r in rows if r.get("case") == case and r.get("server") == srv
-            and "error" not in r]
+HEADING = "## Cluster on Redis"
+SERVERS = ("hscd", "nchan")
+SCRIPT_CALLS = ("evalsha", "eval", "fcall")
+RANGE_READS = ("xrange", "xrevrange", "xread")
 
 
 def _calls(d, names):
@@ -250,12 +234,4 @@ def section(rows):
 def replace(text, lines):
     """`text` (a PERFORMANCE.md) with its cluster section replaced by `lines`, or the section
     inserted where a whole report puts it: before "## Targets" (or at the end)."""
-    body = text.split("\n")
-    start = next((i for i, l in enumerate(body) if l.startswith(HEADING)), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(body)) if body[i].startswith("## ")),
-                   len(body))
-    else:
-        start = next((i for i, l in enumerate(body) if l.startswith("## Targets")), len(body))
-        end = start
-    return "\n".join(body[:start] + lines + body[end:])
+    return replace_section(text, HEADING, lines)

@@ -10,6 +10,8 @@ import statistics
 import subprocess
 import time
 
+from report_util import fmt as _fmt, get as _get, span_of
+
 BEGIN = "<!-- h2-fanout: written by bench/report.py from the h2-fanout rows; do not edit -->"
 END = "<!-- h2-fanout: end -->"
 PREFIX = "h2-fanout-"
@@ -17,30 +19,12 @@ MODES = (("h1", "HTTP/1.1"), ("h1-tls", "HTTP/1.1 over TLS"), ("h2c", "h2c (prio
          ("h2-tls", "h2 over TLS (ALPN)"))
 
 
-def _get(r, path):
-    for k in path.split("."):
-        if not isinstance(r, dict) or k not in r:
-            return None
-        r = r[k]
-    return r
-
-
 def _vals(runs, path):
     return [v for v in (_get(r, path) for r in runs) if isinstance(v, (int, float))]
 
 
-def _fmt(v, digits=0):
-    return "–" if v is None else "{:,.{d}f}".format(v, d=digits)
-
-
 def _span(runs, path, digits=0, scale=1.0):
-    v = [x * scale for x in _vals(runs, path)]
-    if not v:
-        return "–"
-    m = statistics.median(v)
-    if len(v) == 1:
-        return _fmt(m, digits)
-    return "%s (%s–%s)" % (_fmt(m, digits), _fmt(min(v), digits), _fmt(max(v), digits))
+    return span_of([x * scale for x in _vals(runs, path)], digits)
 
 
 def _med(runs, path):

@@ -6,28 +6,12 @@ section is regenerated (BENCH_ONLY=tls)."""
 
 import statistics
 
+from report_util import fmt as _fmt, get as _get, replace_section
+from report_util import runs as _runs, span_of as _span_of
+
 HEADING = "## TLS and HTTP/2"
 FANOUT = "tls-fanout-1k"
 SERVERS = ("hscd", "nchan")
-
-
-def _fmt(v, digits=0):
-    if v is None:
-        return "–"
-    return "{:,.{d}f}".format(v, d=digits)
-
-
-def _get(r, path):
-    for k in path.split("."):
-        if not isinstance(r, dict) or k not in r:
-            return None
-        r = r[k]
-    return r
-
-
-def _runs(rows, case, srv):
-    return [r for r in rows if r.get("case") == case and r.get("server") == srv
-            and "error" not in r]
 
 
 def _vals(rows, case, srv, path):
@@ -37,15 +21,6 @@ def _vals(rows, case, srv, path):
 def _med(rows, case, srv, path):
     v = _vals(rows, case, srv, path)
     return statistics.median(v) if v else None
-
-
-def _span_of(v, digits=0):
-    if not v:
-        return "–"
-    m = statistics.median(v)
-    if len(v) == 1:
-        return _fmt(m, digits)
-    return "%s (%s–%s)" % (_fmt(m, digits), _fmt(min(v), digits), _fmt(max(v), digits))
 
 
 def _span(rows, case, srv, path, digits=0):
@@ -205,12 +180,4 @@ def section(rows):
 def replace(text, lines):
     """`text` (a PERFORMANCE.md) with its TLS section replaced by `lines`, or the section inserted
     where a whole report puts it: before "## Targets" (or at the end)."""
-    body = text.split("\n")
-    start = next((i for i, l in enumerate(body) if l.startswith(HEADING)), None)
-    if start is not None:
-        end = next((i for i in range(start + 1, len(body)) if body[i].startswith("## ")),
-                   len(body))
-    else:
-        start = next((i for i, l in enumerate(body) if l.startswith("## Targets")), len(body))
-        end = start
-    return "\n".join(body[:start] + lines + body[end:])
+    return replace_section(text, HEADING, lines)
