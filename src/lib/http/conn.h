@@ -155,8 +155,8 @@ void hsc_conn_watch_send(hsc_conn_t *c);
 size_t hsc_conn_high_water(const hsc_conn_t *c);
 /** Releases what is still queued (after libuv has cancelled the writes) and the ring itself. */
 void hsc_conn_outq_dispose(hsc_conn_t *c);
-/** Starts writing what is queued, if nothing is being written (the TLS engine, after its
- * handshake). */
+/** Starts writing what is queued, if nothing is being written (the TLS engine after its
+ * handshake, HTTP/2 after hsc_conn_queue_ref()); a response waiting on the queue is watched. */
 void hsc_conn_flush(hsc_conn_t *c);
 
 /* ---- TLS (tls.c) ----------------------------------------------------------------------------- */
@@ -197,12 +197,10 @@ void hsc_tls_close_notify(hsc_conn_t *c);
 /**
  * Queues a slice of a shared frame behind everything else, taking over the caller's reference,
  * whatever the high mark (HTTP/2: h2res.c checks it before it frames). Written at the next flush
- * (hsc_conn_uncork()). Returns 0, or HSC_ENOMEM after scheduling the close (the reference is
+ * (hsc_conn_flush()). Returns 0, or HSC_ENOMEM after scheduling the close (the reference is
  * released).
  */
 int hsc_conn_queue_ref(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end);
-/** Starts writing what is queued (after hsc_conn_queue_ref()), unless a write is in flight. */
-void hsc_conn_flush_queue(hsc_conn_t *c);
 
 /* ---- HTTP/2 (h2conn.c, h2recv.c, h2res.c) -----------------------------------------------------
  */

@@ -135,7 +135,7 @@ void hsc_h2_pump(hsc_conn_t *c)
     hsc_conn_cork(c);
     int rv = nghttp2_session_send(h2->session);
     hsc_conn_uncork(c);
-    hsc_conn_flush_queue(c);
+    hsc_conn_flush(c);
     h2->in_pump = false;
     if (rv != 0) {
         if (!c->closing)

@@ -302,11 +302,6 @@ int hsc_conn_queue_ref(hsc_conn_t *c, hsc_frame_t *f, size_t off, size_t end)
     return 0;
 }
 
-void hsc_conn_flush_queue(hsc_conn_t *c)
-{
-    conn_flush(c);
-}
-
 void hsc_conn_outq_dispose(hsc_conn_t *c)
 {
     while (c->q_count > 0)
